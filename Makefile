@@ -1,0 +1,40 @@
+# Two entry points on a fresh machine: `make run` (default suite) and `make test`.
+# Both create .venv when it is missing and install the pinned versions from constraints.txt.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SUITE ?= quick
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+.PHONY: venv data run test bench ui clean
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+# Fashion-MNIST from Debian's package (real data, no download at run time); installed when missing and possible.
+data:
+	@if [ ! -f $(FMNIST) ]; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get install -y -q dataset-fashion-mnist >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null); \
+	  else echo "Fashion-MNIST missing: run 'sudo apt-get install dataset-fashion-mnist' or pass --set data_root=DIR"; fi; fi
+
+run: venv data
+	$(BIN)/python run_suite.py --suite $(SUITE) $(ARGS)
+
+test: venv
+	$(BIN)/python -m pytest $(ARGS)
+
+bench: venv
+	$(BIN)/python bench/gp_test.py
+
+# Browse every suite's runs: the same sqlite file that run_suite.py's local MLflow server writes.
+ui: venv
+	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(CURDIR)/mlflow.db
+
+clean:
+	rm -rf $(VENV) .pytest_cache
