@@ -1,0 +1,66 @@
+"""One trial of a suite, as plain values: what the suite expands into and what a Tune trial runs."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything a trial needs, serialisable to a flat dict (Tune config, MLflow params, Parquet row).
+
+    Attributes:
+        trial_id: unique within a suite and safe as a file name, e.g. ``autowu-cos_fmnist-mlp_b4096_s0``.
+        arm: the suite's arm name (``autowu-cos``, ``autowu-const-cos``, ``autowu-auto``, ``baseline``...).
+        kind: ``"autowu"`` or ``"baseline"``.
+        batch_size: the global batch (all workers, all accumulation steps together).
+        decay / autowu: for AutoWU trials, the decay and the extra ``AutoWU`` keyword arguments
+            (lr_min, lr_max, max_warmup_fraction, warmup, test_interval, patience, confidence, ...).
+        peak_lr / warmup_epochs: for baseline trials, the grid point.
+        is_default: the baseline grid point that the scaling rule gives untuned (the paper's default).
+        micro_batch: per-worker micro-batch for gradient accumulation; None means no accumulation.
+    """
+
+    trial_id: str
+    suite: str
+    arm: str
+    kind: str
+    workload: str
+    batch_size: int
+    epochs: int
+    seed: int
+    optimizer: str
+    weight_decay: float
+    decay: str | None = None
+    autowu: dict[str, Any] = field(default_factory=dict)
+    peak_lr: float | None = None
+    warmup_epochs: float | None = None
+    is_default: bool = False
+    data_root: str | None = None
+    train_subset: int | None = None
+    val_size: int = 5000
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    micro_batch: int | None = None
+    amp: str | None = None
+    channels_last: bool = False
+    compile: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrialSpec":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown TrialSpec fields {unknown}; known: {sorted(names)}")
+        return cls(**values)
+
+    @property
+    def per_worker_batch(self) -> int:
+        return self.batch_size // self.num_workers
