@@ -1,0 +1,29 @@
+"""Learning-rate schedules: AutoWU, its GP minimum detector, the linear-warmup baseline, scaling rules.
+
+Plain PyTorch + GPyTorch; nothing here knows about Ray.
+"""
+
+from autowu_bench.schedulers.autowu import AutoWU, AutoWUCore
+from autowu_bench.schedulers.baseline import LinearWarmupCosine, baseline_plan
+from autowu_bench.schedulers.lr_functions import (
+    const_cos_lr,
+    cosine_lr,
+    exp_warmup_lr,
+    linear_warmup_cosine_lr,
+    scaled_peak_lr,
+)
+from autowu_bench.schedulers.plans import BaselinePlan, SchedulePlan
+
+__all__ = [
+    "AutoWU",
+    "AutoWUCore",
+    "BaselinePlan",
+    "LinearWarmupCosine",
+    "SchedulePlan",
+    "baseline_plan",
+    "const_cos_lr",
+    "cosine_lr",
+    "exp_warmup_lr",
+    "linear_warmup_cosine_lr",
+    "scaled_peak_lr",
+]

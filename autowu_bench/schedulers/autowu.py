@@ -1,0 +1,368 @@
+"""AutoWU (Kim et al. 2021, arXiv 2107.05855): exponential warmup until a GP test finds the loss minimum.
+
+``AutoWUCore`` is the state machine, with no optimizer: it observes step losses and decides when the
+warmup ends and from which LR the decay starts. ``AutoWU`` drives a torch optimizer with it. The
+platform's per-trial controller holds an ``AutoWUCore`` and hands out ``SchedulePlan`` values.
+
+Step convention (../shared/AUTOWU.md, "Conventions"): ``t`` counts ``step(loss)`` calls, one after each
+optimizer step; after ``t`` calls, the LR in the optimizer is ``lr_t``, the LR of step ``t + 1``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import warnings
+from typing import Any, Iterable, Sequence
+
+import torch
+
+from autowu_bench.schedulers.plans import NEVER, SchedulePlan
+
+DECAYS = ("const-cos", "cosine")
+WARMUPS = ("exp", "linear")
+TEST_INTERVALS = ("epoch", "auto")
+# With test_interval="epoch", warn when the LR grows by more than this between two tests: the patience
+# then overshoots the minimum by more than this factor cubed (AUTOWU.md, "Test density").
+MAX_GROWTH_PER_TEST = 1.5
+
+
+class AutoWUCore:
+    """AutoWU's decisions as a state machine over the per-step losses.
+
+    Args:
+        steps_per_epoch: optimizer steps per epoch (S).
+        total_epochs: epochs of the whole run (E); T = S * E optimizer steps.
+        decay: "const-cos" (hold the start LR until ``const_fraction`` of T, then cosine; the default) or
+            "cosine" (cosine to 0 from the switch).
+        lr_min: first LR of the warmup.
+        lr_max: LR the warmup reaches at its longest.
+        max_warmup_fraction: rho; the longest warmup is W = floor(rho * T) steps, after which the
+            decay starts from the current LR ("fallback").
+        warmup: "exp" (eq. 1, the paper's) or "linear" (the paper's appendix C.2 ablation).
+        confidence: gamma; a vote is positive when its probability p is strictly above it.
+        patience: k; the switch happens after this many consecutive positive tests.
+        const_fraction: share of T after which const-cos starts its cosine (1 - c in AUTOWU.md).
+        test_interval: "epoch" (a test after every S steps, the paper's rule), "auto" (every
+            max(1, round(W / 100)) steps: a test each time the LR grew by (lr_max/lr_min)^(1/100)), or a
+            positive number of steps.
+        seed: seeds the detector's random subsets.
+        divergence_factor: a finite loss above this factor times the first finite loss counts as a
+            divergence, like a non-finite one (None: only non-finite losses). At lr_min the first loss is
+            that of the untrained model, so a loss several times higher means the weights are broken.
+        detector: the GP minimum detector; by default the fast ``GPMinimumDetector``.
+    """
+
+    def __init__(
+        self,
+        steps_per_epoch: int,
+        total_epochs: int,
+        *,
+        decay: str = "const-cos",
+        lr_min: float = 1e-5,
+        lr_max: float = 1.0,
+        max_warmup_fraction: float = 0.5,
+        warmup: str = "exp",
+        confidence: float = 0.95,
+        patience: int = 3,
+        const_fraction: float = 0.8,
+        test_interval: str | int = "epoch",
+        seed: int = 0,
+        divergence_factor: float | None = 3.0,
+        detector: Any = None,
+    ) -> None:
+        _check_int("steps_per_epoch", steps_per_epoch, minimum=1)
+        _check_int("total_epochs", total_epochs, minimum=1)
+        _check_choice("decay", decay, DECAYS)
+        _check_choice("warmup", warmup, WARMUPS)
+        if not (isinstance(lr_min, (int, float)) and lr_min > 0):
+            raise ValueError(f"lr_min={lr_min!r} must be a number > 0")
+        if not (isinstance(lr_max, (int, float)) and lr_max > lr_min):
+            raise ValueError(f"lr_max={lr_max!r} must be a number > lr_min={lr_min!r}")
+        if not 0.0 <= max_warmup_fraction <= 1.0:
+            raise ValueError(f"max_warmup_fraction={max_warmup_fraction!r} must be in [0, 1]")
+        if not 0.0 < confidence < 1.0:
+            raise ValueError(f"confidence={confidence!r} must be in (0, 1)")
+        _check_int("patience", patience, minimum=1)
+        if not 0.0 <= const_fraction <= 1.0:
+            raise ValueError(f"const_fraction={const_fraction!r} must be in [0, 1]")
+        if divergence_factor is not None and not divergence_factor > 1.0:
+            raise ValueError(f"divergence_factor={divergence_factor!r} must be > 1, or None to disable")
+
+        self.steps_per_epoch = steps_per_epoch
+        self.total_epochs = total_epochs
+        self.total_steps = steps_per_epoch * total_epochs
+        self.warmup_steps = math.floor(max_warmup_fraction * self.total_steps)
+        self.decay = decay
+        self.warmup = warmup
+        self.lr_min = float(lr_min)
+        self.lr_max = float(lr_max)
+        self.patience = patience
+        self.const_fraction = float(const_fraction)
+        self.divergence_factor = divergence_factor
+        self.test_interval = self._resolve_interval(test_interval)
+        if detector is None:
+            from autowu_bench.schedulers.detector import GPMinimumDetector
+
+            detector = GPMinimumDetector(confidence=confidence, seed=seed)
+        self.detector = detector
+
+        self.t = 0
+        self.history: list[float] = []
+        self.tests: list[dict[str, Any]] = []
+        self.positives = 0
+        self.loss_reference: float | None = None
+        self.switch_step: int | None = None
+        self.switch_reason: str | None = None
+        self.decay_start_lr: float | None = None
+        self.divergence_step: int | None = None
+        self._warned_past_end = False
+        if self.warmup_steps <= 0:
+            self._switch(0, "fallback", self.lr_max)
+
+    def _resolve_interval(self, test_interval: str | int) -> int:
+        if test_interval == "epoch":
+            interval = self.steps_per_epoch
+            if self.warmup == "exp" and self.warmup_steps > 0:
+                growth = (self.lr_max / self.lr_min) ** (interval / self.warmup_steps)
+                if growth > MAX_GROWTH_PER_TEST:
+                    warnings.warn(
+                        f"test_interval='epoch' lets the LR grow x{growth:.2f} between tests (more than "
+                        f"x{MAX_GROWTH_PER_TEST}): with patience {self.patience} the switch can overshoot the "
+                        f"loss minimum by x{growth ** self.patience:.3g}. Use test_interval='auto' for short "
+                        f"budgets ({self.total_epochs} epochs here).",
+                        stacklevel=3,
+                    )
+            return interval
+        if test_interval == "auto":
+            return max(1, round(self.warmup_steps / 100))
+        if isinstance(test_interval, bool) or not isinstance(test_interval, int) or test_interval < 1:
+            raise ValueError(
+                f"test_interval={test_interval!r} must be 'epoch', 'auto' or a positive number of steps"
+            )
+        return test_interval
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    @property
+    def phase(self) -> str:
+        return "warmup" if self.switch_step is None else "decay"
+
+    def plan(self) -> SchedulePlan:
+        """The schedule as known now: exact for every step before ``next_decision``."""
+        if self.switch_step is not None:
+            next_decision = NEVER
+        elif self.divergence_factor is not None and self.loss_reference is None:
+            next_decision = self.t + 1  # the first loss sets the explosion threshold
+        else:
+            next_test = (self.t // self.test_interval + 1) * self.test_interval
+            next_decision = min(next_test, self.warmup_steps)
+        threshold = None
+        if self.divergence_factor is not None and self.loss_reference is not None:
+            threshold = self.divergence_factor * self.loss_reference
+        return SchedulePlan(
+            total_steps=self.total_steps,
+            warmup_steps=self.warmup_steps,
+            lr_min=self.lr_min,
+            lr_max=self.lr_max,
+            warmup=self.warmup,
+            decay=self.decay,
+            const_fraction=self.const_fraction,
+            next_decision=next_decision,
+            switch_step=self.switch_step,
+            decay_start_lr=self.decay_start_lr,
+            divergence_threshold=threshold,
+        )
+
+    def lr(self, t: int | None = None) -> float:
+        """The scheduled LR after ``t`` calls (default: now), before any parameter group's lr_scale."""
+        return self.plan().lr(self.t if t is None else t)
+
+    # -- updates ---------------------------------------------------------------------------------
+
+    def observe(self, losses: Iterable[float]) -> None:
+        """Feed the losses of the next steps, in order, one per optimizer step."""
+        for loss in losses:
+            self._observe_one(float(loss))
+
+    def _observe_one(self, loss: float) -> None:
+        self.t += 1
+        if self.switch_step is not None:
+            if self.t > self.total_steps and not self._warned_past_end:
+                self._warned_past_end = True
+                warnings.warn(
+                    f"AutoWU stepped {self.t} times, past the planned {self.total_steps} steps "
+                    f"({self.steps_per_epoch} x {self.total_epochs}); the LR stays at 0",
+                    stacklevel=3,
+                )
+            return
+        lr_now = self.lr(self.t - 1)  # the LR of the step whose loss this is
+        self.history.append(loss)
+        if math.isfinite(loss) and self.loss_reference is None:
+            self.loss_reference = loss
+        if self._divergent(loss):
+            self._diverge(lr_now)
+            return
+        if self.t % self.test_interval == 0:
+            self._test(lr_now)
+        if self.switch_step is None and self.t >= self.warmup_steps:
+            self._switch(self.t, "fallback", lr_now)
+
+    def _divergent(self, loss: float) -> bool:
+        if not math.isfinite(loss):
+            return True
+        return self.divergence_factor is not None and loss > self.divergence_factor * self.loss_reference
+
+    def _test(self, lr_now: float) -> None:
+        result = self.detector.test(self.history, lr_min=self.lr_min, lr_now=lr_now, warmup=self.warmup)
+        self.positives = self.positives + 1 if result.positive else 0
+        decide = self.positives >= self.patience
+        record = self._record(result, "switch" if decide else ("positive" if result.positive else "negative"))
+        self.tests.append(record)
+        if decide:
+            record.update(mu=list(result.mu), x_star=list(result.x_star), start_lr=result.start_lr)
+            self._switch(self.t, "test", result.start_lr)
+
+    def _diverge(self, lr_now: float) -> None:
+        """Switch at once: the weights are already broken, so never start above the LR that broke them."""
+        start = time.perf_counter()
+        # The diverged loss keeps its place in the history but, like a NaN, is not fitted.
+        finite_part = self.history[:-1] + [math.nan]
+        result = self.detector.test(finite_part, lr_min=self.lr_min, lr_now=lr_now, warmup=self.warmup)
+        start_lr = min(result.start_lr, lr_now)
+        record = self._record(result, "divergence")
+        record.update(mu=list(result.mu), x_star=list(result.x_star), start_lr=start_lr,
+                      seconds=time.perf_counter() - start)
+        self.tests.append(record)
+        self.divergence_step = self.t
+        self._switch(self.t, "divergence", start_lr)
+
+    def _record(self, result: Any, decision: str) -> dict[str, Any]:
+        return {
+            "step": self.t,
+            "epoch": self.t / self.steps_per_epoch,
+            "p": list(result.p),
+            "votes": list(result.votes),
+            "positive": bool(result.positive),
+            "decision": decision,
+            "n_finite": result.n_finite,
+            "seconds": result.seconds,
+        }
+
+    def _switch(self, t: int, reason: str, start_lr: float) -> None:
+        self.switch_step = t
+        self.switch_reason = reason
+        self.decay_start_lr = float(start_lr)
+
+    # -- state -----------------------------------------------------------------------------------
+
+    _STATE = (
+        "t", "history", "tests", "positives", "loss_reference", "switch_step", "switch_reason",
+        "decay_start_lr", "divergence_step", "_warned_past_end",
+    )
+    _CONFIG = (
+        "steps_per_epoch", "total_epochs", "warmup_steps", "decay", "warmup", "lr_min", "lr_max",
+        "patience", "const_fraction", "test_interval", "divergence_factor",
+    )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume bit-for-bit: progress, history, tests, the detector's state."""
+        state = {name: copy.deepcopy(getattr(self, name)) for name in self._STATE}
+        state["config"] = {name: getattr(self, name) for name in self._CONFIG}
+        state["detector"] = self.detector.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        mismatched = {
+            name: (value, getattr(self, name))
+            for name, value in state["config"].items()
+            if getattr(self, name) != value
+        }
+        if mismatched:
+            detail = ", ".join(f"{k}: saved {v[0]!r}, here {v[1]!r}" for k, v in mismatched.items())
+            raise ValueError(f"AutoWU state was saved with another configuration ({detail})")
+        for name in self._STATE:
+            setattr(self, name, copy.deepcopy(state[name]))
+        self.detector.load_state_dict(state["detector"])
+
+
+class AutoWU:
+    """AutoWU driving a torch optimizer; call ``step(loss)`` once after every optimizer step.
+
+    The constructor writes lr_0 (lr_min) into the optimizer. A parameter group may carry ``lr_scale``
+    (default 1.0): its LR is the scheduled LR times that scale, so groups keep their ratios. Keyword
+    arguments are those of ``AutoWUCore``, which documents them.
+
+    Example::
+
+        scheduler = AutoWU(optimizer, steps_per_epoch=len(loader), total_epochs=epochs)
+        for x, y in loader:
+            loss = criterion(model(x), y)
+            optimizer.zero_grad(); loss.backward(); optimizer.step()
+            scheduler.step(loss)
+    """
+
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, steps_per_epoch: int, total_epochs: int, **kwargs: Any
+    ) -> None:
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise ValueError(f"optimizer={optimizer!r} must be a torch.optim.Optimizer")
+        self.optimizer = optimizer
+        self.core = AutoWUCore(steps_per_epoch, total_epochs, **kwargs)
+        self._apply()
+
+    def step(self, loss: float | torch.Tensor) -> None:
+        """Record the loss of the optimizer step just taken and set the LR of the next one."""
+        self.core.observe([float(loss)])
+        self._apply()
+
+    def _apply(self) -> None:
+        lr = self.core.lr()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+
+    def get_last_lr(self) -> list[float]:
+        """One LR per parameter group: the LR the next optimizer step uses."""
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    @property
+    def phase(self) -> str:
+        return self.core.phase
+
+    @property
+    def switch_step(self) -> int | None:
+        return self.core.switch_step
+
+    @property
+    def switch_reason(self) -> str | None:
+        return self.core.switch_reason
+
+    @property
+    def decay_start_lr(self) -> float | None:
+        return self.core.decay_start_lr
+
+    @property
+    def divergence_step(self) -> int | None:
+        return self.core.divergence_step
+
+    @property
+    def tests(self) -> list[dict[str, Any]]:
+        return self.core.tests
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.core.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.core.load_state_dict(state)
+        self._apply()
+
+
+def _check_int(name: str, value: Any, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name}={value!r} must be an integer >= {minimum}")
+
+
+def _check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not one of {list(choices)}")

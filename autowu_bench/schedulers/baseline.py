@@ -1,0 +1,77 @@
+"""The baseline of the paper: linear warmup from 0 to a peak LR over w epochs, then cosine to 0."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from autowu_bench.schedulers.plans import BaselinePlan
+
+
+class LinearWarmupCosine:
+    """Linear warmup then cosine decay, stepped once after every optimizer step.
+
+    Same step convention as ``AutoWU``: after ``t`` calls of ``step()`` the optimizer holds the LR of
+    step ``t + 1``: ``peak_lr * t / W`` for ``t < W`` (so the first step uses 0), then
+    ``peak_lr * (1 + cos(pi * (t - W) / (T - W))) / 2``, reaching 0 at ``t = T``. Parameter groups keep
+    their ``lr_scale``.
+
+    Args:
+        optimizer: the optimizer whose groups get the LR.
+        steps_per_epoch: optimizer steps per epoch.
+        total_epochs: epochs of the run; T = steps_per_epoch * total_epochs.
+        peak_lr: the LR at the end of the warmup (see ``scaled_peak_lr`` for the scaling rules).
+        warmup_epochs: w; W = round(w * steps_per_epoch) steps (fractions of an epoch allowed).
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        steps_per_epoch: int,
+        total_epochs: int,
+        *,
+        peak_lr: float,
+        warmup_epochs: float,
+    ) -> None:
+        self.optimizer = optimizer
+        self.plan = baseline_plan(steps_per_epoch, total_epochs, peak_lr=peak_lr, warmup_epochs=warmup_epochs)
+        self.t = 0
+        self._apply()
+
+    def step(self, loss: Any = None) -> None:
+        """Advance one optimizer step; ``loss`` is accepted (and ignored) so it swaps in for AutoWU."""
+        self.t += 1
+        self._apply()
+
+    def _apply(self) -> None:
+        lr = self.plan.lr(self.t)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+
+    def get_last_lr(self) -> list[float]:
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"t": self.t}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.t = state["t"]
+        self._apply()
+
+
+def baseline_plan(
+    steps_per_epoch: int, total_epochs: int, *, peak_lr: float, warmup_epochs: float
+) -> BaselinePlan:
+    """The baseline's fixed plan, after checking its arguments."""
+    for name, value in (("steps_per_epoch", steps_per_epoch), ("total_epochs", total_epochs)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r} must be an integer >= 1")
+    if not peak_lr > 0:
+        raise ValueError(f"peak_lr={peak_lr!r} must be > 0")
+    if not 0 <= warmup_epochs <= total_epochs:
+        raise ValueError(f"warmup_epochs={warmup_epochs!r} must be in [0, total_epochs={total_epochs}]")
+    total = steps_per_epoch * total_epochs
+    return BaselinePlan(
+        total_steps=total, warmup_steps=round(warmup_epochs * steps_per_epoch), peak_lr=float(peak_lr)
+    )
