@@ -1,0 +1,1 @@
+"""Data sets on disk (Fashion-MNIST, CIFAR, ImageNet folders), splits, loaders and batched augmentation."""

@@ -1,0 +1,99 @@
+"""A loader over a split that lives whole on one device (Fashion-MNIST, CIFAR)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from .augment import AugmentSpec, Normalize, augment_uint8, cutout
+from .sharding import check_rank, mix_seed, train_batches
+from .splits import TensorSplit
+
+
+class DeviceLoader:
+    """Batches ``(x, y)`` of a :class:`TensorSplit` on ``device``: x float32 normalized, y int64.
+
+    The uint8 split is copied to ``device`` once; each batch is gathered, augmented (train only) and
+    normalized there, so the input pipeline is a handful of kernels per batch and never needs worker
+    processes.
+
+    Args:
+        split: the images and labels.
+        batch_size: samples per batch on this rank (the global batch is batch_size x world_size).
+        rank, world_size: this rank's share. train=True: disjoint parts, the same number of whole
+            batches on every rank, order reshuffled per (seed, epoch). train=False: the whole split on
+            every rank, in order, last batch kept.
+        train: augment and shard/shuffle (True) or evaluate (False).
+        seed: seeds the shuffle (with the epoch) and the augmentation (with the epoch and the rank).
+        device: where the batches are produced.
+        augment: what train batches get; ignored when train=False.
+        normalize: per-channel normalization.
+        channels_last: return 4-D batches in channels_last memory format.
+    """
+
+    def __init__(
+        self,
+        split: TensorSplit,
+        *,
+        batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+        train: bool,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        augment: AugmentSpec = AugmentSpec(),
+        normalize: Normalize,
+        channels_last: bool = False,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} must be at least 1")
+        check_rank(rank, world_size)
+        self.split = split
+        self.batch_size = batch_size
+        self.rank = rank
+        self.world_size = world_size
+        self.train = train
+        self.seed = seed
+        self.device = torch.device(device)
+        self.augment = augment
+        self.normalize = normalize
+        self.channels_last = channels_last
+        self.epoch = 0
+        if train:  # fail now, not at the first epoch, when the batch does not fit
+            train_batches(len(split), batch_size=batch_size, rank=rank, world_size=world_size, seed=seed, epoch=0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the shuffle and augmentation stream of ``epoch`` (deterministic per (seed, epoch))."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        n = len(self.split)
+        if self.train:
+            return (n // self.world_size) // self.batch_size
+        return -(-n // self.batch_size)
+
+    def _index_batches(self) -> list[torch.Tensor]:
+        n = len(self.split)
+        if self.train:
+            batches = train_batches(
+                n, batch_size=self.batch_size, rank=self.rank, world_size=self.world_size, seed=self.seed,
+                epoch=self.epoch,
+            )
+            return list(batches.to(self.device).unbind(0))
+        return [slice(i, min(i + self.batch_size, n)) for i in range(0, n, self.batch_size)]  # type: ignore[misc]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        images, labels = self.split.on(self.device)
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(mix_seed(self.seed, self.epoch, self.rank, 1))
+        for index in self._index_batches():
+            x, y = images[index], labels[index]
+            if self.train:
+                x = augment_uint8(x, self.augment, generator)
+            x = self.normalize(x)
+            if self.train and self.augment.cutout:
+                x = cutout(x, self.augment.cutout, generator)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, y
