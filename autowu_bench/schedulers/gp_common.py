@@ -1,0 +1,295 @@
+"""What the fast and the reference GP minimum detectors share (AUTOWU.md "Data the test sees", "Test").
+
+Both detectors take the whole warmup loss history, draw their random subsets through
+:func:`draw_subsets` from a generator seeded the same way, and turn each vote's posterior into a
+probability with :func:`lower_bound_probability`, so that their decisions can be compared one to one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from autowu_bench.schedulers.lr_functions import lr_at_fraction
+
+#: Added to the variance of ``f(x_i) - f(1)`` before the normal CDF (the paper's jitter).
+PROBABILITY_JITTER = 1e-4
+#: Initial output scale: GPyTorch's default ``raw_outputscale = 0``, i.e. ``softplus(0) = ln 2``.
+INITIAL_RAW_OUTPUTSCALE = 0.0
+WARMUP_KINDS = ("exp", "linear")
+
+
+@dataclass
+class DetectorResult:
+    """One test of the GP minimum detector.
+
+    Attributes:
+        p: Lower-bound probability that the minimum lies before "now", one per vote (eqs. 3-4).
+        votes: ``p_j > confidence`` (strict), one per vote.
+        positive: More than half of the votes are True.
+        x_star: Per vote, the grid point in [0, 1] where the posterior mean is lowest.
+        start_lr: Eq. 5: mean over the votes of the warmup LR at ``x_star_j``.
+        mu: Posterior mean of the latent loss on the grid, averaged over the votes.
+        constant: Fitted GP constant mean after this test.
+        outputscale: Fitted output scale ``s`` after this test.
+        noise: Fitted noise variance after this test.
+        n_finite: Finite points in the history.
+        seconds: Wall time of this test.
+    """
+
+    p: list[float]
+    votes: list[bool]
+    positive: bool
+    x_star: list[float]
+    start_lr: float
+    mu: list[float]
+    constant: float
+    outputscale: float
+    noise: float
+    n_finite: int
+    seconds: float = field(default=0.0)
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """The validated constructor arguments of a detector (the same for both implementations)."""
+
+    confidence: float
+    lengthscale: float
+    noise_init: float
+    noise_min: float
+    fit_iters: int
+    fit_lr: float
+    fit_points: int
+    votes: int
+    vote_points: int
+    grid_points: int
+    seed: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name}={value!r} must be an integer >= {minimum}")
+    if value < minimum:
+        raise ValueError(f"{name}={value!r} must be >= {minimum}; pass a larger {name}")
+    return int(value)
+
+
+def _check_real(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name}={value!r} must be a real number")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name}={value!r} must be finite")
+    return value
+
+
+def make_config(
+    *,
+    confidence: float,
+    lengthscale: float,
+    noise_init: float,
+    noise_min: float,
+    fit_iters: int,
+    fit_lr: float,
+    fit_points: int,
+    votes: int,
+    vote_points: int,
+    grid_points: int,
+    seed: int,
+    min_lengthscale: float = 0.0,
+) -> DetectorConfig:
+    """Validate the detector arguments; raise ValueError naming the argument and the fix."""
+    confidence = _check_real("confidence", confidence)
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence={confidence!r} must lie strictly between 0 and 1 (the paper uses 0.95)")
+    lengthscale = _check_real("lengthscale", lengthscale)
+    if not lengthscale > 0.0:
+        raise ValueError(f"lengthscale={lengthscale!r} must be > 0 (time is scaled to [0, 1]; the paper uses 0.2)")
+    if lengthscale < min_lengthscale:
+        raise ValueError(
+            f"lengthscale={lengthscale!r} is below {min_lengthscale}, where the fast detector's kernel expansion "
+            "needs hundreds of terms; use ReferenceGPMinimumDetector for such short lengthscales"
+        )
+    noise_min = _check_real("noise_min", noise_min)
+    if noise_min < 0.0:
+        raise ValueError(f"noise_min={noise_min!r} must be >= 0 (the paper uses 1e-4)")
+    noise_init = _check_real("noise_init", noise_init)
+    if not noise_init > noise_min:
+        raise ValueError(f"noise_init={noise_init!r} must be > noise_min={noise_min!r}; raise noise_init")
+    fit_lr = _check_real("fit_lr", fit_lr)
+    if not fit_lr > 0.0:
+        raise ValueError(f"fit_lr={fit_lr!r} must be > 0 (the paper uses 0.01)")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed={seed!r} must be an integer")
+    return DetectorConfig(
+        confidence=confidence,
+        lengthscale=lengthscale,
+        noise_init=noise_init,
+        noise_min=noise_min,
+        fit_iters=_check_int("fit_iters", fit_iters, 0),
+        fit_lr=fit_lr,
+        fit_points=_check_int("fit_points", fit_points, 2),
+        votes=_check_int("votes", votes, 1),
+        vote_points=_check_int("vote_points", vote_points, 2),
+        grid_points=_check_int("grid_points", grid_points, 2),
+        seed=int(seed),
+    )
+
+
+def check_test_args(lr_min: float, lr_now: float, warmup: str) -> tuple[float, float]:
+    """Validate the arguments of ``test`` other than the losses."""
+    lr_min = _check_real("lr_min", lr_min)
+    lr_now = _check_real("lr_now", lr_now)
+    if not lr_min > 0.0:
+        raise ValueError(f"lr_min={lr_min!r} must be > 0: it is the first LR of the warmup")
+    if not lr_now > 0.0:
+        raise ValueError(f"lr_now={lr_now!r} must be > 0: pass the LR of the step whose loss was recorded last")
+    if warmup not in WARMUP_KINDS:
+        raise ValueError(f"warmup={warmup!r} is unknown; use one of {list(WARMUP_KINDS)}")
+    return lr_min, lr_now
+
+
+@dataclass(frozen=True)
+class History:
+    """The finite points of a loss history, placed at ``x_i = i / n`` (NaN/inf keep their slot)."""
+
+    x: torch.Tensor  # float64, finite points only
+    y: torch.Tensor  # float64, finite points only
+    n: int  # all points, finite or not
+
+    @property
+    def n_finite(self) -> int:
+        return int(self.x.numel())
+
+    @property
+    def degenerate(self) -> bool:
+        """Fewer than 2 finite points, or all finite losses equal: nothing to fit."""
+        return self.n_finite < 2 or bool((self.y == self.y[0]).all())
+
+
+def history_points(losses: Sequence[float] | np.ndarray | torch.Tensor) -> History:
+    """Convert the loss history (list, numpy array or 1-d tensor) to its finite points."""
+    if isinstance(losses, torch.Tensor):
+        y_all = losses.detach().to(device="cpu", dtype=torch.float64)
+    else:
+        try:
+            y_all = torch.as_tensor(np.asarray(losses, dtype=np.float64))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"losses must be a sequence of floats; got {type(losses).__name__}: {exc}") from exc
+    if y_all.dim() != 1:
+        raise ValueError(f"losses must be 1-d (one loss per step); got shape {tuple(y_all.shape)}")
+    n = int(y_all.numel())
+    finite = torch.isfinite(y_all)
+    x_all = torch.arange(n, dtype=torch.float64) / max(n, 1)
+    return History(x=x_all[finite], y=y_all[finite], n=n)
+
+
+def draw_subsets(
+    n_finite: int, config: DetectorConfig, generator: torch.Generator
+) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+    """Indices (sorted) of the fit subset and of each vote's subset, drawn from ``generator``.
+
+    Returns ``(fit_idx, vote_idx)``; ``vote_idx`` is None while every vote sees all points
+    (``n_finite <= vote_points``), in which case one vote is computed and replicated. The generator
+    is only consumed where a subset is actually random, in the order fit, then vote 1..M.
+    """
+    all_idx = torch.arange(n_finite)
+    if n_finite > config.fit_points:
+        fit_idx = torch.randperm(n_finite, generator=generator)[: config.fit_points].sort().values
+    else:
+        fit_idx = all_idx
+    if n_finite <= config.vote_points:
+        return fit_idx, None
+    vote_idx = [
+        torch.randperm(n_finite, generator=generator)[: config.vote_points].sort().values
+        for _ in range(config.votes)
+    ]
+    return fit_idx, vote_idx
+
+
+def evaluation_grid(grid_points: int) -> torch.Tensor:
+    """The evaluation grid G: ``grid_points`` evenly spaced points on [0, 1], both ends included."""
+    return torch.linspace(0.0, 1.0, grid_points, dtype=torch.float64)
+
+
+def lower_bound_probability(mu: torch.Tensor, var_diff: torch.Tensor) -> torch.Tensor:
+    """Eqs. 3-4: ``max_{i < last} Phi((mu_last - mu_i) / sqrt(var_diff_i + 1e-4))`` per row.
+
+    ``var_diff_i = var_i + var_last - 2 cov_{i,last}`` is the posterior variance of ``f(x_i) - f(1)``.
+    ``mu`` and ``var_diff`` have shape (..., grid_points); the result has shape (...).
+    """
+    z = (mu[..., -1:] - mu[..., :-1]) / torch.sqrt(var_diff[..., :-1].clamp_min(0.0) + PROBABILITY_JITTER)
+    phi = 0.5 * torch.erfc(-z / math.sqrt(2.0))
+    return phi.max(dim=-1).values
+
+
+def make_result(
+    *,
+    config: DetectorConfig,
+    grid: torch.Tensor,
+    mu: torch.Tensor,
+    var_diff: torch.Tensor,
+    lr_min: float,
+    lr_now: float,
+    warmup: str,
+    constant: float,
+    outputscale: float,
+    noise: float,
+    n_finite: int,
+    seconds: float,
+) -> DetectorResult:
+    """Assemble the result from each vote's posterior mean and difference variance on the grid.
+
+    ``mu`` and ``var_diff`` have shape (V, grid_points) with V = 1 (replicated to all votes) or M.
+    """
+    p = lower_bound_probability(mu, var_diff)
+    x_star = grid[mu.argmin(dim=-1)]
+    if mu.shape[0] == 1:
+        p = p.expand(config.votes)
+        x_star = x_star.expand(config.votes)
+    p_list = [float(v) for v in p]
+    votes = [v > config.confidence for v in p_list]
+    x_list = [float(v) for v in x_star]
+    start_lr = sum(lr_at_fraction(x, lr_min, lr_now, warmup) for x in x_list) / len(x_list)
+    return DetectorResult(
+        p=p_list,
+        votes=votes,
+        positive=sum(votes) > config.votes / 2,
+        x_star=x_list,
+        start_lr=float(start_lr),
+        mu=mu.mean(dim=0).tolist(),
+        constant=float(constant),
+        outputscale=float(outputscale),
+        noise=float(noise),
+        n_finite=n_finite,
+        seconds=seconds,
+    )
+
+
+def degenerate_result(
+    *, config: DetectorConfig, history: History, lr_now: float, constant: float, outputscale: float,
+    noise: float, seconds: float,
+) -> DetectorResult:
+    """The answer when there is nothing to fit: negative, p = 0, x* = 1 so the start LR is ``lr_now``."""
+    level = float(history.y.mean()) if history.n_finite else math.nan
+    return DetectorResult(
+        p=[0.0] * config.votes,
+        votes=[False] * config.votes,
+        positive=False,
+        x_star=[1.0] * config.votes,
+        start_lr=float(lr_now),
+        mu=[level] * config.grid_points,
+        constant=float(constant),
+        outputscale=float(outputscale),
+        noise=float(noise),
+        n_finite=history.n_finite,
+        seconds=seconds,
+    )
