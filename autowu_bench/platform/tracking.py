@@ -1,0 +1,497 @@
+"""MLflow tracking: the local server, the suite's parent run, one nested child run per trial.
+
+Layout in MLflow: an experiment per suite (named after it), a parent run per ``run_suite.py``
+invocation (provenance tags, the suite file as an artifact, at the end the table and the Parquet
+files), and a child run per trial (``mlflow.parentRunId`` tag; params = the whole TrialSpec; tags
+arm / kind / decay / optimizer / workload / batch_size / seed). Only two kinds of process write a
+trial's run: the trial driver (``start_trial_run`` / ``end_trial_run``) and rank 0's
+``TrialRecorder``; other ranks never log.
+
+Metrics of a child run (MLflow ``step`` = optimizer steps taken, so every chart shares one x axis):
+  lr, train_loss                    every step, sent in batches (``log_batch``), never one call a step
+  epoch, val_loss, val_acc, ...     every epoch: whatever the trial passes to ``log_epoch``
+  autowu_p_<i>                      every AutoWU test: the probability of vote i that the minimum is behind
+  autowu_positive_votes, autowu_positive (0/1), autowu_decision (0 negative, 1 positive, 2 switch,
+                                    3 divergence)
+  event_<name>                      1 at the step of an event such as a rollback
+  summary metrics                   at the end (test_acc, best_val_acc, switch_epoch, device_hours, ...)
+
+With no tracking URI given, ``run_suite.py`` runs ``LocalMlflowServer``: ``mlflow server`` on
+127.0.0.1 over ``sqlite:///<working folder>/mlflow.db`` with artifacts in ``<working folder>/
+mlflow-artifacts``, so every trial process talks HTTP to one writer and the sqlite file is never
+locked by two processes; ``make ui`` shows the same file afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from autowu_bench.platform.spec import TrialSpec
+
+TRIAL_TAGS = ("trial_id", "arm", "kind", "decay", "optimizer", "workload", "batch_size", "seed")
+STATUSES = ("FINISHED", "FAILED", "KILLED")
+DECISION_CODES = {"negative": 0, "positive": 1, "switch": 2, "divergence": 3}
+FRAGMENTS = "fragments"
+# MLflow's limits per log_batch request (mlflow.utils.validation): 1000 metrics, 100 params or tags.
+_METRICS_PER_CALL = 1000
+_PARAMS_PER_CALL = 100
+
+# Runs the MLflow server in the group it leads and takes the group down when its owner dies, so a
+# killed run_suite.py (even SIGKILL) leaves no server behind. argv: owner pid, then the server command.
+_WATCHDOG = r"""
+import os, signal, subprocess, sys, time
+owner = int(sys.argv[1])
+server = subprocess.Popen(sys.argv[2:])
+signal.signal(signal.SIGTERM, lambda *_: None)
+while server.poll() is None and os.getppid() == owner:
+    time.sleep(0.5)
+os.killpg(0, signal.SIGTERM)
+time.sleep(5)
+os.killpg(0, signal.SIGKILL)
+"""
+
+
+def _client(tracking_uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# -- the local server -------------------------------------------------------------------------------
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class LocalMlflowServer:
+    """``mlflow server`` on 127.0.0.1 over a sqlite file, for the duration of a ``with`` block.
+
+    Args:
+        workdir: the folder holding ``mlflow.db`` and ``mlflow-artifacts/`` (the working folder).
+        log_path: where the server's output goes (default ``workdir/mlflow-server.log``).
+        port: None picks a free port.
+        startup_timeout: seconds to wait for the server to answer ``/health``.
+    """
+
+    def __init__(
+        self,
+        workdir: str | os.PathLike,
+        *,
+        log_path: str | os.PathLike | None = None,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        startup_timeout: float = 180.0,
+    ) -> None:
+        self.workdir = Path(workdir).absolute()
+        self.db_path = self.workdir / "mlflow.db"
+        self.artifacts = self.workdir / "mlflow-artifacts"
+        self.log_path = Path(log_path) if log_path else self.workdir / "mlflow-server.log"
+        self.host = host
+        self.port = port or free_port(host)
+        self.startup_timeout = startup_timeout
+        self._process: subprocess.Popen | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        mlflow_cli = Path(sys.executable).with_name("mlflow")
+        head = [str(mlflow_cli)] if mlflow_cli.exists() else [sys.executable, "-m", "mlflow"]
+        return head + [
+            "server", "--host", self.host, "--port", str(self.port), "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{self.db_path}",
+            "--artifacts-destination", str(self.artifacts),
+        ]
+
+    def start(self) -> "LocalMlflowServer":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+        with open(self.log_path, "ab") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", _WATCHDOG, str(os.getpid()), *self.command()],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                cwd=self.workdir, start_new_session=True,
+            )
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                tail = self.log_path.read_text(errors="replace")[-2000:]
+                self._process = None
+                raise RuntimeError(f"the MLflow server exited at start (log {self.log_path}):\n{tail}")
+            if self.answers():
+                return self
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(
+            f"the MLflow server at {self.uri} did not answer within {self.startup_timeout:.0f} s; "
+            f"see {self.log_path}, or pass --tracking-uri to use a running one"
+        )
+
+    def answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """Stop the server and everything it started (its process group); idempotent."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                process.wait(timeout=wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def __enter__(self) -> "LocalMlflowServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+# -- experiments and the parent run ------------------------------------------------------------------
+
+
+def experiment_id(tracking_uri: str, name: str) -> str:
+    """The id of the experiment ``name``, created when missing (safe when two processes race)."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name)
+    except MlflowException:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def provenance() -> dict[str, str]:
+    """Versions and the code's git commit, as MLflow tags of the parent run."""
+    import mlflow
+    import ray
+    import torch
+
+    tags = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "ray": ray.__version__,
+        "mlflow": mlflow.__version__,
+        "pyarrow": pa.__version__,
+        "cuda": str(torch.version.cuda),
+        "cudnn": str(torch.backends.cudnn.version()) if torch.backends.cudnn.is_available() else "None",
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "driver_device": (
+            torch.cuda.get_device_name(0) if torch.cuda.is_available()
+            else f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+        ),
+        "command": " ".join(sys.argv),
+    }
+    repo = Path(__file__).resolve().parents[2]
+    commit = _git(repo, "rev-parse", "HEAD")
+    tags["git_commit"] = commit or "unknown (not a git checkout)"
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+        tags["git_dirty"] = str(bool(_git(repo, "status", "--porcelain", "--untracked-files=no")))
+    return tags
+
+
+def _git(repo: Path, *args: str) -> str | None:
+    try:
+        result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def start_parent_run(
+    tracking_uri: str,
+    suite_name: str,
+    *,
+    run_name: str,
+    suite_file: str | os.PathLike | None = None,
+    resolved_suite: str | None = None,
+    params: dict[str, Any] | None = None,
+) -> str:
+    """The parent run of one suite invocation, with provenance tags and the suite as artifacts."""
+    client = _client(tracking_uri)
+    run = client.create_run(
+        experiment_id(tracking_uri, suite_name), run_name=run_name,
+        tags={"suite": suite_name, "role": "suite", **provenance()},
+    )
+    run_id = run.info.run_id
+    if suite_file is not None:
+        client.log_artifact(run_id, str(suite_file), "suite")
+    if resolved_suite is not None:
+        client.log_text(run_id, resolved_suite, "suite/resolved.yaml")
+    if params:
+        _log_params(client, run_id, params)
+    return run_id
+
+
+def log_artifacts(tracking_uri: str, run_id: str, paths: Iterable[str | os.PathLike], artifact_path: str | None = None) -> None:
+    """Upload files to a run (missing files are skipped)."""
+    client = _client(tracking_uri)
+    for path in paths:
+        if Path(path).is_file():
+            client.log_artifact(run_id, str(path), artifact_path)
+
+
+def end_run(tracking_uri: str, run_id: str, status: str) -> None:
+    if status not in STATUSES:
+        raise ValueError(f"status={status!r} must be one of {STATUSES}")
+    _client(tracking_uri).set_terminated(run_id, status)
+
+
+# -- trial runs --------------------------------------------------------------------------------------
+
+
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"autowu": {"test_interval": "auto"}}`` -> ``{"autowu.test_interval": "auto"}``; values as text."""
+    flat: dict[str, str] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    return flat
+
+
+def _log_params(client: Any, run_id: str, values: dict[str, Any]) -> None:
+    from mlflow.entities import Param
+
+    params = [Param(k, v[:6000]) for k, v in flatten(values).items()]
+    for i in range(0, len(params), _PARAMS_PER_CALL):
+        client.log_batch(run_id, params=params[i : i + _PARAMS_PER_CALL], synchronous=True)
+
+
+def trial_tags(spec: TrialSpec) -> dict[str, str]:
+    tags = {name: str(getattr(spec, name)) for name in TRIAL_TAGS}
+    if spec.kind == "autowu":
+        tags["test_interval"] = str(spec.autowu.get("test_interval", "epoch"))
+    else:
+        tags.update(peak_lr=f"{spec.peak_lr:g}", warmup_epochs=f"{spec.warmup_epochs:g}",
+                    is_default=str(spec.is_default))
+    return tags
+
+
+def start_trial_run(tracking_uri: str | None, parent_run_id: str | None, spec: TrialSpec) -> str | None:
+    """The trial's child run under the parent (same experiment); None when there is no tracking.
+
+    A restarted trial (Tune retry, resumed suite) gets its earlier child run back, set RUNNING again,
+    so a trial never has two runs.
+    """
+    if tracking_uri is None:
+        return None
+    client = _client(tracking_uri)
+    if parent_run_id is not None:
+        exp_id = client.get_run(parent_run_id).info.experiment_id
+        earlier = client.search_runs(
+            [exp_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}' and tags.trial_id = '{spec.trial_id}'",
+            max_results=1,
+        )
+        if earlier:
+            run_id = earlier[0].info.run_id
+            client.update_run(run_id, status="RUNNING")
+            return run_id
+    else:
+        exp_id = experiment_id(tracking_uri, spec.suite)
+    tags = trial_tags(spec)
+    if parent_run_id is not None:
+        tags["mlflow.parentRunId"] = parent_run_id
+    run_id = client.create_run(exp_id, run_name=spec.trial_id, tags=tags).info.run_id
+    _log_params(client, run_id, spec.to_dict())
+    return run_id
+
+
+def end_trial_run(tracking_uri: str | None, run_id: str | None, status: str, summary: dict) -> None:
+    """Summary numbers as metrics, summary text as ``summary.<key>`` tags, then the final status."""
+    from mlflow.entities import Metric, RunTag
+
+    if status not in STATUSES:
+        raise ValueError(f"status={status!r} must be one of {STATUSES}")
+    if tracking_uri is None or run_id is None:
+        return
+    client = _client(tracking_uri)
+    now = _now_ms()
+    metrics, tags = [], []
+    for key, value in summary.items():
+        if isinstance(value, (bool, int, float)):
+            metrics.append(Metric(_metric_key(key), float(value), now, 0))
+        elif value is not None:
+            tags.append(RunTag(f"summary.{key}", str(value)[:5000]))
+    for i in range(0, len(metrics), _METRICS_PER_CALL):
+        client.log_batch(run_id, metrics=metrics[i : i + _METRICS_PER_CALL], synchronous=True)
+    for i in range(0, len(tags), _PARAMS_PER_CALL):
+        client.log_batch(run_id, tags=tags[i : i + _PARAMS_PER_CALL], synchronous=True)
+    client.set_terminated(run_id, status)
+
+
+def _metric_key(key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_\-. /]", "_", str(key))
+
+
+# -- the per-trial recorder ----------------------------------------------------------------------------
+
+
+class TrialRecorder:
+    """Rank 0's writer for one trial: MLflow metrics in batches, Parquet fragments for the results.
+
+    Everything is buffered; ``flush()`` (every epoch) sends the buffered metrics with as few
+    ``log_batch`` calls as MLflow's 1000-metric limit allows and appends the buffered rows as Parquet
+    fragments under ``trial_dir/fragments``, numbered on from the fragments already there, so a
+    resumed trial adds to them and ``results.collect`` keeps the last row of a replayed step.
+
+    Args:
+        tracking_uri: MLflow URI; None (or ``run_id`` None) writes Parquet only.
+        run_id: the trial's child run from ``start_trial_run``.
+        trial_dir: the trial's folder (its name is the trial id unless ``trial_id`` is given).
+    """
+
+    def __init__(
+        self, tracking_uri: str | None, run_id: str | None, trial_dir: str | os.PathLike, trial_id: str | None = None
+    ) -> None:
+        self.run_id = run_id
+        self.trial_dir = Path(trial_dir)
+        self.trial_id = trial_id or self.trial_dir.name
+        self.fragments = self.trial_dir / FRAGMENTS
+        self.fragments.mkdir(parents=True, exist_ok=True)
+        self._client = _client(tracking_uri) if tracking_uri and run_id else None
+        self._metrics: list[Any] = []
+        self._rows: dict[str, list[dict[str, Any]]] = {"curves": [], "epochs": [], "tests": [], "events": []}
+        existing = [int(m.group(1)) for p in self.fragments.iterdir() if (m := re.search(r"-(\d+)\.parquet$", p.name))]
+        self._seq = max(existing, default=0)
+
+    def _metric(self, key: str, value: float, step: int) -> None:
+        from mlflow.entities import Metric
+
+        self._metrics.append(Metric(key, float(value), _now_ms(), int(step)))
+
+    def log_steps(self, steps: Sequence[int], lrs: Sequence[float], losses: Sequence[float]) -> None:
+        """Per-step ``lr`` and ``train_loss`` (the all-reduced mean loss of that step)."""
+        if not len(steps) == len(lrs) == len(losses):
+            raise ValueError(f"steps, lrs and losses differ in length: {len(steps)}, {len(lrs)}, {len(losses)}")
+        for step, lr, loss in zip(steps, lrs, losses):
+            step, lr, loss = int(step), float(lr), float(loss)
+            self._rows["curves"].append({"trial_id": self.trial_id, "step": step, "lr": lr, "train_loss": loss})
+            self._metric("lr", lr, step)
+            self._metric("train_loss", loss, step)
+        if len(self._metrics) >= 10 * _METRICS_PER_CALL:
+            self._send()  # a long epoch must not hold unbounded metrics in memory
+
+    def log_epoch(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
+        """Per-epoch metrics (val_loss, val_acc, epoch_seconds, images_per_second, ...) at ``step``."""
+        row = {"trial_id": self.trial_id, "epoch": int(epoch), "step": int(step)}
+        self._metric("epoch", epoch, step)
+        for key, value in metrics.items():
+            row[key] = None if value is None else float(value)
+            if value is not None:
+                self._metric(_metric_key(key), value, step)
+        self._rows["epochs"].append(row)
+
+    def log_tests(self, records: Iterable[dict[str, Any]]) -> None:
+        """AutoWU test records (``AutoWUCore.tests`` entries): p per vote, positive votes, the decision."""
+        for record in records:
+            step = int(record["step"])
+            self._rows["tests"].append({"trial_id": self.trial_id, **_plain(record)})
+            for i, p in enumerate(record.get("p") or []):
+                self._metric(f"autowu_p_{i}", p, step)
+            votes = record.get("votes")
+            if votes is not None:
+                self._metric("autowu_positive_votes", sum(bool(v) for v in votes), step)
+            self._metric("autowu_positive", bool(record.get("positive")), step)
+            if record.get("decision") in DECISION_CODES:
+                self._metric("autowu_decision", DECISION_CODES[record["decision"]], step)
+
+    def log_event(self, name: str, step: int, **info: Any) -> None:
+        """An event such as ``rollback``: metric ``event_<name>`` = 1 at ``step``, a row in events.parquet."""
+        self._rows["events"].append(
+            {"trial_id": self.trial_id, "name": name, "step": int(step), "info": json.dumps(_plain(info))}
+        )
+        self._metric(f"event_{_metric_key(name)}", 1.0, step)
+        if self._client is not None:
+            self._safely(lambda: self._client.set_tag(self.run_id, f"event.{name}", json.dumps({"step": step, **_plain(info)})[:5000]))
+
+    def flush(self) -> None:
+        """Send the buffered metrics to MLflow and append the buffered rows as Parquet fragments."""
+        self._send()
+        for kind, rows in self._rows.items():
+            if rows:
+                self._seq += 1
+                _write_atomic(pa.Table.from_pylist(rows), self.fragments / f"{kind}-{self._seq:06d}.parquet")
+                rows.clear()
+
+    def _send(self) -> None:
+        metrics, self._metrics = self._metrics, []
+        if self._client is None:
+            return
+        for i in range(0, len(metrics), _METRICS_PER_CALL):
+            chunk = metrics[i : i + _METRICS_PER_CALL]
+            self._safely(lambda: self._client.log_batch(self.run_id, metrics=chunk, synchronous=True))
+
+    def _safely(self, call: Any) -> None:
+        # Training outlives a tracking hiccup: the Parquet fragments still hold every row.
+        try:
+            call()
+        except Exception as exc:  # noqa: BLE001 - any client/network error
+            warnings.warn(f"MLflow logging for trial {self.trial_id} failed ({exc}); the Parquet results keep the data")
+
+
+def _plain(value: Any) -> Any:
+    """Numpy/torch scalars and tuples -> plain Python, so rows go to Parquet and JSON alike."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+
+def _write_atomic(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
