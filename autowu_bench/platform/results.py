@@ -1,0 +1,144 @@
+"""Parquet results of one suite invocation, built from the per-trial files; no Ray or MLflow needed.
+
+A run folder ``<results>/<suite>/<timestamp>/`` holds ``suite.yaml`` (the resolved suite),
+``trial_specs.json`` (the expanded trials), ``trials/<trial_id>/`` (``summary.json``, the
+``TrialRecorder``'s ``fragments/*.parquet``, ``lr_rank<r>.parquet``) and, after ``collect``:
+
+trials.parquet, one row per trial:
+    every ``TrialSpec`` field (``autowu`` as a JSON string), ``test_interval`` (AutoWU trials:
+    "epoch", "auto" or a step count as text), and the trial's ``summary.json``: status, epochs_done,
+    steps, final_val_acc, best_val_acc, final_val_loss, test_acc, test_loss, switch_step,
+    switch_epoch, switch_reason ("test", "fallback" or "divergence"), decay_start_lr, rollbacks,
+    wall_seconds, device_hours (wall seconds x the trial's GPUs, or CPUs without GPUs, / 3600), error.
+    A trial without a summary has status "missing".
+curves.parquet: trial_id, step, lr, train_loss; one row per optimizer step (``step`` = steps taken
+    including this one); a step replayed after a rollback or resume keeps its last row.
+epochs.parquet: trial_id, epoch, step, and the per-epoch metrics (val_loss, val_acc, epoch_seconds,
+    images_per_second, ...); the last row per epoch.
+tests.parquet: trial_id, step, epoch, p (list: per vote), votes (list of bool), positive, decision
+    ("negative", "positive", "switch", "divergence"), n_finite, seconds, and for the deciding test
+    mu, x_star (lists) and start_lr; the last row per step.
+events.parquet: trial_id, name (e.g. "rollback"), step, info (JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from autowu_bench.platform.spec import TrialSpec
+from autowu_bench.platform.tracking import FRAGMENTS
+
+SPECS_FILE = "trial_specs.json"
+SUMMARY_FILE = "summary.json"
+TABLES = ("trials", "curves", "epochs", "tests", "events")
+SUMMARY_COLUMNS = (
+    "status", "epochs_done", "steps", "final_val_acc", "best_val_acc", "final_val_loss", "test_acc",
+    "test_loss", "switch_step", "switch_epoch", "switch_reason", "decay_start_lr", "rollbacks",
+    "wall_seconds", "device_hours", "error",
+)
+_KEYS = {"curves": ["step"], "epochs": ["epoch"], "tests": ["step"], "events": None}
+_EMPTY = {
+    "curves": pa.schema([("trial_id", pa.string()), ("step", pa.int64()), ("lr", pa.float64()),
+                         ("train_loss", pa.float64())]),
+    "epochs": pa.schema([("trial_id", pa.string()), ("epoch", pa.int64()), ("step", pa.int64())]),
+    "tests": pa.schema([("trial_id", pa.string()), ("step", pa.int64()), ("epoch", pa.float64()),
+                        ("p", pa.list_(pa.float64())), ("votes", pa.list_(pa.bool_())),
+                        ("positive", pa.bool_()), ("decision", pa.string())]),
+    "events": pa.schema([("trial_id", pa.string()), ("name", pa.string()), ("step", pa.int64()),
+                         ("info", pa.string())]),
+}
+
+
+def write_specs(run_dir: str | os.PathLike, trials: Iterable[TrialSpec]) -> Path:
+    """Record the expanded trials in the run folder (``collect`` joins them with the summaries)."""
+    path = Path(run_dir) / SPECS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([t.to_dict() for t in trials], indent=1))
+    return path
+
+
+def read_specs(run_dir: str | os.PathLike) -> list[TrialSpec]:
+    path = Path(run_dir) / SPECS_FILE
+    if not path.is_file():
+        return []
+    return [TrialSpec.from_dict(d) for d in json.loads(path.read_text())]
+
+
+def trials_frame(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """One row per trial: its spec joined with its summary (every trial of ``trial_specs.json``, plus
+    any trial folder with a summary but no spec)."""
+    run_dir = Path(run_dir)
+    rows: dict[str, dict[str, Any]] = {}
+    for spec in read_specs(run_dir):
+        row = spec.to_dict()
+        row["autowu"] = json.dumps(row["autowu"], sort_keys=True)
+        row["test_interval"] = str(spec.autowu.get("test_interval", "epoch")) if spec.kind == "autowu" else None
+        rows[spec.trial_id] = row
+    for summary_path in sorted((run_dir / "trials").glob(f"*/{SUMMARY_FILE}")):
+        summary = json.loads(summary_path.read_text())
+        trial_id = summary.get("trial_id") or summary_path.parent.name
+        row = rows.setdefault(trial_id, {"trial_id": trial_id})
+        for key, value in summary.items():
+            if key not in row or key in SUMMARY_COLUMNS:
+                row[key] = value
+    frame = pd.DataFrame(list(rows.values()))
+    if frame.empty:
+        frame = pd.DataFrame(columns=["trial_id"])
+    for column in SUMMARY_COLUMNS:
+        if column not in frame:
+            frame[column] = None
+    frame["status"] = frame["status"].fillna("missing")
+    for column in ("final_val_acc", "best_val_acc", "final_val_loss", "test_acc", "test_loss", "switch_epoch",
+                   "decay_start_lr", "wall_seconds", "device_hours"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    return frame
+
+
+def fragments_frame(run_dir: str | os.PathLike, kind: str) -> pd.DataFrame:
+    """Every trial's fragments of ``kind`` ("curves", "epochs", "tests" or "events"), in the order they
+    were written, with replayed keys deduplicated (the last row wins)."""
+    if kind not in _KEYS:
+        raise ValueError(f"kind={kind!r} must be one of {sorted(_KEYS)}")
+    frames = []
+    for trial in sorted((Path(run_dir) / "trials").glob(f"*/{FRAGMENTS}")):
+        paths = sorted(trial.glob(f"{kind}-*.parquet"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+        frames += [pq.read_table(p).to_pandas() for p in paths]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return _EMPTY[kind].empty_table().to_pandas()
+    frame = pd.concat(frames, ignore_index=True)
+    keys = _KEYS[kind]
+    if keys:
+        frame = frame.drop_duplicates(["trial_id", *keys], keep="last")
+        frame = frame.sort_values(["trial_id", *keys], kind="stable")
+    return frame.reset_index(drop=True)
+
+
+def collect(run_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write trials / curves / epochs / tests / events ``.parquet`` into ``run_dir``; returns the paths."""
+    run_dir = Path(run_dir)
+    frames = {"trials": trials_frame(run_dir)}
+    frames.update({kind: fragments_frame(run_dir, kind) for kind in _KEYS})
+    paths = {}
+    for name in TABLES:
+        path = run_dir / f"{name}.parquet"
+        frames[name].to_parquet(path, index=False)
+        paths[name] = path
+    return paths
+
+
+def load(run_dir: str | os.PathLike, name: str) -> pd.DataFrame:
+    """A collected table of ``run_dir`` by name ("trials", "curves", "epochs", "tests", "events")."""
+    if name not in TABLES:
+        raise ValueError(f"name={name!r} must be one of {TABLES}")
+    path = Path(run_dir) / f"{name}.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; run results.collect({str(run_dir)!r}) first")
+    return pd.read_parquet(path)
