@@ -1,0 +1,207 @@
+"""The training step and evaluation of one data-parallel worker, usable with or without Ray.
+
+Nothing here knows about Ray: a plain script (one process, or ``torchrun`` with DDP) can drive
+:class:`TrainStep` and :func:`evaluate` the same way the Ray Train worker does.
+
+Host syncs. A step never reads a value back to the host: :class:`TrainStep` returns the step loss
+(all-reduced to the mean over workers) as a device scalar and :class:`LossBuffer` collects those
+scalars on the device. The worker reads the buffer once per *sync point*: every AutoWU decision
+point (``plan.next_decision``) and every epoch end. Non-finite losses are detected at the sync
+point from the buffer (every rank holds the same all-reduced values, so every rank sees the same
+first bad step without any extra communication). Training past a bad step until the next sync point
+costs a few wasted steps but changes nothing: the divergence rollback restores the last checkpoint,
+which is always taken at a sync point before the bad step. On CPU with gloo the all-reduce already
+synchronises every step, so there the buffer only saves the per-step Python float conversions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Callable, Iterable, Protocol
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+class Plan(Protocol):
+    """What the loop needs of a schedule (``SchedulePlan`` or ``BaselinePlan``)."""
+
+    next_decision: int
+
+    def lr(self, t: int) -> float: ...
+
+    def is_divergent(self, loss: float) -> bool: ...
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Give every parameter group ``lr`` times its ``lr_scale`` (default 1.0), as AUTOWU.md says."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def all_reduce_mean_(value: torch.Tensor) -> torch.Tensor:
+    """In-place mean over all ranks (SUM then divide: gloo has no AVG)."""
+    if is_distributed():
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+        value.div_(dist.get_world_size())
+    return value
+
+
+class TrainStep:
+    """One optimizer step on a worker's share of the global batch.
+
+    Args:
+        model: the module to train; wrapped in DistributedDataParallel when a process group with
+            more than one rank is initialised (the caller keeps the unwrapped module for checkpoints).
+        optimizer: its optimizer; the LR is written into it before every step.
+        loss_fn: ``loss_fn(logits, targets)`` returning the mean loss of the batch.
+        micro_batches: gradient accumulation: the worker's batch is split into this many equal
+            micro-batches whose gradients add up to the gradient of the whole batch; AutoWU still
+            counts one step per optimizer step.
+        amp: ``"bf16"`` for bfloat16 autocast, None for full precision.
+        channels_last: convert 4-D inputs (and the model) to channels_last memory format.
+        compile: wrap the model in ``torch.compile``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: nn.Module,
+        *,
+        micro_batches: int = 1,
+        amp: str | None = None,
+        channels_last: bool = False,
+        compile: bool = False,
+    ) -> None:
+        if micro_batches < 1:
+            raise ValueError(f"micro_batches={micro_batches!r} must be >= 1")
+        if amp not in (None, "bf16"):
+            raise ValueError(f"amp={amp!r} is not supported; use None or 'bf16'")
+        self.optimizer = optimizer
+        self.loss_fn = loss_fn
+        self.micro_batches = micro_batches
+        self.amp = amp
+        self.channels_last = channels_last
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.module = model
+        net: nn.Module = model
+        if is_distributed():
+            device_ids = [model_device(model).index] if model_device(model).type == "cuda" else None
+            net = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        self.ddp = net if net is not model else None
+        self.net = torch.compile(net) if compile else net
+
+    def _autocast(self, device: torch.device):
+        if self.amp == "bf16":
+            return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
+        """Run one optimizer step at ``lr``; returns the all-reduced mean step loss (device scalar)."""
+        set_lr(self.optimizer, lr)
+        self.module.train()
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        n = self.micro_batches
+        if x.shape[0] % n:
+            raise ValueError(
+                f"a worker batch of {x.shape[0]} does not split into micro_batches={n}; "
+                "make the per-worker batch a multiple of the micro-batch"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=x.device, dtype=torch.float32)
+        for i, (xs, ys) in enumerate(zip(x.chunk(n), y.chunk(n))):
+            last = i == n - 1
+            sync = self.ddp.no_sync() if (self.ddp is not None and not last) else contextlib.nullcontext()
+            with sync:
+                with self._autocast(x.device):
+                    loss = self.loss_fn(self.net(xs), ys)
+                (loss / n).backward()
+            total += loss.detach().float()
+        self.optimizer.step()
+        return all_reduce_mean_(total / n)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+class LossBuffer:
+    """Step losses kept on the device until a sync point reads them all at once."""
+
+    def __init__(self) -> None:
+        self._pending: list[torch.Tensor] = []
+
+    def append(self, loss: torch.Tensor) -> None:
+        self._pending.append(loss)
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def take(self) -> list[float]:
+        """The buffered losses as floats (one host sync), emptying the buffer."""
+        if not self._pending:
+            return []
+        values = torch.stack(self._pending).tolist()
+        self._pending = []
+        return values
+
+
+def first_divergent(
+    losses: Iterable[float], is_divergent: Callable[[float], bool] | None = None
+) -> int | None:
+    """Index of the first divergent loss (by default: NaN or infinite), or None when there is none."""
+    for i, value in enumerate(losses):
+        if (not math.isfinite(value)) if is_divergent is None else is_divergent(value):
+            return i
+    return None
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    loss_fn: nn.Module,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    amp: str | None = None,
+    channels_last: bool = False,
+) -> tuple[float, float]:
+    """Mean loss and accuracy over all the batches, shared out across ranks.
+
+    Every rank iterates the same batches (the loader's evaluation mode) and evaluates batch i when
+    ``i % world_size == rank``; sums of loss, correct predictions and counts are all-reduced, so all
+    ranks return the same result, equal to a single process evaluating everything.
+    """
+    model.eval()
+    device = model_device(model)
+    sums = torch.zeros(3, device=device, dtype=torch.float64)
+    for i, (x, y) in enumerate(batches):
+        if i % world_size != rank:
+            continue
+        if channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        ctx = torch.autocast(device.type, dtype=torch.bfloat16) if amp == "bf16" else contextlib.nullcontext()
+        with ctx:
+            logits = model(x)
+        logits = logits.float()
+        sums[0] += loss_fn(logits, y).double() * y.shape[0]
+        sums[1] += (logits.argmax(dim=1) == y).sum()
+        sums[2] += y.shape[0]
+    if is_distributed():
+        dist.all_reduce(sums, op=dist.ReduceOp.SUM)
+    loss_sum, correct, count = sums.tolist()
+    if count == 0:
+        raise ValueError("evaluate() got no batches: the evaluation split is empty")
+    return loss_sum / count, correct / count

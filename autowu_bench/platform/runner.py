@@ -1,0 +1,316 @@
+"""Run a suite's trials: Ray start/attach, one Tune function trainable per trial, each fitting a TorchTrainer.
+
+Layout of one trial (Ray Train V2 pattern): Tune runs ``_trial_driver`` (holding no CPU, so the
+trial's Train workers get the cores); the driver starts the trial's AutoWU controller actor (AutoWU
+trials), opens the MLflow child run, builds and fits a ``TorchTrainer`` whose workers run
+:func:`~autowu_bench.platform.worker.train_loop_per_worker`, forwards their reports to Tune with
+``TuneReportCallback``, and writes ``summary.json`` in the trial folder. Concurrency is bounded by
+``max_concurrent`` (by default as many trials as the cluster's CPUs, or GPUs, hold at once).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import traceback
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from autowu_bench.platform.spec import TrialSpec
+
+# Less start-up work per trial and less noise: no Train/Tune metrics exporters, no state tracking.
+_RAY_ENV = {
+    "RAY_TRAIN_V2_ENABLED": "1",
+    "RAY_TRAIN_ENABLE_STATE_TRACKING": "0",
+    "RAY_TRAIN_METRICS_ENABLED": "0",
+    "RAY_TRAIN_ENABLE_CONTROLLER_STRUCTURED_LOGGING": "0",
+    "RAY_TRAIN_ENABLE_WORKER_STRUCTURED_LOGGING": "0",
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    "RAY_DEDUP_LOGS": "0",
+}
+
+SUMMARY_FILE = "summary.json"
+
+
+@contextmanager
+def ray_session(
+    address: str | None, *, num_cpus: int | None = None, object_store_memory: int | None = None
+) -> Iterator[None]:
+    """Ray for the duration of a suite.
+
+    Args:
+        address: None starts a new local Ray instance, never attaching to another one on the machine
+            (the object store bounded, the dashboard off); "auto" or "ray://..." joins a cluster.
+        num_cpus: CPUs of the local instance (default: all of the machine's).
+        object_store_memory: bytes of the local object store (default 300 MB: trials pass little data).
+    """
+    import ray
+
+    for key, value in _RAY_ENV.items():
+        os.environ.setdefault(key, value)
+    if address is None:
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            object_store_memory=object_store_memory or 300 * 1024**2,
+            include_dashboard=False,
+            log_to_driver=True,
+            configure_logging=True,
+            logging_level="WARNING",
+            runtime_env={"env_vars": dict(_RAY_ENV)},
+        )
+    else:
+        ray.init(address=address, logging_level="WARNING", runtime_env={"env_vars": dict(_RAY_ENV)})
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def cluster_problems(trials: list[TrialSpec]) -> list[str]:
+    """What the running cluster cannot give the trials (call inside :func:`ray_session`)."""
+    import ray
+
+    resources = ray.cluster_resources()
+    cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+    problems = []
+    for spec in trials:
+        need_cpu = spec.num_workers * spec.cpus_per_worker
+        need_gpu = spec.num_workers * (spec.gpus_per_worker or (1.0 if spec.use_gpu else 0.0))
+        if spec.use_gpu and gpus == 0:
+            problems.append(
+                f"trial {spec.trial_id}: use_gpu=true but the cluster has no GPUs; set resources.use_gpu "
+                "to false or join a cluster with GPUs (--address)"
+            )
+        elif need_gpu > gpus:
+            problems.append(
+                f"trial {spec.trial_id}: needs {need_gpu:g} GPUs ({spec.num_workers} workers) but the "
+                f"cluster has {gpus:g}; lower resources.workers"
+            )
+        if need_cpu > cpus:
+            problems.append(
+                f"trial {spec.trial_id}: needs {need_cpu:g} CPUs ({spec.num_workers} workers x "
+                f"{spec.cpus_per_worker:g}) but the cluster has {cpus:g}; lower resources.workers or "
+                "resources.cpus_per_worker"
+            )
+    return problems
+
+
+def default_concurrency(trials: list[TrialSpec]) -> int:
+    """How many trials the cluster holds at once, by the largest trial's CPUs (or GPUs)."""
+    import ray
+
+    resources = ray.cluster_resources()
+    fits = []
+    for spec in trials:
+        if spec.use_gpu:
+            per_trial = spec.num_workers * (spec.gpus_per_worker or 1.0)
+            fits.append(resources.get("GPU", 0.0) / per_trial)
+        per_trial = spec.num_workers * spec.cpus_per_worker
+        if per_trial > 0:
+            fits.append(resources.get("CPU", 0.0) / per_trial)
+    return max(1, int(math.floor(min(fits)))) if fits else 1
+
+
+def trial_dir(run_dir: str, trial_id: str) -> str:
+    return os.path.join(run_dir, "trials", trial_id)
+
+
+def _summary(spec: TrialSpec, metrics: dict[str, Any], *, status: str, wall: float,
+             error: str | None = None) -> dict[str, Any]:
+    devices = spec.num_workers * ((spec.gpus_per_worker or 1.0) if spec.use_gpu else spec.cpus_per_worker)
+    history = metrics.get("val_acc")
+    return {
+        "trial_id": spec.trial_id,
+        "arm": spec.arm,
+        "kind": spec.kind,
+        "status": status,
+        "epochs_done": metrics.get("epoch", 0),
+        "steps": metrics.get("step", 0),
+        "steps_per_epoch": metrics.get("steps_per_epoch"),
+        "final_val_acc": history if status == "finished" else None,
+        "best_val_acc": _finite_or_none(metrics.get("best_val_acc")),
+        "final_val_loss": metrics.get("val_loss") if status == "finished" else None,
+        "test_acc": metrics.get("test_acc"),
+        "test_loss": metrics.get("test_loss"),
+        "switch_step": metrics.get("switch_step"),
+        "switch_epoch": metrics.get("switch_epoch"),
+        "switch_reason": metrics.get("switch_reason"),
+        "decay_start_lr": metrics.get("decay_start_lr"),
+        "rollbacks": metrics.get("rollbacks", 0),
+        "wall_seconds": wall,
+        "device_hours": wall * devices / 3600.0,
+        "error": error,
+    }
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _write_summary(folder: str, summary: dict[str, Any]) -> None:
+    tmp = os.path.join(folder, SUMMARY_FILE + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(summary, f, indent=2, default=str)
+    os.replace(tmp, os.path.join(folder, SUMMARY_FILE))
+
+
+def _trial_driver(config: dict[str, Any], *, specs: list[dict[str, Any]], run_dir: str,
+                  tracking_uri: str | None, parent_run_id: str | None, max_failures: int) -> None:
+    """Tune function trainable: one trial, end to end (see the module docstring)."""
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from autowu_bench.platform import controller as ctl
+    from autowu_bench.platform.tracking import end_trial_run, start_trial_run
+    from autowu_bench.platform.worker import train_loop_per_worker
+
+    spec = TrialSpec.from_dict(specs[config["index"]])
+    folder = trial_dir(run_dir, spec.trial_id)
+    os.makedirs(folder, exist_ok=True)
+    start = time.time()
+    run_id = start_trial_run(tracking_uri, parent_run_id, spec)
+    handle = ctl.start_controller(spec) if spec.kind == "autowu" else None
+    metrics: dict[str, Any] = {}
+    try:
+        resources = {"CPU": spec.cpus_per_worker}
+        if spec.use_gpu:
+            resources["GPU"] = spec.gpus_per_worker or 1.0
+        trainer = TorchTrainer(
+            train_loop_per_worker,
+            train_loop_config={
+                "spec": spec.to_dict(), "trial_dir": folder, "tracking_uri": tracking_uri, "run_id": run_id,
+            },
+            torch_config=TorchConfig(backend="nccl" if spec.use_gpu else "gloo"),
+            scaling_config=ray.train.ScalingConfig(
+                num_workers=spec.num_workers, use_gpu=spec.use_gpu, resources_per_worker=resources
+            ),
+            run_config=ray.train.RunConfig(
+                name=spec.trial_id,
+                storage_path=os.path.join(os.path.abspath(run_dir), "ray", "train"),
+                callbacks=[TuneReportCallback()],
+                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+                failure_config=ray.train.FailureConfig(max_failures=max_failures),
+            ),
+        )
+        result = trainer.fit()
+        metrics = dict(result.metrics or {})
+        status = metrics.get("status", "failed")
+        summary = _summary(spec, metrics, status=status, wall=time.time() - start)
+        _write_summary(folder, summary)
+        end_trial_run(tracking_uri, run_id, "FINISHED", summary)
+    except BaseException as exc:
+        error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        summary = _summary(spec, metrics, status="failed", wall=time.time() - start, error=error)
+        _write_summary(folder, summary)
+        end_trial_run(tracking_uri, run_id, "FAILED", summary)
+        raise
+    finally:
+        if handle is not None:
+            ctl.stop_controller(handle)
+
+
+def _progress_callback(ids: list[str]):
+    from ray import tune
+
+    class EpochLines(tune.Callback):
+        """One line per reported epoch per trial, instead of Tune's tables."""
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            trial_id = ids[trial.config["index"]]
+            acc = result.get("val_acc")
+            test = result.get("test_acc")
+            lr = result.get("lr")
+            line = (
+                f"[{trial_id}] epoch {result.get('epoch')} phase {result.get('phase')} "
+                f"lr {lr:.4g} val_acc {acc:.4f}" if isinstance(lr, float) and isinstance(acc, float)
+                else f"[{trial_id}] epoch {result.get('epoch')} status {result.get('status')}"
+            )
+            if test is not None:
+                line += f" test_acc {test:.4f} ({result.get('status')})"
+            print(line, flush=True)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            print(f"[{ids[trial.config['index']]}] FAILED", flush=True)
+
+    return EpochLines()
+
+
+def run_trials(
+    trials: list[TrialSpec],
+    *,
+    run_dir: str,
+    tracking_uri: str | None,
+    parent_run_id: str | None,
+    max_concurrent: int | None = None,
+    max_failures: int = 0,
+) -> list[dict[str, Any]]:
+    """Run every trial through Ray Tune (inside :func:`ray_session`); returns their summaries in order.
+
+    Args:
+        trials: the suite's trials.
+        run_dir: the invocation's results folder; trial folders go to ``run_dir/trials/<trial_id>``
+            and Tune/Train storage (checkpoints) to ``run_dir/ray``.
+        tracking_uri / parent_run_id: MLflow; None disables tracking.
+        max_concurrent: trials at once (default: as many as the cluster's resources hold).
+        max_failures: Ray Train worker-group restarts per trial (each resumes from the last checkpoint).
+
+    A failed trial does not stop the others; its summary has status "failed" and the error.
+    """
+    from ray import tune
+
+    if not trials:
+        return []
+    ids = [t.trial_id for t in trials]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ValueError(f"trial ids must be unique within a run; repeated: {duplicates}")
+    run_dir = os.path.abspath(run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    concurrency = max_concurrent or default_concurrency(trials)
+    specs = [t.to_dict() for t in trials]
+    trainable = tune.with_parameters(
+        _trial_driver, specs=specs, run_dir=run_dir, tracking_uri=tracking_uri,
+        parent_run_id=parent_run_id, max_failures=max_failures,
+    )
+    # The driver holds no CPU: the trial's Train workers reserve the cores it trains on.
+    trainable = tune.with_resources(trainable, {"CPU": 0})
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"index": tune.grid_search(list(range(len(trials))))},
+        tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, trial_name_creator=_trial_name(ids),
+                                    trial_dirname_creator=_trial_name(ids)),
+        run_config=tune.RunConfig(
+            name="tune",
+            storage_path=os.path.join(run_dir, "ray"),
+            verbose=0,
+            callbacks=[_progress_callback(ids)],
+            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+        ),
+    )
+    print(f"running {len(trials)} trials, up to {concurrency} at once", flush=True)
+    tuner.fit()
+    summaries = []
+    for spec in trials:
+        path = os.path.join(trial_dir(run_dir, spec.trial_id), SUMMARY_FILE)
+        if os.path.exists(path):
+            with open(path) as f:
+                summaries.append(json.load(f))
+        else:
+            summaries.append(_summary(spec, {}, status="failed", wall=0.0, error="the trial never started"))
+    return summaries
+
+
+def _trial_name(ids: list[str]):
+    def name(trial) -> str:
+        return ids[trial.config["index"]]
+
+    return name
+

@@ -1,0 +1,143 @@
+"""The training step and evaluation of autowu_bench.platform.loop, with and without a process group."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from autowu_bench.platform.loop import LossBuffer, TrainStep, evaluate, first_divergent, set_lr
+
+
+def _model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3))
+
+
+def _data(n: int = 32, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 8, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+def _params(model: nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def test_gradient_accumulation_equals_the_whole_batch():
+    x, y = _data()
+    results = []
+    for micro in (1, 4):
+        model = _model()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        step = TrainStep(model, opt, nn.CrossEntropyLoss(), micro_batches=micro)
+        losses = [step(x, y, lr=0.5).item() for _ in range(3)]
+        results.append((losses, _params(model)))
+    (losses_1, params_1), (losses_4, params_4) = results
+    assert losses_4 == pytest.approx(losses_1, rel=1e-5)
+    for a, b in zip(params_1, params_4):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert params_1[0].ne(_params(_model())[0]).any()  # the steps did change the weights
+
+
+def test_micro_batches_must_divide_the_worker_batch():
+    model = _model()
+    step = TrainStep(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(), micro_batches=3)
+    x, y = _data(32)
+    with pytest.raises(ValueError, match="micro_batches=3"):
+        step(x, y, lr=0.1)
+
+
+def test_each_group_gets_the_lr_times_its_lr_scale():
+    model = _model()
+    opt = torch.optim.SGD(
+        [{"params": model[0].parameters(), "lr_scale": 0.25}, {"params": model[2].parameters()}], lr=1.0
+    )
+    before = _params(model)
+    x, y = _data()
+    TrainStep(model, opt, nn.CrossEntropyLoss())(x, y, lr=0.2)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.05, 0.2])
+    # Plain SGD: the update of the first layer is its gradient times 0.05.
+    grad_model = _model()
+    nn.CrossEntropyLoss()(grad_model(x), y).backward()
+    expected = before[0] - 0.05 * grad_model[0].weight.grad
+    torch.testing.assert_close(model[0].weight.detach(), expected)
+    set_lr(opt, 1.0)
+    assert [g["lr"] for g in opt.param_groups] == [0.25, 1.0]
+
+
+def test_first_divergent_finds_nan_inf_and_the_plan_threshold():
+    assert first_divergent([1.0, 2.0, 3.0]) is None
+    assert first_divergent([1.0, math.nan, math.inf]) == 1
+    assert first_divergent([1.0, 2.0, -math.inf]) == 2
+    assert first_divergent([1.0, 5.0, math.nan], lambda v: not math.isfinite(v) or v > 4.0) == 1
+
+
+def test_loss_buffer_reads_back_once_in_order():
+    buf = LossBuffer()
+    for v in (1.5, math.nan, 2.5):
+        buf.append(torch.tensor(v))
+    assert len(buf) == 3
+    values = buf.take()
+    assert values[0] == 1.5 and math.isnan(values[1]) and values[2] == 2.5
+    assert buf.take() == [] and len(buf) == 0
+
+
+def test_evaluate_gives_mean_loss_and_accuracy():
+    model = _model()
+    x, y = _data(50)
+    batches = [(x[i:i + 16], y[i:i + 16]) for i in range(0, 50, 16)]
+    loss, acc = evaluate(model, batches, nn.CrossEntropyLoss())
+    with torch.no_grad():
+        logits = model(x)
+    assert loss == pytest.approx(nn.CrossEntropyLoss()(logits, y).item(), rel=1e-6)
+    assert acc == pytest.approx((logits.argmax(1) == y).float().mean().item())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, out: dict) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        x, y = _data(32)
+        share = slice(rank * 16, (rank + 1) * 16)
+        model = _model()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        step = TrainStep(model, opt, nn.CrossEntropyLoss(), micro_batches=2)
+        losses = [step(x[share], y[share], lr=0.3).item() for _ in range(2)]
+        batches = [(x[i:i + 8], y[i:i + 8]) for i in range(0, 32, 8)]
+        out[rank] = (losses, _params(model), evaluate(model, batches, nn.CrossEntropyLoss(), rank=rank,
+                                                        world_size=world))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_ranks_match_one_process_on_the_whole_batch():
+    """DDP with accumulation on 2 gloo ranks = one process on the global batch: loss, weights, eval."""
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.spawn(_ddp_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+        ranks = dict(out)
+    x, y = _data(32)
+    model = _model()
+    step = TrainStep(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss())
+    losses = [step(x, y, lr=0.3).item() for _ in range(2)]
+    batches = [(x[i:i + 8], y[i:i + 8]) for i in range(0, 32, 8)]
+    single_eval = evaluate(model, batches, nn.CrossEntropyLoss())
+    for rank in (0, 1):
+        rank_losses, rank_params, rank_eval = ranks[rank]
+        assert rank_losses == pytest.approx(losses, rel=1e-5)
+        for a, b in zip(rank_params, _params(model)):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        assert rank_eval == pytest.approx(single_eval, rel=1e-6)
