@@ -1,1 +1,5 @@
-"""dashboards of autowu-bench."""
+"""Dashboards of autowu-bench: the head-to-head table, built from the Parquet results alone."""
+
+from autowu_bench.dashboards.table import best_grid_point, format_markdown, format_text, head_to_head
+
+__all__ = ["best_grid_point", "format_markdown", "format_text", "head_to_head"]

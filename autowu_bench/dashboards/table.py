@@ -1,0 +1,180 @@
+"""The head-to-head table: AutoWU arms against the baseline grid, per workload and batch size.
+
+Pure functions of the trials table (``results.trials_frame`` / trials.parquet). Rows, per workload and
+batch size:
+
+- one per AutoWU arm;
+- ``<baseline arm> best``: the grid point (peak LR, warmup epochs) with the highest validation accuracy
+  averaged over seeds; its test accuracy is reported, so the choice never sees test data. Its
+  device-hours are those of the whole grid: the price of finding that point;
+- ``<baseline arm> default``: the point the scaling rule gives untuned (the recipe's base LR scaled to
+  the batch size, the recipe's warmup epochs).
+
+Columns (``head_to_head`` names, then the printed header):
+    test_acc_mean / test_acc_std  "test acc": mean (std) over seeds of the final model's test accuracy
+    val_acc_mean                  "val acc": mean final validation accuracy (what "best" selects on)
+    seeds / trials                "seeds": trials with a test accuracy / trials of the row (for
+                                  "best": of the chosen point)
+    device_hours                  "device-h": GPU-hours (CPU-hours on CPUs) spent on the row's trials
+    switch_epoch                  "switch ep": AutoWU's mean switch epoch, with the commonest reason
+                                  (test = the GP test fired, fallback = longest warmup reached,
+                                  divergence = a non-finite or exploding loss)
+    decay_start_lr                "decay LR": AutoWU's mean LR at the start of the decay
+    setting                       "setting": the AutoWU decay and test interval, or the baseline's
+                                  peak LR and warmup epochs
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+COLUMNS = (
+    "workload", "batch_size", "row", "setting", "test_acc_mean", "test_acc_std", "val_acc_mean", "seeds",
+    "trials", "device_hours", "switch_epoch", "switch_reason", "decay_start_lr",
+)
+
+
+def _stats(group: pd.DataFrame, select_by: str) -> dict[str, Any]:
+    test = group["test_acc"].dropna()
+    return {
+        "test_acc_mean": test.mean() if len(test) else math.nan,
+        "test_acc_std": test.std(ddof=1) if len(test) > 1 else math.nan,
+        "val_acc_mean": group[select_by].mean(),
+        "seeds": int(len(test)),
+        "trials": int(len(group)),
+        "device_hours": group["device_hours"].sum(min_count=1),
+    }
+
+
+def best_grid_point(grid: pd.DataFrame, select_by: str = "final_val_acc") -> tuple[float, float] | None:
+    """(peak_lr, warmup_epochs) with the highest ``select_by`` averaged over seeds; None if none has one.
+
+    Ties go to the smaller peak LR, then the shorter warmup (the cheaper, safer point).
+    """
+    means = grid.groupby(["peak_lr", "warmup_epochs"])[select_by].mean().dropna()
+    if means.empty:
+        return None
+    best = means[means == means.max()].sort_index()
+    return tuple(float(v) for v in best.index[0])
+
+
+def head_to_head(trials: pd.DataFrame, select_by: str = "final_val_acc") -> pd.DataFrame:
+    """The table as a DataFrame with ``COLUMNS``, one row per (workload, batch size, row)."""
+    rows: list[dict[str, Any]] = []
+    arms = list(dict.fromkeys(trials["arm"]))  # the suite's order
+    for (workload, batch), cell in trials.groupby(["workload", "batch_size"], sort=True):
+        for arm in arms:
+            group = cell[cell["arm"] == arm]
+            if group.empty:
+                continue
+            key = {"workload": workload, "batch_size": int(batch)}
+            if group["kind"].iloc[0] == "autowu":
+                reasons = group["switch_reason"].dropna()
+                rows.append({
+                    **key, "row": arm, "setting": _autowu_setting(group.iloc[0]), **_stats(group, select_by),
+                    "switch_epoch": group["switch_epoch"].mean(),
+                    "switch_reason": reasons.mode().iloc[0] if len(reasons) else None,
+                    "decay_start_lr": group["decay_start_lr"].mean(),
+                })
+                continue
+            point = best_grid_point(group, select_by)
+            if point is not None:
+                chosen = group[(group["peak_lr"] == point[0]) & (group["warmup_epochs"] == point[1])]
+                points = group[["peak_lr", "warmup_epochs"]].drop_duplicates().shape[0]
+                stats = _stats(chosen, select_by)
+                stats["device_hours"] = group["device_hours"].sum(min_count=1)  # the whole grid's cost
+                rows.append({**key, "row": f"{arm} best",
+                             "setting": _baseline_setting(*point) + f" (best of {points} points)",
+                             **stats})
+            default = group[group["is_default"].fillna(False).astype(bool)]
+            if not default.empty:
+                first = default.iloc[0]
+                rows.append({**key, "row": f"{arm} default",
+                             "setting": _baseline_setting(first["peak_lr"], first["warmup_epochs"]),
+                             **_stats(default, select_by)})
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    return table
+
+
+def _autowu_setting(trial: pd.Series) -> str:
+    interval = trial.get("test_interval")
+    interval = "epoch" if interval is None or (isinstance(interval, float) and math.isnan(interval)) else interval
+    return f"{trial['decay']}, test/{interval}"
+
+
+def _baseline_setting(peak_lr: float, warmup_epochs: float) -> str:
+    return f"lr {peak_lr:.3g}, wu {warmup_epochs:g}"
+
+
+# -- rendering ------------------------------------------------------------------------------------------
+
+_HEADERS = (
+    ("workload", "workload"), ("batch_size", "batch"), ("row", "arm"), ("test", "test acc"),
+    ("val_acc_mean", "val acc"), ("seeds", "seeds"), ("device_hours", "device-h"),
+    ("switch", "switch ep"), ("decay_start_lr", "decay LR"), ("setting", "setting"),
+)
+
+
+def _cells(table: pd.DataFrame) -> list[list[str]]:
+    out = []
+    for _, r in table.iterrows():
+        out.append([
+            str(r["workload"]), str(r["batch_size"]), str(r["row"]),
+            _mean_std(r["test_acc_mean"], r["test_acc_std"]), _num(r["val_acc_mean"], "{:.4f}"),
+            f"{r['seeds']}/{r['trials']}", _num(r["device_hours"], "{:.3f}"),
+            _switch(r["switch_epoch"], r["switch_reason"]), _num(r["decay_start_lr"], "{:.3g}"), str(r["setting"]),
+        ])
+    return out
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _num(value: Any, fmt: str) -> str:
+    return "-" if _missing(value) else fmt.format(value)
+
+
+def _mean_std(mean: Any, std: Any) -> str:
+    if _missing(mean):
+        return "-"
+    return f"{mean:.4f} ({'-' if _missing(std) else f'{std:.4f}'})"
+
+
+def _switch(epoch: Any, reason: Any) -> str:
+    if _missing(epoch):
+        return "-"
+    return f"{epoch:.2f}" + ("" if _missing(reason) else f" {reason}")
+
+
+def format_text(table: pd.DataFrame, title: str = "") -> str:
+    """Fixed-width text, the numbers right-aligned; what ``run_suite.py`` prints and saves as table.txt."""
+    headers = [h for _, h in _HEADERS]
+    rows = _cells(table)
+    widths = [max([len(h)] + [len(row[i]) for row in rows]) for i, h in enumerate(headers)]
+    left = {0, 2, 9}
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    lines = ([title] if title else []) + [line(headers), line(["-" * w for w in widths])]
+    previous = None
+    for row, (_, r) in zip(rows, table.iterrows()):
+        group = (r["workload"], r["batch_size"])
+        if previous is not None and group != previous:
+            lines.append("")
+        previous = group
+        lines.append(line(row))
+    return "\n".join(lines) + "\n"
+
+
+def format_markdown(table: pd.DataFrame) -> str:
+    """The same table as GitHub markdown."""
+    headers = [h for _, h in _HEADERS]
+    rows = _cells(table)
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---", "---:", "---", "---:", "---:", "---:", "---:", "---:", "---:", "---"]) + "|"]
+    out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(out) + "\n"
