@@ -8,6 +8,7 @@ share a single ``grid_sample``. Magnitudes follow the usual 10-bin discretisatio
 shear 0.3 m/9, translate (150/331) * size * m/9 pixels, rotate 30 m/9 degrees, enhancement factors
 1 +- 0.9 m/9, posterize 8 - round(4 m/9) bits, solarize threshold 255 (1 - m/9). Geometric operations
 use nearest interpolation about the image centre and fill with grey (128), as the original code did.
+The pixel operations round and clamp as torchvision's uint8 tensor kernels do (tests compare them).
 """
 
 from __future__ import annotations
@@ -118,15 +119,15 @@ def _geometric(x: torch.Tensor, op: torch.Tensor, mag: torch.Tensor, fired: torc
 
 
 def _grey(x: torch.Tensor) -> torch.Tensor:
-    """ITU-R 601-2 luma (PIL's "L" conversion), ``[B, 1, H, W]`` float."""
+    """ITU-R 601-2 luma, floored as torchvision's uint8 grayscale, ``[B, 1, H, W]`` float."""
     xf = x.float()
-    return (0.299 * xf[:, 0:1] + 0.587 * xf[:, 1:2] + 0.114 * xf[:, 2:3]).round()
+    return (0.2989 * xf[:, 0:1] + 0.587 * xf[:, 1:2] + 0.114 * xf[:, 2:3]).floor()
 
 
 def _blend(degenerate: torch.Tensor, x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """PIL ImageEnhance: ``degenerate + factor * (x - degenerate)``, per-sample factor."""
+    """PIL ImageEnhance: ``degenerate + factor * (x - degenerate)``, per-sample factor, clamped and truncated."""
     out = degenerate + factor.view(-1, 1, 1, 1) * (x.float() - degenerate)
-    return out.round().clamp(0, 255).to(torch.uint8)
+    return out.clamp(0, 255).to(torch.uint8)
 
 
 def _smooth(x: torch.Tensor) -> torch.Tensor:
@@ -146,7 +147,7 @@ def _autocontrast(x: torch.Tensor) -> torch.Tensor:
     lo = xf.amin(dim=(2, 3), keepdim=True)
     hi = xf.amax(dim=(2, 3), keepdim=True)
     span = hi - lo
-    scaled = ((xf - lo) * (255.0 / span.clamp(min=1.0))).round().clamp(0, 255)
+    scaled = ((xf - lo) * (255.0 / span.clamp(min=1.0))).clamp(0, 255).floor()
     return torch.where(span > 0, scaled, xf).to(torch.uint8)
 
 
@@ -168,6 +169,31 @@ def _posterize(x: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
     return x & mask.view(-1, 1, 1, 1)
 
 
+def apply_op(name: str, x: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
+    """Apply operation ``name`` to every image of a uint8 batch, with per-sample (signed) magnitudes ``mag``."""
+    if name in GEOMETRIC:
+        return _geometric(x, torch.full_like(mag, OP_ID[name], dtype=torch.long), mag, torch.ones_like(mag, dtype=torch.bool))
+    if name == "Brightness":
+        return _blend(torch.zeros_like(x[:, :1], dtype=torch.float32), x, 1.0 + mag)
+    if name == "Color":
+        return _blend(_grey(x).expand_as(x), x, 1.0 + mag)
+    if name == "Contrast":
+        return _blend(_grey(x).mean(dim=(1, 2, 3), keepdim=True), x, 1.0 + mag)
+    if name == "Sharpness":
+        return _blend(_smooth(x), x, 1.0 + mag)
+    if name == "Posterize":
+        return _posterize(x, mag)
+    if name == "Solarize":
+        return torch.where(x.float() >= mag.view(-1, 1, 1, 1), 255 - x, x)
+    if name == "AutoContrast":
+        return _autocontrast(x)
+    if name == "Equalize":
+        return _equalize(x)
+    if name == "Invert":
+        return 255 - x
+    raise ValueError(f"unknown operation {name!r}; known: {', '.join(OPS)}")
+
+
 def cifar10_autoaugment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Apply the CIFAR-10 AutoAugment policy to a uint8 RGB batch ``[B, 3, H, W]``, each image on its own."""
     if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1] != 3:
@@ -175,6 +201,7 @@ def cifar10_autoaugment(x: torch.Tensor, generator: torch.Generator) -> torch.Te
     b, dev = x.shape[0], x.device
     ids, probs, mags = _policy_tables(x.shape[-1], dev)
     pick = torch.randint(0, len(CIFAR10_POLICY), (b,), generator=generator, device=dev)
+    used = {op for pair in CIFAR10_POLICY for op, _, _ in pair}
     for slot in range(2):
         op = ids[pick, slot]
         fired = torch.rand(b, generator=generator, device=dev) < probs[pick, slot]
@@ -184,20 +211,11 @@ def cifar10_autoaugment(x: torch.Tensor, generator: torch.Generator) -> torch.Te
             signed |= op == OP_ID[name]
         mag = mags[pick, slot] * torch.where(signed, sign, 1.0)
         x = _geometric(x, op, mag, fired)
-
-        def where(name: str, value: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
-            return torch.where((fired & (op == OP_ID[name]))[:, None, None, None], value, current)
-
-        factor = 1.0 + mag
-        grey = _grey(x)
-        y = where("Brightness", _blend(torch.zeros_like(grey), x, factor), x)
-        y = where("Color", _blend(grey.expand_as(x), x, factor), y)
-        y = where("Contrast", _blend(grey.mean(dim=(1, 2, 3), keepdim=True).round(), x, factor), y)
-        y = where("Sharpness", _blend(_smooth(x), x, factor), y)
-        y = where("Posterize", _posterize(x, mag), y)
-        y = where("Solarize", torch.where(x.float() >= mag.view(-1, 1, 1, 1), 255 - x, x), y)
-        y = where("AutoContrast", _autocontrast(x), y)
-        y = where("Equalize", _equalize(x), y)
-        y = where("Invert", 255 - x, y)
+        y = x
+        for name in OPS:
+            if name in GEOMETRIC or name not in used:
+                continue
+            this = (fired & (op == OP_ID[name]))[:, None, None, None]
+            y = torch.where(this, apply_op(name, x, mag), y)
         x = y
     return x
