@@ -127,6 +127,11 @@ class LocalMlflowServer:
         ]
 
     def start(self) -> "LocalMlflowServer":
+        """Launch the server and wait until it answers."""
+        return self.launch().wait_ready()
+
+    def launch(self) -> "LocalMlflowServer":
+        """Launch the server without waiting (``wait_ready`` waits), so other start-up can overlap."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
@@ -136,6 +141,11 @@ class LocalMlflowServer:
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                 cwd=self.workdir, start_new_session=True,
             )
+        return self
+
+    def wait_ready(self) -> "LocalMlflowServer":
+        if self._process is None:
+            raise RuntimeError("the MLflow server was not launched; call launch() or start() first")
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""Run a suite: AutoWU against a grid-searched linear warmup, every trial on Ray Tune + Ray Train.
+
+    python run_suite.py                          # the `quick` suite on a new local Ray instance
+    python run_suite.py --suite smoke --dry-run  # validate and list the trials, start nothing
+    python run_suite.py --suite suites/my.yaml --set epochs=5 --set data.root=/data --only 4096
+    ray submit cluster.yaml run_suite.py -- --suite paper-cifar10   # on a cluster (cluster.yaml)
+
+Command-line flags override the suite file; ``--set key=value`` overrides any field (dotted path,
+YAML value); ``--only`` keeps the named arms, batch sizes or workloads. Defaults for --address,
+--tracking-uri and --results come from AUTOWU_RAY_ADDRESS, MLFLOW_TRACKING_URI and AUTOWU_RESULTS
+(cluster.yaml sets them on the head node).
+
+Exit status: 0 every trial finished; 2 the suite or the cluster cannot run it (nothing started);
+3 the suite ran but some trials failed (see the table and their summary.json); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from autowu_bench.platform.config import (
+    SuiteError,
+    apply_overrides,
+    expand,
+    find_suite,
+    read_suite,
+    select,
+    suite_to_yaml,
+    validate_suite,
+)
+
+EXIT_OK, EXIT_INVALID, EXIT_TRIALS_FAILED, EXIT_INTERRUPTED = 0, 2, 3, 130
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="run_suite.py", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--suite", default="quick", help="packaged suite name or a YAML path (default: quick)")
+    parser.add_argument("--address", default=os.environ.get("AUTOWU_RAY_ADDRESS"),
+                        help="Ray cluster to join ('auto', 'ray://host:10001'); default: start a new local Ray")
+    parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
+                        help="MLflow tracking URI; default: the suite's, else a local server over ./mlflow.db")
+    parser.add_argument("--results", default=os.environ.get("AUTOWU_RESULTS"),
+                        help="results folder (overrides the suite's `results`)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a suite field, e.g. --set epochs=5 --set arms.baseline.peak_lrs=[0.001,0.01]")
+    parser.add_argument("--only", action="append", default=[], metavar="NAMES",
+                        help="keep only these arms, batch sizes or workloads (comma list; repeatable)")
+    parser.add_argument("--dry-run", action="store_true", help="validate the suite and list its trials; start nothing")
+    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all)")
+    return parser.parse_args(argv)
+
+
+def resolve_suite(args: argparse.Namespace):
+    """The validated, overridden, selected suite and the path of its file (SuiteError on any problem)."""
+    path = find_suite(args.suite)
+    raw = apply_overrides(read_suite(path), args.sets)
+    if args.tracking_uri:
+        raw["tracking_uri"] = args.tracking_uri
+    if args.results:
+        raw["results"] = args.results
+    suite = select(validate_suite(raw, source=str(path)), args.only)
+    return suite, path
+
+
+def describe(suite, trials) -> str:
+    """The trial list that --dry-run prints (and every run prints before it starts)."""
+    lines = [f"suite {suite.name}: {len(trials)} trials  (workloads {suite.workloads}, batch sizes "
+             f"{suite.batch_sizes}, arms {[a.name for a in suite.arms]}, seeds {suite.seeds})"]
+    width = max(len(t.trial_id) for t in trials)
+    for t in trials:
+        if t.kind == "autowu":
+            what = " ".join([f"AutoWU {t.decay}"] + [f"{k}={v}" for k, v in sorted(t.autowu.items())])
+        else:
+            what = f"linear warmup {t.warmup_epochs:g} ep to lr {t.peak_lr:.4g}" + (" (untuned default)" if t.is_default else "")
+        lines.append(f"  {t.trial_id:<{width}}  {t.epochs} ep  {t.num_workers} x {'GPU' if t.use_gpu else 'CPU'} "
+                     f"worker(s)  {t.optimizer}  {what}")
+    return "\n".join(lines)
+
+
+def new_run_dir(results: str, suite_name: str) -> Path:
+    base = Path(results).expanduser().absolute() / suite_name
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir, n = base / stamp, 1
+    while run_dir.exists():
+        n += 1
+        run_dir = base / f"{stamp}-{n}"
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def _interrupt_on_sigterm() -> None:
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        suite, suite_path = resolve_suite(args)
+        trials = expand(suite)
+    except SuiteError as exc:
+        print(f"run_suite.py: the suite cannot run: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print(describe(suite, trials), flush=True)
+    if args.dry_run:
+        return EXIT_OK
+
+    from autowu_bench.dashboards import format_markdown, format_text, head_to_head
+    from autowu_bench.platform import results, runner, tracking
+
+    _interrupt_on_sigterm()
+    run_dir = new_run_dir(suite.results, suite.name)
+    (run_dir / "suite.yaml").write_text(suite_to_yaml(suite))
+    results.write_specs(run_dir, trials)
+    print(f"results: {run_dir}", flush=True)
+
+    with ExitStack() as stack:
+        server = None
+        tracking_uri = suite.tracking_uri
+        if tracking_uri is None:
+            # Launched first so that its start-up overlaps Ray's; stopped on any exit.
+            server = tracking.LocalMlflowServer(Path.cwd(), log_path=run_dir / "mlflow-server.log").launch()
+            stack.callback(server.stop)
+        stack.enter_context(runner.ray_session(args.address, num_cpus=args.num_cpus))
+        problems = runner.cluster_problems(trials)
+        if problems:
+            print(f"run_suite.py: the cluster cannot run the suite:\n" + "\n".join(f"  - {p}" for p in problems),
+                  file=sys.stderr)
+            return EXIT_INVALID
+        if server is not None:
+            tracking_uri = server.wait_ready().uri
+        print(f"MLflow: {tracking_uri} (afterwards: make ui)", flush=True)
+        parent = tracking.start_parent_run(
+            tracking_uri, suite.name, run_name=f"{suite.name} {run_dir.name}", suite_file=suite_path,
+            resolved_suite=suite_to_yaml(suite),
+            params={"suite": suite.name, "trials": len(trials), "run_dir": str(run_dir), "address": args.address},
+        )
+        status = "FAILED"
+        try:
+            summaries = runner.run_trials(
+                trials, run_dir=str(run_dir), tracking_uri=tracking_uri, parent_run_id=parent,
+                max_concurrent=suite.resources.max_concurrent_trials,
+            )
+            paths = results.collect(run_dir)
+            table = head_to_head(results.load(run_dir, "trials"))
+            text = format_text(table, title=f"{suite.name}: test accuracy, mean (std) over seeds  [{run_dir}]")
+            (run_dir / "table.txt").write_text(text)
+            (run_dir / "table.md").write_text(format_markdown(table))
+            print("\n" + text, flush=True)
+            tracking.log_artifacts(tracking_uri, parent, [run_dir / "table.txt", run_dir / "table.md"])
+            tracking.log_artifacts(tracking_uri, parent, paths.values(), "results")
+            failed = [s["trial_id"] for s in summaries if str(s.get("status", "")).lower() != "finished"]
+            status = "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            tracking.end_run(tracking_uri, parent, status)
+    if failed:
+        print(f"{len(failed)} of {len(trials)} trials did not finish: {failed}", file=sys.stderr)
+        return EXIT_TRIALS_FAILED
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return run(parse_args(argv))
+    except KeyboardInterrupt:
+        print("run_suite.py: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
