@@ -511,11 +511,11 @@ def _assign(node: Any, path: list[str], value: Any) -> str | None:
             if last:
                 node[key] = value
                 return None
-            if not isinstance(node.get(key), (dict, list)):
+            if node.get(key) is None:
                 node[key] = {}
             node = node[key]
         else:
-            return f"{'.'.join(path[:depth])} is a {type(node).__name__}, it has no field {key!r}"
+            return f"{'.'.join(path[:depth])} holds {node!r}, which has no field {key!r}"
     return None
 
 

@@ -1,0 +1,261 @@
+"""Suite validation (every problem at once, with field and fix), overrides, --only and expansion."""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import pytest
+import yaml
+
+
+from autowu_bench.platform.config import (
+    AutoWUOptions,
+    SuiteError,
+    apply_overrides,
+    expand,
+    load_suite,
+    read_suite,
+    select,
+    suite_to_yaml,
+    validate_suite,
+)
+from autowu_bench.schedulers import AutoWUCore
+from autowu_bench.workloads import get_workload, workload_names
+from tests.data_fixtures import write_fashion_mnist_idx
+
+
+@pytest.fixture(scope="module")
+def fmnist_root(tmp_path_factory):
+    return str(write_fashion_mnist_idx(tmp_path_factory.mktemp("fmnist"), n_train=1500, n_test=100))
+
+
+def suite_dict(root: str, **changes) -> dict:
+    raw = {
+        "name": "t",
+        "workloads": ["fmnist-mlp"],
+        "batch_sizes": [64, 128],
+        "epochs": 6,
+        "resources": {"workers_per_trial": 2},
+        "data": {"root": root, "train_subset": 1000, "val_size": 200},
+        "arms": [
+            {"name": "autowu-auto", "kind": "autowu", "decay": "cos", "autowu": {"test_interval": "auto"}},
+            {"name": "baseline", "kind": "baseline", "peak_lrs": [0.001, 0.003], "warmup_epochs": [1, 2]},
+        ],
+    }
+    raw.update(changes)
+    return raw
+
+
+def problems(raw: dict) -> list[str]:
+    with pytest.raises(SuiteError) as info:
+        validate_suite(raw)
+    return info.value.problems
+
+
+def test_valid_suite_parses_and_normalises(fmnist_root):
+    suite = validate_suite(suite_dict(fmnist_root))
+    assert suite.arms[0].decay == "cosine"  # "cos" is an alias
+    assert suite.resources.gpus == 0.0
+    assert suite.results == "runs" and suite.tracking_uri is None
+
+
+def test_every_independent_problem_is_reported_at_once(fmnist_root, tmp_path):
+    raw = suite_dict(
+        str(tmp_path / "no-such-folder"),
+        epochs=0,
+        seeds=[0, 0],
+        batch_sizes=[64, 99],
+        arms=[{"name": "a", "kind": "autowu", "decay": "linear"}],
+        epoch=3,
+    )
+    found = problems(raw)
+    assert len(found) == 6, found
+    by_field = {p.split(":", 1)[0]: p for p in found}
+    assert "greater than 0" in by_field["epochs"]
+    assert "duplicate seed" in by_field["seeds"]
+    assert "[99] not divisible by 2 workers" in by_field["batch_sizes"] and "multiples of 2" in by_field["batch_sizes"]
+    assert "no-such-folder" in by_field["data.root"] and "apt-get install dataset-fashion-mnist" in by_field["data.root"]
+    assert "'cosine' or 'const-cos'" in by_field["arms[0].decay"] and "'linear'" in by_field["arms[0].decay"]
+    assert "remove it or fix its spelling" in by_field["epoch"] and "'epochs'" in by_field["epoch"]
+
+
+def test_unknown_workload_lists_the_known_ones(fmnist_root):
+    (problem,) = problems(suite_dict(fmnist_root, workloads=["fmnist-mpl"]))
+    assert problem.startswith("workloads: ") and "fmnist-mpl" in problem
+    for name in workload_names():
+        assert name in problem
+
+
+def test_warmups_must_fit_in_the_epochs(fmnist_root):
+    arms = [{"name": "baseline", "kind": "baseline", "peak_lrs": [0.001], "warmup_epochs": [1, 6]}]
+    found = problems(suite_dict(fmnist_root, epochs=2, arms=arms))
+    # the grid's 6 warmup epochs and the recipe's default warmup (2 epochs) both reach the 2 epochs
+    assert any(p.startswith("arms[0].warmup_epochs:") and "[6.0]" in p for p in found), found
+    assert any(p.startswith("arms[0].default_warmup_epochs:") and "include_default: false" in p for p in found), found
+    arms[0].update(warmup_epochs=[1], default_warmup_epochs=1)
+    validate_suite(suite_dict(fmnist_root, epochs=2, arms=arms))
+
+
+def test_arm_level_problems_name_the_arm_field(fmnist_root):
+    arms = [
+        {"name": "b", "kind": "baseline", "peak_lrs": [0.1], "base_lrs": [0.1]},
+        {"name": "c", "kind": "bsaeline"},
+        {"name": "d", "kind": "autowu", "autowu": {"test_interval": "often", "lr_min": -1}},
+        {"name": "bad name!", "kind": "autowu"},
+    ]
+    found = problems(suite_dict(fmnist_root, arms=arms))
+    text = "\n".join(found)
+    assert "arms[0]: give either peak_lrs" in text
+    assert "arms[1]:" in text and "set kind to 'autowu' or 'baseline'" in text
+    assert "arms[2].autowu.test_interval: test_interval must be 'epoch'" in text
+    assert "arms[2].autowu.lr_min:" in text
+    assert "arms[3].name:" in text and "letters, digits" in text
+
+
+def test_duplicate_arm_names_and_unknown_nested_field(fmnist_root):
+    arms = [{"name": "x", "kind": "autowu"}, {"name": "x", "kind": "autowu", "autowu": {"patiense": 2}}]
+    found = problems(suite_dict(fmnist_root, arms=arms))
+    assert any(p.startswith("arms[1].autowu.patiense:") and "'patience'" in p for p in found), found
+    found = problems(suite_dict(fmnist_root, arms=arms[:1] * 2))
+    assert found == ["arms: duplicate arm name(s) ['x']; list each once"]
+
+
+def test_train_subset_must_hold_a_batch_and_micro_batch_divides(fmnist_root):
+    raw = suite_dict(fmnist_root, data={"root": fmnist_root, "train_subset": 100}, batch_sizes=[64, 128])
+    (problem,) = problems(raw)
+    assert problem.startswith("data.train_subset:") and "[128]" in problem
+    raw = suite_dict(fmnist_root, batch_sizes=[64, 80], training={"micro_batch": 16})
+    (problem,) = problems(raw)
+    assert "[80] not divisible by 2 workers x micro_batch 16 = 32" in problem
+
+
+def test_gpu_resources_are_consistent(fmnist_root):
+    (problem,) = problems(suite_dict(fmnist_root, resources={"workers_per_trial": 2, "gpus_per_worker": 1}))
+    assert problem.startswith("resources:") and "use_gpu" in problem
+    suite = validate_suite(suite_dict(fmnist_root, resources={"workers_per_trial": 2, "use_gpu": True}))
+    assert suite.resources.gpus == 1.0
+
+
+def test_autowu_options_are_autowu_keywords():
+    accepted = set(inspect.signature(AutoWUCore.__init__).parameters)
+    assert set(AutoWUOptions.model_fields) <= accepted
+
+
+def test_packaged_suites_load_by_name_and_unknown_names_list_them(fmnist_root):
+    for name in ("quick", "smoke"):
+        suite = load_suite(name, sets=[f"data.root={fmnist_root}", "data.train_subset=1024", "data.val_size=200",
+                                       "batch_sizes=[256]"])
+        assert suite.name == name
+    with pytest.raises(SuiteError) as info:
+        load_suite("quik")
+    assert "quick" in str(info.value) and "smoke" in str(info.value)
+
+
+def test_quick_suite_meets_the_brief():
+    raw = read_suite("quick")
+    assert raw["workloads"] == ["fmnist-mlp"] and raw["data"]["root"] is None
+    assert len(raw["batch_sizes"]) >= 2 and max(raw["batch_sizes"]) >= 4096
+    arms = {a["name"]: a for a in raw["arms"]}
+    decays = {a["decay"] for a in arms.values() if a["kind"] == "autowu" and a["autowu"]["test_interval"] == "epoch"}
+    assert decays == {"cosine", "const-cos"}
+    assert any(a["kind"] == "autowu" and a["autowu"]["test_interval"] == "auto" for a in arms.values())
+    grid = arms["baseline"]
+    assert len(grid["base_lrs"]) >= 3 and len(grid["warmup_epochs"]) >= 2 and grid["include_default"]
+    assert raw["resources"]["workers_per_trial"] == 2 and not raw["resources"]["use_gpu"]
+
+
+def test_overrides_by_path_index_and_arm_name(fmnist_root):
+    raw = apply_overrides(
+        suite_dict(fmnist_root),
+        ["epochs=3", "data.val_size=100", "arms.baseline.peak_lrs=[0.01, 0.02]", "arms.0.decay=const-cos",
+         "training.amp=bf16", "tracking_uri=http://h:5000"],
+    )
+    suite = validate_suite(raw)
+    assert suite.epochs == 3 and suite.data.val_size == 100
+    assert suite.arms[1].peak_lrs == [0.01, 0.02] and suite.arms[0].decay == "const-cos"
+    assert suite.training.amp == "bf16" and suite.tracking_uri == "http://h:5000"
+    assert suite_dict(fmnist_root)["epochs"] == 6  # the input is not modified
+
+
+def test_bad_overrides_are_all_reported(fmnist_root):
+    with pytest.raises(SuiteError) as info:
+        apply_overrides(suite_dict(fmnist_root), ["epochs", "arms.nosuch.decay=cosine", "epochs.x=1"])
+    found = info.value.problems
+    assert len(found) == 3
+    assert "expected key=value" in found[0]
+    assert "'nosuch'" in found[1] and "autowu-auto" in found[1] and "baseline" in found[1]
+    assert "epochs holds 6, which has no field 'x'" in found[2]
+
+
+def test_an_overridden_value_is_validated_like_the_file(fmnist_root):
+    raw = apply_overrides(suite_dict(fmnist_root), ["epochs=-1", "batch_sizes=[63]"])
+    assert {p.split(":")[0] for p in problems(raw)} == {"epochs", "batch_sizes"}
+
+
+def test_only_picks_arms_batch_sizes_and_workloads(fmnist_root):
+    suite = validate_suite(suite_dict(fmnist_root))
+    picked = select(suite, ["baseline", "128"])
+    assert [a.name for a in picked.arms] == ["baseline"] and picked.batch_sizes == [128]
+    assert all(t.arm == "baseline" and t.batch_size == 128 for t in expand(picked))
+    assert select(suite, ["autowu-auto,64"]).batch_sizes == [64]
+    assert select(suite, []) is suite
+    with pytest.raises(SuiteError) as info:
+        select(suite, ["4096", "autowu-cos"])
+    assert "['4096', 'autowu-cos']" in str(info.value) and "batch sizes: [64, 128]" in str(info.value)
+
+
+def test_expansion_counts_ids_and_default_point(fmnist_root):
+    suite = validate_suite(suite_dict(fmnist_root, seeds=[0, 1]))
+    trials = expand(suite)
+    recipe = get_workload("fmnist-mlp").recipe
+    # per batch size: 1 AutoWU + 2 x 2 grid + the default point; x 2 seeds
+    assert len(trials) == 2 * 2 * (1 + 4 + 1)
+    ids = [t.trial_id for t in trials]
+    assert len(set(ids)) == len(ids)
+    assert ids == [t.trial_id for t in expand(validate_suite(suite_dict(fmnist_root, seeds=[0, 1])))]
+    assert "baseline_fmnist-mlp_b64_lr0.003_w2_s1" in ids and "autowu-auto_fmnist-mlp_b128_s0" in ids
+    for batch in (64, 128):
+        defaults = [t for t in trials if t.batch_size == batch and t.is_default]
+        assert len(defaults) == 2  # one per seed
+        assert defaults[0].peak_lr == pytest.approx(recipe.base_lr * math.sqrt(batch / recipe.base_batch))
+        assert defaults[0].warmup_epochs == recipe.warmup_epochs
+    auto = trials[0]
+    assert auto.kind == "autowu" and auto.autowu == {"test_interval": "auto"} and auto.decay == "cosine"
+    assert auto.optimizer == recipe.optimizer and auto.weight_decay == recipe.weight_decay
+    assert auto.num_workers == 2 and auto.data_root == fmnist_root and auto.train_subset == 1000
+
+
+def test_default_point_merges_with_an_equal_grid_point(fmnist_root):
+    recipe = get_workload("fmnist-mlp").recipe
+    arms = [{"name": "baseline", "kind": "baseline", "base_lrs": [recipe.base_lr, 3 * recipe.base_lr],
+             "warmup_epochs": [recipe.warmup_epochs]}]
+    trials = expand(validate_suite(suite_dict(fmnist_root, arms=arms, batch_sizes=[1024],
+                                              data={"root": fmnist_root, "val_size": 200})))
+    assert len(trials) == 2
+    assert [t.is_default for t in trials] == [True, False]
+    assert trials[1].peak_lr == pytest.approx(3 * recipe.base_lr * 2)  # sqrt(1024 / 256) = 2
+
+
+def test_linear_scaling_rule(fmnist_root):
+    arms = [{"name": "bl", "kind": "baseline", "base_lrs": [0.001], "scaling": "linear", "base_batch": 64,
+             "warmup_epochs": [1], "include_default": False}]
+    (trial,) = expand(validate_suite(suite_dict(fmnist_root, arms=arms, batch_sizes=[128])))
+    assert trial.peak_lr == pytest.approx(0.002) and trial.trial_id == "bl_fmnist-mlp_b128_lr0.002_w1_s0"
+
+
+def test_resolved_yaml_reloads_to_the_same_trials(fmnist_root, tmp_path):
+    suite = select(validate_suite(suite_dict(fmnist_root)), ["64"])
+    path = tmp_path / "resolved.yaml"
+    path.write_text(suite_to_yaml(suite))
+    assert yaml.safe_load(path.read_text())["batch_sizes"] == [64]
+    assert expand(load_suite(str(path))) == expand(suite)
+
+
+def test_error_text_names_the_source_file(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nworkloads: [fmnist-mlp]\n")
+    with pytest.raises(SuiteError) as info:
+        load_suite(str(path))
+    assert str(path) in str(info.value)
+    assert {p.split(":")[0] for p in info.value.problems} == {"batch_sizes", "arms"}
