@@ -57,7 +57,7 @@ def _how_to_get(kind: str) -> str:
     cls = CLASSES[kind]
     return (
         f"download {cls.url} and extract it into the data root (giving DATA_ROOT/{cls.base_folder}/), "
-        "or pass download=True (suite option download: true)"
+        f"or fetch it once with: python -c \"import torchvision; torchvision.datasets.{kind.upper()}('DATA_ROOT', download=True)\""
     )
 
 

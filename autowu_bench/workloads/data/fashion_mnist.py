@@ -29,7 +29,7 @@ LABEL_MAGIC = 2049
 HOW_TO_GET = (
     f"install Debian's package ('sudo apt-get install dataset-fashion-mnist', files in {DEBIAN_DIR}), "
     "or put the four *-ubyte(.gz) files from https://github.com/zalandoresearch/fashion-mnist under "
-    "DATA_ROOT/FashionMNIST/raw, or pass download=True (suite option download: true)"
+    "DATA_ROOT/FashionMNIST/raw (python -c \"import torchvision; torchvision.datasets.FashionMNIST('DATA_ROOT', download=True)\" does that)"
 )
 
 

@@ -1,0 +1,52 @@
+"""The paper suites and gpu-quick validate against the platform's schema and expand into trials."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from autowu_bench.platform.config import SuiteError, expand, load_suite
+from data_fixtures import write_cifar10, write_cifar100, write_fashion_mnist_idx, write_imagenet_folders
+
+SUITES = ["paper-cifar10", "paper-cifar100", "paper-imagenet", "paper-imagenet-models", "paper-ablations", "gpu-quick"]
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("suite-data")
+    write_fashion_mnist_idx(root / "FashionMNIST" / "raw", n_train=100, n_test=20)
+    write_cifar10(root, n_train=50, n_test=10)
+    write_cifar100(root, n_train=50, n_test=10)
+    write_imagenet_folders(root, num_classes=2, per_class_train=2, per_class_val=1, size=16)
+    return root
+
+
+@pytest.mark.parametrize("name", SUITES)
+def test_suite_validates_and_expands(name, root):
+    suite = load_suite(name, sets=[f"data.root={root}", "data.val_size=4"])
+    trials = expand(suite)
+    assert trials and len({t.trial_id for t in trials}) == len(trials)
+    arms = Counter(t.arm for t in trials)
+    assert set(arms) == {a.name for a in suite.arms}
+
+
+def test_paper_suites_use_the_papers_batch_sizes_and_epochs(root):
+    sets = [f"data.root={root}", "data.val_size=4"]
+    cifar = expand(load_suite("paper-cifar10", sets=sets))
+    assert sorted({t.batch_size for t in cifar}) == [256, 1024, 8192, 16384]
+    assert {t.epochs for t in cifar} == {200} and {t.seed for t in cifar} == {0, 1, 2}
+    assert {t.optimizer for t in cifar} == {"adamp", "lamb"}
+    defaults = [t for t in cifar if t.is_default]
+    assert {(t.warmup_epochs, t.optimizer) for t in defaults} == {(5.0, "adamp")}
+    models = expand(load_suite("paper-imagenet-models", sets=sets))
+    assert {(t.workload, t.epochs) for t in models} == {("imagenet-efficientnet-b0", 120), ("imagenet-vit-s16", 300)}
+    ablations = expand(load_suite("paper-ablations", sets=sets))
+    rhos = {t.autowu.get("max_warmup_fraction") for t in ablations if t.autowu.get("warmup") != "linear"}
+    assert rhos == {0.125, 0.25, 0.5}
+
+
+def test_paper_suite_without_data_stops_with_the_path_and_the_fix(tmp_path):
+    with pytest.raises(SuiteError) as err:
+        load_suite("paper-cifar100", sets=[f"data.root={tmp_path}"])
+    assert str(tmp_path / "cifar-100-python") in str(err.value) and "cifar-100-python.tar.gz" in str(err.value)
