@@ -11,6 +11,7 @@ trials), opens the MLflow child run, builds and fits a ``TorchTrainer`` whose wo
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -29,11 +30,25 @@ _RAY_ENV = {
     "RAY_TRAIN_ENABLE_WORKER_STRUCTURED_LOGGING": "0",
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
     "RAY_AIR_NEW_OUTPUT": "0",
-    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
     "RAY_DEDUP_LOGS": "0",
 }
 
 SUMMARY_FILE = "summary.json"
+_SETUP_HOOK = "autowu_bench.platform.runner.quiet_ray_logs"
+
+
+class _DropStateApiNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "State API may be temporarily unavailable" not in record.getMessage()
+
+
+def quiet_ray_logs() -> None:
+    """Ray worker setup hook: Train's INFO lines and the state-API retries (the dashboard, which serves
+    that API, is off here) would drown the one progress line per epoch; warnings and errors still show."""
+    train_logger = logging.getLogger("ray.train")
+    train_logger.setLevel(logging.WARNING)
+    for name in ("ray.train", "ray.train.v2._internal.execution.controller.placement_group_cleaner"):
+        logging.getLogger(name).addFilter(_DropStateApiNoise())
 
 
 @contextmanager
@@ -52,6 +67,7 @@ def ray_session(
 
     for key, value in _RAY_ENV.items():
         os.environ.setdefault(key, value)
+    runtime_env = {"env_vars": dict(_RAY_ENV), "worker_process_setup_hook": _SETUP_HOOK}
     if address is None:
         ray.init(
             address="local",
@@ -61,10 +77,10 @@ def ray_session(
             log_to_driver=True,
             configure_logging=True,
             logging_level="WARNING",
-            runtime_env={"env_vars": dict(_RAY_ENV)},
+            runtime_env=runtime_env,
         )
     else:
-        ray.init(address=address, logging_level="WARNING", runtime_env={"env_vars": dict(_RAY_ENV)})
+        ray.init(address=address, logging_level="WARNING", runtime_env=runtime_env)
     try:
         yield
     finally:
@@ -280,8 +296,9 @@ def run_trials(
         _trial_driver, specs=specs, run_dir=run_dir, tracking_uri=tracking_uri,
         parent_run_id=parent_run_id, max_failures=max_failures,
     )
-    # The driver holds no CPU: the trial's Train workers reserve the cores it trains on.
-    trainable = tune.with_resources(trainable, {"CPU": 0})
+    # The driver holds no CPU, so the trial's Train workers get the cores. Tune refuses an all-zero
+    # request; one byte of the "memory" resource (present on every node) is a request that costs nothing.
+    trainable = tune.with_resources(trainable, {"CPU": 0, "memory": 1})
     tuner = tune.Tuner(
         trainable,
         param_space={"index": tune.grid_search(list(range(len(trials))))},

@@ -1,0 +1,111 @@
+"""Two tiny trials through Ray Tune + Ray Train (2 gloo CPU workers each): summaries, checkpoints, LR
+traces on every rank, and a forced divergence that rolls back.
+
+The divergence is forced the way a user could cause it: the AutoWU trial's ``lr_max`` is 1e6, so the
+exponential warmup reaches absurd LRs within a few steps and the SGD weights blow up.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from autowu_bench.platform.spec import TrialSpec
+from autowu_bench.schedulers import baseline_plan
+from tests.data_fixtures import write_fashion_mnist_idx
+
+ray = pytest.importorskip("ray")
+
+EPOCHS = 3
+BATCH = 200
+N_TRAIN, VAL = 1200, 200  # 1000 training images -> 5 steps per epoch at batch 200
+
+
+def _spec(data_root: str, **kw) -> TrialSpec:
+    base = dict(
+        suite="runner-test", workload="fmnist-mlp", batch_size=BATCH, epochs=EPOCHS, seed=0, optimizer="sgd",
+        weight_decay=0.0, data_root=data_root, val_size=VAL, num_workers=2, cpus_per_worker=0.5,
+    )
+    base.update(kw)
+    return TrialSpec(**base)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from autowu_bench.platform.runner import ray_session, run_trials
+
+    root = tmp_path_factory.mktemp("data")
+    write_fashion_mnist_idx(root, n_train=N_TRAIN, n_test=100, seed=0)
+    run_dir = str(tmp_path_factory.mktemp("run"))
+    trials = [
+        _spec(str(root), trial_id="autowu-diverges", arm="autowu-cos", kind="autowu", decay="cosine",
+              autowu={"lr_max": 1e6}),
+        _spec(str(root), trial_id="baseline", arm="baseline", kind="baseline", peak_lr=0.05, warmup_epochs=1),
+    ]
+    with ray_session(None, num_cpus=2, object_store_memory=200 * 1024**2):
+        summaries = run_trials(trials, run_dir=run_dir, tracking_uri=None, parent_run_id=None)
+    return run_dir, trials, {s["trial_id"]: s for s in summaries}
+
+
+def _trace(run_dir: str, trial_id: str, rank: int) -> dict[str, list]:
+    return pq.read_table(os.path.join(run_dir, "trials", trial_id, f"lr_rank{rank}.parquet")).to_pydict()
+
+
+def test_both_trials_finish_with_summaries(run):
+    run_dir, trials, summaries = run
+    steps = EPOCHS * (N_TRAIN - VAL) // BATCH
+    for spec in trials:
+        s = summaries[spec.trial_id]
+        assert s["status"] == "finished", s
+        assert s["steps"] == steps and s["epochs_done"] == EPOCHS
+        assert 0.0 <= s["test_acc"] <= 1.0 and 0.0 <= s["final_val_acc"] <= 1.0
+        assert s["wall_seconds"] > 0 and s["device_hours"] == pytest.approx(s["wall_seconds"] * 1.0 / 3600)
+        with open(os.path.join(run_dir, "trials", spec.trial_id, "summary.json")) as f:
+            assert json.load(f)["trial_id"] == spec.trial_id
+
+
+def test_every_rank_applied_the_same_lr_at_every_step(run):
+    run_dir, trials, _ = run
+    steps = EPOCHS * (N_TRAIN - VAL) // BATCH
+    for spec in trials:
+        rank0, rank1 = _trace(run_dir, spec.trial_id, 0), _trace(run_dir, spec.trial_id, 1)
+        assert rank0 == rank1
+        assert rank0["step"] == list(range(1, steps + 1))
+    plan = baseline_plan(steps // EPOCHS, EPOCHS, peak_lr=0.05, warmup_epochs=1)
+    assert _trace(run_dir, "baseline", 0)["lr"] == pytest.approx([plan.lr(t) for t in range(steps)])
+
+
+def test_divergence_rolls_back_and_continues_under_the_decay(run):
+    run_dir, _, summaries = run
+    s = summaries["autowu-diverges"]
+    assert s["switch_reason"] == "divergence" and s["rollbacks"] == 1
+    assert math.isfinite(s["final_val_loss"])  # the restored weights trained on, they are not NaN
+    events = [pq.read_table(p).to_pylist() for p in glob.glob(os.path.join(
+        run_dir, "trials", "autowu-diverges", "fragments", "events-*.parquet"))]
+    rollbacks = [e for rows in events for e in rows if e["name"] == "rollback"]
+    assert len(rollbacks) == 1
+    info = json.loads(rollbacks[0]["info"])
+    assert info["restored_step"] < rollbacks[0]["step"] == s["switch_step"]
+    # After the restored step the LR is the decay from the chosen start, never above it.
+    trace = _trace(run_dir, "autowu-diverges", 0)
+    after = [lr for step, lr in zip(trace["step"], trace["lr"]) if step > info["restored_step"]]
+    assert after[0] == pytest.approx(s["decay_start_lr"]) and max(after) <= s["decay_start_lr"]
+    assert after[-1] < s["decay_start_lr"]
+
+
+def test_each_epoch_left_a_checkpoint_with_the_full_state(run):
+    run_dir, _, summaries = run
+    pattern = os.path.join(run_dir, "ray", "train", "autowu-diverges", "checkpoint_*")
+    folders = sorted((p for p in glob.glob(pattern) if os.path.isdir(p)), key=os.path.getmtime)
+    assert len(folders) == 2, folders  # the last two epochs (CheckpointConfig num_to_keep=2)
+    state = torch.load(os.path.join(folders[-1], "state.pt"), weights_only=False)
+    assert {"model", "optimizer", "rng", "progress", "schedule", "plan"} <= set(state)
+    assert len(state["rng"]) == 2  # one RNG state per rank
+    assert state["progress"]["step"] == summaries["autowu-diverges"]["steps"]
+    assert state["schedule"]["core"]["switch_reason"] == "divergence"
