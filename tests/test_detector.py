@@ -65,11 +65,19 @@ def hyper(result) -> tuple[float, float, float]:
     return result.constant, result.outputscale, result.noise
 
 
-@pytest.mark.parametrize("name", list(CURVES))
+SMALL = {"fit_points": 50, "vote_points": 100, "grid_points": 100}  # cheap sizes for the slow reference
+
+CASES = {name: (y, {}) for name, y in CURVES.items()} | {
+    "other_settings": (u_curve(600, x_min=0.7, seed=8), {"lengthscale": 0.1, "votes": 3, "confidence": 0.9, **SMALL}),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
 def test_fast_matches_reference(name):
-    fast_results = run_growing(GPMinimumDetector(seed=7), CURVES[name])
-    ref_results = run_growing(ReferenceGPMinimumDetector(seed=7), CURVES[name])
-    grid_step = 1.0 / 499
+    y, kwargs = CASES[name]
+    fast_results = run_growing(GPMinimumDetector(seed=7, **kwargs), y)
+    ref_results = run_growing(ReferenceGPMinimumDetector(seed=7, **kwargs), y)
+    grid_step = 1.0 / (kwargs.get("grid_points", 500) - 1)
     for fast, ref in zip(fast_results, ref_results):
         assert fast.n_finite == ref.n_finite
         assert fast.votes == ref.votes
@@ -134,17 +142,17 @@ def test_second_test_warm_starts_from_the_first():
 
 @pytest.mark.parametrize("cls", DETECTORS)
 def test_state_dict_round_trip_resumes_bit_for_bit(cls):
-    y = u_curve(1200, seed=11)  # > 500 finite points: the generator's state matters
-    uninterrupted = cls(seed=3)
-    run_growing(uninterrupted, y[:800], tests=2)
+    y = u_curve(400, seed=11)  # > vote_points finite points: the generator's state matters
+    uninterrupted = cls(seed=3, **SMALL)
+    run_growing(uninterrupted, y[:300], tests=2)
     expected = uninterrupted.test(y, lr_min=LR_MIN, lr_now=LR_NOW)
 
-    first = cls(seed=3)
-    run_growing(first, y[:800], tests=2)
+    first = cls(seed=3, **SMALL)
+    run_growing(first, y[:300], tests=2)
     buffer = io.BytesIO()
     torch.save(first.state_dict(), buffer)
     buffer.seek(0)
-    resumed = cls(seed=3)
+    resumed = cls(seed=3, **SMALL)
     resumed.load_state_dict(torch.load(buffer, weights_only=True))
     got = resumed.test(y, lr_min=LR_MIN, lr_now=LR_NOW)
     assert asdict(got) | {"seconds": 0} == asdict(expected) | {"seconds": 0}
@@ -172,12 +180,13 @@ def test_load_state_dict_from_other_arguments_is_refused():
     ids=["empty", "one_point", "one_finite", "constant", "constant_with_nans"],
 )
 def test_nothing_to_fit_is_negative_and_leaves_the_state(cls, losses):
-    detector = cls()
+    detector = cls(**SMALL)
     detector.test(u_curve(200), lr_min=LR_MIN, lr_now=LR_NOW)
     before = detector.state_dict()
     result = detector.test(losses, lr_min=LR_MIN, lr_now=LR_NOW)
     assert not result.positive and result.votes == [False] * 5
     assert result.p == [0.0] * 5 and result.x_star == [1.0] * 5 and result.start_lr == LR_NOW
+    assert len(result.mu) == 100
     after = detector.state_dict()
     assert torch.equal(after.pop("generator"), before.pop("generator"))
     assert str(after) == str(before)
@@ -254,3 +263,14 @@ def test_bad_test_arguments_name_the_argument(kwargs, name):
 def test_losses_must_be_one_dimensional():
     with pytest.raises(ValueError, match="1-d"):
         GPMinimumDetector().test(np.ones((4, 5)), lr_min=LR_MIN, lr_now=LR_NOW)
+
+
+@pytest.mark.parametrize("cls", DETECTORS)
+def test_caller_thread_setting_is_restored(cls):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cls(**SMALL).test(u_curve(150), lr_min=LR_MIN, lr_now=LR_NOW)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)

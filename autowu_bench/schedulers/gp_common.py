@@ -8,8 +8,9 @@ probability with :func:`lower_bound_probability`, so that their decisions can be
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -21,6 +22,20 @@ PROBABILITY_JITTER = 1e-4
 #: Initial output scale: GPyTorch's default ``raw_outputscale = 0``, i.e. ``softplus(0) = ln 2``.
 INITIAL_RAW_OUTPUTSCALE = 0.0
 WARMUP_KINDS = ("exp", "linear")
+#: Torch threads during a test. A test is many small operations; on a loaded 2-core machine two
+#: threads made the fast test 10 to 100 times slower than one (OpenMP threads waiting on each other).
+TEST_THREADS = 1
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads, then restore the caller's setting."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @dataclass

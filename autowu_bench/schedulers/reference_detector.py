@@ -17,6 +17,7 @@ import torch
 
 from autowu_bench.schedulers.gp_common import (
     INITIAL_RAW_OUTPUTSCALE,
+    TEST_THREADS,
     DetectorResult,
     check_test_args,
     degenerate_result,
@@ -25,6 +26,7 @@ from autowu_bench.schedulers.gp_common import (
     history_points,
     make_config,
     make_result,
+    torch_threads,
 )
 
 
@@ -94,6 +96,10 @@ class ReferenceGPMinimumDetector:
         """One test on the whole warmup history; see ``GPMinimumDetector.test``."""
         start = time.perf_counter()
         lr_min, lr_now = check_test_args(lr_min, lr_now, warmup)
+        with torch_threads(TEST_THREADS):
+            return self._test(losses, lr_min, lr_now, warmup, start)
+
+    def _test(self, losses: Any, lr_min: float, lr_now: float, warmup: str, start: float) -> DetectorResult:
         history = history_points(losses)
         if history.degenerate:
             constant, outputscale, noise = self.hyperparameters()
