@@ -53,15 +53,20 @@ _PARAMS_PER_CALL = 100
 
 # Runs the MLflow server in the group it leads and takes the group down when its owner dies, so a
 # killed run_suite.py (even SIGKILL) leaves no server behind. argv: owner pid, then the server command.
+# The SIGTERM handler is installed after the server starts (an ignored signal would be inherited), so
+# the group's SIGTERM stops the server while the watchdog stays to SIGKILL any straggler.
 _WATCHDOG = r"""
 import os, signal, subprocess, sys, time
 owner = int(sys.argv[1])
 server = subprocess.Popen(sys.argv[2:])
 signal.signal(signal.SIGTERM, lambda *_: None)
 while server.poll() is None and os.getppid() == owner:
-    time.sleep(0.5)
+    time.sleep(0.2)
 os.killpg(0, signal.SIGTERM)
-time.sleep(5)
+try:
+    server.wait(timeout=5)
+except subprocess.TimeoutExpired:
+    pass
 os.killpg(0, signal.SIGKILL)
 """
 

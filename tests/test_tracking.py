@@ -1,0 +1,207 @@
+"""MLflow tracking against a real local server: runs, params, tags, batched metrics, statuses, no orphans."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from autowu_bench.platform import tracking
+from autowu_bench.platform.spec import TrialSpec
+from autowu_bench.platform.tracking import LocalMlflowServer, TrialRecorder
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def spec(trial_id: str = "autowu-auto_fmnist-mlp_b64_s0", **changes) -> TrialSpec:
+    values = dict(trial_id=trial_id, suite="tracking-test", arm="autowu-auto", kind="autowu", workload="fmnist-mlp",
+                  batch_size=64, epochs=3, seed=0, optimizer="adamp", weight_decay=0.01, decay="const-cos",
+                  autowu={"test_interval": "auto"}, num_workers=2)
+    values.update(changes)
+    return TrialSpec(**values)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with LocalMlflowServer(tmp_path_factory.mktemp("mlflow")) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def parent(server, tmp_path_factory):
+    suite_file = tmp_path_factory.mktemp("suite") / "tracking-test.yaml"
+    suite_file.write_text("name: tracking-test\n")
+    return tracking.start_parent_run(server.uri, "tracking-test", run_name="invocation", suite_file=suite_file,
+                                     resolved_suite="name: tracking-test\nepochs: 3\n", params={"trials": 2})
+
+
+def test_server_stores_in_the_working_folder(server):
+    assert server.uri.startswith("http://127.0.0.1:") and server.answers()
+    assert server.db_path.is_file() and server.db_path.name == "mlflow.db"
+
+
+def test_parent_run_has_provenance_and_the_suite_file(server, parent):
+    client = MlflowClient(server.uri)
+    run = client.get_run(parent)
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.name == "tracking-test"
+    tags = run.data.tags
+    for key in ("git_commit", "python", "torch", "ray", "mlflow", "cuda", "driver_device"):
+        assert tags[key], key
+    assert run.data.params["trials"] == "2"
+    files = {f.path for f in client.list_artifacts(parent, "suite")}
+    assert files == {"suite/tracking-test.yaml", "suite/resolved.yaml"}
+
+
+def test_child_run_is_nested_with_params_and_tags(server, parent):
+    client = MlflowClient(server.uri)
+    run_id = tracking.start_trial_run(server.uri, parent, spec())
+    run = client.get_run(run_id)
+    assert run.info.experiment_id == client.get_run(parent).info.experiment_id
+    assert run.info.run_name == "autowu-auto_fmnist-mlp_b64_s0" and run.info.status == "RUNNING"
+    tags = run.data.tags
+    assert tags["mlflow.parentRunId"] == parent
+    assert {k: tags[k] for k in ("arm", "kind", "decay", "optimizer", "workload", "batch_size", "seed")} == {
+        "arm": "autowu-auto", "kind": "autowu", "decay": "const-cos", "optimizer": "adamp",
+        "workload": "fmnist-mlp", "batch_size": "64", "seed": "0"}
+    params = run.data.params
+    assert params["autowu.test_interval"] == "auto" and params["num_workers"] == "2" and params["peak_lr"] == "None"
+    assert len(params) == len(spec().to_dict())  # every TrialSpec field (autowu flattened, one key here)
+    # a restarted trial gets its run back rather than a second one
+    client.set_terminated(run_id, "FAILED")
+    assert tracking.start_trial_run(server.uri, parent, spec()) == run_id
+    assert client.get_run(run_id).info.status == "RUNNING"
+
+
+def test_step_metrics_go_in_batches(server, parent, tmp_path, monkeypatch):
+    run_id = tracking.start_trial_run(server.uri, parent, spec("baseline_b64_s0", arm="baseline", kind="baseline",
+                                                               decay=None, autowu={}, peak_lr=0.001,
+                                                               warmup_epochs=1.0))
+    calls = []
+    real = MlflowClient.log_batch
+
+    def counting(self, run_id, metrics=(), params=(), tags=(), synchronous=None):
+        calls.append(len(metrics))
+        return real(self, run_id, metrics=metrics, params=params, tags=tags, synchronous=synchronous)
+
+    monkeypatch.setattr(MlflowClient, "log_batch", counting)
+    recorder = TrialRecorder(server.uri, run_id, tmp_path / "baseline_b64_s0")
+    steps = 1200
+    for first in range(1, steps + 1, 100):  # one call a test interval, as a worker does
+        chunk = range(first, first + 100)
+        recorder.log_steps(list(chunk), [1e-3 * t / steps for t in chunk], [2.0 - t / steps for t in chunk])
+    recorder.log_epoch(1, steps, {"val_loss": 0.5, "val_acc": 0.8, "epoch_seconds": 3.0, "images_per_second": 900.0})
+    assert calls == []  # nothing sent before the flush
+    recorder.flush()
+    # 2 x 1200 step metrics + 5 epoch metrics, 1000 a request
+    assert calls == [1000, 1000, 405]
+    client = MlflowClient(server.uri)
+    lr = client.get_metric_history(run_id, "lr")
+    assert len(lr) == steps and sorted(m.step for m in lr) == list(range(1, steps + 1))
+    assert client.get_metric_history(run_id, "val_acc")[0].step == steps
+
+
+def test_tests_events_and_failed_status(server, parent, tmp_path):
+    client = MlflowClient(server.uri)
+    run_id = tracking.start_trial_run(server.uri, parent, spec("autowu-auto_b128_s0", batch_size=128))
+    recorder = TrialRecorder(server.uri, run_id, tmp_path / "t")
+    recorder.log_steps([1, 2], [1e-5, 2e-5], [2.3, math.nan])
+    recorder.log_tests([
+        {"step": 10, "epoch": 0.5, "p": [0.2, 0.97], "votes": [False, True], "positive": False, "decision": "negative"},
+        {"step": 20, "epoch": 1.0, "p": [0.99, 0.98], "votes": [True, True], "positive": True, "decision": "switch",
+         "start_lr": 0.003},
+    ])
+    recorder.log_event("rollback", 2, to_step=1)
+    recorder.flush()
+    tracking.end_trial_run(server.uri, run_id, "FAILED", {"test_acc": None, "best_val_acc": 0.4, "rollbacks": 1,
+                                                          "status": "failed", "error": "boom"})
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.metrics["best_val_acc"] == 0.4 and run.data.metrics["rollbacks"] == 1
+    assert "test_acc" not in run.data.metrics and run.data.tags["summary.error"] == "boom"
+    assert [m.value for m in client.get_metric_history(run_id, "autowu_decision")] == [0, 2]
+    assert sorted((m.step, m.value) for m in client.get_metric_history(run_id, "autowu_p_1")) == [(10, 0.97), (20, 0.98)]
+    assert client.get_metric_history(run_id, "event_rollback")[0].step == 2
+    assert math.isnan(client.get_metric_history(run_id, "train_loss")[-1].value)
+
+
+def test_end_run_rejects_an_unknown_status(server, parent):
+    with pytest.raises(ValueError, match="RUNNING"):
+        tracking.end_trial_run(server.uri, parent, "RUNNING", {})
+
+
+def test_recorder_without_tracking_appends_numbered_fragments(tmp_path):
+    trial_dir = tmp_path / "x_s0"
+    first = TrialRecorder(None, None, trial_dir)
+    first.log_steps([1, 2], [0.1, 0.2], [1.0, 0.9])
+    first.flush()
+    first.flush()  # nothing buffered: no empty fragment
+    resumed = TrialRecorder(None, None, trial_dir)
+    resumed.log_steps([2, 3], [0.2, 0.3], [0.8, 0.7])
+    resumed.log_epoch(0, 3, {"val_acc": 0.5})
+    resumed.flush()
+    names = sorted(p.name for p in (trial_dir / "fragments").iterdir())
+    assert names == ["curves-000001.parquet", "curves-000002.parquet", "epochs-000003.parquet"]
+    frame = pd.read_parquet(trial_dir / "fragments" / "curves-000002.parquet")
+    assert frame.to_dict("list") == {"trial_id": ["x_s0"] * 2, "step": [2, 3], "lr": [0.2, 0.3], "train_loss": [0.8, 0.7]}
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any live (non-zombie) process is in process group ``pgid``."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
+
+
+class _SleepingServer(LocalMlflowServer):
+    """The server's process handling without MLflow: a process that starts a child and sleeps."""
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-c", "import subprocess, time; subprocess.Popen(['sleep', '600']); time.sleep(600)"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc (Linux)")
+def test_stop_takes_down_the_server_and_its_children(tmp_path):
+    server = _SleepingServer(tmp_path).launch()
+    pgid = server._process.pid
+    time.sleep(1.0)
+    assert _group_alive(pgid)
+    server.stop()
+    assert not _group_alive(pgid)
+    server.stop()  # idempotent
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc (Linux)")
+def test_a_killed_owner_leaves_no_server_behind(tmp_path):
+    owner_code = (
+        "import sys, time\n"
+        "sys.path.insert(0, sys.argv[2])\n"
+        "from tests.test_tracking import _SleepingServer\n"
+        "server = _SleepingServer(sys.argv[1]).launch()\n"
+        "print(server._process.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", owner_code, str(tmp_path), str(REPO)], stdout=subprocess.PIPE,
+                             text=True, cwd=REPO)
+    pgid = int(owner.stdout.readline())
+    time.sleep(1.0)
+    assert _group_alive(pgid)
+    os.kill(owner.pid, signal.SIGKILL)  # no finally, no atexit: only the watchdog can clean up
+    owner.wait()
+    deadline = time.monotonic() + 30
+    while _group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _group_alive(pgid)
