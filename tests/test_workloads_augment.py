@@ -87,6 +87,9 @@ def test_translate_moves_by_whole_pixels_and_fills_grey():
     assert torch.equal(out[1, :, :, :-3], x[1, :, :, 3:]) and bool((out[1, :, :, -3:] == 128).all())
     out = apply_op("TranslateY", x, torch.tensor([4.0, 0.0]))
     assert torch.equal(out[0, :, 4:], x[0, :, :-4]) and torch.equal(out[1], x[1])
+    wide = torch.randint(0, 256, (1, 3, 20, 36), dtype=torch.uint8, generator=_gen())
+    out = apply_op("TranslateX", wide, torch.tensor([7.0]))
+    assert torch.equal(out[0, :, :, 7:], wide[0, :, :, :-7])  # non-square: pixels, not fractions of the width
 
 
 def test_rotate_by_90_degrees_is_an_exact_quarter_turn_about_the_centre():

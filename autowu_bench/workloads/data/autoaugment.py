@@ -13,7 +13,7 @@ The pixel operations round and clamp as torchvision's uint8 tensor kernels do (t
 
 from __future__ import annotations
 
-import math
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -78,8 +78,10 @@ def magnitude(op: str, bin_: int | None, size: int) -> float:
     raise ValueError(f"operation {op!r} has no magnitude; known: {', '.join(OPS)}")
 
 
+@functools.lru_cache(maxsize=16)
 def _policy_tables(size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(op id, probability, magnitude), each ``[25, 2]``, on ``device``."""
+    """(op id, probability, magnitude), each ``[25, 2]``, on ``device`` (built once: a host-to-device
+    copy per batch would stall the GPU pipeline)."""
     ids = [[OP_ID[op] for op, _, _ in pair] for pair in CIFAR10_POLICY]
     probs = [[p for _, p, _ in pair] for pair in CIFAR10_POLICY]
     mags = [[magnitude(op, m, size) for op, _, m in pair] for pair in CIFAR10_POLICY]
@@ -106,11 +108,13 @@ def _geometric(x: torch.Tensor, op: torch.Tensor, mag: torch.Tensor, fired: torc
     a = torch.where(is_["Rotate"][:, None, None], rot, a)
     t[:, 0] = torch.where(is_["TranslateX"], -mag, 0.0)
     t[:, 1] = torch.where(is_["TranslateY"], -mag, 0.0)
-    # pixel offsets from the centre -> normalised coordinates (align_corners=False): x_n = x_px / (W / 2)
-    scale = torch.tensor([w / 2.0, h / 2.0], device=dev)
-    a_n = a * scale[None, None, :] / scale[None, :, None]
-    t_n = t / scale
-    grid = F.affine_grid(torch.cat([a_n, t_n[:, :, None]], 2), [b, 1, h, w], align_corners=False)
+    # pixel offsets from the centre -> normalised coordinates (align_corners=False): x_n = x_px / (W / 2),
+    # so a_n[i, j] = a[i, j] * s_j / s_i and t_n[i] = t[i] / s_i with s = (W / 2, H / 2)
+    a[:, 0, 1] *= h / w
+    a[:, 1, 0] *= w / h
+    t[:, 0] /= w / 2.0
+    t[:, 1] /= h / 2.0
+    grid = F.affine_grid(torch.cat([a, t[:, :, None]], 2), [b, 1, h, w], align_corners=False)
     moved = F.grid_sample(x.float() - FILL, grid, mode="nearest", padding_mode="zeros", align_corners=False) + FILL
     any_geo = torch.zeros_like(fired)
     for name in GEOMETRIC:
