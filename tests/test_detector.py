@@ -35,7 +35,8 @@ def monotone_curve(n: int, seed: int = 1) -> np.ndarray:
 def late_upturn_curve(n: int, seed: int = 2) -> np.ndarray:
     """Decreasing until 95% of the history, then a sharp rise in the last 5%."""
     x = np.arange(n) / n
-    return 2.0 - 1.2 * x + 40.0 * np.maximum(x - 0.95, 0) ** 2 * 10 + 0.02 * np.random.default_rng(seed).standard_normal(n)
+    rise = 400.0 * np.maximum(x - 0.95, 0) ** 2
+    return 2.0 - 1.2 * x + rise + 0.02 * np.random.default_rng(seed).standard_normal(n)
 
 
 def with_nans(y: np.ndarray, seed: int = 3) -> np.ndarray:
