@@ -1,0 +1,120 @@
+"""results.collect on fragments written by TrialRecorder and on trial summaries."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from autowu_bench.platform import results
+from autowu_bench.platform.spec import TrialSpec
+from autowu_bench.platform.tracking import TrialRecorder
+
+
+def specs() -> list[TrialSpec]:
+    common = dict(suite="r", workload="fmnist-mlp", batch_size=64, epochs=2, seed=0, optimizer="adamp",
+                  weight_decay=0.01, num_workers=2)
+    return [
+        TrialSpec(trial_id="auto_s0", arm="autowu-auto", kind="autowu", decay="cosine",
+                  autowu={"test_interval": "auto", "patience": 2}, **common),
+        TrialSpec(trial_id="base_s0", arm="baseline", kind="baseline", peak_lr=0.001, warmup_epochs=1.0,
+                  is_default=True, **common),
+        TrialSpec(trial_id="never_s0", arm="baseline", kind="baseline", peak_lr=0.003, warmup_epochs=1.0, **common),
+    ]
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    results.write_specs(tmp_path, specs())
+    auto = TrialRecorder(None, None, tmp_path / "trials" / "auto_s0")
+    auto.log_steps([1, 2, 3, 4], [1e-5, 1e-4, 1e-3, 1e-2], [2.3, 2.2, 2.0, 1.9])
+    auto.log_tests([{"step": 4, "epoch": 1.0, "p": [0.96, 0.99], "votes": [True, True], "positive": True,
+                     "decision": "switch", "n_finite": 4, "seconds": 0.01, "mu": [1.0, 2.0], "x_star": [0.5],
+                     "start_lr": 0.001}])
+    auto.log_epoch(0, 4, {"val_acc": 0.5, "val_loss": 1.5})
+    auto.flush()
+    # a crash after step 4; the resumed trial replays steps 3-4 from the epoch-0 checkpoint with other losses
+    resumed = TrialRecorder(None, None, tmp_path / "trials" / "auto_s0")
+    resumed.log_steps([3, 4, 5, 6], [1e-3, 1e-2, 5e-3, 0.0], [2.05, 1.95, 1.5, 1.4])
+    resumed.log_epoch(0, 4, {"val_acc": 0.55, "val_loss": 1.4})
+    resumed.log_epoch(1, 6, {"val_acc": 0.7, "val_loss": 1.1})
+    resumed.log_event("rollback", 4, to_step=2)
+    resumed.flush()
+    summary = {"trial_id": "auto_s0", "arm": "autowu-auto", "kind": "autowu", "status": "finished",
+               "final_val_acc": 0.7, "best_val_acc": 0.7, "test_acc": 0.69, "switch_epoch": 1.0,
+               "switch_reason": "test", "decay_start_lr": 0.001, "rollbacks": 1, "wall_seconds": 36.0,
+               "device_hours": 0.02, "error": None}
+    (tmp_path / "trials" / "auto_s0" / "summary.json").write_text(json.dumps(summary))
+    base = TrialRecorder(None, None, tmp_path / "trials" / "base_s0")
+    base.log_steps([1, 2], [0.0, 0.001], [2.3, 2.1])
+    base.flush()
+    (tmp_path / "trials" / "base_s0" / "summary.json").write_text(json.dumps(
+        {"trial_id": "base_s0", "status": "failed", "error": "worker died", "device_hours": 0.001}))
+    return tmp_path
+
+
+def test_collect_writes_every_table(run_dir):
+    paths = results.collect(run_dir)
+    assert set(paths) == set(results.TABLES)
+    assert all(p.is_file() and p.parent == run_dir for p in paths.values())
+
+
+def test_trials_table_joins_specs_and_summaries(run_dir):
+    results.collect(run_dir)
+    trials = results.load(run_dir, "trials").set_index("trial_id")
+    assert list(trials.index) == ["auto_s0", "base_s0", "never_s0"]
+    assert trials.loc["auto_s0", "test_acc"] == 0.69 and trials.loc["auto_s0", "switch_reason"] == "test"
+    assert trials.loc["auto_s0", "test_interval"] == "auto"
+    assert json.loads(trials.loc["auto_s0", "autowu"]) == {"patience": 2, "test_interval": "auto"}
+    assert trials.loc["base_s0", "status"] == "failed" and math.isnan(trials.loc["base_s0", "test_acc"])
+    assert trials.loc["base_s0", "is_default"] and trials.loc["base_s0", "peak_lr"] == 0.001
+    assert trials.loc["never_s0", "status"] == "missing"  # expanded but never ran
+    for column in ("batch_size", "seed", "epochs", "optimizer", "num_workers", "device_hours", "wall_seconds",
+                   "best_val_acc", "final_val_acc", "decay_start_lr", "switch_epoch"):
+        assert column in trials.columns, column
+
+
+def test_replayed_steps_keep_the_last_row(run_dir):
+    results.collect(run_dir)
+    curves = results.load(run_dir, "curves")
+    auto = curves[curves.trial_id == "auto_s0"]
+    assert auto["step"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert auto["train_loss"].tolist() == [2.3, 2.2, 2.05, 1.95, 1.5, 1.4]
+    assert list(curves.columns) == ["trial_id", "step", "lr", "train_loss"]
+    assert len(curves[curves.trial_id == "base_s0"]) == 2
+    epochs = results.load(run_dir, "epochs")
+    assert epochs[epochs.trial_id == "auto_s0"]["val_acc"].tolist() == [0.55, 0.7]
+
+
+def test_tests_and_events_tables(run_dir):
+    results.collect(run_dir)
+    tests = results.load(run_dir, "tests")
+    (row,) = tests.to_dict("records")
+    assert row["trial_id"] == "auto_s0" and row["decision"] == "switch" and row["start_lr"] == 0.001
+    assert list(row["p"]) == [0.96, 0.99] and list(row["votes"]) == [True, True]
+    events = results.load(run_dir, "events")
+    assert events[["trial_id", "name", "step"]].values.tolist() == [["auto_s0", "rollback", 4]]
+    assert json.loads(events["info"][0]) == {"to_step": 2}
+
+
+def test_an_empty_run_gives_empty_tables_with_columns(tmp_path):
+    results.write_specs(tmp_path, specs()[:1])
+    results.collect(tmp_path)
+    assert results.load(tmp_path, "curves").columns.tolist() == ["trial_id", "step", "lr", "train_loss"]
+    assert results.load(tmp_path, "tests").empty
+    assert results.load(tmp_path, "trials")["status"].tolist() == ["missing"]
+
+
+def test_load_names_the_fix_when_not_collected(tmp_path):
+    with pytest.raises(FileNotFoundError, match="collect"):
+        results.load(tmp_path, "trials")
+    with pytest.raises(ValueError, match="curves"):
+        results.load(tmp_path, "curve")
+
+
+def test_specs_round_trip(tmp_path):
+    results.write_specs(tmp_path, specs())
+    assert results.read_specs(tmp_path) == specs()
+    assert isinstance(pd.read_json(tmp_path / results.SPECS_FILE), pd.DataFrame)
