@@ -11,11 +11,13 @@ the controller and broadcasts the new plan, so all ranks apply the same LR witho
 Divergence (AUTOWU.md, "What the reference gets wrong"): a loss the plan calls divergent (non-finite,
 or above the controller's explosion threshold) in the warmup makes rank 0 send the losses up to it;
 the controller switches with reason "divergence", and all ranks restore model, optimizer and RNG
-from the last good snapshot (taken at the last epoch end, or the initial state, always before the
-bad step, and kept in memory so that rollback does not depend on storage), keep the decision and
-continue from the snapshot's step under the decay. A non-finite loss in the decay phase, or in a
-baseline trial, ends the trial with status "diverged" (a finite but large loss there is left alone:
-the decay is already lowering the LR).
+from the newest good snapshot, keep the decision and continue from the snapshot's step under the
+decay. Snapshots are taken at the start and at every epoch end and kept in memory (the last two), so
+rollback does not depend on storage. The loss of step d is computed on the weights after step d - 1,
+so a divergent loss at step d condemns those weights too: a good snapshot is one taken at a step
+s < d - 1 (the one-epoch-older snapshot when the last epoch ended right before the divergence).
+A non-finite loss in the decay phase, or in a baseline trial, ends the trial with status "diverged"
+(a finite but large loss there is left alone: the decay is already lowering the LR).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ CHECKPOINT_FILE = "state.pt"
 
 
 class _Rollback(Exception):
-    """Raised inside an epoch when the controller decided a divergence: restore the last snapshot."""
+    """Raised inside an epoch when the controller decided a divergence: restore a good snapshot."""
 
 
 class _Diverged(Exception):
@@ -224,7 +226,7 @@ class TrialWorker:
 
         if env.checkpoint_dir is not None:
             self._resume(env.checkpoint_dir)
-        self.snapshot = self._take_snapshot()
+        self.snapshots = [self._take_snapshot()]
 
     # -- snapshot / checkpoint -------------------------------------------------------------------
 
@@ -334,7 +336,8 @@ class TrialWorker:
 
     def _rollback(self) -> None:
         diverged_at = self.status["divergence_step"]
-        self._restore_snapshot(self.snapshot)
+        good = [snap for snap in self.snapshots if snap["progress"]["step"] < diverged_at - 1]
+        self._restore_snapshot(good[-1] if good else self.snapshots[0])
         self.rollbacks += 1
         self._epoch_lrs, self._epoch_losses = [], []
         if self.recorder is not None:
@@ -417,7 +420,7 @@ class TrialWorker:
             metrics["test_loss"], metrics["test_acc"] = self._test()
         self._log_epoch(metrics)
         metrics["eval_seconds"] = time.perf_counter() - start
-        self.snapshot = self._take_snapshot()
+        self.snapshots = [*self.snapshots[-1:], self._take_snapshot()]
         self._report(metrics, checkpoint=True)
         return metrics
 
