@@ -1,9 +1,13 @@
 """Learning-rate schedules: AutoWU, its GP minimum detector, the linear-warmup baseline, scaling rules.
 
-Plain PyTorch + GPyTorch; nothing here knows about Ray.
+Plain PyTorch + GPyTorch; nothing here knows about Ray. The plainly written GPyTorch detector, the
+reference the fast one is tested against, is imported from ``autowu_bench.schedulers.reference_detector``
+(not here, so that training processes do not pay for importing GPyTorch).
 """
 
 from autowu_bench.schedulers.autowu import AutoWU, AutoWUCore
+from autowu_bench.schedulers.detector import GPMinimumDetector
+from autowu_bench.schedulers.gp_common import DetectorResult
 from autowu_bench.schedulers.baseline import LinearWarmupCosine, baseline_plan
 from autowu_bench.schedulers.lr_functions import (
     const_cos_lr,
@@ -18,6 +22,8 @@ __all__ = [
     "AutoWU",
     "AutoWUCore",
     "BaselinePlan",
+    "DetectorResult",
+    "GPMinimumDetector",
     "LinearWarmupCosine",
     "SchedulePlan",
     "baseline_plan",
