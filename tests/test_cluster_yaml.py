@@ -1,0 +1,56 @@
+"""cluster.yaml against Ray's own cluster-config schema, and the project's needs from it."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from ray.autoscaler._private.util import prepare_config, validate_config
+
+CLUSTER_YAML = Path(__file__).resolve().parents[1] / "cluster.yaml"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> dict:
+    return yaml.safe_load(CLUSTER_YAML.read_text())
+
+
+def test_valid_for_the_ray_cluster_launcher(cluster):
+    # what `ray up` does before talking to the cloud: merge the provider defaults, then check the schema
+    validate_config(prepare_config(copy.deepcopy(cluster)))
+
+
+def test_the_schema_check_is_real(cluster):
+    broken = copy.deepcopy(cluster)
+    broken["available_node_types"]["gpu_worker"]["resurces"] = {"GPU": 1}
+    with pytest.raises(jsonschema.ValidationError):
+        validate_config(prepare_config(broken))
+
+
+def test_aws_head_plus_gpu_workers(cluster):
+    assert cluster["provider"]["type"] == "aws"
+    nodes = cluster["available_node_types"]
+    assert nodes[cluster["head_node_type"]]["resources"]["GPU"] == 0
+    gpu_types = [n for n in nodes.values() if n.get("resources", {}).get("GPU", 0) > 0]
+    assert gpu_types and all(n["max_workers"] > 0 for n in gpu_types)
+
+
+def test_repo_synced_and_package_installed_with_pins(cluster):
+    assert cluster["file_mounts"]["~/autowu-bench"] == "."
+    setup = "\n".join(cluster["setup_commands"])
+    assert "-c ~/autowu-bench/constraints.txt -e ~/autowu-bench" in setup
+    assert "mount -t nfs4" in setup and "/mnt/shared" in setup
+
+
+def test_mlflow_server_on_the_heads_private_ip(cluster):
+    start = "\n".join(cluster["head_start_ray_commands"])
+    assert "mlflow server" in start and "--host $(hostname -I" in start and "0.0.0.0" not in start
+    assert "--artifacts-destination /mnt/shared/" in start
+    assert "--dashboard-host=127.0.0.1" in start
+    exports = "\n".join(cluster["head_setup_commands"])
+    for name in ("AUTOWU_RAY_ADDRESS=auto", "MLFLOW_TRACKING_URI=http://", "AUTOWU_RESULTS=/mnt/shared/"):
+        assert name in exports
+
