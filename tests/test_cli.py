@@ -1,0 +1,99 @@
+"""run_suite.py without Ray: argument parsing, flag and --set overrides, --only, the dry run, exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import run_suite
+from tests.data_fixtures import write_fashion_mnist_idx
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def fmnist_root(tmp_path_factory):
+    return str(write_fashion_mnist_idx(tmp_path_factory.mktemp("fmnist"), n_train=1500, n_test=100))
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "run_suite.py", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_defaults(monkeypatch):
+    for name in ("AUTOWU_RAY_ADDRESS", "MLFLOW_TRACKING_URI", "AUTOWU_RESULTS"):
+        monkeypatch.delenv(name, raising=False)
+    args = run_suite.parse_args([])
+    assert args.suite == "quick" and args.address is None and args.tracking_uri is None and args.results is None
+    assert not args.dry_run and args.sets == [] and args.only == []
+
+
+def test_environment_gives_the_cluster_defaults(monkeypatch):
+    # cluster.yaml exports these on the head, so `ray submit ... run_suite.py` joins the cluster
+    monkeypatch.setenv("AUTOWU_RAY_ADDRESS", "auto")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://10.0.0.5:5000")
+    monkeypatch.setenv("AUTOWU_RESULTS", "/mnt/shared/runs")
+    args = run_suite.parse_args([])
+    assert (args.address, args.tracking_uri, args.results) == ("auto", "http://10.0.0.5:5000", "/mnt/shared/runs")
+    assert run_suite.parse_args(["--address", "ray://h:10001"]).address == "ray://h:10001"
+
+
+def test_flags_override_the_file_and_sets_any_field(fmnist_root, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    args = run_suite.parse_args([
+        "--suite", "smoke", "--set", f"data.root={fmnist_root}", "--set", "epochs=3",
+        "--set", "arms.baseline.peak_lrs=[0.002]", "--tracking-uri", "sqlite:///x.db", "--results", "/tmp/r",
+        "--only", "baseline", "--only", "64",
+    ])
+    suite, path = run_suite.resolve_suite(args)
+    assert path.name == "smoke.yaml"
+    assert suite.epochs == 3 and suite.data.root == fmnist_root
+    assert suite.tracking_uri == "sqlite:///x.db" and suite.results == "/tmp/r"
+    assert [a.name for a in suite.arms] == ["baseline"] and suite.batch_sizes == [64]
+    assert suite.arms[0].peak_lrs == [0.002]
+
+
+def test_dry_run_lists_the_trials_and_starts_nothing(fmnist_root, tmp_path):
+    result = cli("--suite", "smoke", "--set", f"data.root={fmnist_root}", "--results", str(tmp_path), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("suite smoke: 6 trials")
+    ids = [line.split()[0] for line in lines[1:]]
+    assert ids == [
+        "autowu-auto_fmnist-mlp_b32_s0", "baseline_fmnist-mlp_b32_lr0.001_w1_s0",
+        "baseline_fmnist-mlp_b32_lr0.0003536_w2_s0",
+        "autowu-auto_fmnist-mlp_b64_s0", "baseline_fmnist-mlp_b64_lr0.001_w1_s0",
+        "baseline_fmnist-mlp_b64_lr0.0005_w2_s0",
+    ]
+    assert "test_interval=auto" in lines[1] and "(untuned default)" in lines[3]
+    assert list(tmp_path.iterdir()) == []  # no run folder, no MLflow store
+
+
+def test_invalid_suite_exits_2_with_every_problem(fmnist_root, tmp_path):
+    result = cli("--suite", "smoke", "--set", f"data.root={tmp_path / 'missing'}", "--set", "epochs=0",
+                 "--set", "batch_sizes=[32,33]", "--dry-run")
+    assert result.returncode == 2
+    assert "3 problem(s)" in result.stderr
+    for field in ("epochs:", "batch_sizes:", "data.root:"):
+        assert field in result.stderr
+    assert result.stdout == ""
+
+
+def test_only_with_unknown_names_exits_2(fmnist_root):
+    result = cli("--suite", "smoke", "--set", f"data.root={fmnist_root}", "--only", "4096", "--dry-run")
+    assert result.returncode == 2 and "'4096'" in result.stderr and "batch sizes: [32, 64]" in result.stderr
+
+
+def test_unknown_suite_exits_2_naming_the_packaged_ones():
+    result = cli("--suite", "nope", "--dry-run")
+    assert result.returncode == 2 and "quick" in result.stderr and "smoke" in result.stderr
+
+
+def test_run_folders_never_collide(tmp_path):
+    first = run_suite.new_run_dir(str(tmp_path), "s")
+    second = run_suite.new_run_dir(str(tmp_path), "s")
+    assert first != second and first.parent == second.parent == tmp_path / "s"
