@@ -198,22 +198,22 @@ def apply_op(name: str, x: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown operation {name!r}; known: {', '.join(OPS)}")
 
 
-def cifar10_autoaugment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Apply the CIFAR-10 AutoAugment policy to a uint8 RGB batch ``[B, 3, H, W]``, each image on its own."""
-    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1] != 3:
-        raise ValueError(f"AutoAugment expects a uint8 RGB batch [B, 3, H, W], got {x.dtype} {tuple(x.shape)}")
-    b, dev = x.shape[0], x.device
-    ids, probs, mags = _policy_tables(x.shape[-1], dev)
-    pick = torch.randint(0, len(CIFAR10_POLICY), (b,), generator=generator, device=dev)
+def apply_policy(
+    x: torch.Tensor, pick: torch.Tensor, u_fire: torch.Tensor, u_sign: torch.Tensor,
+    tables: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+) -> torch.Tensor:
+    """The policy given its random draws: ``pick`` [B] sub-policy index, ``u_fire`` and ``u_sign`` [2, B]
+    uniforms deciding whether each slot's operation fires and its sign. Pure tensor code: no host
+    synchronisation and no data-dependent shapes, so the GPU never waits for the host."""
+    ids, probs, mags = tables
     used = {op for pair in CIFAR10_POLICY for op, _, _ in pair}
     for slot in range(2):
         op = ids[pick, slot]
-        fired = torch.rand(b, generator=generator, device=dev) < probs[pick, slot]
-        sign = torch.where(torch.rand(b, generator=generator, device=dev) < 0.5, -1.0, 1.0)
+        fired = u_fire[slot] < probs[pick, slot]
         signed = torch.zeros_like(fired)
         for name in SIGNED:
             signed |= op == OP_ID[name]
-        mag = mags[pick, slot] * torch.where(signed, sign, 1.0)
+        mag = mags[pick, slot] * torch.where(signed & (u_sign[slot] < 0.5), -1.0, 1.0)
         x = _geometric(x, op, mag, fired)
         y = x
         for name in OPS:
@@ -223,3 +223,14 @@ def cifar10_autoaugment(x: torch.Tensor, generator: torch.Generator) -> torch.Te
             y = torch.where(this, apply_op(name, x, mag), y)
         x = y
     return x
+
+
+def cifar10_autoaugment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Apply the CIFAR-10 AutoAugment policy to a uint8 RGB batch ``[B, 3, H, W]``, each image on its own."""
+    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"AutoAugment expects a uint8 RGB batch [B, 3, H, W], got {x.dtype} {tuple(x.shape)}")
+    b, dev = x.shape[0], x.device
+    pick = torch.randint(0, len(CIFAR10_POLICY), (b,), generator=generator, device=dev)
+    u_fire = torch.rand(2, b, generator=generator, device=dev)
+    u_sign = torch.rand(2, b, generator=generator, device=dev)
+    return apply_policy(x, pick, u_fire, u_sign, _policy_tables(x.shape[-1], dev))
