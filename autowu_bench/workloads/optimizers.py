@@ -4,6 +4,9 @@
   used), betas (0.9, 0.999), eps 1e-8, AdamP's own projection settings (delta 0.1, wd_ratio 0.1). Its
   weight decay is decoupled (``p *= 1 - lr * wd``, AdamW-style), so the recipes use AdamW-scale values
   (1e-2 for the CNNs, as in the AdamP README; 5e-2 for ViT-S, the usual ViT value); see recipes.py.
+  :class:`AdamPNoSync` keeps the package's update and replaces only its projection test, which reads
+  a GPU value back per weight tensor (``if cosine_sim.max() < ...``), by the same choice made with
+  ``torch.where`` on the device: identical updates, no host synchronisation inside ``step()``.
 - ``lamb``: ``timm.optim.Lamb`` (You et al., ICLR 2020). timm's is a maintained, tested
   implementation of the NVIDIA/apex variant: bias correction, global gradient-norm clipping at 1.0,
   and the trust ratio applied to parameters that have weight decay; with norm/bias exclusion those
@@ -17,6 +20,7 @@ embedding and class token go into a second group with weight decay 0.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -26,6 +30,33 @@ from timm.optim import Lamb
 from torch import nn
 
 OPTIMIZERS = ("adamp", "lamb", "sgd")
+
+
+class AdamPNoSync(AdamP):
+    """The ``adamp`` package's AdamP with its projection decided on the device instead of the host.
+
+    AdamP projects the update of a weight out of its radial direction (and scales its weight decay by
+    ``wd_ratio``) when the gradient is nearly orthogonal to the weight, judged first per output channel
+    and, failing that, over the whole tensor. The package branches on that in Python, a host sync per
+    weight tensor per step that stalls a GPU. Here both candidates are computed and selected with
+    ``torch.where``; ``wd_ratio`` comes back as a device scalar, which the package's ``step`` applies
+    unchanged.
+    """
+
+    def _projection(self, p, grad, perturb, delta, wd_ratio, eps):  # type: ignore[override]
+        expand_size = [-1] + [1] * (len(p.shape) - 1)
+        out = perturb
+        wd = torch.ones((), device=p.device, dtype=p.dtype)
+        done = torch.zeros((), device=p.device, dtype=torch.bool)
+        for view_func in (self._channel_view, self._layer_view):
+            cosine_sim = self._cosine_similarity(grad, p.data, eps, view_func)
+            hit = (cosine_sim.max() < delta / math.sqrt(view_func(p.data).size(1))) & ~done
+            p_n = p.data / view_func(p.data).norm(dim=1).view(expand_size).add_(eps)
+            projected = perturb - p_n * view_func(p_n * perturb).sum(dim=1).view(expand_size)
+            out = torch.where(hit, projected, out)
+            wd = torch.where(hit, torch.full_like(wd, wd_ratio), wd)
+            done = done | hit
+        return out, wd
 NO_DECAY_NAMES = ("pos_embedding", "class_token", "pos_embed", "cls_token")
 
 
@@ -77,7 +108,7 @@ def build_optimizer(
     else:
         groups = [{"params": list(model), "weight_decay": weight_decay}]
     if name == "adamp":
-        return AdamP(groups, lr=lr, betas=betas, eps=1e-8, weight_decay=weight_decay, delta=0.1, wd_ratio=0.1)
+        return AdamPNoSync(groups, lr=lr, betas=betas, eps=1e-8, weight_decay=weight_decay, delta=0.1, wd_ratio=0.1)
     if name == "lamb":
         return Lamb(groups, lr=lr, betas=betas, eps=1e-6, weight_decay=weight_decay, max_grad_norm=1.0)
     return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
