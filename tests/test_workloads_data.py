@@ -149,6 +149,22 @@ def test_imagenet_folders_load_with_standard_augmentation(data_root):
     assert all(torch.equal(a, b) for a, b in zip(first, again))  # eval: deterministic resize + centre crop
 
 
+def test_imagenet_ranks_read_disjoint_batches_through_worker_processes(data_root):
+    wl = get_workload("imagenet-resnet50")
+    splits = wl.load(data_root, val_size=0, seed=0)
+    paths, counts = [], []
+    for rank in (0, 1):
+        ld = wl.loader(splits.train, batch_size=3, rank=rank, world_size=2, train=True, seed=7, num_workers=2)
+        ld.set_epoch(2)
+        batches = list(ld._loader.batch_sampler)
+        paths.append({splits.train.samples[i][0] for b in batches for i in b})
+        got = [y for _, y in ld]
+        counts.append(len(got))
+        assert all(y.shape == (3,) for y in got)
+        assert sorted(torch.cat(got).tolist()) == sorted(splits.train.samples[i][1] for b in batches for i in b)
+    assert counts == [3, 3] and not paths[0] & paths[1]
+
+
 def test_imagenet_val_classes_must_match_train(tmp_path):
     write_imagenet_folders(tmp_path, num_classes=2)
     (tmp_path / "imagenet" / "val" / "n00000001").rename(tmp_path / "imagenet" / "val" / "n99999999")

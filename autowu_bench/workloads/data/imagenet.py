@@ -144,11 +144,6 @@ class _Batches:
                 yield list(range(i, min(i + ld.batch_size, n)))
 
 
-def _seed_worker(worker_id: int) -> None:
-    info = torch.utils.data.get_worker_info()
-    torch.manual_seed(info.seed if info is not None else worker_id)
-
-
 class FolderLoader:
     """Batches ``(x, y)`` on ``device`` from an :class:`ImageSplit`: x float32 normalized, y int64.
 
@@ -198,7 +193,6 @@ class FolderLoader:
             num_workers=workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=workers > 0,
-            worker_init_fn=_seed_worker,
             generator=self._generator,
         )
 
