@@ -93,6 +93,24 @@ def test_adamp_without_host_syncs_matches_the_package_step_for_step():
     assert any(projected)  # the projection branch was exercised
 
 
+def test_adamp_steps_a_channels_last_model_like_a_contiguous_one():
+    def net() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+
+    plain, cl = net(), net().to(memory_format=torch.channels_last)
+    assert not cl[0].weight.is_contiguous()
+    x, y = torch.randn(8, 3, 8, 8), torch.randint(0, 3, (8,))
+    for model in (plain, cl):
+        opt = build_optimizer("adamp", model, lr=0.05, weight_decay=0.1)
+        for _ in range(2):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x.contiguous(memory_format=torch.channels_last)), y).backward()
+            opt.step()
+    for a, b in zip(plain.parameters(), cl.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_adamp_uses_the_papers_settings():
     opt = build_optimizer("adamp", _net(), lr=1e-3, weight_decay=1e-2)
     g = opt.param_groups[0]

@@ -6,7 +6,8 @@
   (1e-2 for the CNNs, as in the AdamP README; 5e-2 for ViT-S, the usual ViT value); see recipes.py.
   :class:`AdamPNoSync` keeps the package's update and replaces only its projection test, which reads
   a GPU value back per weight tensor (``if cosine_sim.max() < ...``), by the same choice made with
-  ``torch.where`` on the device: identical updates, no host synchronisation inside ``step()``.
+  ``torch.where`` on the device: identical updates, no host synchronisation inside ``step()``, and
+  it works on channels_last models (the package's ``.view`` raises on channels_last weights).
 - ``lamb``: ``timm.optim.Lamb`` (You et al., ICLR 2020). timm's is a maintained, tested
   implementation of the NVIDIA/apex variant: bias correction, global gradient-norm clipping at 1.0,
   and the trust ratio applied to parameters that have weight decay; with norm/bias exclusion those
@@ -40,8 +41,15 @@ class AdamPNoSync(AdamP):
     and, failing that, over the whole tensor. The package branches on that in Python, a host sync per
     weight tensor per step that stalls a GPU. Here both candidates are computed and selected with
     ``torch.where``; ``wd_ratio`` comes back as a device scalar, which the package's ``step`` applies
-    unchanged.
+    unchanged. Its flattening views are reshapes, so channels_last weights work (the package's
+    ``.view`` fails on them).
     """
+
+    def _channel_view(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.size(0), -1)
+
+    def _layer_view(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(1, -1)
 
     def _projection(self, p, grad, perturb, delta, wd_ratio, eps):  # type: ignore[override]
         expand_size = [-1] + [1] * (len(p.shape) - 1)
