@@ -51,7 +51,7 @@ def run_dir(tmp_path):
     base.log_steps([1, 2], [0.0, 0.001], [2.3, 2.1])
     base.flush()
     (tmp_path / "trials" / "base_s0" / "summary.json").write_text(json.dumps(
-        {"trial_id": "base_s0", "status": "failed", "error": "worker died", "device_hours": 0.001}))
+        {"trial_id": "base_s0", "status": "failed", "error": "worker died", "wall_seconds": 360.0}))
     return tmp_path
 
 
@@ -71,6 +71,8 @@ def test_trials_table_joins_specs_and_summaries(run_dir):
     assert trials.loc["base_s0", "status"] == "failed" and math.isnan(trials.loc["base_s0", "test_acc"])
     assert trials.loc["base_s0", "is_default"] and trials.loc["base_s0", "peak_lr"] == 0.001
     assert trials.loc["never_s0", "status"] == "missing"  # expanded but never ran
+    assert trials.loc["auto_s0", "device_hours"] == 0.02  # from the summary
+    assert trials.loc["base_s0", "device_hours"] == pytest.approx(360.0 * 2 * 1.0 / 3600)  # 2 CPU workers x wall
     for column in ("batch_size", "seed", "epochs", "optimizer", "num_workers", "device_hours", "wall_seconds",
                    "best_val_acc", "final_val_acc", "decay_start_lr", "switch_epoch"):
         assert column in trials.columns, column

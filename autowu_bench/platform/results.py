@@ -9,7 +9,8 @@ trials.parquet, one row per trial:
     "epoch", "auto" or a step count as text), and the trial's ``summary.json``: status, epochs_done,
     steps, final_val_acc, best_val_acc, final_val_loss, test_acc, test_loss, switch_step,
     switch_epoch, switch_reason ("test", "fallback" or "divergence"), decay_start_lr, rollbacks,
-    wall_seconds, device_hours (wall seconds x the trial's GPUs, or CPUs without GPUs, / 3600), error.
+    wall_seconds, device_hours (wall seconds x the trial's GPUs, or CPUs without GPUs, / 3600; derived
+    from wall_seconds and the spec when the summary lacks it), error.
     A trial without a summary has status "missing".
 curves.parquet: trial_id, step, lr, train_loss; one row per optimizer step (``step`` = steps taken
     including this one); a step replayed after a rollback or resume keeps its last row.
@@ -98,6 +99,11 @@ def trials_frame(run_dir: str | os.PathLike) -> pd.DataFrame:
     for column in ("final_val_acc", "best_val_acc", "final_val_loss", "test_acc", "test_loss", "switch_epoch",
                    "decay_start_lr", "wall_seconds", "device_hours"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    if {"num_workers", "use_gpu", "gpus_per_worker", "cpus_per_worker"} <= set(frame.columns):
+        # A summary without device-hours: the trial's workers' devices x its wall time.
+        per_worker = frame["gpus_per_worker"].where(frame["use_gpu"].fillna(False).astype(bool), frame["cpus_per_worker"])
+        derived = frame["wall_seconds"] * frame["num_workers"] * per_worker.astype("float64") / 3600.0
+        frame["device_hours"] = frame["device_hours"].fillna(derived)
     return frame
 
 

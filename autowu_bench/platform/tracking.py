@@ -74,6 +74,9 @@ os.killpg(0, signal.SIGKILL)
 def _client(tracking_uri: str):
     from mlflow.tracking import MlflowClient
 
+    # MLflow prints a "View run" link per finished run; run_suite.py prints where the runs are once.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
     return MlflowClient(tracking_uri=tracking_uri)
 
 
