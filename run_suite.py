@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
             resolved_suite=suite_to_yaml(suite),
             params={"suite": suite.name, "trials": len(trials), "run_dir": str(run_dir), "address": args.address},
         )
-        status = "FAILED"
+        status, started = "FAILED", time.time()
         try:
             summaries = runner.run_trials(
                 trials, run_dir=str(run_dir), tracking_uri=tracking_uri, parent_run_id=parent,
@@ -161,11 +161,17 @@ def run(args: argparse.Namespace) -> int:
             tracking.log_artifacts(tracking_uri, parent, [run_dir / "table.txt", run_dir / "table.md"])
             tracking.log_artifacts(tracking_uri, parent, paths.values(), "results")
             failed = [s["trial_id"] for s in summaries if str(s.get("status", "")).lower() != "finished"]
+            tracking.log_summary(tracking_uri, parent, {
+                "trials": len(trials), "trials_failed": len(failed),
+                "device_hours": float(sum(s.get("device_hours") or 0.0 for s in summaries)),
+                "wall_seconds": time.time() - started,
+            })
             status = "FINISHED"
         except KeyboardInterrupt:
             status = "KILLED"
             raise
         finally:
+            tracking.close_open_children(tracking_uri, parent, "KILLED" if status == "KILLED" else "FAILED")
             tracking.end_run(tracking_uri, parent, status)
     if failed:
         print(f"{len(failed)} of {len(trials)} trials did not finish: {failed}", file=sys.stderr)

@@ -133,6 +133,16 @@ def test_tests_events_and_failed_status(server, parent, tmp_path):
     assert math.isnan(client.get_metric_history(run_id, "train_loss")[-1].value)
 
 
+def test_children_left_running_are_closed(server, parent):
+    client = MlflowClient(server.uri)
+    left = tracking.start_trial_run(server.uri, parent, spec("killed_s0"))
+    done = tracking.start_trial_run(server.uri, parent, spec("done_s0"))
+    tracking.end_trial_run(server.uri, done, "FINISHED", {"test_acc": 0.9})
+    closed = tracking.close_open_children(server.uri, parent, "KILLED")
+    assert left in closed and done not in closed
+    assert client.get_run(left).info.status == "KILLED" and client.get_run(done).info.status == "FINISHED"
+
+
 def test_end_run_rejects_an_unknown_status(server, parent):
     with pytest.raises(ValueError, match="RUNNING"):
         tracking.end_trial_run(server.uri, parent, "RUNNING", {})

@@ -364,12 +364,18 @@ def start_trial_run(tracking_uri: str | None, parent_run_id: str | None, spec: T
 
 def end_trial_run(tracking_uri: str | None, run_id: str | None, status: str, summary: dict) -> None:
     """Summary numbers as metrics, summary text as ``summary.<key>`` tags, then the final status."""
-    from mlflow.entities import Metric, RunTag
-
     if status not in STATUSES:
         raise ValueError(f"status={status!r} must be one of {STATUSES}")
     if tracking_uri is None or run_id is None:
         return
+    log_summary(tracking_uri, run_id, summary)
+    _client(tracking_uri).set_terminated(run_id, status)
+
+
+def log_summary(tracking_uri: str, run_id: str, summary: dict) -> None:
+    """Numbers (and booleans) as metrics at step 0, other non-empty values as ``summary.<key>`` tags."""
+    from mlflow.entities import Metric, RunTag
+
     client = _client(tracking_uri)
     now = _now_ms()
     metrics, tags = [], []
@@ -382,7 +388,19 @@ def end_trial_run(tracking_uri: str | None, run_id: str | None, status: str, sum
         client.log_batch(run_id, metrics=metrics[i : i + _METRICS_PER_CALL], synchronous=True)
     for i in range(0, len(tags), _PARAMS_PER_CALL):
         client.log_batch(run_id, tags=tags[i : i + _PARAMS_PER_CALL], synchronous=True)
-    client.set_terminated(run_id, status)
+
+
+def close_open_children(tracking_uri: str, parent_run_id: str, status: str = "KILLED") -> list[str]:
+    """Mark every child run of the parent still RUNNING (a trial killed before it could end its run)
+    with ``status``; returns their run ids."""
+    client = _client(tracking_uri)
+    exp_id = client.get_run(parent_run_id).info.experiment_id
+    open_runs = client.search_runs(
+        [exp_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}' and attributes.status = 'RUNNING'"
+    )
+    for run in open_runs:
+        client.set_terminated(run.info.run_id, status)
+    return [run.info.run_id for run in open_runs]
 
 
 def _metric_key(key: str) -> str:
