@@ -245,3 +245,16 @@ def test_loader_batches_are_normalized_and_optionally_channels_last(data_root):
 def test_unknown_workload_lists_known_names():
     with pytest.raises(ValueError, match="known: .*fmnist-mlp"):
         get_workload("mnist-mlp")
+
+
+def test_failed_download_is_a_data_error_naming_the_root(tmp_path, monkeypatch):
+    from urllib.error import URLError
+
+    from autowu_bench.workloads.data.cifar import CIFAR10Files
+
+    def offline(self):
+        raise URLError("no network")
+
+    monkeypatch.setattr(CIFAR10Files, "download", offline)
+    with pytest.raises(DataError, match=f"downloading CIFAR10 into {tmp_path} failed"):
+        get_workload("cifar10-resnet18").load(tmp_path, val_size=1, seed=0, download=True)

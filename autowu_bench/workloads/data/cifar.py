@@ -115,7 +115,10 @@ def load(
 ) -> Splits[TensorSplit]:
     """Train (minus a seeded held-out val set) and the official test set as uint8 ``[N, 3, 32, 32]``."""
     if download and root is not None:
-        CLASSES[kind](str(root), train=True, download=True)
+        try:
+            CLASSES[kind](str(root), train=True, download=True)
+        except (OSError, RuntimeError) as exc:  # no network, a bad archive, a read-only root
+            raise DataError(f"downloading {kind.upper()} into {root} failed ({exc}); {_how_to_get(kind)}") from exc
     problems = _missing(kind, root)
     if problems:
         raise DataError(problems[0])

@@ -122,8 +122,10 @@ def load(
             raise DataError(f"download=True needs a data root to download into; {_missing_message(dirs)}")
         from torchvision.datasets import FashionMNIST
 
-        FashionMNIST(str(root), train=True, download=True)
-        FashionMNIST(str(root), train=False, download=True)
+        try:
+            FashionMNIST(str(root), train=True, download=True)
+        except (OSError, RuntimeError) as exc:  # no network, a bad archive, a read-only root
+            raise DataError(f"downloading Fashion-MNIST into {root} failed ({exc}); {HOW_TO_GET}") from exc
         files, dirs = locate(root)
     if files is None:
         raise DataError(_missing_message(dirs))
