@@ -31,6 +31,7 @@ from timm.optim import Lamb
 from torch import nn
 
 OPTIMIZERS = ("adamp", "lamb", "sgd")
+NO_DECAY_NAMES = ("pos_embedding", "class_token", "pos_embed", "cls_token")
 
 
 class AdamPNoSync(AdamP):
@@ -65,7 +66,6 @@ class AdamPNoSync(AdamP):
             wd = torch.where(hit, torch.full_like(wd, wd_ratio), wd)
             done = done | hit
         return out, wd
-NO_DECAY_NAMES = ("pos_embedding", "class_token", "pos_embed", "cls_token")
 
 
 def param_groups(model: nn.Module, weight_decay: float, exclude_norm_and_bias: bool) -> list[dict[str, Any]]:
