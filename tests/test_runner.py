@@ -38,7 +38,7 @@ def _spec(data_root: str, **kw) -> TrialSpec:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from autowu_bench.platform.runner import ray_session, run_trials
+    from autowu_bench.platform.runner import cluster_problems, ray_session, run_trials
 
     root = tmp_path_factory.mktemp("data")
     write_fashion_mnist_idx(root, n_train=N_TRAIN, n_test=100, seed=0)
@@ -48,9 +48,22 @@ def run(tmp_path_factory):
               autowu={"lr_max": 1e6}),
         _spec(str(root), trial_id="baseline", arm="baseline", kind="baseline", peak_lr=0.05, warmup_epochs=1),
     ]
+    unfit = [
+        _spec(str(root), trial_id="gpu", arm="b", kind="baseline", peak_lr=0.1, warmup_epochs=1, use_gpu=True),
+        _spec(str(root), trial_id="wide", arm="b", kind="baseline", peak_lr=0.1, warmup_epochs=1, num_workers=4,
+              cpus_per_worker=1.0),
+    ]
     with ray_session(None, num_cpus=2, object_store_memory=200 * 1024**2):
+        problems = cluster_problems(trials + unfit)
         summaries = run_trials(trials, run_dir=run_dir, tracking_uri=None, parent_run_id=None)
-    return run_dir, trials, {s["trial_id"]: s for s in summaries}
+    return run_dir, trials, {s["trial_id"]: s for s in summaries}, problems
+
+
+def test_cluster_problems_name_the_trial_and_the_fix(run):
+    problems = run[3]
+    assert len(problems) == 2
+    assert "trial gpu" in problems[0] and "no GPUs" in problems[0] and "use_gpu" in problems[0]
+    assert "trial wide" in problems[1] and "needs 4 CPUs" in problems[1] and "cluster has 2" in problems[1]
 
 
 def _trace(run_dir: str, trial_id: str, rank: int) -> dict[str, list]:
@@ -58,7 +71,7 @@ def _trace(run_dir: str, trial_id: str, rank: int) -> dict[str, list]:
 
 
 def test_both_trials_finish_with_summaries(run):
-    run_dir, trials, summaries = run
+    run_dir, trials, summaries, _ = run
     steps = EPOCHS * (N_TRAIN - VAL) // BATCH
     for spec in trials:
         s = summaries[spec.trial_id]
@@ -71,7 +84,7 @@ def test_both_trials_finish_with_summaries(run):
 
 
 def test_every_rank_applied_the_same_lr_at_every_step(run):
-    run_dir, trials, _ = run
+    run_dir, trials, _, _ = run
     steps = EPOCHS * (N_TRAIN - VAL) // BATCH
     for spec in trials:
         rank0, rank1 = _trace(run_dir, spec.trial_id, 0), _trace(run_dir, spec.trial_id, 1)
@@ -82,7 +95,7 @@ def test_every_rank_applied_the_same_lr_at_every_step(run):
 
 
 def test_divergence_rolls_back_and_continues_under_the_decay(run):
-    run_dir, _, summaries = run
+    run_dir, _, summaries, _ = run
     s = summaries["autowu-diverges"]
     assert s["switch_reason"] == "divergence" and s["rollbacks"] == 1
     assert math.isfinite(s["final_val_loss"])  # the restored weights trained on, they are not NaN
@@ -100,7 +113,7 @@ def test_divergence_rolls_back_and_continues_under_the_decay(run):
 
 
 def test_each_epoch_left_a_checkpoint_with_the_full_state(run):
-    run_dir, _, summaries = run
+    run_dir, _, summaries, _ = run
     pattern = os.path.join(run_dir, "ray", "train", "autowu-diverges", "checkpoint_*")
     folders = sorted((p for p in glob.glob(pattern) if os.path.isdir(p)), key=os.path.getmtime)
     assert len(folders) == 2, folders  # the last two epochs (CheckpointConfig num_to_keep=2)

@@ -30,7 +30,13 @@ _RAY_ENV = {
     "RAY_TRAIN_ENABLE_WORKER_STRUCTURED_LOGGING": "0",
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
     "RAY_AIR_NEW_OUTPUT": "0",
+    # Tune's per-trial JSON/CSV/TensorBoard result files: the platform writes its own results.
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
     "RAY_DEDUP_LOGS": "0",
+    # The Train controller polls its workers this often (default 2 s): it paces start-up and the end.
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
+    # A busy 2-core machine can take more than the default 60 s to start a worker group.
+    "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "600",
 }
 
 SUMMARY_FILE = "summary.json"
@@ -44,7 +50,14 @@ class _DropStateApiNoise(logging.Filter):
 
 def quiet_ray_logs() -> None:
     """Ray worker setup hook: Train's INFO lines and the state-API retries (the dashboard, which serves
-    that API, is off here) would drown the one progress line per epoch; warnings and errors still show."""
+    that API, is off here) would drown the one progress line per epoch; warnings and errors still show.
+
+    It also pins RAY_ADDRESS to this worker's own cluster: Ray Train's placement-group cleaner looks the
+    cluster up by address and fails ("multiple active Ray instances") when another Ray runs on the machine.
+    """
+    import ray
+
+    os.environ.setdefault("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
     train_logger = logging.getLogger("ray.train")
     train_logger.setLevel(logging.WARNING)
     for name in ("ray.train", "ray.train.v2._internal.execution.controller.placement_group_cleaner"):
@@ -136,10 +149,24 @@ def trial_dir(run_dir: str, trial_id: str) -> str:
     return os.path.join(run_dir, "trials", trial_id)
 
 
-def _summary(spec: TrialSpec, metrics: dict[str, Any], *, status: str, wall: float,
-             error: str | None = None) -> dict[str, Any]:
+def _startup_breakdown(metrics: dict[str, Any], started: float, fit_started: float | None) -> dict[str, Any]:
+    """Where a trial's start-up went: the driver (imports, MLflow run, controller actor), Ray Train
+    (controller, placement group, worker processes, process group), the workers (data, model)."""
+    if "training_started_at" not in metrics or fit_started is None:
+        return {"startup_seconds": None}
+    return {
+        "startup_seconds": metrics["training_started_at"] - started,
+        "driver_setup_seconds": fit_started - started,
+        "train_startup_seconds": metrics["worker_created_at"] - fit_started,
+        "worker_setup_seconds": metrics["training_started_at"] - metrics["worker_created_at"],
+    }
+
+
+def _summary(spec: TrialSpec, metrics: dict[str, Any], *, status: str, started: float,
+             fit_started: float | None = None, error: str | None = None) -> dict[str, Any]:
+    """The trial's outcome from its last report, with the start-up breakdown."""
+    wall = time.time() - started
     devices = spec.num_workers * ((spec.gpus_per_worker or 1.0) if spec.use_gpu else spec.cpus_per_worker)
-    history = metrics.get("val_acc")
     return {
         "trial_id": spec.trial_id,
         "arm": spec.arm,
@@ -148,7 +175,7 @@ def _summary(spec: TrialSpec, metrics: dict[str, Any], *, status: str, wall: flo
         "epochs_done": metrics.get("epoch", 0),
         "steps": metrics.get("step", 0),
         "steps_per_epoch": metrics.get("steps_per_epoch"),
-        "final_val_acc": history if status == "finished" else None,
+        "final_val_acc": metrics.get("val_acc") if status == "finished" else None,
         "best_val_acc": _finite_or_none(metrics.get("best_val_acc")),
         "final_val_loss": metrics.get("val_loss") if status == "finished" else None,
         "test_acc": metrics.get("test_acc"),
@@ -159,7 +186,7 @@ def _summary(spec: TrialSpec, metrics: dict[str, Any], *, status: str, wall: flo
         "decay_start_lr": metrics.get("decay_start_lr"),
         "rollbacks": metrics.get("rollbacks", 0),
         "wall_seconds": wall,
-        "device_hours": wall * devices / 3600.0,
+        **_startup_breakdown(metrics, started, fit_started),
         "error": error,
     }
 
@@ -180,6 +207,7 @@ def _write_summary(folder: str, summary: dict[str, Any]) -> None:
 def _trial_driver(config: dict[str, Any], *, specs: list[dict[str, Any]], run_dir: str,
                   tracking_uri: str | None, parent_run_id: str | None, max_failures: int) -> None:
     """Tune function trainable: one trial, end to end (see the module docstring)."""
+    start = time.time()
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -191,10 +219,10 @@ def _trial_driver(config: dict[str, Any], *, specs: list[dict[str, Any]], run_di
     spec = TrialSpec.from_dict(specs[config["index"]])
     folder = trial_dir(run_dir, spec.trial_id)
     os.makedirs(folder, exist_ok=True)
-    start = time.time()
     run_id = start_trial_run(tracking_uri, parent_run_id, spec)
     handle = ctl.start_controller(spec) if spec.kind == "autowu" else None
     metrics: dict[str, Any] = {}
+    fit_started = None
     try:
         resources = {"CPU": spec.cpus_per_worker}
         if spec.use_gpu:
@@ -216,15 +244,16 @@ def _trial_driver(config: dict[str, Any], *, specs: list[dict[str, Any]], run_di
                 failure_config=ray.train.FailureConfig(max_failures=max_failures),
             ),
         )
+        fit_started = time.time()
         result = trainer.fit()
         metrics = dict(result.metrics or {})
         status = metrics.get("status", "failed")
-        summary = _summary(spec, metrics, status=status, wall=time.time() - start)
+        summary = _summary(spec, metrics, status=status, started=start, fit_started=fit_started)
         _write_summary(folder, summary)
         end_trial_run(tracking_uri, run_id, "FINISHED", summary)
     except BaseException as exc:
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        summary = _summary(spec, metrics, status="failed", wall=time.time() - start, error=error)
+        summary = _summary(spec, metrics, status="failed", started=start, fit_started=fit_started, error=error)
         _write_summary(folder, summary)
         end_trial_run(tracking_uri, run_id, "FAILED", summary)
         raise
@@ -313,6 +342,8 @@ def run_trials(
         ),
     )
     print(f"running {len(trials)} trials, up to {concurrency} at once", flush=True)
+    # With Tune's result files off, its end-of-run summary would warn that it cannot read them.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     tuner.fit()
     summaries = []
     for spec in trials:
@@ -321,7 +352,7 @@ def run_trials(
             with open(path) as f:
                 summaries.append(json.load(f))
         else:
-            summaries.append(_summary(spec, {}, status="failed", wall=0.0, error="the trial never started"))
+            summaries.append(_summary(spec, {}, status="failed", started=time.time(), error="the trial never started"))
     return summaries
 
 

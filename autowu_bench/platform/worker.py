@@ -153,6 +153,7 @@ class TrialWorker:
     def __init__(self, spec: TrialSpec, env: WorkerEnv) -> None:
         from autowu_bench.workloads import build_optimizer, get_workload
 
+        self.created_at = time.time()
         self.spec = spec
         self.env = env
         self.rank = env.rank
@@ -310,6 +311,14 @@ class TrialWorker:
         return self.status["phase"] == "warmup"
 
     def _sync(self) -> None:
+        """:meth:`_sync_losses`, timed: ``sync_seconds`` per epoch is what the schedule costs the loop."""
+        start = time.perf_counter()
+        try:
+            self._sync_losses()
+        finally:
+            self._sync_seconds += time.perf_counter() - start
+
+    def _sync_losses(self) -> None:
         """Read the buffered losses; consult the controller while in warmup; detect divergence."""
         first = self.step - len(self.buffer) + 1
         values = self.buffer.take()
@@ -353,6 +362,7 @@ class TrialWorker:
     # -- training --------------------------------------------------------------------------------
 
     def _train_epoch(self) -> None:
+        self._sync_seconds = 0.0
         self.train_loader.set_epoch(self.epoch)
         for x, y in self.train_loader:
             lr = self.plan.lr(self.step)
@@ -368,6 +378,7 @@ class TrialWorker:
     def run(self) -> dict[str, Any]:
         """Train to the end (or divergence); returns the final metrics (also reported)."""
         metrics: dict[str, Any] = {}
+        self.training_started_at = time.time()
         while self.epoch < self.spec.epochs:
             epoch_start_step = self.step
             start = time.perf_counter()
@@ -409,10 +420,13 @@ class TrialWorker:
             "val_acc": val_acc,
             "best_val_acc": self.best_val_acc,
             "epoch_seconds": train_seconds,
+            "sync_seconds": self._sync_seconds,
             "images_per_second": steps * self.spec.batch_size / train_seconds if train_seconds > 0 else 0.0,
             "rollbacks": self.rollbacks,
             "status": "finished" if last else "running",
             "steps_per_epoch": self.steps_per_epoch,
+            "worker_created_at": self.created_at,
+            "training_started_at": self.training_started_at,
             **self._switch_metrics(),
         }
         self.val_history.append({"epoch": self.epoch, "val_loss": val_loss, "val_acc": val_acc})
@@ -469,7 +483,7 @@ class TrialWorker:
         first = self.step - len(lrs) + 1
         self.recorder.log_steps(list(range(first, first + n)), lrs[:n], losses[:n])
         if epoch_metrics:
-            keys = ("val_loss", "val_acc", "train_loss", "epoch_seconds", "images_per_second",
+            keys = ("val_loss", "val_acc", "train_loss", "epoch_seconds", "sync_seconds", "images_per_second",
                     "test_loss", "test_acc")
             self.recorder.log_epoch(self.epoch, self.step, {k: metrics[k] for k in keys if k in metrics})
         tests = self.env.schedule.tests_since(self.tests_logged)
