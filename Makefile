@@ -34,7 +34,8 @@ bench: venv
 
 # Browse every suite's runs: the same sqlite file that run_suite.py's local MLflow server writes.
 ui: venv
-	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(CURDIR)/mlflow.db
+	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(CURDIR)/mlflow.db \
+	  --artifacts-destination $(CURDIR)/mlflow-artifacts
 
 clean:
 	rm -rf $(VENV) .pytest_cache
