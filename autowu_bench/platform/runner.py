@@ -164,7 +164,10 @@ def _startup_breakdown(metrics: dict[str, Any], started: float, fit_started: flo
 
 def _summary(spec: TrialSpec, metrics: dict[str, Any], *, status: str, started: float,
              fit_started: float | None = None, error: str | None = None) -> dict[str, Any]:
-    """The trial's outcome from its last report, with the start-up breakdown."""
+    """The trial's outcome from its last report, with the start-up breakdown.
+
+    ``device_hours``: wall seconds x the devices the trial's workers hold (GPUs, or CPUs without GPUs).
+    """
     wall = time.time() - started
     devices = spec.num_workers * ((spec.gpus_per_worker or 1.0) if spec.use_gpu else spec.cpus_per_worker)
     return {
@@ -186,6 +189,7 @@ def _summary(spec: TrialSpec, metrics: dict[str, Any], *, status: str, started: 
         "decay_start_lr": metrics.get("decay_start_lr"),
         "rollbacks": metrics.get("rollbacks", 0),
         "wall_seconds": wall,
+        "device_hours": wall * devices / 3600.0,
         **_startup_breakdown(metrics, started, fit_started),
         "error": error,
     }
