@@ -99,6 +99,8 @@ def new_run_dir(results: str, suite_name: str) -> Path:
 
 
 def _interrupt_on_sigterm() -> None:
+    """SIGTERM (a scheduler's or `kill`'s stop) unwinds like Ctrl-C: runs marked KILLED, servers stopped."""
+
     def handler(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
 
@@ -119,7 +121,6 @@ def run(args: argparse.Namespace) -> int:
     from autowu_bench.dashboards import format_markdown, format_text, head_to_head
     from autowu_bench.platform import results, runner, tracking
 
-    _interrupt_on_sigterm()
     run_dir = new_run_dir(suite.results, suite.name)
     (run_dir / "suite.yaml").write_text(suite_to_yaml(suite))
     results.write_specs(run_dir, trials)
@@ -133,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
             server = tracking.LocalMlflowServer(Path.cwd(), log_path=run_dir / "mlflow-server.log").launch()
             stack.callback(server.stop)
         stack.enter_context(runner.ray_session(args.address, num_cpus=args.num_cpus))
+        _interrupt_on_sigterm()  # after ray.init, which installs its own SIGTERM handler
         problems = runner.cluster_problems(trials)
         if problems:
             print(f"run_suite.py: the cluster cannot run the suite:\n" + "\n".join(f"  - {p}" for p in problems),
