@@ -11,8 +11,9 @@ YAML value); ``--only`` keeps the named arms, batch sizes or workloads. Defaults
 --tracking-uri and --results come from AUTOWU_RAY_ADDRESS, MLFLOW_TRACKING_URI and AUTOWU_RESULTS
 (cluster.yaml sets them on the head node).
 
-Exit status: 0 every trial finished; 2 the suite or the cluster cannot run it (nothing started);
-3 the suite ran but some trials failed (see the table and their summary.json); 130 interrupted.
+Exit status: 0 every trial ran to its end (finished, or diverged: a loss that blew up is a result);
+2 the suite or the cluster cannot run it (nothing started); 3 the suite ran but some trials failed
+with an error (see the table and their summary.json); 130 interrupted (SIGINT or SIGTERM).
 """
 
 from __future__ import annotations
@@ -162,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
             print("\n" + text, flush=True)
             tracking.log_artifacts(tracking_uri, parent, [run_dir / "table.txt", run_dir / "table.md"])
             tracking.log_artifacts(tracking_uri, parent, paths.values(), "results")
-            failed = [s["trial_id"] for s in summaries if str(s.get("status", "")).lower() != "finished"]
+            # A diverged trial ended as designed (its loss blew up); only errors count as failures.
+            failed = [s["trial_id"] for s in summaries if str(s.get("status") or "failed").lower() == "failed"]
             tracking.log_summary(tracking_uri, parent, {
                 "trials": len(trials), "trials_failed": len(failed),
                 "device_hours": float(sum(s.get("device_hours") or 0.0 for s in summaries)),
