@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-import run_suite
-from tests.data_fixtures import write_fashion_mnist_idx
+from data_fixtures import write_fashion_mnist_idx
 
 REPO = Path(__file__).resolve().parents[1]
+# run_suite.py is a script at the repository root, not part of the package
+_spec = importlib.util.spec_from_file_location("run_suite", REPO / "run_suite.py")
+run_suite = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(run_suite)
 
 
 @pytest.fixture(scope="module")

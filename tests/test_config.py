@@ -22,7 +22,7 @@ from autowu_bench.platform.config import (
 )
 from autowu_bench.schedulers import AutoWUCore
 from autowu_bench.workloads import get_workload, workload_names
-from tests.data_fixtures import write_fashion_mnist_idx
+from data_fixtures import write_fashion_mnist_idx
 
 
 @pytest.fixture(scope="module")
