@@ -259,3 +259,14 @@ def test_error_text_names_the_source_file(tmp_path):
         load_suite(str(path))
     assert str(path) in str(info.value)
     assert {p.split(":")[0] for p in info.value.problems} == {"batch_sizes", "arms"}
+
+
+def test_an_arm_with_another_optimizer_takes_its_base_lr_and_weight_decay(fmnist_root):
+    raw = suite_dict(fmnist_root, batch_sizes=[256], arms=[
+        {"name": "sgd-baseline", "kind": "baseline", "optimizer": "sgd", "warmup_epochs": [1],
+         "include_default": True}])
+    (trial,) = expand(validate_suite(raw))
+    sgd = get_workload("fmnist-mlp").recipe.with_optimizer("sgd")
+    assert trial.optimizer == "sgd" and trial.is_default
+    assert trial.weight_decay == sgd.weight_decay != get_workload("fmnist-mlp").recipe.weight_decay
+    assert trial.peak_lr == pytest.approx(sgd.base_lr * math.sqrt(256 / sgd.base_batch))

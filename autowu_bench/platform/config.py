@@ -647,8 +647,10 @@ def expand(suite: Suite) -> list[TrialSpec]:
         epochs = suite.epochs or recipe.epochs
         for batch in suite.batch_sizes:
             for arm in suite.arms:
-                optimizer = arm.optimizer or recipe.optimizer
-                weight_decay = arm.weight_decay if arm.weight_decay is not None else recipe.weight_decay
+                # An arm with another optimizer takes that optimizer's base LR and weight decay.
+                arm_recipe = recipe.with_optimizer(arm.optimizer) if arm.optimizer not in (None, recipe.optimizer) else recipe
+                optimizer = arm_recipe.optimizer
+                weight_decay = arm.weight_decay if arm.weight_decay is not None else arm_recipe.weight_decay
                 base = dict(common, arm=arm.name, workload=workload, batch_size=batch, epochs=epochs,
                             optimizer=optimizer, weight_decay=float(weight_decay))
                 if isinstance(arm, AutoWUArm):
@@ -658,7 +660,7 @@ def expand(suite: Suite) -> list[TrialSpec]:
                             decay=arm.decay, autowu=arm.autowu.kwargs(), **base,
                         ))
                     continue
-                for point in baseline_grid(arm, recipe, batch):
+                for point in baseline_grid(arm, arm_recipe, batch):
                     for seed in suite.seeds:
                         trials.append(TrialSpec(
                             trial_id=(f"{arm.name}_{workload}_b{batch}_lr{_lr_tag(point.peak_lr)}"
