@@ -32,19 +32,29 @@ def standalone_trace() -> tuple[list[float], AutoWU]:
     return lrs, sched
 
 
-def drive(controller, start: int = 0, stop: int = S * E, plan=None) -> tuple[list[float], object]:
-    """The worker's protocol: LR from the plan every step; losses sent only at plan.next_decision."""
+def drive(controller, start: int = 0, stop: int = S * E, plan=None):
+    """The worker's protocol: LR from the plan every step; at test points before ``decide_at`` the losses
+    are fed without waiting; at ``decide_at`` the caller waits for the new plan. Returns the LRs, the
+    last plan and how many calls waited."""
     plan = plan if plan is not None else controller.setup(S, E)
-    lrs, pending = [], []
+    status = controller.status()
+    lrs, pending, waits = [], [], 0
     for t in range(start, stop):
         lr = plan.lr(t)
         lrs.append(lr)
         pending.append(loss_at(lr, t))
-        if t + 1 == plan.next_decision:
-            plan = controller.advance(pending)
+        step = t + 1
+        if status["phase"] != "warmup":
+            continue
+        if step >= status["decide_at"]:
+            plan, status = controller.advance_with_status(pending)
+            pending, waits = [], waits + 1
+        elif step % status["test_interval"] == 0:
+            controller.feed(pending)
             pending = []
-    assert not pending or plan.next_decision > stop
-    return lrs, plan
+    if pending and status["phase"] == "warmup":
+        controller.feed(pending)
+    return lrs, plan, waits
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +67,10 @@ def expected():
 def test_in_process_controller_matches_standalone(expected):
     lrs, sched = expected
     controller = AutoWUController(dict(KWARGS))
-    got, _ = drive(controller)
+    got, _, waits = drive(controller)
     assert got == lrs
+    # Only the tests that could complete the patience (and step 1) made the caller wait.
+    assert waits < len(sched.tests) / 2
     status = controller.status()
     assert (status["switch_step"], status["switch_reason"]) == (sched.switch_step, sched.switch_reason)
     assert status["decay_start_lr"] == sched.decay_start_lr
@@ -69,11 +81,11 @@ def test_in_process_controller_matches_standalone(expected):
 def test_state_round_trip_mid_warmup_continues_the_same_trace(expected):
     lrs, _ = expected
     first = AutoWUController(dict(KWARGS))
-    head, plan = drive(first, 0, 100)
+    head, plan, _ = drive(first, 0, 100)
     assert plan.phase == "warmup"
     second = AutoWUController(dict(KWARGS))
     second.load_state_dict(first.state_dict())
-    tail, _ = drive(second, 100, S * E, plan=second.plan())
+    tail, _, _ = drive(second, 100, S * E, plan=second.plan())
     assert head + tail == lrs
 
 
@@ -96,7 +108,7 @@ def test_ray_actor_matches_standalone(expected):
     try:
         handle = start_controller(spec)
         client = connect(spec.trial_id)  # by name, as rank 0 finds it
-        got, _ = drive(client)
+        got, _, _ = drive(client)
         assert got == lrs
         assert client.status()["switch_step"] == sched.switch_step
         state = client.state_dict()

@@ -2,8 +2,16 @@
 
 :class:`AutoWUController` is a thin wrapper around :class:`~autowu_bench.schedulers.AutoWUCore`. The trial
 driver starts it as a named Ray actor (:func:`start_controller`), so its lifetime is the driver's;
-rank 0 of the trial's workers looks it up by name (:func:`connect`) and calls it only at decision
-points, never per step. The same class also runs in-process (no Ray), with the same methods.
+rank 0 of the trial's workers looks it up by name (:func:`connect`) and calls it only at test points,
+never per step. The same class also runs in-process (no Ray), with the same methods.
+
+Which calls must wait. A test can only switch the schedule when the tests before it leave the run of
+positive tests one short of the patience; so with ``positives`` positive tests so far, the next
+``patience - positives - 1`` tests cannot change any LR, and neither can anything before the longest
+warmup W. :meth:`AutoWUController.status` gives that horizon as ``decide_at``: rank 0 hands the losses
+of earlier test points over with :meth:`feed`, which does not wait (the GP test runs in the actor
+while the workers train on), and waits for the plan only at ``decide_at``. The core still runs every
+test on exactly the history it would have seen, in order, so the LR trace is unchanged.
 """
 
 from __future__ import annotations
@@ -68,11 +76,31 @@ class AutoWUController:
     def plan(self):
         return self._require_core().plan()
 
+    def feed(self, losses: list[float]) -> None:
+        """:meth:`advance` for a caller that does not need the plan (a test point before ``decide_at``)."""
+        self._require_core().observe(list(losses))
+
+    def decide_at(self) -> int:
+        """The first step after which the plan may change: the first test that could complete the
+        patience, or the longest warmup W, whichever comes first (the plan's own ``next_decision``
+        when that is sooner, e.g. step 1, whose loss sets the explosion threshold)."""
+        core = self._require_core()
+        plan = core.plan()
+        if core.switch_step is not None or core.loss_reference is None:
+            return plan.next_decision
+        interval = core.test_interval
+        next_test = (core.t // interval + 1) * interval
+        tests_to_switch = max(1, core.patience - core.positives)
+        return max(plan.next_decision, min(next_test + (tests_to_switch - 1) * interval, core.warmup_steps))
+
     def status(self) -> dict[str, Any]:
-        """Phase and switch facts, for the worker's rollback rule and for metrics."""
+        """Phase and switch facts for the worker's rollback rule and metrics; ``decide_at`` and
+        ``test_interval`` for the worker's calling pattern (module docstring)."""
         core = self._require_core()
         return {
             "t": core.t,
+            "decide_at": self.decide_at(),
+            "test_interval": core.test_interval,
             "phase": core.phase,
             "switch_step": core.switch_step,
             "switch_reason": core.switch_reason,
@@ -123,10 +151,19 @@ def stop_controller(handle) -> None:
 
 
 class ControllerClient:
-    """Synchronous calls to a controller actor, with :class:`AutoWUController`'s method names."""
+    """Calls to a controller actor with :class:`AutoWUController`'s method names.
+
+    :meth:`feed` returns at once; every other call waits for its result. An actor runs its calls in
+    order, so a waiting call sees every earlier feed, and it first collects the feeds' outcomes so that
+    an error in one is raised, not lost.
+    """
 
     def __init__(self, handle) -> None:
         self.handle = handle
+        self._inflight: list[Any] = []
+
+    def feed(self, losses: list[float]) -> None:
+        self._inflight.append(self.handle.feed.remote(list(losses)))
 
     def __getattr__(self, name: str):
         import ray
@@ -134,7 +171,10 @@ class ControllerClient:
         method = getattr(self.handle, name)
 
         def call(*args, **kwargs):
-            return ray.get(method.remote(*args, **kwargs))
+            result = method.remote(*args, **kwargs)
+            inflight, self._inflight = self._inflight, []
+            ray.get(inflight)
+            return ray.get(result)
 
         return call
 

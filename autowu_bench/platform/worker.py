@@ -74,8 +74,11 @@ class FixedSchedule:
         return self._plan
 
     def status(self) -> dict[str, Any]:
-        return {"phase": "fixed", "switch_step": None, "switch_reason": None, "decay_start_lr": None,
-                "divergence_step": None}
+        return {"phase": "fixed", "decide_at": self._plan.next_decision, "test_interval": None,
+                "switch_step": None, "switch_reason": None, "decay_start_lr": None, "divergence_step": None}
+
+    def feed(self, losses: list[float]) -> None:
+        pass
 
     def advance_with_status(self, losses: list[float]):
         return self._plan, self.status()
@@ -223,7 +226,6 @@ class TrialWorker:
         self.buffer = LossBuffer()
         self._epoch_lrs: list[float] = []
         self._epoch_losses: list[float] = []
-        self._pending_losses: list[float] = []  # rank 0: losses not yet sent to the controller
 
         if env.checkpoint_dir is not None:
             self._resume(env.checkpoint_dir)
@@ -319,7 +321,13 @@ class TrialWorker:
             self._sync_seconds += time.perf_counter() - start
 
     def _sync_losses(self) -> None:
-        """Read the buffered losses; consult the controller while in warmup; detect divergence."""
+        """Read the buffered losses; hand them to the controller while in warmup; detect divergence.
+
+        A test point before ``decide_at`` only feeds the controller (no wait, no broadcast: the plan
+        cannot change there); ``decide_at`` and any divergent loss wait for the controller's plan and
+        status, which rank 0 broadcasts. Every rank holds the same all-reduced losses and status, so
+        all take the same branch.
+        """
         first = self.step - len(self.buffer) + 1
         values = self.buffer.take()
         self._epoch_losses.extend(values)
@@ -327,12 +335,12 @@ class TrialWorker:
             return
         if self._live:
             bad = first_divergent(values, self.plan.is_divergent)
-            if self.rank == 0:
-                self._pending_losses.extend(values if bad is None else values[: bad + 1])
-                plan, status = self.env.schedule.advance_with_status(self._pending_losses)
-                self._pending_losses = []
-            else:
-                plan, status = None, None
+            losses = values if bad is None else values[: bad + 1]
+            if bad is None and self.step < self.status["decide_at"]:
+                if self.rank == 0:
+                    self.env.schedule.feed(losses)
+                return
+            plan, status = self.env.schedule.advance_with_status(losses) if self.rank == 0 else (None, None)
             self.plan, self.status = _broadcast((plan, status), self.rank)
             if self.status["switch_reason"] == "divergence" and self.status["divergence_step"] >= first:
                 raise _Rollback()
@@ -342,6 +350,13 @@ class TrialWorker:
             values = values[bad:]
         if first_divergent(values) is not None:
             raise _Diverged()
+
+    def _at_sync_point(self) -> bool:
+        """After this step: the plan's decision point, or (in warmup) one of the controller's test points."""
+        if self.step == self.plan.next_decision or self.step == self.status.get("decide_at"):
+            return True
+        interval = self.status.get("test_interval")
+        return self._live and interval is not None and self.step % interval == 0
 
     def _rollback(self) -> None:
         diverged_at = self.status["divergence_step"]
@@ -371,7 +386,7 @@ class TrialWorker:
             self.trace.append((self.step, lr))
             self._epoch_lrs.append(lr)
             self.buffer.append(loss)
-            if self.step == self.plan.next_decision:
+            if self._at_sync_point():
                 self._sync()
         self._sync()
 
@@ -483,9 +498,12 @@ class TrialWorker:
         first = self.step - len(lrs) + 1
         self.recorder.log_steps(list(range(first, first + n)), lrs[:n], losses[:n])
         if epoch_metrics:
-            keys = ("val_loss", "val_acc", "train_loss", "epoch_seconds", "sync_seconds", "images_per_second",
+            keys = ("val_loss", "val_acc", "epoch_seconds", "sync_seconds", "images_per_second",
                     "test_loss", "test_acc")
-            self.recorder.log_epoch(self.epoch, self.step, {k: metrics[k] for k in keys if k in metrics})
+            values = {k: metrics[k] for k in keys if k in metrics}
+            # "train_loss" is the per-step metric; the epoch's mean gets a name of its own.
+            values["epoch_train_loss"] = metrics["train_loss"]
+            self.recorder.log_epoch(self.epoch, self.step, values)
         tests = self.env.schedule.tests_since(self.tests_logged)
         if tests:
             self.recorder.log_tests(tests)
