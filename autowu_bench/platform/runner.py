@@ -80,7 +80,8 @@ def ray_session(
 
     for key, value in _RAY_ENV.items():
         os.environ.setdefault(key, value)
-    runtime_env = {"env_vars": dict(_RAY_ENV), "worker_process_setup_hook": _SETUP_HOOK}
+    # A value already in the environment wins, so each of these can be tuned per run.
+    runtime_env = {"env_vars": {k: os.environ[k] for k in _RAY_ENV}, "worker_process_setup_hook": _SETUP_HOOK}
     if address is None:
         ray.init(
             address="local",
