@@ -27,7 +27,6 @@ from typing import Any
 
 import torch
 from adamp import AdamP
-from timm.optim import Lamb
 from torch import nn
 
 OPTIMIZERS = ("adamp", "lamb", "sgd")
@@ -118,5 +117,7 @@ def build_optimizer(
     if name == "adamp":
         return AdamPNoSync(groups, lr=lr, betas=betas, eps=1e-8, weight_decay=weight_decay, delta=0.1, wd_ratio=0.1)
     if name == "lamb":
+        from timm.optim import Lamb  # imported here: timm adds seconds to every worker's start-up
+
         return Lamb(groups, lr=lr, betas=betas, eps=1e-6, weight_decay=weight_decay, max_grad_norm=1.0)
     return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
