@@ -12,7 +12,9 @@ if [ -d .bundle ]; then bash .bundle/use-bundle.sh .bundle && export PYTHONPATH=
 tar -C /tmp/fmnist -xJf .data/fmnist.tar.xz
 { date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv;
   python3 -c 'import torch, ray; print("torch", torch.__version__, "cuda", torch.version.cuda, "ray", ray.__version__)'; } 2>&1 | tee "$out/device.txt"
-timeout 200 python3 bench/gpu_throughput.py 2>&1 | tee "$out/gpu_throughput.txt"
+timeout "${BENCH_TIMEOUT:-200}" python3 bench/gpu_throughput.py --json "$out/gpu_throughput.json" ${BENCH_ARGS:-} 2>&1 | tee "$out/gpu_throughput.txt"
 # mlflow-skinny has no server: log straight to a sqlite file.
 timeout "${SUITE_TIMEOUT:-330}" python3 run_suite.py --suite gpu-quick --set data.root=/tmp/fmnist \
   --tracking-uri "sqlite:///$out/mlflow.db" --results "$out/runs" ${SUITE_ARGS:-} 2>&1 | tee "$out/gpu_quick.txt"
+# Checkpoints (tens of MB per trial) stay on the device; the tables, curves and logs come back.
+rm -rf "$out"/runs/*/*/ray
