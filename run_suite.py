@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             stack.callback(server.stop)
         stack.enter_context(runner.ray_session(args.address, num_cpus=args.num_cpus))
         _interrupt_on_sigterm()  # after ray.init, which installs its own SIGTERM handler
-        problems = runner.cluster_problems(trials)
+        problems = runner.cluster_problems(trials, can_grow=args.address is not None)
         if problems:
             print(f"run_suite.py: the cluster cannot run the suite:\n" + "\n".join(f"  - {p}" for p in problems),
                   file=sys.stderr)

@@ -55,15 +55,18 @@ def run(tmp_path_factory):
     ]
     with ray_session(None, num_cpus=2, object_store_memory=200 * 1024**2):
         problems = cluster_problems(trials + unfit)
+        growing = cluster_problems(trials + unfit, can_grow=True)
         summaries = run_trials(trials, run_dir=run_dir, tracking_uri=None, parent_run_id=None)
-    return run_dir, trials, {s["trial_id"]: s for s in summaries}, problems
+    return run_dir, trials, {s["trial_id"]: s for s in summaries}, (problems, growing)
 
 
 def test_cluster_problems_name_the_trial_and_the_fix(run):
-    problems = run[3]
+    problems, growing = run[3]
     assert len(problems) == 2
     assert "trial gpu" in problems[0] and "no GPUs" in problems[0] and "use_gpu" in problems[0]
     assert "trial wide" in problems[1] and "needs 4 CPUs" in problems[1] and "cluster has 2" in problems[1]
+    # An autoscaling cluster may add CPUs while trials wait, but a GPU-less one is still refused.
+    assert len(growing) == 1 and "trial gpu" in growing[0]
 
 
 def _trace(run_dir: str, trial_id: str, rank: int) -> dict[str, list]:

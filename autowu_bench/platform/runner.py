@@ -101,8 +101,12 @@ def ray_session(
         ray.shutdown()
 
 
-def cluster_problems(trials: list[TrialSpec]) -> list[str]:
-    """What the running cluster cannot give the trials (call inside :func:`ray_session`)."""
+def cluster_problems(trials: list[TrialSpec], *, can_grow: bool = False) -> list[str]:
+    """What the running cluster cannot give the trials (call inside :func:`ray_session`).
+
+    A GPU trial on a cluster with no GPU at all is always a problem. ``can_grow`` (a joined cluster,
+    whose autoscaler may add nodes while trials wait) skips the checks against what it holds now.
+    """
     import ray
 
     resources = ray.cluster_resources()
@@ -114,9 +118,13 @@ def cluster_problems(trials: list[TrialSpec]) -> list[str]:
         if spec.use_gpu and gpus == 0:
             problems.append(
                 f"trial {spec.trial_id}: use_gpu=true but the cluster has no GPUs; set resources.use_gpu "
-                "to false or join a cluster with GPUs (--address)"
+                "to false or join a cluster with GPUs (--address; if its GPU nodes are still starting, "
+                "wait until `ray status` lists them)"
             )
-        elif need_gpu > gpus:
+            continue
+        if can_grow:
+            continue
+        if need_gpu > gpus:
             problems.append(
                 f"trial {spec.trial_id}: needs {need_gpu:g} GPUs ({spec.num_workers} workers) but the "
                 f"cluster has {gpus:g}; lower resources.workers"
