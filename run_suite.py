@@ -58,6 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="keep only these arms, batch sizes or workloads (comma list; repeatable)")
     parser.add_argument("--dry-run", action="store_true", help="validate the suite and list its trials; start nothing")
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all)")
+    parser.add_argument("--download", action="store_true",
+                        help="fetch data sets missing under data.root with torchvision before validating (not ImageNet)")
     return parser.parse_args(argv)
 
 
@@ -69,8 +71,30 @@ def resolve_suite(args: argparse.Namespace):
         raw["tracking_uri"] = args.tracking_uri
     if args.results:
         raw["results"] = args.results
+    if args.download:
+        download_missing(raw)
     suite = select(validate_suite(raw, source=str(path)), args.only)
     return suite, path
+
+
+def download_missing(raw: dict) -> None:
+    """Fetch each workload's data set into the suite's data root when it is not there (only on request:
+    nothing downloads at run time otherwise). What cannot be fetched is left to validation to report."""
+    from autowu_bench.workloads import DataError, get_workload
+
+    root = (raw.get("data") or {}).get("root")
+    for name in raw.get("workloads") or []:
+        try:
+            workload = get_workload(name)
+        except ValueError:
+            continue  # validation names the unknown workload
+        if root is None or not workload.check_data(root):
+            continue  # the default location is an installed package, or the data is already there
+        print(f"downloading the data of {name} into {root} ...", flush=True)
+        try:
+            workload.load(root, val_size=0, download=True)
+        except DataError as exc:
+            print(f"run_suite.py: {exc}", file=sys.stderr)
 
 
 def describe(suite, trials) -> str:

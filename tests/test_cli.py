@@ -101,3 +101,30 @@ def test_run_folders_never_collide(tmp_path):
     first = run_suite.new_run_dir(str(tmp_path), "s")
     second = run_suite.new_run_dir(str(tmp_path), "s")
     assert first != second and first.parent == second.parent == tmp_path / "s"
+
+
+def test_download_is_asked_for_and_what_cannot_be_fetched_stops_the_suite(tmp_path, monkeypatch):
+    empty = tmp_path / "data"
+    empty.mkdir()
+    calls = []
+
+    class Recorder:
+        def __init__(self, name):
+            self.name = name
+
+        def check_data(self, root):
+            return [] if self.name == "fmnist-mlp" else [f"{self.name} missing under {root}"]
+
+        def load(self, root, **kwargs):
+            calls.append((self.name, root, kwargs))
+
+    monkeypatch.setattr("autowu_bench.workloads.get_workload", Recorder)
+    run_suite.download_missing({"workloads": ["fmnist-mlp", "cifar10-resnet18"], "data": {"root": str(empty)}})
+    assert calls == [("cifar10-resnet18", str(empty), {"val_size": 0, "download": True})]
+
+    # ImageNet cannot be downloaded: the run stops at validation, naming the path and the way to get it.
+    proc = cli("--suite", "smoke", "--set", "workloads=[imagenet-resnet50]", "--set", f"data.root={empty}",
+               "--download", "--dry-run")
+    assert proc.returncode == 2
+    assert "downloading the data of imagenet-resnet50" in proc.stdout
+    assert "ImageNet" in proc.stderr and str(empty) in proc.stderr
