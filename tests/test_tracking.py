@@ -164,6 +164,18 @@ def test_recorder_without_tracking_appends_numbered_fragments(tmp_path):
     assert frame.to_dict("list") == {"trial_id": ["x_s0"] * 2, "step": [2, 3], "lr": [0.2, 0.3], "train_loss": [0.8, 0.7]}
 
 
+
+def test_a_switch_record_keeps_its_extra_fields_beside_plain_tests(tmp_path):
+    recorder = TrialRecorder(None, None, tmp_path / "a_s0")
+    plain = {"step": 21, "epoch": 5.25, "p": [0.97] * 5, "votes": [True] * 5, "positive": True, "decision": "positive"}
+    switch = {**plain, "step": 23, "decision": "switch", "mu": [0.5, 0.4], "x_star": [0.8] * 5, "start_lr": 0.0017}
+    recorder.log_tests([plain, switch])
+    recorder.flush()
+    (path,) = (tmp_path / "a_s0" / "fragments").iterdir()
+    frame = pd.read_parquet(path)
+    assert frame.start_lr.isna().tolist() == [True, False] and frame.start_lr.iloc[1] == 0.0017
+    assert frame.x_star.iloc[1].tolist() == [0.8] * 5 and frame.mu.iloc[0] is None
+
 def _group_alive(pgid: int) -> bool:
     """Whether any live (non-zombie) process is in process group ``pgid``."""
     for stat in Path("/proc").glob("[0-9]*/stat"):

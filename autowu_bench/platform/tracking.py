@@ -494,7 +494,7 @@ class TrialRecorder:
         for kind, rows in self._rows.items():
             if rows:
                 self._seq += 1
-                _write_atomic(pa.Table.from_pylist(rows), self.fragments / f"{kind}-{self._seq:06d}.parquet")
+                _write_atomic(_table(rows), self.fragments / f"{kind}-{self._seq:06d}.parquet")
                 rows.clear()
 
     def _send(self) -> None:
@@ -531,3 +531,9 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
     pq.write_table(table, tmp)
     os.replace(tmp, path)
 
+
+def _table(rows: list[dict[str, Any]]) -> pa.Table:
+    """Rows with different keys (a switch record adds mu, x_star, start_lr) as one table: every key
+    becomes a column, missing values null. ``from_pylist`` alone would keep only the first row's keys."""
+    names = list(dict.fromkeys(key for row in rows for key in row))
+    return pa.Table.from_pylist([{name: row.get(name) for name in names} for row in rows])
