@@ -69,6 +69,7 @@ def test_autowu_switched_by_its_test_and_matches_the_standalone_scheduler(smoke_
         assert row.switch_reason == "test", (row.trial_id, row.switch_reason)
         own = tests[tests.trial_id == row.trial_id]
         assert own.decision.iloc[-1] == "switch" and own.step.iloc[-1] == row.switch_step
+        assert own.start_lr.iloc[-1] == pytest.approx(row.decay_start_lr) and len(own.x_star.iloc[-1]) == 5
         # The controller's trace equals AutoWU run standalone on the same (all-reduced) losses.
         curve = curves[curves.trial_id == row.trial_id].sort_values("step")
         core = AutoWUCore(row.steps_per_epoch, row.epochs, decay=row.decay, test_interval="auto", seed=row.seed)
