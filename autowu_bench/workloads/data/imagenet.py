@@ -20,7 +20,7 @@ from torchvision.transforms import v2
 
 from ..errors import DataError
 from .augment import Normalize
-from .sharding import check_rank, mix_seed, train_batches
+from .sharding import ShardedLoader, mix_seed, train_batches
 from .splits import Splits, train_val_indices
 
 HOW_TO_GET = (
@@ -144,7 +144,7 @@ class _Batches:
                 yield list(range(i, min(i + ld.batch_size, n)))
 
 
-class FolderLoader:
+class FolderLoader(ShardedLoader):
     """Batches ``(x, y)`` on ``device`` from an :class:`ImageSplit`: x float32 normalized, y int64.
 
     Same sharding contract as :class:`DeviceLoader`: train=True gives rank ``rank`` a disjoint part of
@@ -169,21 +169,10 @@ class FolderLoader:
         num_workers: int | None = None,
         channels_last: bool = False,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size} must be at least 1")
-        check_rank(rank, world_size)
-        self.split = split
-        self.batch_size = batch_size
-        self.rank = rank
-        self.world_size = world_size
-        self.train = train
-        self.seed = seed
-        self.device = torch.device(device)
-        self.normalize = normalize
-        self.channels_last = channels_last
-        self.epoch = 0
-        if train:
-            train_batches(len(split), batch_size=batch_size, rank=rank, world_size=world_size, seed=seed, epoch=0)
+        super().__init__(
+            split, batch_size=batch_size, rank=rank, world_size=world_size, train=train, seed=seed,
+            device=device, normalize=normalize, channels_last=channels_last,
+        )
         workers = min(8, os.cpu_count() or 1) if num_workers is None else num_workers
         self._generator = torch.Generator().manual_seed(mix_seed(seed, rank, 2))
         transform = train_transform(image_size) if train else eval_transform(image_size, round(image_size * 256 / 224))
@@ -195,15 +184,6 @@ class FolderLoader:
             persistent_workers=workers > 0,
             generator=self._generator,
         )
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        n = len(self.split)
-        if self.train:
-            return (n // self.world_size) // self.batch_size
-        return -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for x, y in self._loader:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import numpy as np
 import torch
 
@@ -31,10 +33,54 @@ def train_batches(n: int, *, batch_size: int, rank: int, world_size: int, seed: 
     return mine.view(num_batches, batch_size)
 
 
-def num_train_batches(n: int, *, batch_size: int, world_size: int) -> int:
-    return (n // world_size) // batch_size
-
-
 def check_rank(rank: int, world_size: int) -> None:
     if world_size < 1 or not 0 <= rank < world_size:
         raise ValueError(f"rank={rank} must be in [0, world_size={world_size})")
+
+
+class ShardedLoader:
+    """What the in-memory and the ImageNet loaders share: rank ``rank``'s share of a split, per epoch.
+
+    train=True: disjoint parts, the same number of whole batches on every rank, order reshuffled per
+    (seed, epoch) (see :func:`train_batches`). train=False: the whole split on every rank, in order,
+    last batch kept.
+    """
+
+    def __init__(
+        self,
+        split: Any,
+        *,
+        batch_size: int,
+        rank: int,
+        world_size: int,
+        train: bool,
+        seed: int,
+        device: torch.device | str,
+        normalize: Callable[[torch.Tensor], torch.Tensor],
+        channels_last: bool,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} must be at least 1")
+        check_rank(rank, world_size)
+        self.split = split
+        self.batch_size = batch_size
+        self.rank = rank
+        self.world_size = world_size
+        self.train = train
+        self.seed = seed
+        self.device = torch.device(device)
+        self.normalize = normalize
+        self.channels_last = channels_last
+        self.epoch = 0
+        if train:  # fail now, not at the first epoch, when the batch does not fit
+            train_batches(len(split), batch_size=batch_size, rank=rank, world_size=world_size, seed=seed, epoch=0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the shuffle (and augmentation) stream of ``epoch``: deterministic per (seed, epoch)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        n = len(self.split)
+        if self.train:
+            return (n // self.world_size) // self.batch_size
+        return -(-n // self.batch_size)

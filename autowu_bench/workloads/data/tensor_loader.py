@@ -7,11 +7,11 @@ from collections.abc import Iterator
 import torch
 
 from .augment import AugmentSpec, Normalize, augment_uint8, cutout
-from .sharding import check_rank, mix_seed, train_batches
+from .sharding import ShardedLoader, mix_seed, train_batches
 from .splits import TensorSplit
 
 
-class DeviceLoader:
+class DeviceLoader(ShardedLoader):
     """Batches ``(x, y)`` of a :class:`TensorSplit` on ``device``: x float32 normalized, y int64.
 
     The uint8 split is copied to ``device`` once; each batch is gathered, augmented (train only) and
@@ -46,32 +46,11 @@ class DeviceLoader:
         normalize: Normalize,
         channels_last: bool = False,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size} must be at least 1")
-        check_rank(rank, world_size)
-        self.split = split
-        self.batch_size = batch_size
-        self.rank = rank
-        self.world_size = world_size
-        self.train = train
-        self.seed = seed
-        self.device = torch.device(device)
+        super().__init__(
+            split, batch_size=batch_size, rank=rank, world_size=world_size, train=train, seed=seed,
+            device=device, normalize=normalize, channels_last=channels_last,
+        )
         self.augment = augment
-        self.normalize = normalize
-        self.channels_last = channels_last
-        self.epoch = 0
-        if train:  # fail now, not at the first epoch, when the batch does not fit
-            train_batches(len(split), batch_size=batch_size, rank=rank, world_size=world_size, seed=seed, epoch=0)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the shuffle and augmentation stream of ``epoch`` (deterministic per (seed, epoch))."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        n = len(self.split)
-        if self.train:
-            return (n // self.world_size) // self.batch_size
-        return -(-n // self.batch_size)
 
     def _index_batches(self) -> list[torch.Tensor]:
         n = len(self.split)
