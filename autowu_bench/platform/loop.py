@@ -107,7 +107,8 @@ class TrainStep:
     def __call__(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
         """Run one optimizer step at ``lr``; returns the all-reduced mean step loss (device scalar)."""
         set_lr(self.optimizer, lr)
-        self.module.train()
+        if not self.module.training:  # evaluation switched it; walking the modules every step costs
+            self.module.train()
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         n = self.micro_batches
@@ -117,6 +118,12 @@ class TrainStep:
                 "make the per-worker batch a multiple of the micro-batch"
             )
         self.optimizer.zero_grad(set_to_none=True)
+        if n == 1:  # the common case without the accumulation's extra kernels
+            with self._autocast(x.device):
+                loss = self.loss_fn(self.net(x), y)
+            loss.backward()
+            self.optimizer.step()
+            return all_reduce_mean_(loss.detach().float())  # backward is done: reducing in place is safe
         total = torch.zeros((), device=x.device, dtype=torch.float32)
         for i, (xs, ys) in enumerate(zip(x.chunk(n), y.chunk(n))):
             last = i == n - 1
