@@ -39,16 +39,13 @@ import torch
 
 from autowu_bench.schedulers.gp_common import (
     INITIAL_RAW_OUTPUTSCALE,
-    TEST_THREADS,
+    DetectorBase,
     DetectorResult,
-    check_test_args,
-    degenerate_result,
+    History,
     draw_subsets,
     evaluation_grid,
-    history_points,
     make_config,
     make_result,
-    torch_threads,
 )
 
 #: Adam's constants, as torch.optim.Adam's defaults (the reference uses those).
@@ -98,7 +95,7 @@ def rbf_features(x: torch.Tensor, lengthscale: float, r: int) -> torch.Tensor:
     return sign * torch.exp(log_mag)
 
 
-class GPMinimumDetector:
+class GPMinimumDetector(DetectorBase):
     """Decides whether the loss curve of the warmup has passed its minimum (AutoWU eqs. 2-5).
 
     Each :meth:`test` fits the GP hyperparameters on a random subset of the history (warm-started
@@ -154,35 +151,7 @@ class GPMinimumDetector:
         """(constant, outputscale, noise) as they stand now."""
         return self._raw[0], _softplus(self._raw[1]), self.config.noise_min + _softplus(self._raw[2])
 
-    def test(self, losses: Any, *, lr_min: float, lr_now: float, warmup: str = "exp") -> DetectorResult:
-        """One test of the detector on the whole warmup history so far.
-
-        Args:
-            losses: Every per-step loss of the warmup so far (list, numpy array or 1-d tensor).
-                Non-finite values keep their place (point i of n sits at ``x_i = i / n``) but the GP
-                ignores them.
-            lr_min: The first LR of the warmup.
-            lr_now: The LR of the step whose loss was recorded last (x = 1).
-            warmup: "exp" or "linear": how eq. 5 maps a grid point back to an LR.
-
-        Returns:
-            The test's :class:`DetectorResult`. With fewer than 2 finite points or a constant
-            history it is negative with p = 0 and x* = 1 (start LR ``lr_now``), and the
-            hyperparameters are left as they were.
-        """
-        start = time.perf_counter()
-        lr_min, lr_now = check_test_args(lr_min, lr_now, warmup)
-        with torch_threads(TEST_THREADS):
-            return self._test(losses, lr_min, lr_now, warmup, start)
-
-    def _test(self, losses: Any, lr_min: float, lr_now: float, warmup: str, start: float) -> DetectorResult:
-        history = history_points(losses)
-        if history.degenerate:
-            constant, outputscale, noise = self.hyperparameters()
-            return degenerate_result(
-                config=self.config, history=history, lr_now=lr_now, constant=constant,
-                outputscale=outputscale, noise=noise, seconds=time.perf_counter() - start,
-            )
+    def _test(self, history: History, lr_min: float, lr_now: float, warmup: str, start: float) -> DetectorResult:
         fit_idx, vote_idx = draw_subsets(history.n_finite, self.config, self.generator)
         self._raw[0] = float(history.y.mean())
         self._fit(history.x[fit_idx], history.y[fit_idx])

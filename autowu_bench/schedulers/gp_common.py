@@ -8,6 +8,7 @@ probability with :func:`lower_bound_probability`, so that their decisions can be
 from __future__ import annotations
 
 import math
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
@@ -308,3 +309,44 @@ def degenerate_result(
         n_finite=history.n_finite,
         seconds=seconds,
     )
+
+
+class DetectorBase:
+    """The test contract both detectors share; subclasses fit and vote in ``_test``.
+
+    Subclasses set ``config``, ``grid`` and ``generator`` and give ``hyperparameters()``.
+    """
+
+    def test(self, losses: Any, *, lr_min: float, lr_now: float, warmup: str = "exp") -> DetectorResult:
+        """One test of the detector on the whole warmup history so far.
+
+        Args:
+            losses: Every per-step loss of the warmup so far (list, numpy array or 1-d tensor).
+                Non-finite values keep their place (point i of n sits at ``x_i = i / n``) but the GP
+                ignores them.
+            lr_min: The first LR of the warmup.
+            lr_now: The LR of the step whose loss was recorded last (x = 1).
+            warmup: "exp" or "linear": how eq. 5 maps a grid point back to an LR.
+
+        Returns:
+            The test's :class:`DetectorResult`. With fewer than 2 finite points or a constant
+            history it is negative with p = 0 and x* = 1 (start LR ``lr_now``), and the
+            hyperparameters are left as they were.
+        """
+        start = time.perf_counter()
+        lr_min, lr_now = check_test_args(lr_min, lr_now, warmup)
+        with torch_threads(TEST_THREADS):
+            history = history_points(losses)
+            if history.degenerate:
+                constant, outputscale, noise = self.hyperparameters()
+                return degenerate_result(
+                    config=self.config, history=history, lr_now=lr_now, constant=constant,
+                    outputscale=outputscale, noise=noise, seconds=time.perf_counter() - start,
+                )
+            return self._test(history, lr_min, lr_now, warmup, start)
+
+    def hyperparameters(self) -> tuple[float, float, float]:
+        raise NotImplementedError
+
+    def _test(self, history: History, lr_min: float, lr_now: float, warmup: str, start: float) -> DetectorResult:
+        raise NotImplementedError

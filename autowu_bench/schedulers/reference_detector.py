@@ -17,16 +17,13 @@ import torch
 
 from autowu_bench.schedulers.gp_common import (
     INITIAL_RAW_OUTPUTSCALE,
-    TEST_THREADS,
+    DetectorBase,
     DetectorResult,
-    check_test_args,
-    degenerate_result,
+    History,
     draw_subsets,
     evaluation_grid,
-    history_points,
     make_config,
     make_result,
-    torch_threads,
 )
 
 
@@ -45,7 +42,7 @@ class _LossCurveGP(gpytorch.models.ExactGP):
         return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
 
 
-class ReferenceGPMinimumDetector:
+class ReferenceGPMinimumDetector(DetectorBase):
     """GPyTorch reference of :class:`~autowu_bench.schedulers.detector.GPMinimumDetector` (same API).
 
     Args: see ``GPMinimumDetector``.
@@ -92,21 +89,7 @@ class ReferenceGPMinimumDetector:
                 float(self.likelihood.noise),
             )
 
-    def test(self, losses: Any, *, lr_min: float, lr_now: float, warmup: str = "exp") -> DetectorResult:
-        """One test on the whole warmup history; see ``GPMinimumDetector.test``."""
-        start = time.perf_counter()
-        lr_min, lr_now = check_test_args(lr_min, lr_now, warmup)
-        with torch_threads(TEST_THREADS):
-            return self._test(losses, lr_min, lr_now, warmup, start)
-
-    def _test(self, losses: Any, lr_min: float, lr_now: float, warmup: str, start: float) -> DetectorResult:
-        history = history_points(losses)
-        if history.degenerate:
-            constant, outputscale, noise = self.hyperparameters()
-            return degenerate_result(
-                config=self.config, history=history, lr_now=lr_now, constant=constant,
-                outputscale=outputscale, noise=noise, seconds=time.perf_counter() - start,
-            )
+    def _test(self, history: History, lr_min: float, lr_now: float, warmup: str, start: float) -> DetectorResult:
         fit_idx, vote_idx = draw_subsets(history.n_finite, self.config, self.generator)
 
         # Fit: constant reset to the mean of the finite losses, the rest warm-started.
