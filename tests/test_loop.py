@@ -12,7 +12,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from autowu_bench.platform.loop import LossBuffer, TrainStep, evaluate, first_divergent, set_lr
+from autowu_bench.platform.loop import LossBuffer, TrainStep, evaluate, first_divergent
+from autowu_bench.schedulers.plans import set_lr
 
 
 def _model(seed: int = 0) -> nn.Module:

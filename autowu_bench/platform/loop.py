@@ -24,6 +24,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from autowu_bench.schedulers.plans import set_lr
+
 
 class Plan(Protocol):
     """What the loop needs of a schedule (``SchedulePlan`` or ``BaselinePlan``)."""
@@ -33,12 +35,6 @@ class Plan(Protocol):
     def lr(self, t: int) -> float: ...
 
     def is_divergent(self, loss: float) -> bool: ...
-
-
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Give every parameter group ``lr`` times its ``lr_scale`` (default 1.0), as AUTOWU.md says."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def is_distributed() -> bool:

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
-from autowu_bench.schedulers.plans import NEVER, SchedulePlan
+from autowu_bench.schedulers.plans import NEVER, SchedulePlan, set_lr
 
 DECAYS = ("const-cos", "cosine")
 WARMUPS = ("exp", "linear")
@@ -318,9 +318,7 @@ class AutoWU:
         self._apply()
 
     def _apply(self) -> None:
-        lr = self.core.lr()
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr * group.get("lr_scale", 1.0)
+        set_lr(self.optimizer, self.core.lr())
 
     def get_last_lr(self) -> list[float]:
         """One LR per parameter group: the LR the next optimizer step uses."""

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from autowu_bench.schedulers.plans import BaselinePlan
+from autowu_bench.schedulers.plans import BaselinePlan, set_lr
 
 
 class LinearWarmupCosine:
@@ -45,9 +45,7 @@ class LinearWarmupCosine:
         self._apply()
 
     def _apply(self) -> None:
-        lr = self.plan.lr(self.t)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr * group.get("lr_scale", 1.0)
+        set_lr(self.optimizer, self.plan.lr(self.t))
 
     def get_last_lr(self) -> list[float]:
         return [group["lr"] for group in self.optimizer.param_groups]

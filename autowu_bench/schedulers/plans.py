@@ -11,6 +11,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+import torch
+
 from autowu_bench.schedulers.lr_functions import (
     const_cos_lr,
     cosine_lr,
@@ -19,6 +21,12 @@ from autowu_bench.schedulers.lr_functions import (
 )
 
 NEVER = sys.maxsize  # next_decision of a plan that no loss can change any more
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Give every parameter group ``lr`` times its ``lr_scale`` (default 1.0), as AUTOWU.md says."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 @dataclass(frozen=True)
