@@ -8,6 +8,7 @@ sent per step. ``plan.lr(t)`` is exact for every ``t < plan.next_decision``; aft
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass
 
@@ -67,7 +68,7 @@ class SchedulePlan:
 
     def is_divergent(self, loss: float) -> bool:
         """True for a non-finite loss, or a finite one above the explosion threshold."""
-        if loss != loss or loss in (float("inf"), float("-inf")):
+        if not math.isfinite(loss):
             return True
         return self.divergence_threshold is not None and loss > self.divergence_threshold
 
@@ -92,4 +93,4 @@ class BaselinePlan:
         return linear_warmup_cosine_lr(t, self.peak_lr, self.warmup_steps, self.total_steps)
 
     def is_divergent(self, loss: float) -> bool:
-        return loss != loss or loss in (float("inf"), float("-inf"))
+        return not math.isfinite(loss)
