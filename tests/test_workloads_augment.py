@@ -9,7 +9,9 @@ from torchvision.transforms.v2 import functional as TF
 
 from autowu_bench.workloads import get_workload
 from autowu_bench.workloads.data.augment import cutout, random_crop, random_flip
-from autowu_bench.workloads.data.autoaugment import CIFAR10_POLICY, apply_op, cifar10_autoaugment
+from autowu_bench.workloads.data.autoaugment import (
+    CIFAR10_POLICY, SIGNED, _policy_tables, apply_op, apply_policy, cifar10_autoaugment, magnitude,
+)
 from autowu_bench.workloads.data.splits import TensorSplit
 
 
@@ -115,6 +117,48 @@ def test_autoaugment_changes_images_per_sample_and_is_reproducible():
     assert 0.5 < float(changed) < 0.98  # most sub-policies fire something; some leave an image as is
     assert torch.equal(out, cifar10_autoaugment(x, _gen(3)))
     assert not torch.equal(out, cifar10_autoaugment(x, _gen(4)))
+
+
+def test_policy_applies_each_images_fired_operations_in_order_with_their_signs():
+    """The batched policy equals, image by image, the sub-policy's operations applied one after another."""
+    n = 600
+    x = _images(n, seed=7)
+    g = _gen(11)
+    pick = torch.randint(0, len(CIFAR10_POLICY), (n,), generator=g)
+    u_fire, u_sign = torch.rand(2, n, generator=g), torch.rand(2, n, generator=g)
+    out = apply_policy(x, pick, u_fire, u_sign, _policy_tables(32, 32, x.device))
+    fired_ops = set()
+    for i in range(n):
+        expected = x[i : i + 1]
+        for slot, (op, prob, bin_) in enumerate(CIFAR10_POLICY[int(pick[i])]):
+            if u_fire[slot, i] >= prob:
+                continue
+            mag = magnitude(op, bin_, 32, 32) * (-1.0 if op in SIGNED and u_sign[slot, i] < 0.5 else 1.0)
+            expected = apply_op(op, expected, torch.tensor([mag], dtype=torch.float64))
+            fired_ops.add(op)
+        assert torch.equal(out[i], expected[0]), f"image {i}: sub-policy {int(pick[i])}"
+    assert fired_ops == {op for pair in CIFAR10_POLICY for op, _, _ in pair}  # every operation was exercised
+
+
+def test_autoaugment_launches_a_fixed_number_of_kernels_whatever_the_batch():
+    """No per-image or per-group work: the kernels per batch do not grow with it (what a GPU pays at small batches)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.n += not func.is_view
+            return func(*args, **(kwargs or {}))
+
+    counts = []
+    for b in (8, 256):
+        Count.n = 0
+        with Count():
+            cifar10_autoaugment(_images(b), _gen())
+        counts.append(Count.n)
+    assert counts[0] == counts[1]
+    assert counts[0] < 250  # one pass per family of operations, not per operation (about 450 before)
 
 
 @pytest.mark.parametrize("name", ["fmnist-mlp", "fmnist-cnn", "fmnist-resnet18", "cifar10-resnet18", "cifar100-wrn28-10"])
