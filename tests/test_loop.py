@@ -15,6 +15,8 @@ from torch import nn
 from autowu_bench.platform.loop import LossBuffer, TrainStep, evaluate, first_divergent
 from autowu_bench.schedulers.plans import set_lr
 
+from kernel_count import count_kernels
+
 
 def _model(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
@@ -44,6 +46,31 @@ def test_gradient_accumulation_equals_the_whole_batch():
     for a, b in zip(params_1, params_4):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     assert params_1[0].ne(_params(_model())[0]).any()  # the steps did change the weights
+
+
+def test_a_step_launches_no_more_kernels_than_a_hand_written_one():
+    """On a GPU every extra kernel or host-side pass costs time a small batch cannot hide (issue 4's 0.95)."""
+    x, y = _data()
+    plain_model, step_model = _model(), _model()
+    plain_opt = torch.optim.SGD(plain_model.parameters(), lr=0.1, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def plain_step():
+        set_lr(plain_opt, 0.5)
+        plain_opt.zero_grad(set_to_none=True)
+        loss = loss_fn(plain_model(x), y)
+        loss.backward()
+        plain_opt.step()
+        return loss.detach()
+
+    step = TrainStep(step_model, torch.optim.SGD(step_model.parameters(), lr=0.1, momentum=0.9), loss_fn)
+    buffer = LossBuffer()
+    for _ in range(2):  # the first step creates the momentum buffers
+        plain_step()
+        step(x, y, lr=0.5)
+    assert count_kernels(lambda: buffer.append(step(x, y, lr=0.5))) == count_kernels(plain_step)
+    for a, b in zip(_params(plain_model), _params(step_model)):
+        torch.testing.assert_close(a, b)  # and the same arithmetic
 
 
 def test_micro_batches_must_divide_the_worker_batch():
