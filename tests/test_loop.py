@@ -13,9 +13,8 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from autowu_bench.platform.loop import LossBuffer, TrainStep, evaluate, first_divergent
+from autowu_bench.profiling import count_kernels
 from autowu_bench.schedulers.plans import set_lr
-
-from kernel_count import count_kernels
 
 
 def _model(seed: int = 0) -> nn.Module:

@@ -7,14 +7,13 @@ import torch
 from torchvision.transforms import AutoAugment, AutoAugmentPolicy
 from torchvision.transforms.v2 import functional as TF
 
+from autowu_bench.profiling import count_kernels
 from autowu_bench.workloads import get_workload
 from autowu_bench.workloads.data.augment import cutout, random_crop, random_flip
 from autowu_bench.workloads.data.autoaugment import (
-    CIFAR10_POLICY, SIGNED, _policy_tables, apply_op, apply_policy, cifar10_autoaugment, magnitude,
+    CIFAR10_POLICY, CPU_CHUNK, SIGNED, _policy_tables, apply_op, apply_policy, cifar10_autoaugment, magnitude,
 )
 from autowu_bench.workloads.data.splits import TensorSplit
-
-from kernel_count import count_kernels
 
 
 def _images(n: int = 16, size: int = 32, seed: int = 0) -> torch.Tensor:
@@ -142,9 +141,19 @@ def test_policy_applies_each_images_fired_operations_in_order_with_their_signs()
     assert fired_ops == {op for pair in CIFAR10_POLICY for op, _, _ in pair}  # every operation was exercised
 
 
+def test_autoaugment_in_cpu_chunks_equals_one_pass_over_the_batch():
+    n = 2 * CPU_CHUNK + 37
+    x = _images(n, seed=3)
+    g = _gen(5)
+    pick = torch.randint(0, len(CIFAR10_POLICY), (n,), generator=g)
+    u_fire, u_sign = torch.rand(2, n, generator=g), torch.rand(2, n, generator=g)
+    whole = apply_policy(x, pick, u_fire, u_sign, _policy_tables(32, 32, x.device))
+    assert torch.equal(cifar10_autoaugment(x, _gen(5)), whole)
+
+
 def test_autoaugment_launches_a_fixed_number_of_kernels_whatever_the_batch():
     """No per-image or per-group work: the kernels per batch do not grow with it (what a GPU pays at small batches)."""
-    counts = [count_kernels(lambda: cifar10_autoaugment(_images(b), _gen())) for b in (8, 256)]
+    counts = [count_kernels(lambda: cifar10_autoaugment(_images(b), _gen())) for b in (8, CPU_CHUNK)]
     assert counts[0] == counts[1]
     assert counts[0] < 250  # one pass per family of operations, not per operation (about 450 before)
 
