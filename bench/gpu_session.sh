@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks of the project, as one script for a lent H100 (../shared/device): the throughput benches
-# (training step and augmentation, issue 4) and the gpu-quick suite end to end (issue 3/4). Run from the repo root with .bundle (Ray,
-# AdamP, MLflow client) and .data/fmnist.tar.xz (the four raw Fashion-MNIST IDX files) carried:
+# (training step and augmentation, issue 4) and the gpu-quick suite end to end (issues 3 and 4). Run from
+# the repo root with .bundle (Ray, AdamP, MLflow client) and .data/fmnist.tar.xz (the four raw
+# Fashion-MNIST IDX files) carried:
 #   bash bench/gpu_session.sh OUT_DIR
 # Everything it prints is also written under OUT_DIR.
 set -uo pipefail
