@@ -227,3 +227,18 @@ def test_a_killed_owner_leaves_no_server_behind(tmp_path):
     while _group_alive(pgid) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _group_alive(pgid)
+
+
+@pytest.mark.parametrize(("setting", "disabled"), [(None, True), ("false", False)])
+def test_mlflow_telemetry_is_off_unless_asked_for(setting, disabled):
+    """Its background thread edits the environment while requests reads it (a trial died of that)."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_DISABLE_TELEMETRY"}
+    if setting is not None:
+        env["MLFLOW_DISABLE_TELEMETRY"] = setting
+    code = (
+        "import autowu_bench.platform.tracking, mlflow\n"
+        "from mlflow.environment_variables import MLFLOW_DISABLE_TELEMETRY\n"
+        "print(MLFLOW_DISABLE_TELEMETRY.get())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip().splitlines()[-1] == str(disabled)

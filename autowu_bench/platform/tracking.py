@@ -51,6 +51,12 @@ FRAGMENTS = "fragments"
 _METRICS_PER_CALL = 1000
 _PARAMS_PER_CALL = 100
 
+# MLflow's usage telemetry sets and unsets an environment variable from a background thread while
+# `requests` iterates the environment in the logging thread: a quick-suite trial died of
+# KeyError('_MLFLOW_TELEMETRY_SESSION_ID') in log_batch (2026-11-26). Every process that logs imports
+# this module before MLflow, and the server inherits the setting; MLFLOW_DISABLE_TELEMETRY=false keeps it on.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
 # Runs the MLflow server in the group it leads and takes the group down when its owner dies, so a
 # killed run_suite.py (even SIGKILL) leaves no server behind. argv: owner pid, then the server command.
 # The SIGTERM handler is installed after the server starts (an ignored signal would be inherited), so
