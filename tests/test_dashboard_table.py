@@ -81,6 +81,14 @@ def test_failed_trials_count_but_do_not_average(trials):
     assert single["test_acc_mean"] == pytest.approx(0.89) and math.isnan(single["test_acc_std"])
 
 
+def test_best_says_how_many_grid_points_had_no_result(trials):
+    lost = trials.copy()
+    point = (lost.peak_lr == 0.01) & (lost.batch_size == 4096)
+    lost.loc[point, ["final_val_acc", "test_acc"]] = math.nan  # every seed of one point failed
+    best = head_to_head(lost).set_index(["batch_size", "row"]).loc[(4096, "baseline best")]
+    assert best["setting"] == "lr 0.003, wu 5 (best of 3 points; 1 without a result)"
+
+
 def test_text_and_markdown_rendering(trials):
     table = head_to_head(trials)
     text = format_text(table, title="quick")

@@ -83,11 +83,14 @@ def head_to_head(trials: pd.DataFrame, select_by: str = "final_val_acc") -> pd.D
             point = best_grid_point(group, select_by)
             if point is not None:
                 chosen = group[(group["peak_lr"] == point[0]) & (group["warmup_epochs"] == point[1])]
-                points = group[["peak_lr", "warmup_epochs"]].drop_duplicates().shape[0]
+                # A point whose trials all failed or are missing took no part in the choice: say so.
+                means = group.groupby(["peak_lr", "warmup_epochs"])[select_by].mean()
+                scored, unscored = int(means.notna().sum()), int(means.isna().sum())
                 stats = _stats(chosen, select_by)
                 stats["device_hours"] = group["device_hours"].sum(min_count=1)  # the whole grid's cost
                 rows.append({**key, "row": f"{arm} best",
-                             "setting": _baseline_setting(*point) + f" (best of {points} points)",
+                             "setting": _baseline_setting(*point) + f" (best of {scored} points"
+                             + (f"; {unscored} without a result)" if unscored else ")"),
                              **stats})
             default = group[group["is_default"].fillna(False).astype(bool)]
             if not default.empty:
