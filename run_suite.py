@@ -36,6 +36,7 @@ from autowu_bench.platform.config import (
     suite_to_yaml,
     validate_suite,
 )
+from autowu_bench.platform.planning import schedule_warnings
 
 EXIT_OK, EXIT_INVALID, EXIT_TRIALS_FAILED, EXIT_INTERRUPTED = 0, 2, 3, 130
 
@@ -140,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"run_suite.py: the suite cannot run: {exc}", file=sys.stderr)
         return EXIT_INVALID
     print(describe(suite, trials), flush=True)
+    for warning in schedule_warnings(trials):
+        print(f"warning: {warning}", flush=True)
     if args.dry_run:
         return EXIT_OK
 

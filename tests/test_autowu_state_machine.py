@@ -151,6 +151,16 @@ def test_test_interval_epoch_warns_when_growth_is_large_and_auto_is_w_over_100()
     assert core.test_interval == 10  # W = 1000
 
 
+def test_too_short_a_warmup_warns_even_when_testing_every_step():
+    with pytest.warns(UserWarning, match=r"only 5 steps \(1 per epoch, 10 in all\).*more steps"):
+        AutoWUCore(1, 10, test_interval="auto", detector=ScriptedDetector([]))  # x10 per step
+    with pytest.warns(UserWarning, match="x3.16 between tests.*test_interval='auto'"):
+        AutoWUCore(50, 20, test_interval=50, detector=ScriptedDetector([]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        AutoWUCore(3, 20, test_interval="auto", detector=ScriptedDetector([]))  # W = 30: x1.47 per step
+
+
 def test_autowu_writes_lr_into_every_group_with_its_scale():
     a, b = torch.nn.Parameter(torch.ones(1)), torch.nn.Parameter(torch.ones(1))
     opt = torch.optim.SGD([{"params": [a]}, {"params": [b], "lr_scale": 0.25}], lr=5.0)

@@ -134,12 +134,8 @@ def start_controller(spec: TrialSpec):
     """
     import ray
 
-    autowu = dict(spec.autowu)
-    if spec.decay is not None:
-        autowu.setdefault("decay", spec.decay)
-    autowu.setdefault("seed", spec.seed)
     actor_cls = ray.remote(num_cpus=0, max_restarts=0)(AutoWUController)
-    handle = actor_cls.options(name=actor_name(spec.trial_id), namespace=NAMESPACE).remote(autowu)
+    handle = actor_cls.options(name=actor_name(spec.trial_id), namespace=NAMESPACE).remote(spec.autowu_kwargs())
     ray.get(handle.__ray_ready__.remote())
     return handle
 

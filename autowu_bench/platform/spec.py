@@ -61,6 +61,15 @@ class TrialSpec:
             raise ValueError(f"unknown TrialSpec fields {unknown}; known: {sorted(names)}")
         return cls(**values)
 
+    def autowu_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``AutoWUCore`` other than the step counts: the arm's options, its decay,
+        and the trial's seed for the detector unless the arm sets one."""
+        kwargs = dict(self.autowu)
+        if self.decay is not None:
+            kwargs.setdefault("decay", self.decay)
+        kwargs.setdefault("seed", self.seed)
+        return kwargs
+
     @property
     def per_worker_batch(self) -> int:
         return self.batch_size // self.num_workers

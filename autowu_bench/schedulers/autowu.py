@@ -23,8 +23,8 @@ from autowu_bench.schedulers.plans import NEVER, SchedulePlan, set_lr
 DECAYS = ("const-cos", "cosine")
 WARMUPS = ("exp", "linear")
 TEST_INTERVALS = ("epoch", "auto")
-# With test_interval="epoch", warn when the LR grows by more than this between two tests: the patience
-# then overshoots the minimum by more than this factor cubed (AUTOWU.md, "Test density").
+# Warn when the exponential warmup grows the LR by more than this between two tests: the patience then
+# overshoots the minimum by more than this factor cubed (AUTOWU.md, "Test density").
 MAX_GROWTH_PER_TEST = 1.5
 
 
@@ -124,24 +124,36 @@ class AutoWUCore:
     def _resolve_interval(self, test_interval: str | int) -> int:
         if test_interval == "epoch":
             interval = self.steps_per_epoch
-            if self.warmup == "exp" and self.warmup_steps > 0:
-                growth = (self.lr_max / self.lr_min) ** (interval / self.warmup_steps)
-                if growth > MAX_GROWTH_PER_TEST:
-                    warnings.warn(
-                        f"test_interval='epoch' lets the LR grow x{growth:.2f} between tests (more than "
-                        f"x{MAX_GROWTH_PER_TEST}): with patience {self.patience} the switch can overshoot the "
-                        f"loss minimum by x{growth ** self.patience:.3g}. Use test_interval='auto' for short "
-                        f"budgets ({self.total_epochs} epochs here).",
-                        stacklevel=3,
-                    )
-            return interval
-        if test_interval == "auto":
-            return max(1, round(self.warmup_steps / 100))
-        if isinstance(test_interval, bool) or not isinstance(test_interval, int) or test_interval < 1:
+        elif test_interval == "auto":
+            interval = max(1, round(self.warmup_steps / 100))
+        elif isinstance(test_interval, bool) or not isinstance(test_interval, int) or test_interval < 1:
             raise ValueError(
                 f"test_interval={test_interval!r} must be 'epoch', 'auto' or a positive number of steps"
             )
-        return test_interval
+        else:
+            interval = test_interval
+        if self.warmup == "exp" and self.warmup_steps > 0:
+            self._warn_if_coarse(interval, test_interval)
+        return interval
+
+    def _warn_if_coarse(self, interval: int, test_interval: str | int) -> None:
+        growth = (self.lr_max / self.lr_min) ** (interval / self.warmup_steps)
+        if growth <= MAX_GROWTH_PER_TEST:
+            return
+        overshoot = f"with patience {self.patience} the switch can overshoot the loss minimum by x{growth ** self.patience:.3g}"
+        if interval > 1:
+            fix = f"Use test_interval='auto' for short budgets ({self.total_epochs} epochs here)."
+        else:  # testing every step already: only a longer warmup helps
+            fix = (
+                f"The longest warmup has only {self.warmup_steps} steps ({self.steps_per_epoch} per epoch, "
+                f"{self.total_steps} in all): give AutoWU more steps (more epochs or training data, or a smaller "
+                "batch); about 100 warmup steps test at the paper's density."
+            )
+        warnings.warn(
+            f"test_interval={test_interval!r} lets the LR grow x{growth:.2f} between tests (more than "
+            f"x{MAX_GROWTH_PER_TEST}): {overshoot}. {fix}",
+            stacklevel=4,
+        )
 
     # -- queries ---------------------------------------------------------------------------------
 

@@ -17,6 +17,9 @@ from .models import build_model
 from .recipes import BASE_LR, Recipe
 
 DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagenet")
+# Images in each data set's official training split, before the validation hold-out: what a suite's
+# steps per epoch are planned from before any data is read (an ImageNet folder may hold fewer).
+TRAIN_IMAGES = {"fashion-mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000, "imagenet": 1_281_167}
 STATS = {
     "fashion-mnist": ((0.2860,), (0.3530,)),
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
@@ -83,6 +86,11 @@ class Workload:
                 self.dataset, root, val_size=val_size, train_subset=train_subset, seed=seed, download=download
             )
         return imagenet.load(root, val_size=val_size, train_subset=train_subset, seed=seed, download=download)
+
+    @property
+    def train_images(self) -> int:
+        """Images in the data set's official training split (validation hold-out included)."""
+        return TRAIN_IMAGES[self.dataset]
 
     def build_model(self) -> nn.Module:
         """A freshly initialised model (the caller seeds it with torch.manual_seed)."""

@@ -1,0 +1,39 @@
+"""What a suite's trials will amount to, known before anything starts: steps per epoch, and the AutoWU
+trials whose budget is too short for its test (printed with the trial list, so a cluster hour is not
+spent on a trial that cannot mean anything)."""
+
+from __future__ import annotations
+
+import warnings
+
+from autowu_bench.platform.spec import TrialSpec
+from autowu_bench.schedulers.autowu import AutoWUCore
+from autowu_bench.workloads import get_workload
+
+
+def planned_steps_per_epoch(spec: TrialSpec) -> int:
+    """Optimizer steps per epoch as the worker's training loader will give them, for the data set's
+    standard size (or ``train_subset``): each rank keeps whole batches of its share."""
+    train = spec.train_subset or get_workload(spec.workload).train_images - spec.val_size
+    return (train // spec.num_workers) // spec.per_worker_batch
+
+
+def schedule_warnings(trials: list[TrialSpec]) -> list[str]:
+    """AutoWU's own warnings about the trials' schedules, each once with the arms and batch sizes it
+    concerns (seeds share a schedule)."""
+    concerns: dict[tuple[str, str], tuple[list[str], list[int]]] = {}
+    for spec in trials:
+        steps = planned_steps_per_epoch(spec)
+        if spec.kind != "autowu" or steps < 1:  # no batch: the validation or the worker says so
+            continue
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            AutoWUCore(steps, spec.epochs, **spec.autowu_kwargs())
+        for w in caught:
+            arms, batches = concerns.setdefault((spec.workload, str(w.message)), ([], []))
+            arms += [] if spec.arm in arms else [spec.arm]
+            batches += [] if spec.batch_size in batches else [spec.batch_size]
+    return [
+        f"{', '.join(arms)} on {workload} at batch {', '.join(map(str, batches))}: {message}"
+        for (workload, message), (arms, batches) in concerns.items()
+    ]
