@@ -125,3 +125,20 @@ def test_each_epoch_left_a_checkpoint_with_the_full_state(run):
     assert len(state["rng"]) == 2  # one RNG state per rank
     assert state["progress"]["step"] == summaries["autowu-diverges"]["steps"]
     assert state["schedule"]["core"]["switch_reason"] == "divergence"
+
+
+def test_a_trial_that_fails_before_training_leaves_a_failed_summary_with_the_error(tmp_path, monkeypatch):
+    """An MLflow outage at a trial's start used to leave it "missing", with the error only in Ray's log."""
+    from autowu_bench.platform import runner, tracking
+
+    def unreachable(*args, **kwargs):
+        raise RuntimeError("API request to http://mlflow:5000 failed")
+
+    monkeypatch.setattr(tracking, "start_trial_run", unreachable)
+    spec = _spec(str(tmp_path), trial_id="t", arm="baseline", kind="baseline", peak_lr=0.1, warmup_epochs=1)
+    with pytest.raises(RuntimeError, match="mlflow:5000"):
+        runner._trial_driver({"index": 0}, specs=[spec.to_dict()], run_dir=str(tmp_path),
+                             tracking_uri="http://mlflow:5000", parent_run_id="p", max_failures=0)
+    with open(os.path.join(runner.trial_dir(str(tmp_path), "t"), runner.SUMMARY_FILE)) as f:
+        summary = json.load(f)
+    assert summary["status"] == "failed" and "mlflow:5000" in summary["error"]

@@ -232,11 +232,11 @@ def _trial_driver(config: dict[str, Any], *, specs: list[dict[str, Any]], run_di
     spec = TrialSpec.from_dict(specs[config["index"]])
     folder = trial_dir(run_dir, spec.trial_id)
     os.makedirs(folder, exist_ok=True)
-    run_id = start_trial_run(tracking_uri, parent_run_id, spec)
-    handle = ctl.start_controller(spec) if spec.kind == "autowu" else None
+    run_id = handle = fit_started = None
     metrics: dict[str, Any] = {}
-    fit_started = None
-    try:
+    try:  # from here on, whatever fails is recorded in the trial's summary (and its MLflow run, if any)
+        run_id = start_trial_run(tracking_uri, parent_run_id, spec)
+        handle = ctl.start_controller(spec) if spec.kind == "autowu" else None
         resources = {"CPU": spec.cpus_per_worker}
         if spec.use_gpu:
             resources["GPU"] = spec.gpus_per_worker or 1.0
@@ -268,7 +268,8 @@ def _trial_driver(config: dict[str, Any], *, specs: list[dict[str, Any]], run_di
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         summary = _summary(spec, metrics, status="failed", started=start, fit_started=fit_started, error=error)
         _write_summary(folder, summary)
-        end_trial_run(tracking_uri, run_id, "FAILED", summary)
+        if run_id is not None:
+            end_trial_run(tracking_uri, run_id, "FAILED", summary)
         raise
     finally:
         if handle is not None:
