@@ -137,6 +137,12 @@ def test_gpu_resources_are_consistent(fmnist_root):
     assert suite.resources.gpus == 1.0
 
 
+def test_only_the_training_options_the_step_supports_are_accepted(fmnist_root):
+    (problem,) = problems(suite_dict(fmnist_root, training={"amp": "fp16"}))
+    assert problem.startswith("training.amp:") and "bf16" in problem
+    assert validate_suite(suite_dict(fmnist_root, training={"amp": "bf16"})).training.amp == "bf16"
+
+
 def test_autowu_options_are_autowu_keywords():
     accepted = set(inspect.signature(AutoWUCore.__init__).parameters)
     assert set(AutoWUOptions.model_fields) <= accepted

@@ -201,7 +201,7 @@ class Resources(_Strict):
 
 class Training(_Strict):
     micro_batch: PositiveInt | None = None
-    amp: Literal["bf16", "fp16"] | None = None
+    amp: Literal["bf16"] | None = None  # bfloat16 autocast (fp16 would need loss scaling: not built)
     channels_last: bool = False
     compile: bool = False
 
