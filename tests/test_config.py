@@ -143,6 +143,13 @@ def test_only_the_training_options_the_step_supports_are_accepted(fmnist_root):
     assert validate_suite(suite_dict(fmnist_root, training={"amp": "bf16"})).training.amp == "bf16"
 
 
+def test_an_lr_range_against_autowus_default_is_checked_too(fmnist_root):
+    raw = suite_dict(fmnist_root)
+    raw["arms"][0]["autowu"]["lr_max"] = 1e-9
+    (problem,) = problems(raw)
+    assert problem.startswith("arms[0].autowu:") and "lr_min=1e-05 (AutoWU's default)" in problem
+
+
 def test_autowu_options_are_autowu_keywords():
     accepted = set(inspect.signature(AutoWUCore.__init__).parameters)
     assert set(AutoWUOptions.model_fields) <= accepted

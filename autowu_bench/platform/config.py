@@ -48,6 +48,7 @@ Schema (every field but ``name``, ``workloads``, ``batch_sizes`` and ``arms`` ha
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import re
 from dataclasses import dataclass
@@ -71,6 +72,7 @@ from pydantic import (
 )
 
 from autowu_bench.platform.spec import TrialSpec
+from autowu_bench.schedulers.autowu import AutoWUCore
 from autowu_bench.schedulers.lr_functions import SCALING_RULES, scaled_peak_lr
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
@@ -121,8 +123,15 @@ class AutoWUOptions(_Strict):
 
     @model_validator(mode="after")
     def _lr_range(self) -> "AutoWUOptions":
-        if self.lr_min is not None and self.lr_max is not None and self.lr_max <= self.lr_min:
-            raise ValueError(f"lr_max={self.lr_max} must be > lr_min={self.lr_min}; raise lr_max or lower lr_min")
+        # One of the two may be AutoWU's default: compare with that (lr_max 1e-9 alone is below lr_min 1e-5).
+        defaults = inspect.signature(AutoWUCore.__init__).parameters
+        lo = self.lr_min if self.lr_min is not None else defaults["lr_min"].default
+        hi = self.lr_max if self.lr_max is not None else defaults["lr_max"].default
+        if hi <= lo:
+            def said(name: str, value: float) -> str:
+                return f"{name}={value:g}" + ("" if getattr(self, name) is not None else " (AutoWU's default)")
+
+            raise ValueError(f"{said('lr_max', hi)} must be > {said('lr_min', lo)}; raise lr_max or lower lr_min")
         return self
 
     def kwargs(self) -> dict[str, Any]:
