@@ -14,11 +14,13 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 import traceback
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+from autowu_bench.platform import processes
 from autowu_bench.platform.spec import TrialSpec
 
 # Less start-up work per trial and less noise: no Train/Tune metrics exporters, no state tracking.
@@ -98,7 +100,25 @@ def ray_session(
     try:
         yield
     finally:
+        # Noted before shutdown, while they are still below the local instance's processes.
+        started = processes.descendants(_local_ray_pids()) if address is None else set()
         ray.shutdown()
+        killed = processes.kill_survivors(started)
+        if killed:
+            print(f"stopped {len(killed)} Ray process(es) left running after shutdown: pids "
+                  f"{sorted(pid for pid, _ in killed)}", file=sys.stderr, flush=True)
+
+
+def _local_ray_pids() -> list[int]:
+    """The processes this driver's local Ray instance started (raylet, GCS, ...): Ray's private API, so
+    nothing when it changes."""
+    import ray
+
+    try:
+        infos = ray._private.worker._global_node.all_processes.values()
+        return [info.process.pid for group in infos for info in group]
+    except AttributeError:
+        return []
 
 
 def cluster_problems(trials: list[TrialSpec], *, can_grow: bool = False) -> list[str]:
