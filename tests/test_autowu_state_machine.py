@@ -156,6 +156,8 @@ def test_too_short_a_warmup_warns_even_when_testing_every_step():
         AutoWUCore(1, 10, test_interval="auto", detector=ScriptedDetector([]))  # x10 per step
     with pytest.warns(UserWarning, match="x3.16 between tests.*test_interval='auto'"):
         AutoWUCore(50, 20, test_interval=50, detector=ScriptedDetector([]))
+    with pytest.warns(UserWarning, match="x10.00 between tests.*only 15 steps"):
+        AutoWUCore(3, 10, test_interval="epoch", detector=ScriptedDetector([]))  # 'auto' would be x2.15 too
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         AutoWUCore(3, 20, test_interval="auto", detector=ScriptedDetector([]))  # W = 30: x1.47 per step

@@ -141,9 +141,9 @@ class AutoWUCore:
         if growth <= MAX_GROWTH_PER_TEST:
             return
         overshoot = f"with patience {self.patience} the switch can overshoot the loss minimum by x{growth ** self.patience:.3g}"
-        if interval > 1:
+        if (self.lr_max / self.lr_min) ** (1 / self.warmup_steps) <= MAX_GROWTH_PER_TEST:
             fix = f"Use test_interval='auto' for short budgets ({self.total_epochs} epochs here)."
-        else:  # testing every step already: only a longer warmup helps
+        else:  # even a test every step is that coarse: only a longer warmup helps
             fix = (
                 f"The longest warmup has only {self.warmup_steps} steps ({self.steps_per_epoch} per epoch, "
                 f"{self.total_steps} in all): give AutoWU more steps (more epochs or training data, or a smaller "
