@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 
@@ -15,9 +16,11 @@ class _Counter(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
         self.count = 0
+        self.reads = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.count += not func.is_view
+        self.reads += func is torch.ops.aten._local_scalar_dense.default
         return func(*args, **(kwargs or {}))
 
 
@@ -26,3 +29,11 @@ def count_kernels(fn: Callable[[], object]) -> int:
     with _Counter() as counter:
         fn()
     return counter.count
+
+
+def count_host_reads(fn: Callable[[], object]) -> int:
+    """Tensor values ``fn()`` reads back to Python (``.item()``, ``bool(t)``, ``if t:``): on a GPU each
+    waits for every kernel queued before it."""
+    with _Counter() as counter:
+        fn()
+    return counter.reads
