@@ -57,7 +57,8 @@ def alive(processes: set[Process]) -> set[Process]:
 
 
 def kill_survivors(processes: set[Process], *, grace_s: float = 5.0) -> set[Process]:
-    """Wait up to ``grace_s`` for ``processes`` to exit, then SIGKILL the rest; returns those killed."""
+    """Wait up to ``grace_s`` for ``processes`` to exit, then SIGKILL the rest and see them gone (up to
+    2 s more); returns those killed."""
     deadline = time.monotonic() + grace_s
     while (left := alive(processes)) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -66,4 +67,7 @@ def kill_survivors(processes: set[Process], *, grace_s: float = 5.0) -> set[Proc
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
+    deadline = time.monotonic() + 2.0  # SIGKILL is delivered asynchronously: see them gone
+    while alive(left) and time.monotonic() < deadline:
+        time.sleep(0.05)
     return left
