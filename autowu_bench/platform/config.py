@@ -74,6 +74,7 @@ from pydantic import (
 from autowu_bench.platform.spec import TrialSpec
 from autowu_bench.schedulers.autowu import AutoWUCore
 from autowu_bench.schedulers.lr_functions import SCALING_RULES, scaled_peak_lr
+from autowu_bench.workloads.data.sharding import train_steps
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
 OPTIMIZERS = ("adamp", "lamb", "sgd")
@@ -297,8 +298,8 @@ class Suite(_Strict):
                 problems += [] if _at("root", problem) in problems else [_at("root", problem)]
         sizes, resources = info.data.get("batch_sizes"), info.data.get("resources")
         if data.train_subset is not None and sizes and resources:
-            per_worker = data.train_subset // resources.workers_per_trial
-            empty = [b for b in sizes if per_worker < b // resources.workers_per_trial]
+            workers = resources.workers_per_trial
+            empty = [b for b in sizes if train_steps(data.train_subset, batch_size=b // workers, world_size=workers) == 0]
             if empty:
                 problems.append(_at(
                     "train_subset", f"train_subset={data.train_subset} gives no full batch per epoch at batch size(s) "

@@ -9,13 +9,14 @@ import warnings
 from autowu_bench.platform.spec import TrialSpec
 from autowu_bench.schedulers.autowu import AutoWUCore
 from autowu_bench.workloads import get_workload
+from autowu_bench.workloads.data.sharding import train_steps
 
 
 def planned_steps_per_epoch(spec: TrialSpec) -> int:
     """Optimizer steps per epoch as the worker's training loader will give them, for the data set's
     standard size (or ``train_subset``): each rank keeps whole batches of its share."""
     train = spec.train_subset or get_workload(spec.workload).train_images - spec.val_size
-    return (train // spec.num_workers) // spec.per_worker_batch
+    return train_steps(train, batch_size=spec.per_worker_batch, world_size=spec.num_workers)
 
 
 def schedule_warnings(trials: list[TrialSpec]) -> list[str]:
@@ -23,8 +24,10 @@ def schedule_warnings(trials: list[TrialSpec]) -> list[str]:
     concerns (seeds share a schedule)."""
     concerns: dict[tuple[str, str], tuple[list[str], list[int]]] = {}
     for spec in trials:
+        if spec.kind != "autowu":
+            continue
         steps = planned_steps_per_epoch(spec)
-        if spec.kind != "autowu" or steps < 1:  # no batch: the validation or the worker says so
+        if steps < 1:  # no batch: the validation or the worker says so
             continue
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -13,6 +13,11 @@ def mix_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint64)[0] >> 1)
 
 
+def train_steps(n: int, *, batch_size: int, world_size: int) -> int:
+    """Whole batches of ``batch_size`` that every rank gets per training epoch from ``n`` samples."""
+    return (n // world_size) // batch_size
+
+
 def train_batches(n: int, *, batch_size: int, rank: int, world_size: int, seed: int, epoch: int) -> torch.Tensor:
     """Index batches ``[num_batches, batch_size]`` of rank ``rank`` for one training epoch.
 
@@ -21,8 +26,7 @@ def train_batches(n: int, *, batch_size: int, rank: int, world_size: int, seed: 
     batches and drops the rest.
     """
     check_rank(rank, world_size)
-    per_rank = n // world_size
-    num_batches = per_rank // batch_size
+    num_batches = train_steps(n, batch_size=batch_size, world_size=world_size)
     if num_batches == 0:
         raise ValueError(
             f"batch_size={batch_size} x world_size={world_size} exceeds the {n} training samples: "
@@ -82,5 +86,5 @@ class ShardedLoader:
     def __len__(self) -> int:
         n = len(self.split)
         if self.train:
-            return (n // self.world_size) // self.batch_size
+            return train_steps(n, batch_size=self.batch_size, world_size=self.world_size)
         return -(-n // self.batch_size)
