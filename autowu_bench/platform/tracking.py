@@ -56,6 +56,8 @@ _PARAMS_PER_CALL = 100
 # KeyError('_MLFLOW_TELEMETRY_SESSION_ID') in log_batch (2026-11-26). Every process that logs imports
 # this module before MLflow, and the server inherits the setting; MLFLOW_DISABLE_TELEMETRY=false keeps it on.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# MLflow prints a "View run" link per finished run; run_suite.py prints where the runs are once.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 # Runs the MLflow server in the group it leads and takes the group down when its owner dies, so a
 # killed run_suite.py (even SIGKILL) leaves no server behind. argv: owner pid, then the server command.
@@ -79,9 +81,6 @@ os.killpg(0, signal.SIGKILL)
 
 def _client(tracking_uri: str):
     from mlflow.tracking import MlflowClient
-
-    # MLflow prints a "View run" link per finished run; run_suite.py prints where the runs are once.
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
     return MlflowClient(tracking_uri=tracking_uri)
 
