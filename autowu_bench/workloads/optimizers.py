@@ -70,8 +70,8 @@ class MultiTensorAdamP(AdamP):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        params = [p for group in self.param_groups for p in group["params"]]
-        if not (self.foreach if self.foreach is not None else all(p.is_cuda for p in params)):
+        every = [p for group in self.param_groups for p in group["params"]]
+        if not (self.foreach if self.foreach is not None else all(p.is_cuda for p in every)):
             super().step()
             return loss
         for group in self.param_groups:
