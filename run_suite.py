@@ -146,8 +146,9 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return EXIT_OK
 
-    from autowu_bench.dashboards import format_markdown, format_text, head_to_head
+    from autowu_bench.dashboards import publish
     from autowu_bench.platform import results, runner, tracking
+    from autowu_bench.platform.outcome import TrialStatus
 
     run_dir = new_run_dir(suite.results, suite.name)
     (run_dir / "suite.yaml").write_text(suite_to_yaml(suite))
@@ -178,23 +179,18 @@ def run(args: argparse.Namespace) -> int:
         )
         status, started = "FAILED", time.time()
         try:
-            summaries = runner.run_trials(
+            outcomes = runner.run_trials(
                 trials, run_dir=str(run_dir), tracking_uri=tracking_uri, parent_run_id=parent,
                 max_concurrent=suite.resources.max_concurrent_trials,
             )
-            paths = results.collect(run_dir)
-            table = head_to_head(results.load(run_dir, "trials"))
-            text = format_text(table, title=f"{suite.name}: test accuracy, mean (std) over seeds  [{run_dir}]")
-            (run_dir / "table.txt").write_text(text)
-            (run_dir / "table.md").write_text(format_markdown(table))
+            text = publish(run_dir, title=f"{suite.name}: test accuracy, mean (std) over seeds  [{run_dir}]",
+                           tracking_uri=tracking_uri, parent_run_id=parent)
             print("\n" + text, flush=True)
-            tracking.log_artifacts(tracking_uri, parent, [run_dir / "table.txt", run_dir / "table.md"])
-            tracking.log_artifacts(tracking_uri, parent, paths.values(), "results")
             # A diverged trial ended as designed (its loss blew up); only errors count as failures.
-            failed = [s["trial_id"] for s in summaries if str(s.get("status") or "failed").lower() == "failed"]
+            failed = [o.trial_id for o in outcomes if o.status is TrialStatus.FAILED]
             tracking.log_summary(tracking_uri, parent, {
                 "trials": len(trials), "trials_failed": len(failed),
-                "device_hours": float(sum(s.get("device_hours") or 0.0 for s in summaries)),
+                "device_hours": float(sum(o.device_hours for o in outcomes)),
                 "wall_seconds": time.time() - started,
             })
             status = "FINISHED"

@@ -65,14 +65,14 @@ def main() -> None:
     run_dir = tempfile.mkdtemp(prefix="autowu-overhead-")
     with ray_session(None):
         summaries = run_trials(trials, run_dir=run_dir, tracking_uri=None, parent_run_id=None, max_concurrent=1)
-    failed = [s["trial_id"] for s in summaries if s["status"] != "finished"]
+    failed = [s.trial_id for s in summaries if s.status != "finished"]
     if failed:
         sys.exit(f"trials did not finish: {failed} (see {run_dir})")
 
     runs: dict[str, list[dict[int, dict]]] = {"autowu": [], "fixed": []}
     for s in summaries:
-        rows = epoch_rows(run_dir, s["trial_id"])
-        runs[s["trial_id"].split("-")[0]].append(rows)
+        rows = epoch_rows(run_dir, s.trial_id)
+        runs[s.trial_id.split("-")[0]].append(rows)
         print(f"{s['trial_id']:>10}: {sum(r['epoch_seconds'] for r in rows.values()):7.2f} s training in epochs "
               f"2..{args.epochs}, {sum(r['sync_seconds'] for r in rows.values()):6.3f} s of it at sync points "
               f"(start-up {s['startup_seconds']:.1f} s; switch {s['switch_reason']} at step {s['switch_step']})")

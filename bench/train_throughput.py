@@ -88,7 +88,7 @@ def run_platform(args: argparse.Namespace) -> float:
     run_dir = tempfile.mkdtemp(prefix="autowu-throughput-")
     with ray_session(None, num_cpus=args.workers):
         (summary,) = run_trials([spec], run_dir=run_dir, tracking_uri=None, parent_run_id=None)
-    if summary["status"] != "finished":
+    if summary.status != "finished":
         sys.exit(f"the platform trial did not finish: {summary}")
     rows = []
     for path in glob.glob(os.path.join(run_dir, "trials", "platform", "fragments", "epochs-*.parquet")):

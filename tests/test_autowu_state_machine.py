@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from autowu_bench.schedulers import AutoWU, AutoWUCore
-from autowu_bench.schedulers.plans import NEVER
+from autowu_bench.schedulers.plan import NEVER
 
 
 class ScriptedDetector:
@@ -112,22 +112,22 @@ def test_non_finite_loss_switches_at_once_never_above_the_breaking_lr():
 
 def test_finite_explosion_counts_as_divergence():
     core = make_core(script=[False] * 10, divergence_factor=3.0)
-    assert core.plan().next_decision == 1  # the first loss sets the explosion threshold
+    assert core.plan().next_test == 1  # the first loss sets the explosion threshold
     core.observe([2.3])
     assert core.plan().divergence_threshold == pytest.approx(6.9)
     core.observe([2.0] * 20 + [7.5])
     assert (core.switch_reason, core.switch_step) == ("divergence", 22)
 
 
-def test_plan_next_decision_and_exactness():
+def test_plan_next_test_and_exactness():
     core = make_core(script=[False] * 10)
     plan = core.plan()
-    assert plan.next_decision == 10
+    assert plan.next_test == 10
     core.observe([1.0] * 10)
-    assert core.plan().next_decision == 20
+    assert core.plan().next_test == 20
     assert all(plan.lr(t) == core.lr(t) for t in range(10))
     core.observe([1.0] * 90)
-    assert core.plan().next_decision == NEVER
+    assert core.plan().next_test == NEVER
 
 
 def test_calls_past_the_end_keep_lr_zero_and_warn_once():

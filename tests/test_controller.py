@@ -7,9 +7,8 @@ import math
 import pytest
 import torch
 
-from autowu_bench.platform.controller import AutoWUController, connect, start_controller, stop_controller
-from autowu_bench.platform.spec import TrialSpec
-from autowu_bench.schedulers import AutoWU
+from autowu_bench.platform.controller import AutoWUController, ControllerClient, start_controller, stop_controller
+from autowu_bench.schedulers import AutoWU, Phase, Schedule
 
 S, E = 20, 20  # T = 400 steps, longest warmup W = 200
 KWARGS = {"decay": "cosine", "test_interval": 10, "seed": 3}
@@ -33,27 +32,24 @@ def standalone_trace() -> tuple[list[float], AutoWU]:
 
 
 def drive(controller, start: int = 0, stop: int = S * E, plan=None):
-    """The worker's protocol: LR from the plan every step; at test points before ``decide_at`` the losses
-    are fed without waiting; at ``decide_at`` the caller waits for the new plan. Returns the LRs, the
-    last plan and how many calls waited."""
-    plan = plan if plan is not None else controller.setup(S, E)
-    status = controller.status()
+    """The worker's protocol: LR from the plan every step; the losses handed over where the plan says;
+    a new plan fetched (waiting) only at its ``next_switch``. Returns the LRs, the last plan and how
+    many calls waited."""
+    plan = plan if plan is not None else controller.configure(S, E)
     lrs, pending, waits = [], [], 0
     for t in range(start, stop):
         lr = plan.lr(t)
         lrs.append(lr)
         pending.append(loss_at(lr, t))
         step = t + 1
-        if status["phase"] != "warmup":
+        if not plan.hands_over_after(step):
             continue
-        if step >= status["decide_at"]:
-            plan, status = controller.advance_with_status(pending)
-            pending, waits = [], waits + 1
-        elif step % status["test_interval"] == 0:
-            controller.feed(pending)
-            pending = []
-    if pending and status["phase"] == "warmup":
-        controller.feed(pending)
+        controller.observe(pending)
+        pending = []
+        if step >= plan.next_switch:
+            plan, waits = controller.plan(), waits + 1
+    if pending and plan.phase is Phase.WARMUP:
+        controller.observe(pending)
     return lrs, plan, waits
 
 
@@ -71,9 +67,9 @@ def test_in_process_controller_matches_standalone(expected):
     assert got == lrs
     # Only the tests that could complete the patience (and step 1) made the caller wait.
     assert waits < len(sched.tests) / 2
-    status = controller.status()
-    assert (status["switch_step"], status["switch_reason"]) == (sched.switch_step, sched.switch_reason)
-    assert status["decay_start_lr"] == sched.decay_start_lr
+    plan = controller.plan()
+    assert (plan.switch_step, plan.switch_reason) == (sched.switch_step, sched.switch_reason)
+    assert plan.decay_start_lr == sched.decay_start_lr
     assert [r["step"] for r in controller.tests_since(0)] == [r["step"] for r in sched.tests]
     assert controller.tests_since(len(sched.tests) - 1)[0]["decision"] == "switch"
 
@@ -82,39 +78,40 @@ def test_state_round_trip_mid_warmup_continues_the_same_trace(expected):
     lrs, _ = expected
     first = AutoWUController(dict(KWARGS))
     head, plan, _ = drive(first, 0, 100)
-    assert plan.phase == "warmup"
+    assert plan.phase is Phase.WARMUP
     second = AutoWUController(dict(KWARGS))
     second.load_state_dict(first.state_dict())
     tail, _, _ = drive(second, 100, S * E, plan=second.plan())
     assert head + tail == lrs
 
 
-def test_setup_refuses_other_sizes():
+def test_configure_refuses_other_sizes():
     controller = AutoWUController(dict(KWARGS), S, E)
-    controller.setup(S, E)
+    controller.configure(S, E)
     with pytest.raises(ValueError, match="steps_per_epoch"):
-        controller.setup(S + 1, E)
+        controller.configure(S + 1, E)
+
+
+def test_the_controller_and_its_client_are_schedules():
+    assert isinstance(AutoWUController(dict(KWARGS)), Schedule)
+    assert isinstance(ControllerClient(handle=None), Schedule)
 
 
 def test_ray_actor_matches_standalone(expected):
-    ray = pytest.importorskip("ray")
+    import ray
+
     lrs, sched = expected
-    spec = TrialSpec(
-        trial_id="controller-test", suite="t", arm="autowu-cos", kind="autowu", workload="fmnist-mlp",
-        batch_size=8, epochs=E, seed=3, optimizer="sgd", weight_decay=0.0, decay="cosine",
-        autowu={"test_interval": 10},
-    )
-    ray.init(num_cpus=1, object_store_memory=200 * 1024**2, include_dashboard=False, namespace="controller-test")
+    ray.init(address="local", num_cpus=1, object_store_memory=200 * 1024**2, include_dashboard=False)
     try:
-        handle = start_controller(spec)
-        client = connect(spec.trial_id)  # by name, as rank 0 finds it
+        handle = start_controller(dict(KWARGS))
+        client = ControllerClient(handle)  # as rank 0 gets it: the handle from the driver
         got, _, _ = drive(client)
         assert got == lrs
-        assert client.status()["switch_step"] == sched.switch_step
+        assert client.plan().switch_step == sched.switch_step
         state = client.state_dict()
         stop_controller(handle)
     finally:
         ray.shutdown()
     restored = AutoWUController(dict(KWARGS))
     restored.load_state_dict(state)
-    assert restored.status()["decay_start_lr"] == sched.decay_start_lr
+    assert restored.plan().decay_start_lr == sched.decay_start_lr

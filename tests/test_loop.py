@@ -14,7 +14,7 @@ from torch import nn
 
 from autowu_bench.platform.loop import LossBuffer, TrainStep, evaluate, first_divergent
 from autowu_bench.profiling import count_kernels
-from autowu_bench.schedulers.plans import set_lr
+from autowu_bench.schedulers.schedule import set_lr
 
 
 def _model(seed: int = 0) -> nn.Module:
@@ -142,7 +142,10 @@ def _ddp_worker(rank: int, world: int, port: int, out: dict) -> None:
         model = _model()
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
         step = TrainStep(model, opt, nn.CrossEntropyLoss(), micro_batches=2)
-        losses = [step(x[share], y[share], lr=0.3).item() for _ in range(2)]
+        buffer = LossBuffer()
+        for _ in range(2):
+            buffer.append(step(x[share], y[share], lr=0.3))
+        losses = buffer.take()  # one all-reduce: the means over both ranks
         batches = [(x[i:i + 8], y[i:i + 8]) for i in range(0, 32, 8)]
         out[rank] = (losses, _params(model), evaluate(model, batches, nn.CrossEntropyLoss(), rank=rank,
                                                         world_size=world))
@@ -151,7 +154,8 @@ def _ddp_worker(rank: int, world: int, port: int, out: dict) -> None:
 
 
 def test_two_ranks_match_one_process_on_the_whole_batch():
-    """DDP with accumulation on 2 gloo ranks = one process on the global batch: loss, weights, eval."""
+    """DDP with accumulation on 2 gloo ranks = one process on the global batch: the buffered step losses
+    (averaged over ranks at the sync point), weights, eval."""
     with mp.Manager() as manager:
         out = manager.dict()
         mp.spawn(_ddp_worker, args=(2, _free_port(), out), nprocs=2, join=True)

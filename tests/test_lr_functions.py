@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from autowu_bench.schedulers import LinearWarmupCosine, baseline_plan, scaled_peak_lr
+from autowu_bench.schedulers import LinearWarmupCosine, fixed_plan, scaled_peak_lr
 from autowu_bench.schedulers.lr_functions import (
     const_cos_lr,
     const_cos_start,
@@ -55,8 +55,8 @@ def test_const_cos_holds_through_ceil_of_const_fraction_then_cosine():
     assert const_cos_lr(4600, 4200, 5000, 0.3, 0.8) == pytest.approx(0.15)
 
 
-def test_baseline_plan_linear_from_zero_then_cosine_to_zero():
-    plan = baseline_plan(10, 20, peak_lr=0.8, warmup_epochs=5)
+def test_fixed_plan_linear_from_zero_then_cosine_to_zero():
+    plan = fixed_plan(10, 20, peak_lr=0.8, warmup_epochs=5)
     assert plan.warmup_steps == 50 and plan.total_steps == 200
     assert plan.lr(0) == 0.0
     assert plan.lr(25) == pytest.approx(0.4)
@@ -91,7 +91,7 @@ def test_baseline_scheduler_steps_per_optimizer_step_and_keeps_group_ratios():
 )
 def test_baseline_bad_arguments_name_the_argument(kwargs, name):
     with pytest.raises(ValueError, match=name):
-        baseline_plan(4, 10, **kwargs)
+        fixed_plan(4, 10, **kwargs)
 
 
 def test_scaling_rules_sqrt_and_linear():

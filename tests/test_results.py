@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from autowu_bench.platform import results
+from autowu_bench.platform.outcome import TrialOutcome, TrialStatus
 from autowu_bench.platform.spec import TrialSpec
 from autowu_bench.platform.tracking import TrialRecorder
 
@@ -42,16 +43,16 @@ def run_dir(tmp_path):
     resumed.log_epoch(1, 6, {"val_acc": 0.7, "val_loss": 1.1})
     resumed.log_event("rollback", 4, to_step=2)
     resumed.flush()
-    summary = {"trial_id": "auto_s0", "arm": "autowu-auto", "kind": "autowu", "status": "finished",
-               "final_val_acc": 0.7, "best_val_acc": 0.7, "test_acc": 0.69, "switch_epoch": 1.0,
-               "switch_reason": "test", "decay_start_lr": 0.001, "rollbacks": 1, "wall_seconds": 36.0,
-               "device_hours": 0.02, "error": None}
-    (tmp_path / "trials" / "auto_s0" / "summary.json").write_text(json.dumps(summary))
+    TrialOutcome(trial_id="auto_s0", arm="autowu-auto", kind="autowu", status=TrialStatus.FINISHED,
+                 final_val_acc=0.7, best_val_acc=0.7, test_acc=0.69, switch_epoch=1.0, switch_reason="test",
+                 decay_start_lr=0.001, rollbacks=1, wall_seconds=36.0, device_hours=0.02,
+                 ).write(tmp_path / "trials" / "auto_s0")
     base = TrialRecorder(None, None, tmp_path / "trials" / "base_s0")
     base.log_steps([1, 2], [0.0, 0.001], [2.3, 2.1])
     base.flush()
-    (tmp_path / "trials" / "base_s0" / "summary.json").write_text(json.dumps(
-        {"trial_id": "base_s0", "status": "failed", "error": "worker died", "wall_seconds": 360.0}))
+    # What the driver writes when the workers died before any report: 360 s of wall time.
+    TrialOutcome.from_report(specs()[1], {}, status=TrialStatus.FAILED, started=1000.0, ended=1360.0,
+                             error="worker died").write(tmp_path / "trials" / "base_s0")
     return tmp_path
 
 
@@ -73,6 +74,7 @@ def test_trials_table_joins_specs_and_summaries(run_dir):
     assert trials.loc["never_s0", "status"] == "missing"  # expanded but never ran
     assert trials.loc["auto_s0", "device_hours"] == 0.02  # from the summary
     assert trials.loc["base_s0", "device_hours"] == pytest.approx(360.0 * 2 * 1.0 / 3600)  # 2 CPU workers x wall
+    assert trials.loc["base_s0", "error"] == "worker died"
     for column in ("batch_size", "seed", "epochs", "optimizer", "num_workers", "device_hours", "wall_seconds",
                    "best_val_acc", "final_val_acc", "decay_start_lr", "switch_epoch"):
         assert column in trials.columns, column

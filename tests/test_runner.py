@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from autowu_bench.platform.spec import TrialSpec
-from autowu_bench.schedulers import baseline_plan
+from autowu_bench.platform.outcome import SUMMARY_FILE
+from autowu_bench.schedulers import fixed_plan
 from tests.data_fixtures import write_fashion_mnist_idx
 
 ray = pytest.importorskip("ray")
@@ -57,7 +58,7 @@ def run(tmp_path_factory):
         problems = cluster_problems(trials + unfit)
         growing = cluster_problems(trials + unfit, can_grow=True)
         summaries = run_trials(trials, run_dir=run_dir, tracking_uri=None, parent_run_id=None)
-    return run_dir, trials, {s["trial_id"]: s for s in summaries}, (problems, growing)
+    return run_dir, trials, {s.trial_id: s.to_dict() for s in summaries}, (problems, growing)
 
 
 def test_cluster_problems_name_the_trial_and_the_fix(run):
@@ -93,7 +94,7 @@ def test_every_rank_applied_the_same_lr_at_every_step(run):
         rank0, rank1 = _trace(run_dir, spec.trial_id, 0), _trace(run_dir, spec.trial_id, 1)
         assert rank0 == rank1
         assert rank0["step"] == list(range(1, steps + 1))
-    plan = baseline_plan(steps // EPOCHS, EPOCHS, peak_lr=0.05, warmup_epochs=1)
+    plan = fixed_plan(steps // EPOCHS, EPOCHS, peak_lr=0.05, warmup_epochs=1)
     assert _trace(run_dir, "baseline", 0)["lr"] == pytest.approx([plan.lr(t) for t in range(steps)])
 
 
@@ -121,9 +122,11 @@ def test_each_epoch_left_a_checkpoint_with_the_full_state(run):
     folders = sorted((p for p in glob.glob(pattern) if os.path.isdir(p)), key=os.path.getmtime)
     assert len(folders) == 2, folders  # the last two epochs (CheckpointConfig num_to_keep=2)
     state = torch.load(os.path.join(folders[-1], "state.pt"), weights_only=False)
-    assert {"model", "optimizer", "rng", "progress", "schedule", "plan"} <= set(state)
+    assert {"model", "optimizer", "rng", "progress", "schedule", "plan", "trace", "spec"} <= set(state)
     assert len(state["rng"]) == 2  # one RNG state per rank
     assert state["progress"]["step"] == summaries["autowu-diverges"]["steps"]
+    # Self-contained: the LR trace so far is in the checkpoint, equal to what rank 0 applied.
+    assert [lr for _, lr in state["trace"]] == _trace(run_dir, "autowu-diverges", 0)["lr"]
     assert state["schedule"]["core"]["switch_reason"] == "divergence"
 
 
@@ -137,8 +140,8 @@ def test_a_trial_that_fails_before_training_leaves_a_failed_summary_with_the_err
     monkeypatch.setattr(tracking, "start_trial_run", unreachable)
     spec = _spec(str(tmp_path), trial_id="t", arm="baseline", kind="baseline", peak_lr=0.1, warmup_epochs=1)
     with pytest.raises(RuntimeError, match="mlflow:5000"):
-        runner._trial_driver({"index": 0}, specs=[spec.to_dict()], run_dir=str(tmp_path),
+        runner._trial_driver({"spec": spec.to_dict()}, run_dir=str(tmp_path),
                              tracking_uri="http://mlflow:5000", parent_run_id="p", max_failures=0)
-    with open(os.path.join(runner.trial_dir(str(tmp_path), "t"), runner.SUMMARY_FILE)) as f:
+    with open(os.path.join(runner.trial_dir(str(tmp_path), "t"), SUMMARY_FILE)) as f:
         summary = json.load(f)
     assert summary["status"] == "failed" and "mlflow:5000" in summary["error"]

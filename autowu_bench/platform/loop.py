@@ -3,50 +3,27 @@
 Nothing here knows about Ray: a plain script (one process, or ``torchrun`` with DDP) can drive
 :class:`TrainStep` and :func:`evaluate` the same way the Ray Train worker does.
 
-Host syncs. A step never reads a value back to the host: :class:`TrainStep` returns the step loss
-(all-reduced to the mean over workers) as a device scalar and :class:`LossBuffer` collects those
-scalars on the device. The worker reads the buffer once per *sync point*: every AutoWU decision
-point (``plan.next_decision``) and every epoch end. Non-finite losses are detected at the sync
-point from the buffer (every rank holds the same all-reduced values, so every rank sees the same
-first bad step without any extra communication). Training past a bad step until the next sync point
-costs a few wasted steps but changes nothing: the divergence rollback restores the last checkpoint,
-which is always taken at a sync point before the bad step. On CPU with gloo the all-reduce already
-synchronises every step, so there the buffer only saves the per-step Python float conversions.
+Host syncs and collectives. A step never reads a value back to the host and adds no collective to
+DDP's gradient all-reduce: :class:`TrainStep` returns this rank's step loss as a device scalar and
+:class:`LossBuffer` collects those scalars on the device. At each *sync point* (where the plan hands
+losses over, and every epoch end) the worker takes the buffer: one all-reduce of the stacked losses
+gives every rank the same per-step means over all workers (the same values a per-step all-reduce
+would give), read back in one host sync. Divergence is detected there, from those values, so every
+rank sees the same first bad step. Training past a bad step until the sync point costs a few wasted
+steps but changes nothing: the rollback restores a snapshot taken before the bad step.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from typing import Callable, Iterable, Protocol
+from typing import Callable, Iterable
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
-from autowu_bench.schedulers.plans import set_lr
-
-
-class Plan(Protocol):
-    """What the loop needs of a schedule (``SchedulePlan`` or ``BaselinePlan``)."""
-
-    next_decision: int
-
-    def lr(self, t: int) -> float: ...
-
-    def is_divergent(self, loss: float) -> bool: ...
-
-
-def is_distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def all_reduce_mean_(value: torch.Tensor) -> torch.Tensor:
-    """In-place mean over all ranks (SUM then divide: gloo has no AVG)."""
-    if is_distributed():
-        dist.all_reduce(value, op=dist.ReduceOp.SUM)
-        value.div_(dist.get_world_size())
-    return value
+from autowu_bench.platform.collectives import all_reduce_mean_, all_reduce_sum_, is_distributed
+from autowu_bench.schedulers.schedule import set_lr
 
 
 class TrainStep:
@@ -101,7 +78,7 @@ class TrainStep:
         return contextlib.nullcontext()
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
-        """Run one optimizer step at ``lr``; returns the all-reduced mean step loss (device scalar)."""
+        """Run one optimizer step at ``lr``; returns this rank's mean step loss (device scalar, float32)."""
         set_lr(self.optimizer, lr)
         if not self.module.training:  # evaluation switched it; walking the modules every step costs
             self.module.train()
@@ -119,7 +96,7 @@ class TrainStep:
                 loss = self.loss_fn(self.net(x), y)
             loss.backward()
             self.optimizer.step()
-            return all_reduce_mean_(loss.detach().float())  # backward is done: reducing in place is safe
+            return loss.detach().float()
         total = torch.zeros((), device=x.device, dtype=torch.float32)
         for i, (xs, ys) in enumerate(zip(x.chunk(n), y.chunk(n))):
             last = i == n - 1
@@ -130,7 +107,7 @@ class TrainStep:
                 (loss / n).backward()
             total += loss.detach().float()
         self.optimizer.step()
-        return all_reduce_mean_(total / n)
+        return total / n
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -140,7 +117,7 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 class LossBuffer:
-    """Step losses kept on the device until a sync point reads them all at once."""
+    """Step losses kept on the device until a sync point reads them all at once, as means over ranks."""
 
     def __init__(self) -> None:
         self._pending: list[torch.Tensor] = []
@@ -152,10 +129,11 @@ class LossBuffer:
         return len(self._pending)
 
     def take(self) -> list[float]:
-        """The buffered losses as floats (one host sync), emptying the buffer."""
+        """The buffered losses, averaged over ranks (one all-reduce), as floats (one host sync); empties
+        the buffer. Every rank must call it at the same steps with the same number of losses."""
         if not self._pending:
             return []
-        values = torch.stack(self._pending).tolist()
+        values = all_reduce_mean_(torch.stack(self._pending)).tolist()
         self._pending = []
         return values
 
@@ -202,8 +180,7 @@ def evaluate(
         sums[0] += loss_fn(logits, y).double() * y.shape[0]
         sums[1] += (logits.argmax(dim=1) == y).sum()
         sums[2] += y.shape[0]
-    if is_distributed():
-        dist.all_reduce(sums, op=dist.ReduceOp.SUM)
+    all_reduce_sum_(sums)
     loss_sum, correct, count = sums.tolist()
     if count == 0:
         raise ValueError("evaluate() got no batches: the evaluation split is empty")

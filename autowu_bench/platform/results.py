@@ -6,11 +6,11 @@ A run folder ``<results>/<suite>/<timestamp>/`` holds ``suite.yaml`` (the resolv
 
 trials.parquet, one row per trial:
     every ``TrialSpec`` field (``autowu`` as a JSON string), ``test_interval`` (AutoWU trials:
-    "epoch", "auto" or a step count as text), and the trial's ``summary.json``: status, epochs_done,
+    "epoch", "auto" or a step count as text), and every field of the trial's outcome
+    (``autowu_bench.platform.outcome.TrialOutcome``, its ``summary.json``): status, epochs_done,
     steps, final_val_acc, best_val_acc, final_val_loss, test_acc, test_loss, switch_step,
     switch_epoch, switch_reason ("test", "fallback" or "divergence"), decay_start_lr, rollbacks,
-    wall_seconds, device_hours (wall seconds x the trial's GPUs, or CPUs without GPUs, / 3600; derived
-    from wall_seconds and the spec when the summary lacks it), error.
+    wall_seconds, device_hours, the start-up breakdown, error.
     A trial without a summary has status "missing".
 curves.parquet: trial_id, step, lr, train_loss; one row per optimizer step (``step`` = steps taken
     including this one); a step replayed after a rollback or resume keeps its last row.
@@ -24,6 +24,7 @@ events.parquet: trial_id, name (e.g. "rollback"), step, info (JSON).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -33,17 +34,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from autowu_bench.platform.outcome import SUMMARY_FILE, TrialOutcome, TrialStatus
 from autowu_bench.platform.spec import TrialSpec
 from autowu_bench.platform.tracking import FRAGMENTS
 
 SPECS_FILE = "trial_specs.json"
-SUMMARY_FILE = "summary.json"
 TABLES = ("trials", "curves", "epochs", "tests", "events")
-SUMMARY_COLUMNS = (
-    "status", "epochs_done", "steps", "final_val_acc", "best_val_acc", "final_val_loss", "test_acc",
-    "test_loss", "switch_step", "switch_epoch", "switch_reason", "decay_start_lr", "rollbacks",
-    "wall_seconds", "device_hours", "error",
-)
+SUMMARY_COLUMNS = tuple(f.name for f in dataclasses.fields(TrialOutcome) if f.name not in ("trial_id", "arm", "kind"))
 _KEYS = {"curves": ["step"], "epochs": ["epoch"], "tests": ["step"], "events": None}
 _EMPTY = {
     "curves": pa.schema([("trial_id", pa.string()), ("step", pa.int64()), ("lr", pa.float64()),
@@ -80,12 +77,11 @@ def trials_frame(run_dir: str | os.PathLike) -> pd.DataFrame:
     for spec in read_specs(run_dir):
         row = spec.to_dict()
         row["autowu"] = json.dumps(row["autowu"], sort_keys=True)
-        row["test_interval"] = str(spec.autowu.get("test_interval", "epoch")) if spec.kind == "autowu" else None
+        row["test_interval"] = str(spec.test_interval) if spec.kind == "autowu" else None
         rows[spec.trial_id] = row
     for summary_path in sorted((run_dir / "trials").glob(f"*/{SUMMARY_FILE}")):
-        summary = json.loads(summary_path.read_text())
-        trial_id = summary.get("trial_id") or summary_path.parent.name
-        row = rows.setdefault(trial_id, {"trial_id": trial_id})
+        summary = TrialOutcome.read(summary_path.parent).to_dict()
+        row = rows.setdefault(summary["trial_id"], {"trial_id": summary["trial_id"]})
         for key, value in summary.items():
             if key not in row or key in SUMMARY_COLUMNS:
                 row[key] = value
@@ -95,15 +91,10 @@ def trials_frame(run_dir: str | os.PathLike) -> pd.DataFrame:
     for column in SUMMARY_COLUMNS:
         if column not in frame:
             frame[column] = None
-    frame["status"] = frame["status"].fillna("missing")
+    frame["status"] = frame["status"].fillna(str(TrialStatus.MISSING))
     for column in ("final_val_acc", "best_val_acc", "final_val_loss", "test_acc", "test_loss", "switch_epoch",
                    "decay_start_lr", "wall_seconds", "device_hours"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
-    if {"num_workers", "use_gpu", "gpus_per_worker", "cpus_per_worker"} <= set(frame.columns):
-        # A summary without device-hours: the trial's workers' devices x its wall time.
-        per_worker = frame["gpus_per_worker"].where(frame["use_gpu"].fillna(False).astype(bool), frame["cpus_per_worker"])
-        derived = frame["wall_seconds"] * frame["num_workers"] * per_worker.astype("float64") / 3600.0
-        frame["device_hours"] = frame["device_hours"].fillna(derived)
     return frame
 
 

@@ -4,13 +4,12 @@ Layout of one trial (Ray Train V2 pattern): Tune runs ``_trial_driver`` (holding
 trial's Train workers get the cores); the driver starts the trial's AutoWU controller actor (AutoWU
 trials), opens the MLflow child run, builds and fits a ``TorchTrainer`` whose workers run
 :func:`~autowu_bench.platform.worker.train_loop_per_worker`, forwards their reports to Tune with
-``TuneReportCallback``, and writes ``summary.json`` in the trial folder. Concurrency is bounded by
+``TuneReportCallback``, and writes the trial's outcome (``summary.json``) in the trial folder. Concurrency is bounded by
 ``max_concurrent`` (by default as many trials as the cluster's CPUs, or GPUs, hold at once).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -21,6 +20,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from autowu_bench.platform import processes
+from autowu_bench.platform.outcome import TrialOutcome, TrialStatus
 from autowu_bench.platform.spec import TrialSpec
 
 # Less start-up work per trial and less noise: no Train/Tune metrics exporters, no state tracking.
@@ -41,7 +41,6 @@ _RAY_ENV = {
     "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "600",
 }
 
-SUMMARY_FILE = "summary.json"
 _SETUP_HOOK = "autowu_bench.platform.runner.quiet_ray_logs"
 
 
@@ -147,12 +146,12 @@ def cluster_problems(trials: list[TrialSpec], *, can_grow: bool = False) -> list
         if need_gpu > gpus:
             problems.append(
                 f"trial {spec.trial_id}: needs {need_gpu:g} GPUs ({spec.num_workers} workers) but the "
-                f"cluster has {gpus:g}; lower resources.workers"
+                f"cluster has {gpus:g}; lower resources.workers_per_trial"
             )
         if need_cpu > cpus:
             problems.append(
                 f"trial {spec.trial_id}: needs {need_cpu:g} CPUs ({spec.num_workers} workers x "
-                f"{spec.cpus_per_worker:g}) but the cluster has {cpus:g}; lower resources.workers or "
+                f"{spec.cpus_per_worker:g}) but the cluster has {cpus:g}; lower resources.workers_per_trial or "
                 "resources.cpus_per_worker"
             )
     return problems
@@ -178,85 +177,27 @@ def trial_dir(run_dir: str, trial_id: str) -> str:
     return os.path.join(run_dir, "trials", trial_id)
 
 
-def _startup_breakdown(metrics: dict[str, Any], started: float, fit_started: float | None) -> dict[str, Any]:
-    """Where a trial's start-up went: the driver (imports, MLflow run, controller actor), Ray Train
-    (controller, placement group, worker processes, process group), the workers (data, model)."""
-    if "training_started_at" not in metrics or fit_started is None:
-        return {"startup_seconds": None}
-    return {
-        "startup_seconds": metrics["training_started_at"] - started,
-        "driver_setup_seconds": fit_started - started,
-        "train_startup_seconds": metrics["worker_created_at"] - fit_started,
-        "worker_setup_seconds": metrics["training_started_at"] - metrics["worker_created_at"],
-    }
-
-
-def _summary(spec: TrialSpec, metrics: dict[str, Any], *, status: str, started: float,
-             fit_started: float | None = None, error: str | None = None) -> dict[str, Any]:
-    """The trial's outcome from its last report, with the start-up breakdown.
-
-    ``device_hours``: wall seconds x the devices the trial's workers hold (GPUs, or CPUs without GPUs).
-    """
-    wall = time.time() - started
-    devices = spec.num_workers * ((spec.gpus_per_worker or 1.0) if spec.use_gpu else spec.cpus_per_worker)
-    return {
-        "trial_id": spec.trial_id,
-        "arm": spec.arm,
-        "kind": spec.kind,
-        "status": status,
-        "epochs_done": metrics.get("epoch", 0),
-        "steps": metrics.get("step", 0),
-        "steps_per_epoch": metrics.get("steps_per_epoch"),
-        "final_val_acc": metrics.get("val_acc") if status == "finished" else None,
-        "best_val_acc": _finite_or_none(metrics.get("best_val_acc")),
-        "final_val_loss": metrics.get("val_loss") if status == "finished" else None,
-        "test_acc": metrics.get("test_acc"),
-        "test_loss": metrics.get("test_loss"),
-        "switch_step": metrics.get("switch_step"),
-        "switch_epoch": metrics.get("switch_epoch"),
-        "switch_reason": metrics.get("switch_reason"),
-        "decay_start_lr": metrics.get("decay_start_lr"),
-        "rollbacks": metrics.get("rollbacks", 0),
-        "wall_seconds": wall,
-        "device_hours": wall * devices / 3600.0,
-        **_startup_breakdown(metrics, started, fit_started),
-        "error": error,
-    }
-
-
-def _finite_or_none(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _write_summary(folder: str, summary: dict[str, Any]) -> None:
-    tmp = os.path.join(folder, SUMMARY_FILE + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(summary, f, indent=2, default=str)
-    os.replace(tmp, os.path.join(folder, SUMMARY_FILE))
-
-
-def _trial_driver(config: dict[str, Any], *, specs: list[dict[str, Any]], run_dir: str,
-                  tracking_uri: str | None, parent_run_id: str | None, max_failures: int) -> None:
-    """Tune function trainable: one trial, end to end (see the module docstring)."""
-    start = time.time()
+def _trial_driver(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
+                  parent_run_id: str | None, max_failures: int) -> None:
+    """Tune function trainable: one trial (``config["spec"]``, a TrialSpec dict), end to end (see the
+    module docstring)."""
+    started = time.time()
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from autowu_bench.platform import controller as ctl
+    from autowu_bench.platform.controller import start_controller, stop_controller
     from autowu_bench.platform.tracking import end_trial_run, start_trial_run
     from autowu_bench.platform.worker import train_loop_per_worker
 
-    spec = TrialSpec.from_dict(specs[config["index"]])
+    spec = TrialSpec.from_dict(config["spec"])
     folder = trial_dir(run_dir, spec.trial_id)
     os.makedirs(folder, exist_ok=True)
-    run_id = handle = fit_started = None
+    run_id = controller = fit_started = None
     metrics: dict[str, Any] = {}
     try:  # from here on, whatever fails is recorded in the trial's summary (and its MLflow run, if any)
         run_id = start_trial_run(tracking_uri, parent_run_id, spec)
-        handle = ctl.start_controller(spec) if spec.kind == "autowu" else None
+        controller = start_controller(spec.autowu_kwargs()) if spec.kind == "autowu" else None
         resources = {"CPU": spec.cpus_per_worker}
         if spec.use_gpu:
             resources["GPU"] = spec.gpus_per_worker or 1.0
@@ -264,6 +205,7 @@ def _trial_driver(config: dict[str, Any], *, specs: list[dict[str, Any]], run_di
             train_loop_per_worker,
             train_loop_config={
                 "spec": spec.to_dict(), "trial_dir": folder, "tracking_uri": tracking_uri, "run_id": run_id,
+                "controller": controller,
             },
             torch_config=TorchConfig(backend="nccl" if spec.use_gpu else "gloo"),
             scaling_config=ray.train.ScalingConfig(
@@ -280,30 +222,35 @@ def _trial_driver(config: dict[str, Any], *, specs: list[dict[str, Any]], run_di
         fit_started = time.time()
         result = trainer.fit()
         metrics = dict(result.metrics or {})
-        status = metrics.get("status", "failed")
-        summary = _summary(spec, metrics, status=status, started=start, fit_started=fit_started)
-        _write_summary(folder, summary)
-        end_trial_run(tracking_uri, run_id, "FINISHED", summary)
+        outcome = TrialOutcome.from_report(
+            spec, metrics, status=TrialStatus(metrics.get("status", TrialStatus.FAILED)), started=started,
+            ended=time.time(), fit_started=fit_started,
+        )
+        outcome.write(folder)
+        end_trial_run(tracking_uri, run_id, "FINISHED", outcome.to_dict())
     except BaseException as exc:
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        summary = _summary(spec, metrics, status="failed", started=start, fit_started=fit_started, error=error)
-        _write_summary(folder, summary)
+        outcome = TrialOutcome.from_report(
+            spec, metrics, status=TrialStatus.FAILED, started=started, ended=time.time(),
+            fit_started=fit_started, error=error,
+        )
+        outcome.write(folder)
         if run_id is not None:
-            end_trial_run(tracking_uri, run_id, "FAILED", summary)
+            end_trial_run(tracking_uri, run_id, "FAILED", outcome.to_dict())
         raise
     finally:
-        if handle is not None:
-            ctl.stop_controller(handle)
+        if controller is not None:
+            stop_controller(controller)
 
 
-def _progress_callback(ids: list[str]):
+def _progress_callback():
     from ray import tune
 
     class EpochLines(tune.Callback):
         """One line per reported epoch per trial, instead of Tune's tables."""
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            trial_id = ids[trial.config["index"]]
+            trial_id = _trial_name(trial)
             acc = result.get("val_acc")
             test = result.get("test_acc")
             lr = result.get("lr")
@@ -317,7 +264,7 @@ def _progress_callback(ids: list[str]):
             print(line, flush=True)
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            print(f"[{ids[trial.config['index']]}] FAILED", flush=True)
+            print(f"[{_trial_name(trial)}] FAILED", flush=True)
 
     return EpochLines()
 
@@ -330,8 +277,8 @@ def run_trials(
     parent_run_id: str | None,
     max_concurrent: int | None = None,
     max_failures: int = 0,
-) -> list[dict[str, Any]]:
-    """Run every trial through Ray Tune (inside :func:`ray_session`); returns their summaries in order.
+) -> list[TrialOutcome]:
+    """Run every trial through Ray Tune (inside :func:`ray_session`); returns their outcomes in order.
 
     Args:
         trials: the suite's trials.
@@ -341,7 +288,7 @@ def run_trials(
         max_concurrent: trials at once (default: as many as the cluster's resources hold).
         max_failures: Ray Train worker-group restarts per trial (each resumes from the last checkpoint).
 
-    A failed trial does not stop the others; its summary has status "failed" and the error.
+    A failed trial does not stop the others; its outcome has status "failed" and the error.
     """
     from ray import tune
 
@@ -354,24 +301,23 @@ def run_trials(
     run_dir = os.path.abspath(run_dir)
     os.makedirs(run_dir, exist_ok=True)
     concurrency = max_concurrent or default_concurrency(trials)
-    specs = [t.to_dict() for t in trials]
     trainable = tune.with_parameters(
-        _trial_driver, specs=specs, run_dir=run_dir, tracking_uri=tracking_uri,
-        parent_run_id=parent_run_id, max_failures=max_failures,
+        _trial_driver, run_dir=run_dir, tracking_uri=tracking_uri, parent_run_id=parent_run_id,
+        max_failures=max_failures,
     )
     # The driver holds no CPU, so the trial's Train workers get the cores. Tune refuses an all-zero
     # request; one byte of the "memory" resource (present on every node) is a request that costs nothing.
     trainable = tune.with_resources(trainable, {"CPU": 0, "memory": 1})
     tuner = tune.Tuner(
         trainable,
-        param_space={"index": tune.grid_search(list(range(len(trials))))},
-        tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, trial_name_creator=_trial_name(ids),
-                                    trial_dirname_creator=_trial_name(ids)),
+        param_space={"spec": tune.grid_search([t.to_dict() for t in trials])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, trial_name_creator=_trial_name,
+                                    trial_dirname_creator=_trial_name),
         run_config=tune.RunConfig(
             name="tune",
             storage_path=os.path.join(run_dir, "ray"),
             verbose=0,
-            callbacks=[_progress_callback(ids)],
+            callbacks=[_progress_callback()],
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
         ),
     )
@@ -379,20 +325,16 @@ def run_trials(
     # With Tune's result files off, its end-of-run summary would warn that it cannot read them.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     tuner.fit()
-    summaries = []
+    outcomes = []
     for spec in trials:
-        path = os.path.join(trial_dir(run_dir, spec.trial_id), SUMMARY_FILE)
-        if os.path.exists(path):
-            with open(path) as f:
-                summaries.append(json.load(f))
-        else:
-            summaries.append(_summary(spec, {}, status="failed", started=time.time(), error="the trial never started"))
-    return summaries
+        outcome = TrialOutcome.read(trial_dir(run_dir, spec.trial_id))
+        if outcome is None:
+            now = time.time()
+            outcome = TrialOutcome.from_report(spec, {}, status=TrialStatus.FAILED, started=now, ended=now,
+                                               error="the trial never started")
+        outcomes.append(outcome)
+    return outcomes
 
 
-def _trial_name(ids: list[str]):
-    def name(trial) -> str:
-        return ids[trial.config["index"]]
-
-    return name
-
+def _trial_name(trial) -> str:
+    return trial.config["spec"]["trial_id"]

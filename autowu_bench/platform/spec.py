@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from autowu_bench.schedulers.autowu import AUTOWU_DEFAULTS
+
 
 @dataclass(frozen=True)
 class TrialSpec:
@@ -69,6 +71,11 @@ class TrialSpec:
             kwargs.setdefault("decay", self.decay)
         kwargs.setdefault("seed", self.seed)
         return kwargs
+
+    @property
+    def test_interval(self) -> str | int:
+        """An AutoWU trial's test interval: the arm's, else AutoWU's default."""
+        return self.autowu.get("test_interval", AUTOWU_DEFAULTS["test_interval"])
 
     @property
     def per_worker_batch(self) -> int:

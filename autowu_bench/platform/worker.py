@@ -1,23 +1,24 @@
 """One trial's data-parallel training on one worker: Ray Train's ``train_loop_per_worker``.
 
-Every rank runs :class:`TrialWorker`. Rank 0 also owns the schedule source (the trial's AutoWU
-controller, or the fixed baseline plan) and the :class:`~autowu_bench.platform.tracking.TrialRecorder`.
+Every rank runs :class:`TrialWorker`; :meth:`TrialWorker.run` is the whole loop, top to bottom. Rank 0
+also holds the trial's schedule (the AutoWU controller's client, or the baseline's ``FixedSchedule``)
+and its :class:`~autowu_bench.platform.tracking.TrialRecorder`.
 
 Per step every rank sets the LR to ``plan.lr(t)`` (times each group's ``lr_scale``), trains, and keeps
-the all-reduced step loss on the device. At each *sync point* (the plan's ``next_decision`` and every
-epoch end) all ranks read the buffered losses once; while AutoWU is in warmup, rank 0 sends them to
-the controller and broadcasts the new plan, so all ranks apply the same LR without a per-step call.
+the step loss on the device. At each *sync point* (where the plan hands losses over, and every epoch
+end) all ranks read the buffered losses once, averaged over ranks; while AutoWU is in warmup, rank 0
+hands them to the schedule and, where the plan may have changed, broadcasts the new plan, so all ranks
+apply the same LR without a per-step call. A sync point returns what the loop does next
+(:class:`SyncOutcome`).
 
-Divergence (AUTOWU.md, "What the reference gets wrong"): a loss the plan calls divergent (non-finite,
-or above the controller's explosion threshold) in the warmup makes rank 0 send the losses up to it;
-the controller switches with reason "divergence", and all ranks restore model, optimizer and RNG
-from the newest good snapshot, keep the decision and continue from the snapshot's step under the
-decay. Snapshots are taken at the start and at every epoch end and kept in memory (the last two), so
-rollback does not depend on storage. The loss of step d is computed on the weights after step d - 1,
-so a divergent loss at step d condemns those weights too: a good snapshot is one taken at a step
-s < d - 1 (the one-epoch-older snapshot when the last epoch ended right before the divergence).
-A non-finite loss in the decay phase, or in a baseline trial, ends the trial with status "diverged"
-(a finite but large loss there is left alone: the decay is already lowering the LR).
+Divergence (docs/autowu.md, "Divergence and rollback"): a loss the plan calls divergent in the warmup
+is handed over at once; the controller switches with reason "divergence", and all ranks restore the
+newest good snapshot (model, optimizer, RNG, progress, LR trace), keep the decision and continue from
+the snapshot's step under the decay. Snapshots are taken at the start and at every epoch end and the
+last two are kept in memory, so a rollback does not depend on storage; the epoch-end snapshot is also
+the checkpoint. The loss of step d is computed on the weights after step d - 1, so a good snapshot is
+one taken at a step s < d - 1. A non-finite loss in the decay phase, or in a baseline trial, ends the
+trial with status "diverged".
 """
 
 from __future__ import annotations
@@ -28,69 +29,28 @@ import random
 import tempfile
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-import torch.distributed as dist
 
-from autowu_bench.platform.loop import LossBuffer, TrainStep, evaluate, first_divergent, is_distributed
+from autowu_bench.platform.collectives import broadcast_object, gather_objects
+from autowu_bench.platform.loop import LossBuffer, TrainStep, evaluate, first_divergent
+from autowu_bench.platform.outcome import TrialStatus
 from autowu_bench.platform.spec import TrialSpec
+from autowu_bench.schedulers.plan import Phase, SwitchReason
+from autowu_bench.schedulers.schedule import Schedule
 
 CHECKPOINT_FILE = "state.pt"
 
 
-class _Rollback(Exception):
-    """Raised inside an epoch when the controller decided a divergence: restore a good snapshot."""
-
-
-class _Diverged(Exception):
-    """Raised inside an epoch on a non-finite loss with no rollback left: the trial ends."""
-
-
-class FixedSchedule:
-    """The baseline's schedule source: one plan that never changes, with the controller's methods."""
-
-    def __init__(self, spec: TrialSpec) -> None:
-        if spec.peak_lr is None or spec.warmup_epochs is None:
-            raise ValueError(
-                f"baseline trial {spec.trial_id!r} needs peak_lr and warmup_epochs, got "
-                f"peak_lr={spec.peak_lr!r}, warmup_epochs={spec.warmup_epochs!r}"
-            )
-        self.spec = spec
-        self._plan = None
-
-    def setup(self, steps_per_epoch: int, total_epochs: int):
-        from autowu_bench.schedulers import baseline_plan
-
-        self._plan = baseline_plan(
-            steps_per_epoch, total_epochs, peak_lr=self.spec.peak_lr, warmup_epochs=self.spec.warmup_epochs
-        )
-        return self._plan
-
-    def plan(self):
-        return self._plan
-
-    def status(self) -> dict[str, Any]:
-        return {"phase": "fixed", "decide_at": self._plan.next_decision, "test_interval": None,
-                "switch_step": None, "switch_reason": None, "decay_start_lr": None, "divergence_step": None}
-
-    def feed(self, losses: list[float]) -> None:
-        pass
-
-    def advance_with_status(self, losses: list[float]):
-        return self._plan, self.status()
-
-    def tests_since(self, index: int) -> list[dict[str, Any]]:
-        return []
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+class SyncOutcome(StrEnum):
+    CONTINUE = "continue"  # train on
+    ROLLBACK = "rollback"  # the controller decided a divergence in these losses: restore a good snapshot
+    DIVERGED = "diverged"  # a non-finite loss with no rollback left: the trial ends
 
 
 @dataclass
@@ -103,7 +63,7 @@ class WorkerEnv:
         device: the device to train on.
         trial_dir: the trial's results folder (lr_rank{r}.parquet, the recorder's fragments).
         report: ``report(metrics, checkpoint_dir_or_None)``; every rank calls it at every epoch end.
-        schedule: rank 0's schedule source (controller client or FixedSchedule); None on other ranks.
+        schedule: rank 0's schedule; None on other ranks.
         recorder: rank 0's TrialRecorder, or None.
         checkpoint_dir: a checkpoint folder to resume from, or None.
     """
@@ -113,41 +73,9 @@ class WorkerEnv:
     device: torch.device
     trial_dir: str
     report: Callable[[dict[str, Any], str | None], None]
-    schedule: Any = None
+    schedule: Schedule | None = None
     recorder: Any = None
     checkpoint_dir: str | None = None
-
-
-def _rng_state(device: torch.device) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    if "cuda" in state and device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def _broadcast(obj: Any, rank: int) -> Any:
-    """Rank 0's ``obj`` on every rank."""
-    if not is_distributed():
-        return obj
-    box = [obj if rank == 0 else None]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def _gather(obj: Any, world_size: int) -> list[Any]:
-    if not is_distributed():
-        return [obj]
-    out: list[Any] = [None] * world_size
-    dist.all_gather_object(out, obj)
-    return out
 
 
 class TrialWorker:
@@ -176,7 +104,6 @@ class TrialWorker:
             )
 
         wl = get_workload(spec.workload)
-        self.workload = wl
         splits = wl.load(spec.data_root, val_size=spec.val_size, train_subset=spec.train_subset, seed=spec.seed)
         self.train_loader = wl.loader(
             splits.train, batch_size=per_worker, rank=self.rank, world_size=self.world, train=True,
@@ -195,7 +122,6 @@ class TrialWorker:
                 f"the training split has fewer images than one global batch of {spec.batch_size}; "
                 "lower batch_size or raise train_subset"
             )
-        self.total_steps = self.steps_per_epoch * spec.epochs
 
         torch.manual_seed(spec.seed)
         random.seed(spec.seed)
@@ -209,11 +135,10 @@ class TrialWorker:
         )
         self.model = self.step_fn.module
 
-        plan = env.schedule.setup(self.steps_per_epoch, spec.epochs) if self.rank == 0 else None
-        self.plan = _broadcast(plan, self.rank)
-        self.status: dict[str, Any] = _broadcast(env.schedule.status() if self.rank == 0 else None, self.rank)
+        schedule = env.schedule
+        self.plan = broadcast_object(schedule.configure(self.steps_per_epoch, spec.epochs) if self.rank == 0 else None, self.rank)
 
-        # Progress, all of it in the snapshot / checkpoint.
+        # Progress: all of it in every snapshot and checkpoint.
         self.step = 0
         self.epoch = 0
         self.rollbacks = 0
@@ -221,205 +146,53 @@ class TrialWorker:
         self.val_history: list[dict[str, float]] = []
         self.tests_logged = 0
         self.trace: list[tuple[int, float]] = []  # (step, lr) applied by this rank
-        self.outcome = "running"
 
         self.buffer = LossBuffer()
-        self._epoch_lrs: list[float] = []
         self._epoch_losses: list[float] = []
+        self._epoch_first = 0  # index in the trace of the epoch's first step
+        self._sync_seconds = 0.0
 
         if env.checkpoint_dir is not None:
-            self._resume(env.checkpoint_dir)
-        self.snapshots = [self._take_snapshot()]
+            state = torch.load(os.path.join(env.checkpoint_dir, CHECKPOINT_FILE), map_location=self.device,
+                               weights_only=False)
+            self._restore(state, resume=True)
 
-    # -- snapshot / checkpoint -------------------------------------------------------------------
+    # -- the training loop -----------------------------------------------------------------------
 
-    def _progress(self) -> dict[str, Any]:
-        return {
-            "step": self.step, "epoch": self.epoch, "rollbacks": self.rollbacks,
-            "best_val_acc": self.best_val_acc, "val_history": list(self.val_history),
-            "tests_logged": self.tests_logged,
-        }
-
-    def _take_snapshot(self) -> dict[str, Any]:
-        return {
-            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
-            "rng": _rng_state(self.device),
-            "progress": self._progress(),
-            "trace_len": len(self.trace),
-        }
-
-    def _restore_snapshot(self, snap: dict[str, Any]) -> None:
-        self.model.load_state_dict(snap["model"])
-        self.optimizer.load_state_dict(copy.deepcopy(snap["optimizer"]))
-        _set_rng_state(snap["rng"], self.device)
-        progress = snap["progress"]
-        self.step, self.epoch = progress["step"], progress["epoch"]
-        self.best_val_acc = progress["best_val_acc"]
-        self.val_history = list(progress["val_history"])
-        del self.trace[snap["trace_len"]:]
-
-    def _write_checkpoint(self, folder: str) -> None:
-        rng = _gather(_rng_state(self.device), self.world)
-        if self.rank != 0:
-            return
-        state = {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "rng": rng,
-            "progress": self._progress(),
-            "schedule": self.env.schedule.state_dict(),
-            "plan": self.plan,
-            "status": self.status,
-            "spec": self.spec.to_dict(),
-        }
-        torch.save(state, os.path.join(folder, CHECKPOINT_FILE))
-
-    def _resume(self, folder: str) -> None:
-        state = torch.load(os.path.join(folder, CHECKPOINT_FILE), map_location=self.device, weights_only=False)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        rng = state["rng"]
-        _set_rng_state(rng[self.rank if self.rank < len(rng) else 0], self.device)
-        progress = state["progress"]
-        self.step, self.epoch = progress["step"], progress["epoch"]
-        self.rollbacks = progress["rollbacks"]
-        self.best_val_acc = progress["best_val_acc"]
-        self.val_history = list(progress["val_history"])
-        self.tests_logged = progress["tests_logged"]
-        self.plan, self.status = state["plan"], state["status"]
-        if self.rank == 0:
-            self.env.schedule.load_state_dict(state["schedule"])
-        path = self._trace_path()
-        if os.path.exists(path):
-            table = pq.read_table(path).to_pydict()
-            self.trace = [(s, lr) for s, lr in zip(table["step"], table["lr"]) if s <= self.step]
-
-    def _trace_path(self) -> str:
-        return os.path.join(self.env.trial_dir, f"lr_rank{self.rank}.parquet")
-
-    def _write_trace(self) -> None:
-        steps, lrs = zip(*self.trace) if self.trace else ((), ())
-        table = pa.table({"step": pa.array(steps, pa.int64()), "lr": pa.array(lrs, pa.float64())})
-        tmp = self._trace_path() + ".tmp"
-        pq.write_table(table, tmp)
-        os.replace(tmp, self._trace_path())
-
-    # -- the protocol at sync points -------------------------------------------------------------
-
-    @property
-    def _live(self) -> bool:
-        """True while the controller still decides (AutoWU in warmup)."""
-        return self.status["phase"] == "warmup"
-
-    def _sync(self) -> None:
-        """:meth:`_sync_losses`, timed: ``sync_seconds`` per epoch is what the schedule costs the loop."""
-        start = time.perf_counter()
-        try:
-            self._sync_losses()
-        finally:
-            self._sync_seconds += time.perf_counter() - start
-
-    def _sync_losses(self) -> None:
-        """Read the buffered losses; hand them to the controller while in warmup; detect divergence.
-
-        A test point before ``decide_at`` only feeds the controller (no wait, no broadcast: the plan
-        cannot change there); ``decide_at`` and any divergent loss wait for the controller's plan and
-        status, which rank 0 broadcasts. Every rank holds the same all-reduced losses and status, so
-        all take the same branch.
-        """
-        first = self.step - len(self.buffer) + 1
-        values = self.buffer.take()
-        self._epoch_losses.extend(values)
-        if not values:
-            return
-        if self._live:
-            bad = first_divergent(values, self.plan.is_divergent)
-            losses = values if bad is None else values[: bad + 1]
-            if bad is None and self.step < self.status["decide_at"]:
-                if self.rank == 0:
-                    self.env.schedule.feed(losses)
+    def run(self) -> None:
+        """Train to the end, or to a divergence; every epoch end reports (and checkpoints)."""
+        self.training_started_at = time.time()
+        self.snapshots = [self._capture()]
+        while self.epoch < self.spec.epochs:
+            epoch_start_step, started = self.step, time.perf_counter()
+            outcome = self._train_epoch()
+            if outcome is SyncOutcome.ROLLBACK:
+                self._rollback()
+                continue
+            if outcome is SyncOutcome.DIVERGED:
+                self._finish_diverged()
                 return
-            plan, status = self.env.schedule.advance_with_status(losses) if self.rank == 0 else (None, None)
-            self.plan, self.status = _broadcast((plan, status), self.rank)
-            if self.status["switch_reason"] == "divergence" and self.status["divergence_step"] >= first:
-                raise _Rollback()
-            if bad is None:
-                return
-            # A divergent loss after a switch by test or fallback inside this batch: treat as below.
-            values = values[bad:]
-        if first_divergent(values) is not None:
-            raise _Diverged()
+            self.epoch += 1
+            self._end_epoch(epoch_start_step, time.perf_counter() - started)
 
-    def _at_sync_point(self) -> bool:
-        """After this step: the plan's decision point, or (in warmup) one of the controller's test points."""
-        if self.step == self.plan.next_decision or self.step == self.status.get("decide_at"):
-            return True
-        interval = self.status.get("test_interval")
-        return self._live and interval is not None and self.step % interval == 0
-
-    def _rollback(self) -> None:
-        diverged_at = self.status["divergence_step"]
-        good = [snap for snap in self.snapshots if snap["progress"]["step"] < diverged_at - 1]
-        self._restore_snapshot(good[-1] if good else self.snapshots[0])
-        self.rollbacks += 1
-        self._epoch_lrs, self._epoch_losses = [], []
-        if self.recorder is not None:
-            self.recorder.log_event(
-                "rollback", diverged_at, restored_step=self.step, restored_epoch=self.epoch,
-                decay_start_lr=self.status["decay_start_lr"],
-            )
-
-    @property
-    def recorder(self):
-        return self.env.recorder
-
-    # -- training --------------------------------------------------------------------------------
-
-    def _train_epoch(self) -> None:
+    def _train_epoch(self) -> SyncOutcome:
         self._sync_seconds = 0.0
+        self._epoch_first = len(self.trace)
         self.train_loader.set_epoch(self.epoch)
         for x, y in self.train_loader:
             lr = self.plan.lr(self.step)
-            loss = self.step_fn(x, y, lr)
+            self.buffer.append(self.step_fn(x, y, lr))
             self.step += 1
             self.trace.append((self.step, lr))
-            self._epoch_lrs.append(lr)
-            self.buffer.append(loss)
-            if self._at_sync_point():
-                self._sync()
-        self._sync()
+            if self.plan.hands_over_after(self.step):
+                outcome = self._sync()
+                if outcome is not SyncOutcome.CONTINUE:
+                    return outcome
+        return self._sync()
 
-    def run(self) -> dict[str, Any]:
-        """Train to the end (or divergence); returns the final metrics (also reported)."""
-        metrics: dict[str, Any] = {}
-        self.training_started_at = time.time()
-        while self.epoch < self.spec.epochs:
-            epoch_start_step = self.step
-            start = time.perf_counter()
-            try:
-                self._train_epoch()
-            except _Rollback:
-                self.buffer.take()
-                self._rollback()
-                continue
-            except _Diverged:
-                self.buffer.take()
-                self.outcome = "diverged"
-                break
-            train_seconds = time.perf_counter() - start
-            self.epoch += 1
-            metrics = self._end_epoch(epoch_start_step, train_seconds)
-        if self.outcome == "diverged":
-            metrics = self._finish_diverged()
-        return metrics
-
-    def _end_epoch(self, epoch_start_step: int, train_seconds: float) -> dict[str, Any]:
-        start = time.perf_counter()
-        val_loss, val_acc = evaluate(
-            self.model, self.val_loader, self.loss_fn, rank=self.rank, world_size=self.world,
-            amp=self.spec.amp, channels_last=self.spec.channels_last,
-        )
+    def _end_epoch(self, epoch_start_step: int, train_seconds: float) -> None:
+        """Evaluate, report and log the epoch; snapshot and checkpoint its end."""
+        val_loss, val_acc = self._evaluate(self.val_loader)
         if not val_acc <= self.best_val_acc:  # NaN-safe max
             self.best_val_acc = val_acc
         last = self.epoch == self.spec.epochs
@@ -428,7 +201,7 @@ class TrialWorker:
         metrics: dict[str, Any] = {
             "epoch": self.epoch,
             "step": self.step,
-            "phase": self._phase(),
+            "phase": str(self.plan.phase_at(self.step)),
             "lr": self.plan.lr(self.step),
             "train_loss": sum(finite) / len(finite) if finite else float("nan"),
             "val_loss": val_loss,
@@ -438,7 +211,7 @@ class TrialWorker:
             "sync_seconds": self._sync_seconds,
             "images_per_second": steps * self.spec.batch_size / train_seconds if train_seconds > 0 else 0.0,
             "rollbacks": self.rollbacks,
-            "status": "finished" if last else "running",
+            "status": str(TrialStatus.FINISHED if last else TrialStatus.RUNNING),
             "steps_per_epoch": self.steps_per_epoch,
             "worker_created_at": self.created_at,
             "training_started_at": self.training_started_at,
@@ -446,52 +219,140 @@ class TrialWorker:
         }
         self.val_history.append({"epoch": self.epoch, "val_loss": val_loss, "val_acc": val_acc})
         if last:
-            metrics["test_loss"], metrics["test_acc"] = self._test()
+            metrics["test_loss"], metrics["test_acc"] = self._evaluate(self.test_loader)
         self._log_epoch(metrics)
-        metrics["eval_seconds"] = time.perf_counter() - start
-        self.snapshots = [*self.snapshots[-1:], self._take_snapshot()]
-        self._report(metrics, checkpoint=True)
-        return metrics
+        state = self._capture()
+        self.snapshots = [*self.snapshots[-1:], state]
+        with tempfile.TemporaryDirectory(prefix="autowu-ckpt-") as folder:
+            if self.rank == 0:
+                torch.save({**state, "spec": self.spec.to_dict()}, os.path.join(folder, CHECKPOINT_FILE))
+            self.env.report(metrics, folder if self.rank == 0 else None)
 
-    def _finish_diverged(self) -> dict[str, Any]:
-        test_loss, test_acc = self._test()
+    def _finish_diverged(self) -> None:
+        test_loss, test_acc = self._evaluate(self.test_loader)
         metrics = {
             "epoch": self.epoch, "step": self.step, "phase": "diverged", "lr": float("nan"),
             "val_loss": float("nan"), "val_acc": float("nan"), "best_val_acc": self.best_val_acc,
             "test_loss": test_loss, "test_acc": test_acc, "rollbacks": self.rollbacks,
-            "status": "diverged", "steps_per_epoch": self.steps_per_epoch, **self._switch_metrics(),
+            "status": str(TrialStatus.DIVERGED), "steps_per_epoch": self.steps_per_epoch, **self._switch_metrics(),
         }
         if self.recorder is not None:
-            self.recorder.log_event("diverged", self.step, phase=self.status["phase"])
+            self.recorder.log_event("diverged", self.step, phase=str(self.plan.phase))
         self._log_epoch(metrics, epoch_metrics=False)
-        self._report(metrics, checkpoint=False)
-        return metrics
+        self.env.report(metrics, None)
 
-    def _test(self) -> tuple[float, float]:
+    # -- sync points -----------------------------------------------------------------------------
+
+    def _sync(self) -> SyncOutcome:
+        """:meth:`_hand_over`, timed: ``sync_seconds`` per epoch is what the schedule costs the loop."""
+        started = time.perf_counter()
+        try:
+            return self._hand_over()
+        finally:
+            self._sync_seconds += time.perf_counter() - started
+
+    def _hand_over(self) -> SyncOutcome:
+        """Read the buffered losses; hand them to the schedule while it decides; detect divergence.
+
+        Before the plan's ``next_switch`` (and with no divergent loss) rank 0 only hands the losses
+        over: the plan cannot change there. Otherwise it waits for the new plan and broadcasts it.
+        Every rank holds the same averaged losses and plan, so all take the same branch.
+        """
+        first = self.step - len(self.buffer) + 1
+        values = self.buffer.take()
+        self._epoch_losses.extend(values)
+        if not values:
+            return SyncOutcome.CONTINUE
+        if self.plan.phase is Phase.WARMUP:
+            bad = first_divergent(values, self.plan.is_divergent)
+            if self.rank == 0:
+                self.env.schedule.observe(values if bad is None else values[: bad + 1])
+            if bad is None and self.step < self.plan.next_switch:
+                return SyncOutcome.CONTINUE
+            self.plan = broadcast_object(self.env.schedule.plan() if self.rank == 0 else None, self.rank)
+            if self.plan.switch_reason is SwitchReason.DIVERGENCE and self.plan.divergence_step >= first:
+                return SyncOutcome.ROLLBACK
+            if bad is None:
+                return SyncOutcome.CONTINUE
+            values = values[bad:]  # a switch by test or fallback earlier in these losses: as below
+        return SyncOutcome.DIVERGED if first_divergent(values) is not None else SyncOutcome.CONTINUE
+
+    def _rollback(self) -> None:
+        diverged_at = self.plan.divergence_step
+        good = [state for state in self.snapshots if state["progress"]["step"] < diverged_at - 1]
+        self._restore(good[-1] if good else self.snapshots[0], resume=False)
+        self.rollbacks += 1
+        if self.recorder is not None:
+            self.recorder.log_event(
+                "rollback", diverged_at, restored_step=self.step, restored_epoch=self.epoch,
+                decay_start_lr=self.plan.decay_start_lr,
+            )
+
+    # -- state: one capture for the rollback snapshot and the checkpoint -------------------------
+
+    def _capture(self) -> dict[str, Any]:
+        """The training state now, self-contained: model, optimizer, every rank's RNG, progress, the LR
+        trace so far, the plan and (rank 0) the schedule's state. Every rank calls it at the same step."""
+        return {
+            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "rng": gather_objects(_rng_state(self.device)),
+            "progress": {
+                "step": self.step, "epoch": self.epoch, "rollbacks": self.rollbacks,
+                "best_val_acc": self.best_val_acc, "val_history": list(self.val_history),
+                "tests_logged": self.tests_logged,
+            },
+            "trace": list(self.trace),
+            "plan": self.plan,
+            "schedule": self.env.schedule.state_dict() if self.rank == 0 else None,
+        }
+
+    def _restore(self, state: dict[str, Any], *, resume: bool) -> None:
+        """Back to a captured state. A rollback keeps the schedule's decision (the plan, the tests
+        logged, the rollback count); a resume takes everything from the checkpoint."""
+        self.model.load_state_dict(state["model"])
+        # The optimizer keeps its tensors: a copy, so the snapshot survives the steps that follow.
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+        rng = state["rng"]
+        _set_rng_state(rng[self.rank] if self.rank < len(rng) else rng[0], self.device)
+        progress = state["progress"]
+        self.step, self.epoch = progress["step"], progress["epoch"]
+        self.best_val_acc = progress["best_val_acc"]
+        self.val_history = list(progress["val_history"])
+        self.trace = list(state["trace"])
+        self._epoch_losses = []
+        if resume:
+            self.rollbacks, self.tests_logged = progress["rollbacks"], progress["tests_logged"]
+            self.plan = state["plan"]
+            if self.rank == 0:
+                self.env.schedule.load_state_dict(state["schedule"])
+
+    # -- evaluation and logging ------------------------------------------------------------------
+
+    def _evaluate(self, loader) -> tuple[float, float]:
         return evaluate(
-            self.model, self.test_loader, self.loss_fn, rank=self.rank, world_size=self.world,
+            self.model, loader, self.loss_fn, rank=self.rank, world_size=self.world,
             amp=self.spec.amp, channels_last=self.spec.channels_last,
         )
 
-    def _phase(self) -> str:
-        if self.status["phase"] != "fixed":
-            return self.status["phase"]
-        return "warmup" if self.step < self.plan.warmup_steps else "decay"
-
     def _switch_metrics(self) -> dict[str, Any]:
-        switch_step = self.status["switch_step"]
+        switch_step = self.plan.switch_step
         return {
             "switch_step": switch_step,
             "switch_epoch": None if switch_step is None else switch_step / self.steps_per_epoch,
-            "switch_reason": self.status["switch_reason"],
-            "decay_start_lr": self.status["decay_start_lr"],
+            "switch_reason": None if self.plan.switch_reason is None else str(self.plan.switch_reason),
+            "decay_start_lr": self.plan.decay_start_lr,
         }
+
+    @property
+    def recorder(self):
+        return self.env.recorder
 
     def _log_epoch(self, metrics: dict[str, Any], epoch_metrics: bool = True) -> None:
         """Rank 0: step curves, epoch metrics and new AutoWU tests to the recorder; every rank: LR trace."""
         self._write_trace()
-        lrs, losses = self._epoch_lrs, self._epoch_losses
-        self._epoch_lrs, self._epoch_losses = [], []
+        lrs = [lr for _, lr in self.trace[self._epoch_first:]]
+        losses, self._epoch_losses = self._epoch_losses, []
         if self.rank != 0 or self.recorder is None:
             return
         n = min(len(lrs), len(losses))
@@ -510,18 +371,52 @@ class TrialWorker:
             self.tests_logged += len(tests)
         self.recorder.flush()
 
-    def _report(self, metrics: dict[str, Any], *, checkpoint: bool) -> None:
-        if not checkpoint:
-            self.env.report(metrics, None)
-            return
-        with tempfile.TemporaryDirectory(prefix="autowu-ckpt-") as folder:
-            self._write_checkpoint(folder)
-            self.env.report(metrics, folder if self.rank == 0 else None)
+    def _write_trace(self) -> None:
+        """This rank's applied LRs so far, ``lr_rank<r>.parquet`` (equal on every rank by construction)."""
+        steps, lrs = zip(*self.trace) if self.trace else ((), ())
+        table = pa.table({"step": pa.array(steps, pa.int64()), "lr": pa.array(lrs, pa.float64())})
+        path = os.path.join(self.env.trial_dir, f"lr_rank{self.rank}.parquet")
+        pq.write_table(table, path + ".tmp")
+        os.replace(path + ".tmp", path)
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def rank0_schedule(spec: TrialSpec, controller: Any) -> Schedule:
+    """The schedule rank 0 drives: the trial's AutoWU controller (its actor handle, from the driver)
+    or the baseline's fixed schedule at the trial's grid point."""
+    from autowu_bench.platform.controller import ControllerClient
+    from autowu_bench.schedulers.baseline import FixedSchedule
+
+    if spec.kind == "autowu":
+        if controller is None:
+            raise ValueError(f"AutoWU trial {spec.trial_id!r}: its config has no controller handle ('controller')")
+        return ControllerClient(controller)
+    if spec.peak_lr is None or spec.warmup_epochs is None:
+        raise ValueError(
+            f"baseline trial {spec.trial_id!r} needs peak_lr and warmup_epochs, got "
+            f"peak_lr={spec.peak_lr!r}, warmup_epochs={spec.warmup_epochs!r}"
+        )
+    return FixedSchedule(peak_lr=spec.peak_lr, warmup_epochs=spec.warmup_epochs)
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train V2 entry point: ``config`` holds ``spec`` (a TrialSpec dict), ``trial_dir``,
-    ``tracking_uri`` and ``run_id`` (the trial's MLflow child run, or None)."""
+    ``tracking_uri``, ``run_id`` (the trial's MLflow child run, or None) and ``controller`` (the AutoWU
+    controller's actor handle; None for a baseline)."""
     import ray.train
 
     ctx = ray.train.get_context()
@@ -537,26 +432,23 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     schedule = recorder = None
     if rank == 0:
-        if spec.kind == "autowu":
-            from autowu_bench.platform.controller import connect
-
-            schedule = connect(spec.trial_id)
-        else:
-            schedule = FixedSchedule(spec)
         from autowu_bench.platform.tracking import TrialRecorder
 
+        schedule = rank0_schedule(spec, config.get("controller"))
         recorder = TrialRecorder(config.get("tracking_uri"), config.get("run_id"), config["trial_dir"])
 
     def report(metrics: dict[str, Any], folder: str | None) -> None:
         checkpoint = ray.train.Checkpoint.from_directory(folder) if folder else None
         ray.train.report(metrics, checkpoint=checkpoint)
 
+    def worker(checkpoint_dir: str | None) -> TrialWorker:
+        env = WorkerEnv(rank, world, device, config["trial_dir"], report, schedule, recorder, checkpoint_dir)
+        return TrialWorker(spec, env)
+
     checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            env = WorkerEnv(rank, world, device, config["trial_dir"], report, schedule, recorder, folder)
-            worker = TrialWorker(spec, env)
-    else:
-        env = WorkerEnv(rank, world, device, config["trial_dir"], report, schedule, recorder, None)
-        worker = TrialWorker(spec, env)
-    worker.run()
+    if checkpoint is None:
+        worker(None).run()
+        return
+    with checkpoint.as_directory() as folder:
+        trial_worker = worker(folder)
+    trial_worker.run()

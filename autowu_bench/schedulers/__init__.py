@@ -2,13 +2,14 @@
 
 Plain PyTorch + GPyTorch; nothing here knows about Ray. The plainly written GPyTorch detector, the
 reference the fast one is tested against, is imported from ``autowu_bench.schedulers.reference_detector``
-(not here, so that training processes do not pay for importing GPyTorch).
+(not here, so that training processes do not pay for importing GPyTorch). The algorithm is described in
+docs/autowu.md.
 """
 
-from autowu_bench.schedulers.autowu import AutoWU, AutoWUCore
+from autowu_bench.schedulers.autowu import AutoWU, AutoWUCore, Decision
+from autowu_bench.schedulers.baseline import FixedSchedule, LinearWarmupCosine, fixed_plan
 from autowu_bench.schedulers.detector import GPMinimumDetector
 from autowu_bench.schedulers.gp_common import DetectorResult
-from autowu_bench.schedulers.baseline import LinearWarmupCosine, baseline_plan
 from autowu_bench.schedulers.lr_functions import (
     const_cos_lr,
     cosine_lr,
@@ -16,20 +17,29 @@ from autowu_bench.schedulers.lr_functions import (
     linear_warmup_cosine_lr,
     scaled_peak_lr,
 )
-from autowu_bench.schedulers.plans import BaselinePlan, SchedulePlan
+from autowu_bench.schedulers.plan import NEVER, AutoWUPlan, FixedPlan, Phase, Plan, SwitchReason
+from autowu_bench.schedulers.schedule import Schedule, set_lr
 
 __all__ = [
+    "NEVER",
     "AutoWU",
     "AutoWUCore",
-    "BaselinePlan",
+    "AutoWUPlan",
+    "Decision",
     "DetectorResult",
+    "FixedPlan",
+    "FixedSchedule",
     "GPMinimumDetector",
     "LinearWarmupCosine",
-    "SchedulePlan",
-    "baseline_plan",
+    "Phase",
+    "Plan",
+    "Schedule",
+    "SwitchReason",
     "const_cos_lr",
     "cosine_lr",
     "exp_warmup_lr",
+    "fixed_plan",
     "linear_warmup_cosine_lr",
     "scaled_peak_lr",
+    "set_lr",
 ]

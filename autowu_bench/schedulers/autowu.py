@@ -2,30 +2,42 @@
 
 ``AutoWUCore`` is the state machine, with no optimizer: it observes step losses and decides when the
 warmup ends and from which LR the decay starts. ``AutoWU`` drives a torch optimizer with it. The
-platform's per-trial controller holds an ``AutoWUCore`` and hands out ``SchedulePlan`` values.
+platform's per-trial controller holds an ``AutoWUCore`` and hands out its ``AutoWUPlan`` values.
 
-Step convention (../shared/AUTOWU.md, "Conventions"): ``t`` counts ``step(loss)`` calls, one after each
+Step convention (docs/autowu.md, "Step conventions"): ``t`` counts ``step(loss)`` calls, one after each
 optimizer step; after ``t`` calls, the LR in the optimizer is ``lr_t``, the LR of step ``t + 1``.
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import time
 import warnings
+from enum import StrEnum
 from typing import Any, Iterable, Sequence
 
 import torch
 
-from autowu_bench.schedulers.plans import NEVER, SchedulePlan, set_lr
+from autowu_bench.schedulers.plan import NEVER, AutoWUPlan, Phase, SwitchReason
+from autowu_bench.schedulers.schedule import set_lr
 
 DECAYS = ("const-cos", "cosine")
 WARMUPS = ("exp", "linear")
 TEST_INTERVALS = ("epoch", "auto")
 # Warn when the exponential warmup grows the LR by more than this between two tests: the patience then
-# overshoots the minimum by more than this factor cubed (AUTOWU.md, "Test density").
+# overshoots the minimum by more than this factor cubed (docs/autowu.md, "Test density").
 MAX_GROWTH_PER_TEST = 1.5
+
+
+class Decision(StrEnum):
+    """What one AutoWU test decided (the ``decision`` of a test record)."""
+
+    NEGATIVE = "negative"  # the vote was negative: the positive streak restarts
+    POSITIVE = "positive"  # positive, the patience not yet reached
+    SWITCH = "switch"  # positive for the patience-th time running: the decay starts
+    DIVERGENCE = "divergence"  # a divergent loss: the decay starts at once
 
 
 class AutoWUCore:
@@ -43,7 +55,7 @@ class AutoWUCore:
         warmup: "exp" (eq. 1, the paper's) or "linear" (the paper's appendix C.2 ablation).
         confidence: gamma; a vote is positive when its probability p is strictly above it.
         patience: k; the switch happens after this many consecutive positive tests.
-        const_fraction: share of T after which const-cos starts its cosine (1 - c in AUTOWU.md).
+        const_fraction: share of T after which const-cos starts its cosine (1 - c in docs/autowu.md).
         test_interval: "epoch" (a test after every S steps, the paper's rule), "auto" (every
             max(1, round(W / 100)) steps: a test each time the LR grew by (lr_max/lr_min)^(1/100)), or a
             positive number of steps.
@@ -114,12 +126,12 @@ class AutoWUCore:
         self.positives = 0
         self.loss_reference: float | None = None
         self.switch_step: int | None = None
-        self.switch_reason: str | None = None
+        self.switch_reason: SwitchReason | None = None
         self.decay_start_lr: float | None = None
         self.divergence_step: int | None = None
         self._warned_past_end = False
         if self.warmup_steps <= 0:
-            self._switch(0, "fallback", self.lr_max)
+            self._switch(0, SwitchReason.FALLBACK, self.lr_max)
 
     def _resolve_interval(self, test_interval: str | int) -> int:
         if test_interval == "epoch":
@@ -158,22 +170,34 @@ class AutoWUCore:
     # -- queries ---------------------------------------------------------------------------------
 
     @property
-    def phase(self) -> str:
-        return "warmup" if self.switch_step is None else "decay"
+    def phase(self) -> Phase:
+        return Phase.WARMUP if self.switch_step is None else Phase.DECAY
 
-    def plan(self) -> SchedulePlan:
-        """The schedule as known now: exact for every step before ``next_decision``."""
+    def plan(self) -> AutoWUPlan:
+        """The schedule as known now: exact for every step before its ``next_switch``.
+
+        ``next_test`` is the next step whose loss must be seen: step 1 while the explosion threshold is
+        unknown, else the next test or the longest warmup W. ``next_switch`` is the first step after
+        which the LR may change: with ``positives`` positive tests running, the next
+        ``patience - positives - 1`` tests cannot complete the patience, so it is the test after them,
+        or W when that comes first.
+        """
         if self.switch_step is not None:
-            next_decision = NEVER
+            next_test = next_switch = NEVER
         elif self.divergence_factor is not None and self.loss_reference is None:
-            next_decision = self.t + 1  # the first loss sets the explosion threshold
+            next_test = next_switch = self.t + 1
         else:
-            next_test = (self.t // self.test_interval + 1) * self.test_interval
-            next_decision = min(next_test, self.warmup_steps)
+            test_step = (self.t // self.test_interval + 1) * self.test_interval
+            next_test = min(test_step, self.warmup_steps)
+            next_switch = next_test
+            if self.loss_reference is not None:
+                tests_to_switch = max(1, self.patience - self.positives)
+                last_needed = test_step + (tests_to_switch - 1) * self.test_interval
+                next_switch = max(next_test, min(last_needed, self.warmup_steps))
         threshold = None
         if self.divergence_factor is not None and self.loss_reference is not None:
             threshold = self.divergence_factor * self.loss_reference
-        return SchedulePlan(
+        return AutoWUPlan(
             total_steps=self.total_steps,
             warmup_steps=self.warmup_steps,
             lr_min=self.lr_min,
@@ -181,9 +205,13 @@ class AutoWUCore:
             warmup=self.warmup,
             decay=self.decay,
             const_fraction=self.const_fraction,
-            next_decision=next_decision,
+            next_test=next_test,
+            next_switch=next_switch,
+            test_interval=self.test_interval,
             switch_step=self.switch_step,
+            switch_reason=self.switch_reason,
             decay_start_lr=self.decay_start_lr,
+            divergence_step=self.divergence_step,
             divergence_threshold=threshold,
         )
 
@@ -219,7 +247,7 @@ class AutoWUCore:
         if self.t % self.test_interval == 0:
             self._test(lr_now)
         if self.switch_step is None and self.t >= self.warmup_steps:
-            self._switch(self.t, "fallback", lr_now)
+            self._switch(self.t, SwitchReason.FALLBACK, lr_now)
 
     def _divergent(self, loss: float) -> bool:
         if not math.isfinite(loss):
@@ -230,11 +258,12 @@ class AutoWUCore:
         result = self.detector.test(self.history, lr_min=self.lr_min, lr_now=lr_now, warmup=self.warmup)
         self.positives = self.positives + 1 if result.positive else 0
         decide = self.positives >= self.patience
-        record = self._record(result, "switch" if decide else ("positive" if result.positive else "negative"))
+        decision = Decision.SWITCH if decide else (Decision.POSITIVE if result.positive else Decision.NEGATIVE)
+        record = self._record(result, decision)
         self.tests.append(record)
         if decide:
             record.update(mu=list(result.mu), x_star=list(result.x_star), start_lr=result.start_lr)
-            self._switch(self.t, "test", result.start_lr)
+            self._switch(self.t, SwitchReason.TEST, result.start_lr)
 
     def _diverge(self, lr_now: float) -> None:
         """Switch at once: the weights are already broken, so never start above the LR that broke them."""
@@ -243,14 +272,14 @@ class AutoWUCore:
         finite_part = self.history[:-1] + [math.nan]
         result = self.detector.test(finite_part, lr_min=self.lr_min, lr_now=lr_now, warmup=self.warmup)
         start_lr = min(result.start_lr, lr_now)
-        record = self._record(result, "divergence")
+        record = self._record(result, Decision.DIVERGENCE)
         record.update(mu=list(result.mu), x_star=list(result.x_star), start_lr=start_lr,
                       seconds=time.perf_counter() - start)
         self.tests.append(record)
         self.divergence_step = self.t
-        self._switch(self.t, "divergence", start_lr)
+        self._switch(self.t, SwitchReason.DIVERGENCE, start_lr)
 
-    def _record(self, result: Any, decision: str) -> dict[str, Any]:
+    def _record(self, result: Any, decision: Decision) -> dict[str, Any]:
         return {
             "step": self.t,
             "epoch": self.t / self.steps_per_epoch,
@@ -262,7 +291,7 @@ class AutoWUCore:
             "seconds": result.seconds,
         }
 
-    def _switch(self, t: int, reason: str, start_lr: float) -> None:
+    def _switch(self, t: int, reason: SwitchReason, start_lr: float) -> None:
         self.switch_step = t
         self.switch_reason = reason
         self.decay_start_lr = float(start_lr)
@@ -297,6 +326,14 @@ class AutoWUCore:
         for name in self._STATE:
             setattr(self, name, copy.deepcopy(state[name]))
         self.detector.load_state_dict(state["detector"])
+
+
+# AutoWU's defaults by keyword (test_interval, lr_min, lr_max, ...), for code that reports or checks them.
+AUTOWU_DEFAULTS: dict[str, Any] = {
+    name: param.default
+    for name, param in inspect.signature(AutoWUCore.__init__).parameters.items()
+    if param.default is not inspect.Parameter.empty
+}
 
 
 class AutoWU:
@@ -337,7 +374,7 @@ class AutoWU:
         return [group["lr"] for group in self.optimizer.param_groups]
 
     @property
-    def phase(self) -> str:
+    def phase(self) -> Phase:
         return self.core.phase
 
     @property
@@ -345,7 +382,7 @@ class AutoWU:
         return self.core.switch_step
 
     @property
-    def switch_reason(self) -> str | None:
+    def switch_reason(self) -> SwitchReason | None:
         return self.core.switch_reason
 
     @property

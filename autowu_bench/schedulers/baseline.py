@@ -1,21 +1,41 @@
-"""The baseline of the paper: linear warmup from 0 to a peak LR over w epochs, then cosine to 0."""
+"""The baseline of the paper: linear warmup from 0 to a peak LR over w epochs, then cosine to 0.
+
+``LinearWarmupCosine`` drives a torch optimizer (same step convention as ``AutoWU``);
+``FixedSchedule`` is the same curve as a ``Schedule`` for the platform's training loop.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
-from autowu_bench.schedulers.plans import BaselinePlan, set_lr
+from autowu_bench.schedulers.plan import FixedPlan
+from autowu_bench.schedulers.schedule import set_lr
+
+
+def fixed_plan(steps_per_epoch: int, total_epochs: int, *, peak_lr: float, warmup_epochs: float) -> FixedPlan:
+    """The baseline's plan, after checking its arguments: W = round(warmup_epochs * steps_per_epoch)."""
+    for name, value in (("steps_per_epoch", steps_per_epoch), ("total_epochs", total_epochs)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r} must be an integer >= 1")
+    if not peak_lr > 0:
+        raise ValueError(f"peak_lr={peak_lr!r} must be > 0")
+    if not 0 <= warmup_epochs <= total_epochs:
+        raise ValueError(f"warmup_epochs={warmup_epochs!r} must be in [0, total_epochs={total_epochs}]")
+    return FixedPlan(
+        total_steps=steps_per_epoch * total_epochs,
+        warmup_steps=round(warmup_epochs * steps_per_epoch),
+        peak_lr=float(peak_lr),
+    )
 
 
 class LinearWarmupCosine:
     """Linear warmup then cosine decay, stepped once after every optimizer step.
 
-    Same step convention as ``AutoWU``: after ``t`` calls of ``step()`` the optimizer holds the LR of
-    step ``t + 1``: ``peak_lr * t / W`` for ``t < W`` (so the first step uses 0), then
-    ``peak_lr * (1 + cos(pi * (t - W) / (T - W))) / 2``, reaching 0 at ``t = T``. Parameter groups keep
-    their ``lr_scale``.
+    After ``t`` calls of ``step()`` the optimizer holds the LR of step ``t + 1``: ``peak_lr * t / W``
+    for ``t < W`` (so the first step uses 0), then ``peak_lr * (1 + cos(pi * (t - W) / (T - W))) / 2``,
+    reaching 0 at ``t = T``. Parameter groups keep their ``lr_scale``.
 
     Args:
         optimizer: the optimizer whose groups get the LR.
@@ -35,7 +55,7 @@ class LinearWarmupCosine:
         warmup_epochs: float,
     ) -> None:
         self.optimizer = optimizer
-        self.plan = baseline_plan(steps_per_epoch, total_epochs, peak_lr=peak_lr, warmup_epochs=warmup_epochs)
+        self.plan = fixed_plan(steps_per_epoch, total_epochs, peak_lr=peak_lr, warmup_epochs=warmup_epochs)
         self.t = 0
         self._apply()
 
@@ -58,18 +78,31 @@ class LinearWarmupCosine:
         self._apply()
 
 
-def baseline_plan(
-    steps_per_epoch: int, total_epochs: int, *, peak_lr: float, warmup_epochs: float
-) -> BaselinePlan:
-    """The baseline's fixed plan, after checking its arguments."""
-    for name, value in (("steps_per_epoch", steps_per_epoch), ("total_epochs", total_epochs)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}={value!r} must be an integer >= 1")
-    if not peak_lr > 0:
-        raise ValueError(f"peak_lr={peak_lr!r} must be > 0")
-    if not 0 <= warmup_epochs <= total_epochs:
-        raise ValueError(f"warmup_epochs={warmup_epochs!r} must be in [0, total_epochs={total_epochs}]")
-    total = steps_per_epoch * total_epochs
-    return BaselinePlan(
-        total_steps=total, warmup_steps=round(warmup_epochs * steps_per_epoch), peak_lr=float(peak_lr)
-    )
+class FixedSchedule:
+    """The baseline as a ``Schedule``: one plan that no loss changes."""
+
+    def __init__(self, *, peak_lr: float, warmup_epochs: float) -> None:
+        self.peak_lr = peak_lr
+        self.warmup_epochs = warmup_epochs
+        self._plan: FixedPlan | None = None
+
+    def configure(self, steps_per_epoch: int, total_epochs: int) -> FixedPlan:
+        self._plan = fixed_plan(steps_per_epoch, total_epochs, peak_lr=self.peak_lr, warmup_epochs=self.warmup_epochs)
+        return self._plan
+
+    def observe(self, losses: Sequence[float]) -> None:
+        pass
+
+    def plan(self) -> FixedPlan:
+        if self._plan is None:
+            raise RuntimeError("FixedSchedule.plan() before configure(steps_per_epoch, total_epochs)")
+        return self._plan
+
+    def tests_since(self, index: int) -> list[dict[str, Any]]:
+        return []
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass

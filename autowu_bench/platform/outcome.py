@@ -1,0 +1,127 @@
+"""A trial's outcome: the one schema that the trial driver writes (``summary.json``) and that the
+results tables and the head-to-head table read. Fields and statuses are listed in docs/results.md."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from autowu_bench.platform.spec import TrialSpec
+
+SUMMARY_FILE = "summary.json"
+
+
+class TrialStatus(StrEnum):
+    RUNNING = "running"  # what the workers report while epochs remain
+    FINISHED = "finished"  # every epoch trained and evaluated
+    DIVERGED = "diverged"  # the loss blew up where no rollback was left: a result, not an error
+    FAILED = "failed"  # an error ended the trial (or it never started)
+    MISSING = "missing"  # no summary in the run folder (the results tables only)
+
+
+def device_hours(spec: TrialSpec, wall_seconds: float) -> float:
+    """Wall time x the devices the trial's workers hold: GPUs, or CPUs on a CPU-only trial."""
+    per_worker = (spec.gpus_per_worker or 1.0) if spec.use_gpu else spec.cpus_per_worker
+    return wall_seconds * spec.num_workers * per_worker / 3600.0
+
+
+@dataclass
+class TrialOutcome:
+    """What a trial came to, from its last report. Accuracies and losses are None when not measured;
+    ``final_*`` only for a finished trial."""
+
+    trial_id: str
+    arm: str
+    kind: str
+    status: TrialStatus
+    epochs_done: int = 0
+    steps: int = 0
+    steps_per_epoch: int | None = None
+    final_val_acc: float | None = None
+    best_val_acc: float | None = None
+    final_val_loss: float | None = None
+    test_acc: float | None = None
+    test_loss: float | None = None
+    switch_step: int | None = None
+    switch_epoch: float | None = None
+    switch_reason: str | None = None
+    decay_start_lr: float | None = None
+    rollbacks: int = 0
+    wall_seconds: float = 0.0
+    device_hours: float = 0.0
+    # Where the start-up went: the driver (imports, MLflow run, controller actor), Ray Train (its
+    # controller, placement group, worker processes), the workers (data, model).
+    startup_seconds: float | None = None
+    driver_setup_seconds: float | None = None
+    train_startup_seconds: float | None = None
+    worker_setup_seconds: float | None = None
+    error: str | None = None
+
+    @classmethod
+    def from_report(
+        cls, spec: TrialSpec, metrics: dict[str, Any], *, status: TrialStatus, started: float, ended: float,
+        fit_started: float | None = None, error: str | None = None,
+    ) -> "TrialOutcome":
+        """The outcome from the workers' last reported ``metrics`` (empty when none came), timed from the
+        driver's ``started`` to ``ended`` (``time.time()`` values)."""
+        wall = ended - started
+        finished = status is TrialStatus.FINISHED
+        startup = {}
+        if "training_started_at" in metrics and fit_started is not None:
+            startup = {
+                "startup_seconds": metrics["training_started_at"] - started,
+                "driver_setup_seconds": fit_started - started,
+                "train_startup_seconds": metrics["worker_created_at"] - fit_started,
+                "worker_setup_seconds": metrics["training_started_at"] - metrics["worker_created_at"],
+            }
+        return cls(
+            trial_id=spec.trial_id, arm=spec.arm, kind=spec.kind, status=status,
+            epochs_done=metrics.get("epoch", 0), steps=metrics.get("step", 0),
+            steps_per_epoch=metrics.get("steps_per_epoch"),
+            final_val_acc=metrics.get("val_acc") if finished else None,
+            best_val_acc=_finite_or_none(metrics.get("best_val_acc")),
+            final_val_loss=metrics.get("val_loss") if finished else None,
+            test_acc=metrics.get("test_acc"), test_loss=metrics.get("test_loss"),
+            switch_step=metrics.get("switch_step"), switch_epoch=metrics.get("switch_epoch"),
+            switch_reason=metrics.get("switch_reason"), decay_start_lr=metrics.get("decay_start_lr"),
+            rollbacks=metrics.get("rollbacks", 0), wall_seconds=wall, device_hours=device_hours(spec, wall),
+            error=error, **startup,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values["status"] = str(self.status)
+        if values["switch_reason"] is not None:
+            values["switch_reason"] = str(values["switch_reason"])
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrialOutcome":
+        names = {f.name for f in dataclasses.fields(cls)}
+        known = {k: v for k, v in values.items() if k in names}
+        return cls(**{**known, "status": TrialStatus(known["status"])})
+
+    def write(self, folder: str | os.PathLike) -> Path:
+        """Write ``folder/summary.json`` atomically (a reader never sees half a file)."""
+        path = Path(folder) / SUMMARY_FILE
+        tmp = path.with_name(f".{SUMMARY_FILE}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, default=str))
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def read(cls, folder: str | os.PathLike) -> "TrialOutcome | None":
+        path = Path(folder) / SUMMARY_FILE
+        return cls.from_dict(json.loads(path.read_text())) if path.is_file() else None
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
