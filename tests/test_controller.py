@@ -97,14 +97,15 @@ def test_setup_refuses_other_sizes():
 
 
 def test_ray_actor_matches_standalone(expected):
-    ray = pytest.importorskip("ray")
+    import ray
     lrs, sched = expected
     spec = TrialSpec(
         trial_id="controller-test", suite="t", arm="autowu-cos", kind="autowu", workload="fmnist-mlp",
         batch_size=8, epochs=E, seed=3, optimizer="sgd", weight_decay=0.0, decay="cosine",
         autowu={"test_interval": 10},
     )
-    ray.init(num_cpus=1, object_store_memory=200 * 1024**2, include_dashboard=False, namespace="controller-test")
+    ray.init(address="local", num_cpus=1, object_store_memory=200 * 1024**2, include_dashboard=False,
+             namespace="controller-test")
     try:
         handle = start_controller(spec)
         client = connect(spec.trial_id)  # by name, as rank 0 finds it
