@@ -101,7 +101,8 @@ def test_text_and_markdown_rendering(trials):
     failed = next(line for line in lines if "256" in line and "autowu-cos" in line)
     assert " - " in failed and "0/1" in failed
     assert "4.00 test" in text
-    assert "" in lines  # a blank line between batch sizes
+    # one blank line, and only between the batch sizes: each row's batch column, "" for the blank line
+    assert [line.split()[1] if line else "" for line in lines[3:]] == ["256"] * 3 + [""] + ["4096"] * 3
     assert len(lines[2]) == max(len(line) for line in lines[1:])  # the rule spans the widest row
     assert lines[1].index("test acc") + len("test acc") == best.index("(0.0100)") + len("(0.0100)")  # right-aligned
     markdown = format_markdown(table).splitlines()

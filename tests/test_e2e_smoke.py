@@ -1,8 +1,8 @@
 """The smoke suite end to end: run_suite.py -> Ray Tune -> Ray Train (2 workers per trial) -> MLflow + Parquet.
 
-One real run (a few minutes on 2 cores) on Fashion-MNIST IDX files generated in the real format; the
-checks read what a user would read afterwards: the printed table, the MLflow runs, the Parquet tables
-and the per-rank LR traces.
+One real run (a few minutes on 2 cores) on the real Fashion-MNIST of Debian's dataset-fashion-mnist
+(the suite's default data root; .ci/run and make run install it); the checks read what a user would
+read afterwards: the printed table, the MLflow runs, the Parquet tables and the per-rank LR traces.
 """
 
 import json
@@ -15,19 +15,27 @@ import pytest
 from mlflow import MlflowClient
 
 from autowu_bench.schedulers import AutoWUCore
-from data_fixtures import write_fashion_mnist_idx
+from autowu_bench.workloads.data import fashion_mnist
 
 REPO = Path(__file__).resolve().parents[1]
+# The module fixture runs the whole suite inside the first test: past the default per-test timeout.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+
+# Every smoke trial trains 6 epochs on 1024 real images; chance is 0.1 on the 10 classes. Measured
+# (2026-12-01, 2 cores): test accuracy 0.755-0.796 on the 10000 test images, best validation accuracy
+# 0.766-0.813 on 256, over the six trials.
+LEARNED_ACC = 0.6
 
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
+    if not Path(fashion_mnist.DEBIAN_DIR, "train-images-idx3-ubyte.gz").is_file():
+        pytest.fail(f"real Fashion-MNIST is missing from {fashion_mnist.DEBIAN_DIR}: install Debian's package "
+                    "dataset-fashion-mnist (sudo apt-get install dataset-fashion-mnist; make data does it as root)")
     work = tmp_path_factory.mktemp("smoke")
-    data = write_fashion_mnist_idx(work / "fmnist", n_train=2400, n_test=400, seed=0)
     proc = subprocess.run(
-        [sys.executable, str(REPO / "run_suite.py"), "--suite", "smoke", "--set", f"data.root={data}",
-         "--results", str(work / "runs")],
-        cwd=work, capture_output=True, text=True, timeout=1800,
+        [sys.executable, str(REPO / "run_suite.py"), "--suite", "smoke", "--results", str(work / "runs")],
+        cwd=work, capture_output=True, text=True, timeout=1500,
     )
     assert proc.returncode == 0, f"run_suite.py failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     (run_dir,) = (work / "runs" / "smoke").iterdir()
@@ -41,7 +49,9 @@ def test_every_trial_ran_and_is_in_the_parquet_tables(smoke_run):
     assert sorted(trials.trial_id) == sorted(s["trial_id"] for s in specs)
     assert set(trials.kind) == {"autowu", "baseline"} and set(trials.batch_size) == {32, 64}
     assert (trials.status == "finished").all(), trials[["trial_id", "status", "error"]]
-    assert trials.test_acc.between(0.0, 1.0).all() and trials.best_val_acc.notna().all()
+    # training learns: every trial, AutoWU and baseline, ends far above chance (0.1)
+    assert (trials.test_acc > LEARNED_ACC).all(), trials[["trial_id", "test_acc"]]
+    assert (trials.best_val_acc > LEARNED_ACC).all(), trials[["trial_id", "best_val_acc"]]
     curves = pd.read_parquet(run_dir / "curves.parquet")
     for row in trials.itertuples():
         steps = curves[curves.trial_id == row.trial_id].step.tolist()

@@ -119,6 +119,11 @@ def test_load_names_the_fix_when_not_collected(tmp_path):
 
 
 def test_specs_round_trip(tmp_path):
-    results.write_specs(tmp_path, specs())
+    path = results.write_specs(tmp_path, specs())
+    assert path == tmp_path / results.SPECS_FILE
     assert results.read_specs(tmp_path) == specs()
-    assert isinstance(pd.read_json(tmp_path / results.SPECS_FILE), pd.DataFrame)
+    # plain JSON records, one per trial in order, readable without the package
+    frame = pd.read_json(path)
+    assert frame["trial_id"].tolist() == ["auto_s0", "base_s0", "never_s0"]
+    assert frame["kind"].tolist() == ["autowu", "baseline", "baseline"]
+    assert frame["peak_lr"].tolist()[1:] == [0.001, 0.003] and frame["is_default"].tolist() == [False, True, False]

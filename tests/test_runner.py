@@ -16,12 +16,12 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from autowu_bench.platform.loop import evaluate
 from autowu_bench.platform.spec import TrialSpec
 from autowu_bench.platform.outcome import SUMMARY_FILE
 from autowu_bench.schedulers import fixed_plan
+from autowu_bench.workloads import get_workload
 from tests.data_fixtures import write_fashion_mnist_idx
-
-ray = pytest.importorskip("ray")
 
 EPOCHS = 3
 BATCH = 200
@@ -74,6 +74,24 @@ def _trace(run_dir: str, trial_id: str, rank: int) -> dict[str, list]:
     return pq.read_table(os.path.join(run_dir, "trials", trial_id, f"lr_rank{rank}.parquet")).to_pydict()
 
 
+def _checkpoints(run_dir: str, trial_id: str) -> list[str]:
+    """The trial's checkpoint folders, oldest first."""
+    pattern = os.path.join(run_dir, "ray", "train", trial_id, "checkpoint_*")
+    return sorted((p for p in glob.glob(pattern) if os.path.isdir(p)), key=os.path.getmtime)
+
+
+def _evaluate_last_checkpoint(run_dir: str, spec: TrialSpec) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(loss, accuracy) on the validation and the test split of the weights in the newest checkpoint, in
+    this process, with the trial's own split."""
+    state = torch.load(os.path.join(_checkpoints(run_dir, spec.trial_id)[-1], "state.pt"), weights_only=False)
+    wl = get_workload(spec.workload)
+    model = wl.build_model()
+    model.load_state_dict(state["model"])
+    splits = wl.load(spec.data_root, val_size=spec.val_size, train_subset=spec.train_subset, seed=spec.seed)
+    return tuple(evaluate(model, wl.loader(split, batch_size=1024, train=False), wl.loss_fn())
+                 for split in (splits.val, splits.test))
+
+
 def test_both_trials_finish_with_summaries(run):
     run_dir, trials, summaries, _ = run
     steps = EPOCHS * (N_TRAIN - VAL) // BATCH
@@ -81,7 +99,11 @@ def test_both_trials_finish_with_summaries(run):
         s = summaries[spec.trial_id]
         assert s["status"] == "finished", s
         assert s["steps"] == steps and s["epochs_done"] == EPOCHS
-        assert 0.0 <= s["test_acc"] <= 1.0 and 0.0 <= s["final_val_acc"] <= 1.0
+        # The reported accuracies and losses are those of the trial's final weights (its last checkpoint)
+        # on the whole validation and test splits, though each rank evaluated only its share of them.
+        val, test = _evaluate_last_checkpoint(run_dir, spec)
+        assert (s["final_val_acc"], s["test_acc"]) == (val[1], test[1])
+        assert (s["final_val_loss"], s["test_loss"]) == pytest.approx((val[0], test[0]), rel=1e-6)
         assert s["wall_seconds"] > 0 and s["device_hours"] == pytest.approx(s["wall_seconds"] * 1.0 / 3600)
         with open(os.path.join(run_dir, "trials", spec.trial_id, "summary.json")) as f:
             assert json.load(f)["trial_id"] == spec.trial_id

@@ -75,15 +75,26 @@ def test_bad_split_sizes_name_the_value(data_root):
 
 
 def test_fashion_mnist_found_without_root_is_the_debian_package():
+    """The real data, which CI installs (.ci/run, as make run does): missing, it is a failure, not a skip."""
     wl = get_workload("fmnist-mlp")
     assert wl.recipe.default_data_root == fashion_mnist.DEBIAN_DIR
     if not Path(fashion_mnist.DEBIAN_DIR, "train-images-idx3-ubyte.gz").is_file():
-        problems = wl.check_data(None)
-        assert problems and fashion_mnist.DEBIAN_DIR in problems[0] and "apt-get install" in problems[0]
-        return
+        pytest.fail(f"real Fashion-MNIST is missing from {fashion_mnist.DEBIAN_DIR}: install Debian's package "
+                    "dataset-fashion-mnist (sudo apt-get install dataset-fashion-mnist; make data does it as root)")
     assert wl.check_data(None) == []
     splits = wl.load(None, val_size=5000, train_subset=1000, seed=0)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (1000, 5000, 10000)
+    # the published test set: 1000 images per class, in the file's order (ankle boot, pullover, trouser, ...)
+    assert splits.test.labels.bincount().tolist() == [1000] * 10
+    assert splits.test.labels[:5].tolist() == [9, 2, 1, 1, 6]
+    assert splits.train.images.dtype == torch.uint8 and tuple(splits.train.images.shape[1:]) == (1, 28, 28)
+
+
+def test_fashion_mnist_missing_without_root_names_the_debian_package(tmp_path, monkeypatch):
+    absent = str(tmp_path / "fashion-mnist")
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", absent)
+    problems = get_workload("fmnist-mlp").check_data(None)
+    assert len(problems) == 1 and absent in problems[0] and "apt-get install dataset-fashion-mnist" in problems[0]
 
 
 def test_missing_data_names_path_and_remedy(tmp_path):
