@@ -211,6 +211,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from autowu_bench.platform.mlflow_env import apply_process_env
+
+    apply_process_env()  # before anything imports MLflow; the server and Ray's processes get it from here
     try:
         return run(parse_args(argv))
     except KeyboardInterrupt:

@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from autowu_bench.platform import processes
+from autowu_bench.platform.files import write_atomic
+from autowu_bench.platform.mlflow_env import MLFLOW_ENV
 from autowu_bench.platform.spec import TrialSpec
 
 # Less start-up work per trial and less noise: no Train/Tune metrics exporters, no state tracking.
@@ -39,6 +41,8 @@ _RAY_ENV = {
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
     # A busy 2-core machine can take more than the default 60 s to start a worker group.
     "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "600",
+    # Trial drivers and workers log to MLflow: they need its environment before they import it.
+    **MLFLOW_ENV,
 }
 
 SUMMARY_FILE = "summary.json"
@@ -231,10 +235,7 @@ def _finite_or_none(value: Any) -> Any:
 
 
 def _write_summary(folder: str, summary: dict[str, Any]) -> None:
-    tmp = os.path.join(folder, SUMMARY_FILE + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(summary, f, indent=2, default=str)
-    os.replace(tmp, os.path.join(folder, SUMMARY_FILE))
+    write_atomic(os.path.join(folder, SUMMARY_FILE), json.dumps(summary, indent=2, default=str))
 
 
 def _trial_driver(config: dict[str, Any], *, specs: list[dict[str, Any]], run_dir: str,
