@@ -148,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
 
     from autowu_bench.dashboards import publish
     from autowu_bench.platform import results, runner, tracking
+    from autowu_bench.platform.mlflow_server import LocalMlflowServer
     from autowu_bench.platform.outcome import TrialStatus
 
     run_dir = new_run_dir(suite.results, suite.name)
@@ -160,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         tracking_uri = suite.tracking_uri
         if tracking_uri is None:
             # Launched first so that its start-up overlaps Ray's; stopped on any exit.
-            server = tracking.LocalMlflowServer(Path.cwd(), log_path=run_dir / "mlflow-server.log").launch()
+            server = LocalMlflowServer(Path.cwd(), log_path=run_dir / "mlflow-server.log").launch()
             stack.callback(server.stop)
         stack.enter_context(runner.ray_session(args.address, num_cpus=args.num_cpus))
         _interrupt_on_sigterm()  # after ray.init, which installs its own SIGTERM handler
@@ -207,6 +208,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from autowu_bench.platform.mlflow_env import apply_process_env
+
+    apply_process_env()  # before anything imports MLflow; the server and Ray's processes get it from here
     try:
         return run(parse_args(argv))
     except KeyboardInterrupt:

@@ -122,8 +122,32 @@ def test_specs_round_trip(tmp_path):
     path = results.write_specs(tmp_path, specs())
     assert path == tmp_path / results.SPECS_FILE
     assert results.read_specs(tmp_path) == specs()
-    # plain JSON records, one per trial in order, readable without the package
-    frame = pd.read_json(path)
-    assert frame["trial_id"].tolist() == ["auto_s0", "base_s0", "never_s0"]
-    assert frame["kind"].tolist() == ["autowu", "baseline", "baseline"]
-    assert frame["peak_lr"].tolist()[1:] == [0.001, 0.003] and frame["is_default"].tolist() == [False, True, False]
+    assert json.loads(path.read_text()) == [spec.to_dict() for spec in specs()]
+    assert [p.name for p in tmp_path.iterdir()] == [results.SPECS_FILE]  # no temp file left
+
+
+def test_fragment_writer_numbers_on_across_kinds_and_resumes(tmp_path):
+    writer = results.FragmentWriter(tmp_path / "t_s0")
+    writer.add("curves", {"trial_id": "t_s0", "step": 1, "lr": 0.1, "train_loss": 2.0})
+    writer.add("events", {"trial_id": "t_s0", "name": "rollback", "step": 1, "info": "{}"})
+    first = writer.flush()
+    assert [p.name for p in first] == ["curves-000001.parquet", "events-000002.parquet"]
+    assert writer.flush() == []  # nothing buffered: no empty fragment
+    resumed = results.FragmentWriter(tmp_path / "t_s0")
+    resumed.add("epochs", {"trial_id": "t_s0", "epoch": 0, "step": 1, "val_acc": 0.5})
+    assert [p.name for p in resumed.flush()] == ["epochs-000003.parquet"]
+    assert sorted(p.name for p in (tmp_path / "t_s0" / results.FRAGMENTS).iterdir()) == [
+        "curves-000001.parquet", "epochs-000003.parquet", "events-000002.parquet"]
+    assert pd.read_parquet(first[0]).to_dict("list") == {"trial_id": ["t_s0"], "step": [1], "lr": [0.1],
+                                                         "train_loss": [2.0]}
+    with pytest.raises(ValueError, match="curves"):
+        resumed.add("curve", {})
+
+
+def test_fragment_rows_with_different_keys_share_one_table_and_plain_values():
+    import numpy as np
+
+    row = results.plain({"step": np.int64(3), "p": (np.float32(0.5), 0.25), "votes": np.array([True, False])})
+    assert row == {"step": 3, "p": [0.5, 0.25], "votes": [True, False]} and type(row["step"]) is int
+    table = results._table([{"step": 1}, {"step": 2, "start_lr": 0.1}])
+    assert table.to_pylist() == [{"step": 1, "start_lr": None}, {"step": 2, "start_lr": 0.1}]

@@ -1,4 +1,5 @@
-"""MLflow tracking against a real local server: runs, params, tags, batched metrics, statuses, no orphans."""
+"""MLflow tracking against a real local server: runs, params, tags, batched metrics, statuses; the
+server's watchdog (no orphans); the MLflow environment set where processes start, not at import."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from autowu_bench.platform import tracking
+from autowu_bench.platform.mlflow_env import MLFLOW_ENV, apply_process_env
+from autowu_bench.platform.mlflow_server import WATCHDOG_MODULE, LocalMlflowServer, watchdog_env
+from autowu_bench.platform.server_watchdog import main as watchdog_main
 from autowu_bench.platform.spec import TrialSpec
-from autowu_bench.platform.tracking import LocalMlflowServer, TrialRecorder
+from autowu_bench.platform.tracking import TrialRecorder
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -176,69 +180,201 @@ def test_a_switch_record_keeps_its_extra_fields_beside_plain_tests(tmp_path):
     assert frame.start_lr.isna().tolist() == [True, False] and frame.start_lr.iloc[1] == 0.0017
     assert frame.x_star.iloc[1].tolist() == [0.8] * 5 and frame.mu.iloc[0] is None
 
-def _group_alive(pgid: int) -> bool:
-    """Whether any live (non-zombie) process is in process group ``pgid``."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            return True
-    return False
+
+# -- the server's watchdog: a "server" that proves it started by writing its pid and its child's --------
+
+# argv: the pid file, then how long to live (s). The pid file appears whole (os.replace) once both run.
+_PID_WRITER = (
+    "import os, subprocess, sys, time\n"
+    "child = subprocess.Popen(['sleep', '600'])\n"
+    "with open(sys.argv[1] + '.tmp', 'w') as f:\n"
+    "    f.write(f'{os.getpid()} {child.pid}')\n"
+    "os.replace(sys.argv[1] + '.tmp', sys.argv[1])\n"
+    "time.sleep(float(sys.argv[2]))\n"
+)
+_LINUX = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc (Linux)")
 
 
-class _SleepingServer(LocalMlflowServer):
-    """The server's process handling without MLflow: a process that starts a child and sleeps."""
+class _PidServer(LocalMlflowServer):
+    """The server's process handling without MLflow: ``_PID_WRITER`` living 600 s."""
 
     def command(self) -> list[str]:
-        return [sys.executable, "-c", "import subprocess, time; subprocess.Popen(['sleep', '600']); time.sleep(600)"]
+        return [sys.executable, "-c", _PID_WRITER, str(self.workdir / "pids"), "600"]
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc (Linux)")
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie is not: it has exited and only waits to be reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _started(pid_file: Path, log: Path | None = None, seconds: float = 90.0) -> list[int]:
+    """The pids the server wrote once it started; fails (with the log) if it never did."""
+    deadline = time.monotonic() + seconds
+    while not pid_file.is_file():
+        if time.monotonic() > deadline:
+            pytest.fail(f"the server never started; log:\n{log.read_text() if log and log.is_file() else '(none)'}")
+        time.sleep(0.1)
+    pids = [int(p) for p in pid_file.read_text().split()]
+    assert len(pids) == 2 and all(_alive(pid) for pid in pids)
+    return pids
+
+
+def _kill_left(pid_file: Path) -> None:
+    """After a failed test: SIGKILL the group of whatever the server started that is left (never ours)."""
+    try:
+        pids = [int(p) for p in pid_file.read_text().split()]
+    except (OSError, ValueError):
+        return
+    for pid in pids:
+        try:
+            group = os.getpgid(pid)
+            if _alive(pid) and group != os.getpgrp():
+                os.killpg(group, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _gone(pids: list[int], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while any(_alive(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+@_LINUX
 def test_stop_takes_down_the_server_and_its_children(tmp_path):
-    server = _SleepingServer(tmp_path).launch()
-    pgid = server._process.pid
-    time.sleep(1.0)
-    assert _group_alive(pgid)
-    server.stop()
-    assert not _group_alive(pgid)
-    server.stop()  # idempotent
+    server = _PidServer(tmp_path).launch()
+    try:
+        pids = _started(tmp_path / "pids", server.log_path)
+        server.stop()
+        assert _gone(pids, 5.0)
+        assert server.pid is None
+        server.stop()  # idempotent
+    finally:
+        server.stop()
+        _kill_left(tmp_path / "pids")
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc (Linux)")
+@_LINUX
 def test_a_killed_owner_leaves_no_server_behind(tmp_path):
+    """The owner runs without PYTHONPATH and the server in another folder: ``launch`` alone must make
+    ``python -m autowu_bench.platform.server_watchdog`` importable there."""
+    workdir = tmp_path / "work"
     owner_code = (
         "import sys, time\n"
-        "sys.path.insert(0, sys.argv[2])\n"
-        "from tests.test_tracking import _SleepingServer\n"
-        "server = _SleepingServer(sys.argv[1]).launch()\n"
-        "print(server._process.pid, flush=True)\n"
+        f"sys.path.insert(0, {str(REPO)!r})\n"
+        "from autowu_bench.platform.mlflow_server import LocalMlflowServer\n"
+        "class Server(LocalMlflowServer):\n"
+        f"    def command(self): return [sys.executable, '-c', {_PID_WRITER!r}, str(self.workdir / 'pids'), '600']\n"
+        f"Server({str(workdir)!r}).launch()\n"
         "time.sleep(600)\n"
     )
-    owner = subprocess.Popen([sys.executable, "-c", owner_code, str(tmp_path), str(REPO)], stdout=subprocess.PIPE,
-                             text=True, cwd=REPO)
-    pgid = int(owner.stdout.readline())
-    time.sleep(1.0)
-    assert _group_alive(pgid)
-    os.kill(owner.pid, signal.SIGKILL)  # no finally, no atexit: only the watchdog can clean up
-    owner.wait()
-    deadline = time.monotonic() + 30
-    while _group_alive(pgid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not _group_alive(pgid)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    owner = subprocess.Popen([sys.executable, "-c", owner_code], env=env, cwd=tmp_path)
+    try:
+        pids = _started(workdir / "pids", workdir / "mlflow-server.log")
+        os.kill(owner.pid, signal.SIGKILL)  # no finally, no atexit: only the watchdog can clean up
+        owner.wait()
+        assert _gone(pids, 10.0)
+    finally:
+        owner.kill()
+        owner.wait()
+        _kill_left(workdir / "pids")
 
 
-@pytest.mark.parametrize(("setting", "disabled"), [(None, True), ("false", False)])
-def test_mlflow_telemetry_is_off_unless_asked_for(setting, disabled):
-    """Its background thread edits the environment while requests reads it (a trial died of that)."""
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_DISABLE_TELEMETRY"}
-    if setting is not None:
-        env["MLFLOW_DISABLE_TELEMETRY"] = setting
-    code = (
-        "import autowu_bench.platform.tracking, mlflow\n"
-        "from mlflow.environment_variables import MLFLOW_DISABLE_TELEMETRY\n"
-        "print(MLFLOW_DISABLE_TELEMETRY.get())"
+@_LINUX
+def test_the_watchdog_ends_when_the_server_exits_on_its_own(tmp_path):
+    pid_file = tmp_path / "pids"
+    watchdog = subprocess.Popen(
+        [sys.executable, "-m", WATCHDOG_MODULE, str(os.getpid()), sys.executable, "-c", _PID_WRITER, str(pid_file), "0"],
+        env=watchdog_env(), cwd=tmp_path, start_new_session=True,
     )
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True)
-    assert out.stdout.strip().splitlines()[-1] == str(disabled)
+    try:
+        assert watchdog.wait(timeout=90) == -signal.SIGKILL  # it ends by killing its own group
+        server, child = [int(p) for p in pid_file.read_text().split()]  # the server did start
+        assert _gone([server, child], 5.0)  # and the server's child went with the group
+    finally:
+        if watchdog.poll() is None:
+            os.killpg(watchdog.pid, signal.SIGKILL)
+            watchdog.wait()
+        _kill_left(pid_file)
+
+
+def test_the_watchdog_refuses_a_command_line_without_owner_and_command(capsys):
+    assert watchdog_main([]) == 2 and watchdog_main(["123"]) == 2 and watchdog_main(["me", "sleep"]) == 2
+    assert "usage" in capsys.readouterr().err
+
+
+def test_the_server_environment_finds_the_package_and_keeps_the_users_values():
+    env = watchdog_env({"PYTHONPATH": "/elsewhere", "MLFLOW_DISABLE_TELEMETRY": "false"})
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(REPO), "/elsewhere"]
+    assert env["MLFLOW_DISABLE_TELEMETRY"] == "false"
+    assert env["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] == "true"
+    assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert watchdog_env({"PYTHONPATH": str(REPO)})["PYTHONPATH"] == str(REPO)  # not twice
+
+
+# -- the MLflow environment: set where a process starts, never at import --------------------------------
+
+
+def test_importing_the_platform_leaves_the_environment_alone():
+    code = (
+        "import json, os\n"
+        "before = dict(os.environ)\n"
+        "import autowu_bench.platform.tracking, autowu_bench.platform.results, autowu_bench.platform.runner\n"
+        "after = dict(os.environ)\n"
+        "print(json.dumps({k: [before.get(k), after.get(k)] for k in before.keys() | after.keys()"
+        " if before.get(k) != after.get(k)}))\n"
+    )
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True,
+                         timeout=300, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "{}"
+
+
+def test_apply_process_env_sets_defaults_and_a_users_value_wins():
+    environ = {"MLFLOW_DISABLE_TELEMETRY": "false"}
+    apply_process_env(environ)
+    assert environ == {"MLFLOW_DISABLE_TELEMETRY": "false", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+
+
+def test_mlflow_reads_the_defaults_as_telemetry_off_and_no_url_print(monkeypatch):
+    """Telemetry's thread edits the environment while requests iterates it (KeyError in log_batch)."""
+    from mlflow.environment_variables import MLFLOW_DISABLE_TELEMETRY, MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT
+
+    for key, value in MLFLOW_ENV.items():
+        monkeypatch.setenv(key, value)
+    assert MLFLOW_DISABLE_TELEMETRY.get() is True and MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT.get() is True
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "false")
+    assert MLFLOW_DISABLE_TELEMETRY.get() is False
+
+
+def test_ray_trial_processes_get_the_mlflow_environment(monkeypatch):
+    """Trial drivers and workers get it from the runtime_env (no Ray is started: init is stopped)."""
+    import ray
+
+    from autowu_bench.platform import runner
+
+    seen = {}
+
+    def init(**kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop before Ray starts")
+
+    monkeypatch.setattr(ray, "init", init)
+    for key, value in runner._RAY_ENV.items():  # ray_session sets them here too: restored afterwards
+        monkeypatch.setenv(key, os.environ.get(key, value))
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "false")
+    monkeypatch.delenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT")
+    with pytest.raises(RuntimeError, match="before Ray starts"):
+        with runner.ray_session(None):
+            pass
+    env_vars = seen["runtime_env"]["env_vars"]
+    assert env_vars["MLFLOW_DISABLE_TELEMETRY"] == "false"  # the user's value
+    assert env_vars["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] == "true"

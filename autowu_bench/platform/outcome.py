@@ -12,6 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from autowu_bench.platform.files import write_atomic
 from autowu_bench.platform.spec import TrialSpec
 
 SUMMARY_FILE = "summary.json"
@@ -109,11 +110,7 @@ class TrialOutcome:
 
     def write(self, folder: str | os.PathLike) -> Path:
         """Write ``folder/summary.json`` atomically (a reader never sees half a file)."""
-        path = Path(folder) / SUMMARY_FILE
-        tmp = path.with_name(f".{SUMMARY_FILE}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, default=str))
-        os.replace(tmp, path)
-        return path
+        return write_atomic(Path(folder) / SUMMARY_FILE, json.dumps(self.to_dict(), indent=2, default=str))
 
     @classmethod
     def read(cls, folder: str | os.PathLike) -> "TrialOutcome | None":

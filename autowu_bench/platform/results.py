@@ -2,7 +2,7 @@
 
 A run folder ``<results>/<suite>/<timestamp>/`` holds ``suite.yaml`` (the resolved suite),
 ``trial_specs.json`` (the expanded trials), ``trials/<trial_id>/`` (``summary.json``, the
-``TrialRecorder``'s ``fragments/*.parquet``, ``lr_rank<r>.parquet``) and, after ``collect``:
+``FragmentWriter``'s ``fragments/<kind>-<seq>.parquet``, ``lr_rank<r>.parquet``) and, after ``collect``:
 
 trials.parquet, one row per trial:
     every ``TrialSpec`` field (``autowu`` as a JSON string), ``test_interval`` (AutoWU trials:
@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -35,9 +36,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from autowu_bench.platform.outcome import SUMMARY_FILE, TrialOutcome, TrialStatus
+from autowu_bench.platform.files import replacing, write_atomic, write_parquet_atomic
 from autowu_bench.platform.spec import TrialSpec
-from autowu_bench.platform.tracking import FRAGMENTS
 
+FRAGMENTS = "fragments"
 SPECS_FILE = "trial_specs.json"
 TABLES = ("trials", "curves", "epochs", "tests", "events")
 SUMMARY_COLUMNS = tuple(f.name for f in dataclasses.fields(TrialOutcome) if f.name not in ("trial_id", "arm", "kind"))
@@ -58,8 +60,7 @@ def write_specs(run_dir: str | os.PathLike, trials: Iterable[TrialSpec]) -> Path
     """Record the expanded trials in the run folder (``collect`` joins them with the summaries)."""
     path = Path(run_dir) / SPECS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([t.to_dict() for t in trials], indent=1))
-    return path
+    return write_atomic(path, json.dumps([t.to_dict() for t in trials], indent=1))
 
 
 def read_specs(run_dir: str | os.PathLike) -> list[TrialSpec]:
@@ -98,6 +99,64 @@ def trials_frame(run_dir: str | os.PathLike) -> pd.DataFrame:
     return frame
 
 
+class FragmentWriter:
+    """One trial's result rows, buffered per kind and appended as ``fragments/<kind>-<seq>.parquet``.
+
+    ``seq`` numbers on from the fragments already in the folder (one counter for all kinds), so a
+    resumed trial adds to them and :func:`fragments_frame`, reading them in that order, keeps the last
+    row of a replayed key. Each fragment is written atomically: a crash leaves whole fragments only.
+
+    Args:
+        trial_dir: the trial's folder; the fragments go to ``trial_dir/fragments``.
+    """
+
+    KINDS = tuple(_KEYS)
+
+    def __init__(self, trial_dir: str | os.PathLike) -> None:
+        self.folder = Path(trial_dir) / FRAGMENTS
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._rows: dict[str, list[dict[str, Any]]] = {kind: [] for kind in self.KINDS}
+        seqs = [int(m.group(1)) for p in self.folder.iterdir() if (m := re.search(r"-(\d+)\.parquet$", p.name))]
+        self._seq = max(seqs, default=0)
+
+    def add(self, kind: str, row: dict[str, Any]) -> None:
+        """Buffer one row of ``kind`` ("curves", "epochs", "tests" or "events"); values must be plain
+        Python (see :func:`plain`)."""
+        if kind not in self._rows:
+            raise ValueError(f"kind={kind!r} must be one of {self.KINDS}")
+        self._rows[kind].append(row)
+
+    def flush(self) -> list[Path]:
+        """Write one fragment per kind with buffered rows (none for a kind without); returns their paths."""
+        written = []
+        for kind, rows in self._rows.items():
+            if rows:
+                self._seq += 1
+                written.append(write_parquet_atomic(_table(rows), self.folder / f"{kind}-{self._seq:06d}.parquet"))
+                rows.clear()
+        return written
+
+
+def plain(value: Any) -> Any:
+    """Numpy/torch scalars and tuples -> plain Python, so rows go to Parquet and JSON alike."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+
+def _table(rows: list[dict[str, Any]]) -> pa.Table:
+    """Rows with different keys (a switch record adds mu, x_star, start_lr) as one table: every key
+    becomes a column, missing values null. ``from_pylist`` alone would keep only the first row's keys."""
+    names = list(dict.fromkeys(key for row in rows for key in row))
+    return pa.Table.from_pylist([{name: row.get(name) for name in names} for row in rows])
+
+
 def fragments_frame(run_dir: str | os.PathLike, kind: str) -> pd.DataFrame:
     """Every trial's fragments of ``kind`` ("curves", "epochs", "tests" or "events"), in the order they
     were written, with replayed keys deduplicated (the last row wins)."""
@@ -126,7 +185,8 @@ def collect(run_dir: str | os.PathLike) -> dict[str, Path]:
     paths = {}
     for name in TABLES:
         path = run_dir / f"{name}.parquet"
-        frames[name].to_parquet(path, index=False)
+        with replacing(path) as tmp:
+            frames[name].to_parquet(tmp, index=False)
         paths[name] = path
     return paths
 

@@ -21,6 +21,7 @@ from typing import Any, Iterator
 
 from autowu_bench.platform import processes
 from autowu_bench.platform.outcome import TrialOutcome, TrialStatus
+from autowu_bench.platform.mlflow_env import MLFLOW_ENV
 from autowu_bench.platform.spec import TrialSpec
 
 # Less start-up work per trial and less noise: no Train/Tune metrics exporters, no state tracking.
@@ -39,6 +40,8 @@ _RAY_ENV = {
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
     # A busy 2-core machine can take more than the default 60 s to start a worker group.
     "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "600",
+    # Trial drivers and workers log to MLflow: they need its environment before they import it.
+    **MLFLOW_ENV,
 }
 
 _SETUP_HOOK = "autowu_bench.platform.runner.quiet_ray_logs"

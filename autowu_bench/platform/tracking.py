@@ -1,4 +1,4 @@
-"""MLflow tracking: the local server, the suite's parent run, one nested child run per trial.
+"""MLflow tracking: the suite's parent run, one nested child run per trial, rank 0's recorder.
 
 Layout in MLflow: an experiment per suite (named after it), a parent run per ``run_suite.py``
 invocation (provenance tags, the suite file as an artifact, at the end the table and the Parquet
@@ -16,10 +16,9 @@ Metrics of a child run (MLflow ``step`` = optimizer steps taken, so every chart 
   event_<name>                      1 at the step of an event such as a rollback
   summary metrics                   at the end (test_acc, best_val_acc, switch_epoch, device_hours, ...)
 
-With no tracking URI given, ``run_suite.py`` runs ``LocalMlflowServer``: ``mlflow server`` on
-127.0.0.1 over ``sqlite:///<working folder>/mlflow.db`` with artifacts in ``<working folder>/
-mlflow-artifacts``, so every trial process talks HTTP to one writer and the sqlite file is never
-locked by two processes; ``make ui`` shows the same file afterwards.
+The local server is ``mlflow_server.LocalMlflowServer``; the Parquet fragments that ``TrialRecorder``
+writes beside its metrics are ``results.FragmentWriter``'s. A process that logs sets ``MLFLOW_ENV``
+first (``apply_process_env``, see ``mlflow_env``): importing this module leaves the environment alone.
 """
 
 from __future__ import annotations
@@ -28,55 +27,22 @@ import json
 import os
 import platform
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
+from autowu_bench.platform.results import FragmentWriter, plain
 from autowu_bench.platform.spec import TrialSpec
 
 TRIAL_TAGS = ("trial_id", "arm", "kind", "decay", "optimizer", "workload", "batch_size", "seed")
 STATUSES = ("FINISHED", "FAILED", "KILLED")
 DECISION_CODES = {"negative": 0, "positive": 1, "switch": 2, "divergence": 3}
-FRAGMENTS = "fragments"
 # MLflow's limits per log_batch request (mlflow.utils.validation): 1000 metrics, 100 params or tags.
 _METRICS_PER_CALL = 1000
 _PARAMS_PER_CALL = 100
-
-# MLflow's usage telemetry sets and unsets an environment variable from a background thread while
-# `requests` iterates the environment in the logging thread: a quick-suite trial died of
-# KeyError('_MLFLOW_TELEMETRY_SESSION_ID') in log_batch (2026-11-26). Every process that logs imports
-# this module before MLflow, and the server inherits the setting; MLFLOW_DISABLE_TELEMETRY=false keeps it on.
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-# MLflow prints a "View run" link per finished run; run_suite.py prints where the runs are once.
-os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-
-# Runs the MLflow server in the group it leads and takes the group down when its owner dies, so a
-# killed run_suite.py (even SIGKILL) leaves no server behind. argv: owner pid, then the server command.
-# The SIGTERM handler is installed after the server starts (an ignored signal would be inherited), so
-# the group's SIGTERM stops the server while the watchdog stays to SIGKILL any straggler.
-_WATCHDOG = r"""
-import os, signal, subprocess, sys, time
-owner = int(sys.argv[1])
-server = subprocess.Popen(sys.argv[2:])
-signal.signal(signal.SIGTERM, lambda *_: None)
-while server.poll() is None and os.getppid() == owner:
-    time.sleep(0.2)
-os.killpg(0, signal.SIGTERM)
-try:
-    server.wait(timeout=5)
-except subprocess.TimeoutExpired:
-    pass
-os.killpg(0, signal.SIGKILL)
-"""
 
 
 def _client(tracking_uri: str):
@@ -87,121 +53,6 @@ def _client(tracking_uri: str):
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-# -- the local server -------------------------------------------------------------------------------
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-class LocalMlflowServer:
-    """``mlflow server`` on 127.0.0.1 over a sqlite file, for the duration of a ``with`` block.
-
-    Args:
-        workdir: the folder holding ``mlflow.db`` and ``mlflow-artifacts/`` (the working folder).
-        log_path: where the server's output goes (default ``workdir/mlflow-server.log``).
-        port: None picks a free port.
-        startup_timeout: seconds to wait for the server to answer ``/health``.
-    """
-
-    def __init__(
-        self,
-        workdir: str | os.PathLike,
-        *,
-        log_path: str | os.PathLike | None = None,
-        host: str = "127.0.0.1",
-        port: int | None = None,
-        startup_timeout: float = 180.0,
-    ) -> None:
-        self.workdir = Path(workdir).absolute()
-        self.db_path = self.workdir / "mlflow.db"
-        self.artifacts = self.workdir / "mlflow-artifacts"
-        self.log_path = Path(log_path) if log_path else self.workdir / "mlflow-server.log"
-        self.host = host
-        self.port = port or free_port(host)
-        self.startup_timeout = startup_timeout
-        self._process: subprocess.Popen | None = None
-
-    @property
-    def uri(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def command(self) -> list[str]:
-        mlflow_cli = Path(sys.executable).with_name("mlflow")
-        head = [str(mlflow_cli)] if mlflow_cli.exists() else [sys.executable, "-m", "mlflow"]
-        return head + [
-            "server", "--host", self.host, "--port", str(self.port), "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{self.db_path}",
-            "--artifacts-destination", str(self.artifacts),
-        ]
-
-    def start(self) -> "LocalMlflowServer":
-        """Launch the server and wait until it answers."""
-        return self.launch().wait_ready()
-
-    def launch(self) -> "LocalMlflowServer":
-        """Launch the server without waiting (``wait_ready`` waits), so other start-up can overlap."""
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-        with open(self.log_path, "ab") as log:
-            self._process = subprocess.Popen(
-                [sys.executable, "-c", _WATCHDOG, str(os.getpid()), *self.command()],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                cwd=self.workdir, start_new_session=True,
-            )
-        return self
-
-    def wait_ready(self) -> "LocalMlflowServer":
-        if self._process is None:
-            raise RuntimeError("the MLflow server was not launched; call launch() or start() first")
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                tail = self.log_path.read_text(errors="replace")[-2000:]
-                self._process = None
-                raise RuntimeError(f"the MLflow server exited at start (log {self.log_path}):\n{tail}")
-            if self.answers():
-                return self
-            time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(
-            f"the MLflow server at {self.uri} did not answer within {self.startup_timeout:.0f} s; "
-            f"see {self.log_path}, or pass --tracking-uri to use a running one"
-        )
-
-    def answers(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        """Stop the server and everything it started (its process group); idempotent."""
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(process.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                process.wait(timeout=wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
-
-    def __enter__(self) -> "LocalMlflowServer":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
 
 # -- experiments and the parent run ------------------------------------------------------------------
@@ -229,6 +80,7 @@ def experiment_id(tracking_uri: str, name: str) -> str:
 def provenance() -> dict[str, str]:
     """Versions and the code's git commit, as MLflow tags of the parent run."""
     import mlflow
+    import pyarrow as pa
     import ray
     import torch
 
@@ -330,7 +182,7 @@ def _log_params(client: Any, run_id: str, values: dict[str, Any]) -> None:
 def trial_tags(spec: TrialSpec) -> dict[str, str]:
     tags = {name: str(getattr(spec, name)) for name in TRIAL_TAGS}
     if spec.kind == "autowu":
-        tags["test_interval"] = str(spec.autowu.get("test_interval", "epoch"))
+        tags["test_interval"] = str(spec.test_interval)
     else:
         tags.update(peak_lr=f"{spec.peak_lr:g}", warmup_epochs=f"{spec.warmup_epochs:g}",
                     is_default=str(spec.is_default))
@@ -416,12 +268,13 @@ def _metric_key(key: str) -> str:
 
 
 class TrialRecorder:
-    """Rank 0's writer for one trial: MLflow metrics in batches, Parquet fragments for the results.
+    """Rank 0's writer for one trial: MLflow metrics in batches, and the same rows as Parquet fragments
+    (``results.FragmentWriter``) for the results tables.
 
     Everything is buffered; ``flush()`` (every epoch) sends the buffered metrics with as few
-    ``log_batch`` calls as MLflow's 1000-metric limit allows and appends the buffered rows as Parquet
-    fragments under ``trial_dir/fragments``, numbered on from the fragments already there, so a
-    resumed trial adds to them and ``results.collect`` keeps the last row of a replayed step.
+    ``log_batch`` calls as MLflow's 1000-metric limit allows, then writes the buffered rows as fragments
+    under ``trial_dir/fragments``. An MLflow error only warns: the fragments still hold every row.
+    Outside ``run_suite.py`` (whose processes get it), call ``apply_process_env()`` before logging.
 
     Args:
         tracking_uri: MLflow URI; None (or ``run_id`` None) writes Parquet only.
@@ -435,13 +288,10 @@ class TrialRecorder:
         self.run_id = run_id
         self.trial_dir = Path(trial_dir)
         self.trial_id = trial_id or self.trial_dir.name
-        self.fragments = self.trial_dir / FRAGMENTS
-        self.fragments.mkdir(parents=True, exist_ok=True)
+        self.writer = FragmentWriter(self.trial_dir)
+        self.fragments = self.writer.folder
         self._client = _client(tracking_uri) if tracking_uri and run_id else None
         self._metrics: list[Any] = []
-        self._rows: dict[str, list[dict[str, Any]]] = {"curves": [], "epochs": [], "tests": [], "events": []}
-        existing = [int(m.group(1)) for p in self.fragments.iterdir() if (m := re.search(r"-(\d+)\.parquet$", p.name))]
-        self._seq = max(existing, default=0)
 
     def _metric(self, key: str, value: float, step: int) -> None:
         from mlflow.entities import Metric
@@ -454,7 +304,7 @@ class TrialRecorder:
             raise ValueError(f"steps, lrs and losses differ in length: {len(steps)}, {len(lrs)}, {len(losses)}")
         for step, lr, loss in zip(steps, lrs, losses):
             step, lr, loss = int(step), float(lr), float(loss)
-            self._rows["curves"].append({"trial_id": self.trial_id, "step": step, "lr": lr, "train_loss": loss})
+            self.writer.add("curves", {"trial_id": self.trial_id, "step": step, "lr": lr, "train_loss": loss})
             self._metric("lr", lr, step)
             self._metric("train_loss", loss, step)
         if len(self._metrics) >= 10 * _METRICS_PER_CALL:
@@ -468,13 +318,13 @@ class TrialRecorder:
             row[key] = None if value is None else float(value)
             if value is not None:
                 self._metric(_metric_key(key), value, step)
-        self._rows["epochs"].append(row)
+        self.writer.add("epochs", row)
 
     def log_tests(self, records: Iterable[dict[str, Any]]) -> None:
         """AutoWU test records (``AutoWUCore.tests`` entries): p per vote, positive votes, the decision."""
         for record in records:
             step = int(record["step"])
-            self._rows["tests"].append({"trial_id": self.trial_id, **_plain(record)})
+            self.writer.add("tests", {"trial_id": self.trial_id, **plain(record)})
             for i, p in enumerate(record.get("p") or []):
                 self._metric(f"autowu_p_{i}", p, step)
             votes = record.get("votes")
@@ -486,21 +336,16 @@ class TrialRecorder:
 
     def log_event(self, name: str, step: int, **info: Any) -> None:
         """An event such as ``rollback``: metric ``event_<name>`` = 1 at ``step``, a row in events.parquet."""
-        self._rows["events"].append(
-            {"trial_id": self.trial_id, "name": name, "step": int(step), "info": json.dumps(_plain(info))}
-        )
+        self.writer.add("events", {"trial_id": self.trial_id, "name": name, "step": int(step),
+                                   "info": json.dumps(plain(info))})
         self._metric(f"event_{_metric_key(name)}", 1.0, step)
         if self._client is not None:
-            self._safely(lambda: self._client.set_tag(self.run_id, f"event.{name}", json.dumps({"step": step, **_plain(info)})[:5000]))
+            self._safely(lambda: self._client.set_tag(self.run_id, f"event.{name}", json.dumps({"step": step, **plain(info)})[:5000]))
 
     def flush(self) -> None:
         """Send the buffered metrics to MLflow and append the buffered rows as Parquet fragments."""
         self._send()
-        for kind, rows in self._rows.items():
-            if rows:
-                self._seq += 1
-                _write_atomic(_table(rows), self.fragments / f"{kind}-{self._seq:06d}.parquet")
-                rows.clear()
+        self.writer.flush()
 
     def _send(self) -> None:
         metrics, self._metrics = self._metrics, []
@@ -516,29 +361,3 @@ class TrialRecorder:
             call()
         except Exception as exc:  # noqa: BLE001 - any client/network error
             warnings.warn(f"MLflow logging for trial {self.trial_id} failed ({exc}); the Parquet results keep the data")
-
-
-def _plain(value: Any) -> Any:
-    """Numpy/torch scalars and tuples -> plain Python, so rows go to Parquet and JSON alike."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return value
-
-
-def _write_atomic(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-
-
-def _table(rows: list[dict[str, Any]]) -> pa.Table:
-    """Rows with different keys (a switch record adds mu, x_star, start_lr) as one table: every key
-    becomes a column, missing values null. ``from_pylist`` alone would keep only the first row's keys."""
-    names = list(dict.fromkeys(key for row in rows for key in row))
-    return pa.Table.from_pylist([{name: row.get(name) for name in names} for row in rows])

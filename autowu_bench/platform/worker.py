@@ -34,10 +34,10 @@ from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from autowu_bench.platform.collectives import broadcast_object, gather_objects
+from autowu_bench.platform.files import write_parquet_atomic
 from autowu_bench.platform.loop import LossBuffer, TrainStep, evaluate, first_divergent
 from autowu_bench.platform.outcome import TrialStatus
 from autowu_bench.platform.spec import TrialSpec
@@ -375,9 +375,7 @@ class TrialWorker:
         """This rank's applied LRs so far, ``lr_rank<r>.parquet`` (equal on every rank by construction)."""
         steps, lrs = zip(*self.trace) if self.trace else ((), ())
         table = pa.table({"step": pa.array(steps, pa.int64()), "lr": pa.array(lrs, pa.float64())})
-        path = os.path.join(self.env.trial_dir, f"lr_rank{self.rank}.parquet")
-        pq.write_table(table, path + ".tmp")
-        os.replace(path + ".tmp", path)
+        write_parquet_atomic(table, os.path.join(self.env.trial_dir, f"lr_rank{self.rank}.parquet"))
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:

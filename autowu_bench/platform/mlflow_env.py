@@ -1,0 +1,34 @@
+"""The environment every process that talks to MLflow needs, set where a process starts, never at import.
+
+Rule: a process sets these before MLflow is imported, with :func:`apply_process_env` (a value already in
+the environment wins, so ``MLFLOW_DISABLE_TELEMETRY=false`` turns telemetry back on). Importing a module
+of this package never edits ``os.environ``.
+
+* ``MLFLOW_DISABLE_TELEMETRY``: MLflow's usage-telemetry thread sets and unsets an environment variable
+  while ``requests`` iterates ``os.environ`` in the logging thread, which can raise ``KeyError`` inside
+  ``log_batch`` and kill a trial.
+* ``MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT``: MLflow prints a "View run" link per finished run, one line
+  per trial of noise; ``run_suite.py`` prints where the runs are once.
+
+Who gets them: ``run_suite.py``'s main calls :func:`apply_process_env`; the local MLflow server gets
+them from ``LocalMlflowServer`` (inherited, or these defaults); Ray trial drivers and workers through
+``runner.ray_session``'s ``runtime_env``. A script of your own that logs (``TrialRecorder``,
+``start_trial_run``, ...) calls :func:`apply_process_env` first or sets the variables itself.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import MutableMapping
+
+MLFLOW_ENV = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+}
+
+
+def apply_process_env(environ: MutableMapping[str, str] | None = None) -> None:
+    """Set every ``MLFLOW_ENV`` variable not already set in ``environ`` (default ``os.environ``)."""
+    environ = os.environ if environ is None else environ
+    for key, value in MLFLOW_ENV.items():
+        environ.setdefault(key, value)

@@ -1,0 +1,153 @@
+"""A local ``mlflow server`` for a suite run, under a watchdog that outlives no owner.
+
+With no tracking URI given, ``run_suite.py`` runs :class:`LocalMlflowServer`: ``mlflow server`` on
+127.0.0.1 over ``sqlite:///<working folder>/mlflow.db`` with artifacts in ``<working folder>/
+mlflow-artifacts``, so every trial process talks HTTP to one writer and the sqlite file is never locked
+by two processes; ``make ui`` shows the same file afterwards. Standard library only at import.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from autowu_bench.platform.mlflow_env import MLFLOW_ENV
+
+WATCHDOG_MODULE = "autowu_bench.platform.server_watchdog"
+# The folder holding the autowu_bench package: the watchdog runs with the server's working folder as
+# its cwd, so ``-m`` finds the package only through PYTHONPATH.
+_PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def watchdog_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The watchdog's (and so the server's) environment: ``environ`` (default ``os.environ``) with
+    ``MLFLOW_ENV`` as defaults, job execution off and the package's folder first on PYTHONPATH."""
+    env = {**MLFLOW_ENV, **(os.environ if environ is None else environ)}
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if _PACKAGE_PARENT not in paths:
+        env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_PARENT, *paths])
+    return env
+
+
+class LocalMlflowServer:
+    """``mlflow server`` on 127.0.0.1 over a sqlite file, for the duration of a ``with`` block.
+
+    Args:
+        workdir: the folder holding ``mlflow.db`` and ``mlflow-artifacts/`` (the working folder).
+        log_path: where the server's output goes (default ``workdir/mlflow-server.log``).
+        port: None picks a free port.
+        startup_timeout: seconds to wait for the server to answer ``/health``.
+    """
+
+    def __init__(
+        self,
+        workdir: str | os.PathLike,
+        *,
+        log_path: str | os.PathLike | None = None,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        startup_timeout: float = 180.0,
+    ) -> None:
+        self.workdir = Path(workdir).absolute()
+        self.db_path = self.workdir / "mlflow.db"
+        self.artifacts = self.workdir / "mlflow-artifacts"
+        self.log_path = Path(log_path) if log_path else self.workdir / "mlflow-server.log"
+        self.host = host
+        self.port = port or free_port(host)
+        self.startup_timeout = startup_timeout
+        self._process: subprocess.Popen | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        """The watchdog's pid, which is also the server's process group; None when not running."""
+        return None if self._process is None else self._process.pid
+
+    def command(self) -> list[str]:
+        mlflow_cli = Path(sys.executable).with_name("mlflow")
+        head = [str(mlflow_cli)] if mlflow_cli.exists() else [sys.executable, "-m", "mlflow"]
+        return head + [
+            "server", "--host", self.host, "--port", str(self.port), "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{self.db_path}",
+            "--artifacts-destination", str(self.artifacts),
+        ]
+
+    def start(self) -> "LocalMlflowServer":
+        """Launch the server and wait until it answers."""
+        return self.launch().wait_ready()
+
+    def launch(self) -> "LocalMlflowServer":
+        """Launch the server without waiting (``wait_ready`` waits), so other start-up can overlap."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", WATCHDOG_MODULE, str(os.getpid()), *self.command()],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=watchdog_env(),
+                cwd=self.workdir, start_new_session=True,
+            )
+        return self
+
+    def wait_ready(self) -> "LocalMlflowServer":
+        if self._process is None:
+            raise RuntimeError("the MLflow server was not launched; call launch() or start() first")
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                tail = self.log_path.read_text(errors="replace")[-2000:]
+                self._process = None
+                raise RuntimeError(f"the MLflow server exited at start (log {self.log_path}):\n{tail}")
+            if self.answers():
+                return self
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(
+            f"the MLflow server at {self.uri} did not answer within {self.startup_timeout:.0f} s; "
+            f"see {self.log_path}, or pass --tracking-uri to use a running one"
+        )
+
+    def answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """Stop the server and everything it started (its process group); idempotent."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                process.wait(timeout=wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def __enter__(self) -> "LocalMlflowServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
