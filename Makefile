@@ -21,7 +21,7 @@ data:
 	@if [ ! -f $(FMNIST) ]; then \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	    apt-get install -y -q dataset-fashion-mnist >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null); \
-	  else echo "Fashion-MNIST missing: run 'sudo apt-get install dataset-fashion-mnist' or pass --set data_root=DIR"; fi; fi
+	  else echo "Fashion-MNIST missing: run 'sudo apt-get install dataset-fashion-mnist' or pass --set data.root=DIR"; fi; fi
 
 run: venv data
 	$(BIN)/python run_suite.py --suite $(SUITE) $(ARGS)

@@ -26,17 +26,10 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from autowu_bench.platform.config import (
-    SuiteError,
-    apply_overrides,
-    expand,
-    find_suite,
-    read_suite,
-    select,
-    suite_to_yaml,
-    validate_suite,
-)
-from autowu_bench.platform.planning import schedule_warnings
+from autowu_bench.platform.expansion import expand
+from autowu_bench.platform.preflight import data_problems, schedule_warnings
+from autowu_bench.platform.suite_errors import SuiteError
+from autowu_bench.platform.suites import load_suite, suite_to_yaml
 
 EXIT_OK, EXIT_INVALID, EXIT_TRIALS_FAILED, EXIT_INTERRUPTED = 0, 2, 3, 130
 
@@ -57,45 +50,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="override a suite field, e.g. --set epochs=5 --set arms.baseline.peak_lrs=[0.001,0.01]")
     parser.add_argument("--only", action="append", default=[], metavar="NAMES",
                         help="keep only these arms, batch sizes or workloads (comma list; repeatable)")
-    parser.add_argument("--dry-run", action="store_true", help="validate the suite and list its trials; start nothing")
+    parser.add_argument("--dry-run", action="store_true", help="validate the suite and list its trials (missing data: a warning); start nothing")
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all)")
     parser.add_argument("--download", action="store_true",
-                        help="fetch data sets missing under data.root with torchvision before validating (not ImageNet)")
+                        help="fetch data sets missing under data.root with torchvision before starting (not ImageNet)")
     return parser.parse_args(argv)
 
 
 def resolve_suite(args: argparse.Namespace):
-    """The validated, overridden, selected suite and the path of its file (SuiteError on any problem)."""
-    path = find_suite(args.suite)
-    raw = apply_overrides(read_suite(path), args.sets)
-    if args.tracking_uri:
-        raw["tracking_uri"] = args.tracking_uri
-    if args.results:
-        raw["results"] = args.results
-    if args.download:
-        download_missing(raw)
-    suite = select(validate_suite(raw, source=str(path)), args.only)
-    return suite, path
-
-
-def download_missing(raw: dict) -> None:
-    """Fetch each workload's data set into the suite's data root when it is not there (only on request:
-    nothing downloads at run time otherwise). What cannot be fetched is left to validation to report."""
-    from autowu_bench.workloads import DataError, get_workload
-
-    root = (raw.get("data") or {}).get("root")
-    for name in raw.get("workloads") or []:
-        try:
-            workload = get_workload(name)
-        except ValueError:
-            continue  # validation names the unknown workload
-        if root is None or not workload.check_data(root):
-            continue  # the default location is an installed package, or the data is already there
-        print(f"downloading the data of {name} into {root} ...", flush=True)
-        try:
-            workload.load(root, val_size=0, download=True)
-        except DataError as exc:
-            print(f"run_suite.py: {exc}", file=sys.stderr)
+    """The suite the flags describe: loaded, overridden, validated, selected (SuiteError on any problem)."""
+    return load_suite(args.suite, sets=args.sets, only=args.only, tracking_uri=args.tracking_uri,
+                      results=args.results, download=args.download)
 
 
 def describe(suite, trials) -> str:
@@ -135,8 +100,11 @@ def _interrupt_on_sigterm() -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        suite, suite_path = resolve_suite(args)
+        suite = resolve_suite(args)
         trials = expand(suite)
+        missing = data_problems(suite)
+        if missing and not args.dry_run:
+            raise SuiteError(missing, source=suite.source)
     except SuiteError as exc:
         print(f"run_suite.py: the suite cannot run: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -144,6 +112,10 @@ def run(args: argparse.Namespace) -> int:
     for warning in schedule_warnings(trials):
         print(f"warning: {warning}", flush=True)
     if args.dry_run:
+        for problem in missing:  # the data may be on the cluster only
+            print(f"warning: {problem}", flush=True)
+        if missing:
+            print("warning: without that data a launch stops with exit status 2 before starting", flush=True)
         return EXIT_OK
 
     from autowu_bench.dashboards import publish
@@ -174,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
             tracking_uri = server.wait_ready().uri
         print(f"MLflow: {tracking_uri} (afterwards: make ui)", flush=True)
         parent = tracking.start_parent_run(
-            tracking_uri, suite.name, run_name=f"{suite.name} {run_dir.name}", suite_file=suite_path,
+            tracking_uri, suite.name, run_name=f"{suite.name} {run_dir.name}", suite_file=suite.source,
             resolved_suite=suite_to_yaml(suite),
             params={"suite": suite.name, "trials": len(trials), "run_dir": str(run_dir), "address": args.address},
         )

@@ -1,4 +1,5 @@
-"""run_suite.py without Ray: argument parsing, flag and --set overrides, --only, the dry run, exit codes."""
+"""run_suite.py without Ray: argument parsing, flag and --set overrides, --only, the dry run, missing data,
+exit codes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from autowu_bench.platform.preflight import download_missing_data
 from data_fixtures import write_fashion_mnist_idx
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,8 +55,8 @@ def test_flags_override_the_file_and_sets_any_field(fmnist_root, monkeypatch):
         "--set", "arms.baseline.peak_lrs=[0.002]", "--tracking-uri", "sqlite:///x.db", "--results", "/tmp/r",
         "--only", "baseline", "--only", "64",
     ])
-    suite, path = run_suite.resolve_suite(args)
-    assert path.name == "smoke.yaml"
+    suite = run_suite.resolve_suite(args)
+    assert Path(suite.source).name == "smoke.yaml"
     assert suite.epochs == 3 and suite.data.root == fmnist_root
     assert suite.tracking_uri == "sqlite:///x.db" and suite.results == "/tmp/r"
     assert [a.name for a in suite.arms] == ["baseline"] and suite.batch_sizes == [64]
@@ -81,8 +83,8 @@ def test_invalid_suite_exits_2_with_every_problem(fmnist_root, tmp_path):
     result = cli("--suite", "smoke", "--set", f"data.root={tmp_path / 'missing'}", "--set", "epochs=0",
                  "--set", "batch_sizes=[32,33]", "--dry-run")
     assert result.returncode == 2
-    assert "3 problem(s)" in result.stderr
-    for field in ("epochs:", "batch_sizes:", "data.root:"):
+    assert "2 problem(s)" in result.stderr  # the data is checked only once the suite is valid
+    for field in ("epochs:", "batch_sizes:"):
         assert field in result.stderr
     assert result.stdout == ""
 
@@ -103,9 +105,12 @@ def test_run_folders_never_collide(tmp_path):
     assert first != second and first.parent == second.parent == tmp_path / "s"
 
 
-def test_download_is_asked_for_and_what_cannot_be_fetched_stops_the_suite(tmp_path, monkeypatch):
+def test_download_fetches_only_what_is_missing_under_data_root(tmp_path, monkeypatch):
     empty = tmp_path / "data"
     empty.mkdir()
+    suite = run_suite.resolve_suite(run_suite.parse_args([
+        "--suite", "smoke", "--set", "workloads=[fmnist-mlp, cifar10-resnet18]", "--set", f"data.root={empty}",
+    ]))
     calls = []
 
     class Recorder:
@@ -119,12 +124,43 @@ def test_download_is_asked_for_and_what_cannot_be_fetched_stops_the_suite(tmp_pa
             calls.append((self.name, root, kwargs))
 
     monkeypatch.setattr("autowu_bench.workloads.get_workload", Recorder)
-    run_suite.download_missing({"workloads": ["fmnist-mlp", "cifar10-resnet18"], "data": {"root": str(empty)}})
+    download_missing_data(suite)
     assert calls == [("cifar10-resnet18", str(empty), {"val_size": 0, "download": True})]
 
-    # ImageNet cannot be downloaded: the run stops at validation, naming the path and the way to get it.
+
+def test_what_cannot_be_downloaded_is_a_dry_run_warning(tmp_path):
+    empty = tmp_path / "data"
+    empty.mkdir()
     proc = cli("--suite", "smoke", "--set", "workloads=[imagenet-resnet50]", "--set", f"data.root={empty}",
                "--download", "--dry-run")
-    assert proc.returncode == 2
+    assert proc.returncode == 0, proc.stderr
     assert "downloading the data of imagenet-resnet50" in proc.stdout
-    assert "ImageNet" in proc.stderr and str(empty) in proc.stderr
+    warnings = [line for line in proc.stdout.splitlines() if line.startswith("warning: data.root:")]
+    assert warnings and all("ImageNet" in w and str(empty) in w for w in warnings)
+
+
+def _no_start(*args, **kwargs):
+    raise AssertionError("the run started")
+
+
+def test_dry_run_without_the_data_lists_the_plan_and_warns(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(run_suite, "new_run_dir", _no_start)
+    code = run_suite.run(run_suite.parse_args(
+        ["--suite", "paper-cifar10", "--set", f"data.root={tmp_path}", "--dry-run"]))
+    out, err = capsys.readouterr()
+    assert code == run_suite.EXIT_OK, err
+    assert out.startswith("suite paper-cifar10: ") and "baseline" in out
+    (warning,) = [line for line in out.splitlines() if line.startswith("warning: data.root:")]
+    assert str(tmp_path / "cifar-10-batches-py") in warning and "run_suite.py --download" in warning
+    assert "exit status 2" in out
+
+
+def test_launch_without_the_data_exits_2_before_anything_starts(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(run_suite, "new_run_dir", _no_start)  # the first step of a launch
+    code = run_suite.run(run_suite.parse_args(
+        ["--suite", "paper-cifar10", "--set", f"data.root={tmp_path}", "--results", str(tmp_path / "runs")]))
+    out, err = capsys.readouterr()
+    assert code == run_suite.EXIT_INVALID
+    assert out == "" and "the suite cannot run" in err
+    assert "data.root: CIFAR10 not found" in err and "run_suite.py --download" in err
+    assert not (tmp_path / "runs").exists()

@@ -77,7 +77,6 @@ def test_bad_split_sizes_name_the_value(data_root):
 def test_fashion_mnist_found_without_root_is_the_debian_package():
     """The real data, which CI installs (.ci/run, as make run does): missing, it is a failure, not a skip."""
     wl = get_workload("fmnist-mlp")
-    assert wl.recipe.default_data_root == fashion_mnist.DEBIAN_DIR
     if not Path(fashion_mnist.DEBIAN_DIR, "train-images-idx3-ubyte.gz").is_file():
         pytest.fail(f"real Fashion-MNIST is missing from {fashion_mnist.DEBIAN_DIR}: install Debian's package "
                     "dataset-fashion-mnist (sudo apt-get install dataset-fashion-mnist; make data does it as root)")
@@ -100,7 +99,7 @@ def test_fashion_mnist_missing_without_root_names_the_debian_package(tmp_path, m
 def test_missing_data_names_path_and_remedy(tmp_path):
     for name, remedy in (
         ("fmnist-mlp", "apt-get install dataset-fashion-mnist"),
-        ("cifar10-resnet18", "download=True"),
+        ("cifar10-resnet18", "run_suite.py --download"),
         ("cifar100-wrn28-10", "cifar-100-python.tar.gz"),
         ("imagenet-resnet50", "image-net.org"),
     ):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from autowu_bench.schedulers.lr_functions import scaled_peak_lr
 from autowu_bench.workloads import get_workload, workload_names
 
 # Published sizes (rounded as papers print them) and the exact counts of these implementations.
@@ -56,7 +57,7 @@ def test_every_workload_has_a_consistent_recipe():
         wl = get_workload(name)
         r = wl.recipe
         assert r.scaling == "sqrt" and r.warmup_epochs > 0 and r.epochs > r.warmup_epochs
-        assert r.peak_lr(r.base_batch * 4) == pytest.approx(2 * r.base_lr)
+        assert scaled_peak_lr(r.scaling, r.base_lr, r.base_batch * 4, r.base_batch) == pytest.approx(2 * r.base_lr)
     cifar = get_workload("cifar10-resnet18").recipe
     assert (cifar.epochs, cifar.label_smoothing, cifar.warmup_epochs) == (200, 0.1, 5)
     assert get_workload("cifar10-resnet18").loss_fn().label_smoothing == 0.1

@@ -86,21 +86,11 @@ class AutoWUCore:
     ) -> None:
         _check_int("steps_per_epoch", steps_per_epoch, minimum=1)
         _check_int("total_epochs", total_epochs, minimum=1)
-        _check_choice("decay", decay, DECAYS)
-        _check_choice("warmup", warmup, WARMUPS)
-        if not (isinstance(lr_min, (int, float)) and lr_min > 0):
-            raise ValueError(f"lr_min={lr_min!r} must be a number > 0")
-        if not (isinstance(lr_max, (int, float)) and lr_max > lr_min):
-            raise ValueError(f"lr_max={lr_max!r} must be a number > lr_min={lr_min!r}")
-        if not 0.0 <= max_warmup_fraction <= 1.0:
-            raise ValueError(f"max_warmup_fraction={max_warmup_fraction!r} must be in [0, 1]")
-        if not 0.0 < confidence < 1.0:
-            raise ValueError(f"confidence={confidence!r} must be in (0, 1)")
-        _check_int("patience", patience, minimum=1)
-        if not 0.0 <= const_fraction <= 1.0:
-            raise ValueError(f"const_fraction={const_fraction!r} must be in [0, 1]")
-        if divergence_factor is not None and not divergence_factor > 1.0:
-            raise ValueError(f"divergence_factor={divergence_factor!r} must be > 1, or None to disable")
+        check_autowu_options(
+            decay=decay, lr_min=lr_min, lr_max=lr_max, max_warmup_fraction=max_warmup_fraction, warmup=warmup,
+            confidence=confidence, patience=patience, const_fraction=const_fraction, test_interval=test_interval,
+            divergence_factor=divergence_factor,
+        )
 
         self.steps_per_epoch = steps_per_epoch
         self.total_epochs = total_epochs
@@ -403,6 +393,58 @@ class AutoWU:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.core.load_state_dict(state)
         self._apply()
+
+
+def autowu_defaults() -> dict[str, Any]:
+    """``AutoWUCore``'s keyword defaults, read from its signature (their one definition)."""
+    parameters = inspect.signature(AutoWUCore.__init__).parameters.values()
+    return {p.name: p.default for p in parameters if p.kind is p.KEYWORD_ONLY}
+
+
+def autowu_option_problems(**options: Any) -> dict[str, str]:
+    """Every invalid AutoWU option, name -> the message ``AutoWUCore`` raises for it; empty when all are valid.
+
+    Options not given take ``autowu_defaults()``, so a range between two options (lr_max > lr_min) is
+    checked against the default of the one not given.
+    """
+    return {name: str(error) for name, error in _option_errors(options).items()}
+
+
+def check_autowu_options(**options: Any) -> None:
+    """Raise the constructor's error for the first invalid option (in the constructor's order), if any."""
+    errors = _option_errors(options)
+    if errors:
+        raise next(iter(errors.values()))
+
+
+def _option_errors(options: dict[str, Any]) -> dict[str, Exception]:
+    values = {**autowu_defaults(), **options}
+    errors: dict[str, Exception] = {}
+
+    def check(name: str, ok: Any, rule: str | None = None) -> None:
+        value = values[name]
+        try:
+            if not ok(value):
+                raise ValueError(f"{name}={value!r} must be {rule}")
+        except (ValueError, TypeError) as exc:  # TypeError: a value of the wrong type (compared with a number)
+            errors[name] = exc
+
+    check("decay", lambda v: _check_choice("decay", v, DECAYS) or True)
+    check("warmup", lambda v: _check_choice("warmup", v, WARMUPS) or True)
+    lr_min = values["lr_min"]
+    check("lr_min", lambda v: isinstance(v, (int, float)) and v > 0, "a number > 0")
+    if "lr_min" not in errors:  # lr_max is compared with a valid lr_min only
+        check("lr_max", lambda v: isinstance(v, (int, float)) and v > lr_min, f"a number > lr_min={lr_min!r}")
+    check("max_warmup_fraction", lambda v: 0.0 <= v <= 1.0, "in [0, 1]")
+    check("confidence", lambda v: 0.0 < v < 1.0, "in (0, 1)")
+    check("patience", lambda v: _check_int("patience", v, minimum=1) or True)
+    check("const_fraction", lambda v: 0.0 <= v <= 1.0, "in [0, 1]")
+    check("divergence_factor", lambda v: v is None or v > 1.0, "> 1, or None to disable")
+    check(
+        "test_interval", lambda v: v in TEST_INTERVALS or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+        f"{', '.join(map(repr, TEST_INTERVALS))} or a positive number of steps",
+    )
+    return errors
 
 
 def _check_int(name: str, value: Any, *, minimum: int) -> None:

@@ -1,4 +1,4 @@
-"""Training recipes: the paper's epochs, batch sizes and baseline, with documented base LRs.
+"""Training recipes: the paper's epochs and baseline, with documented base LRs.
 
 The baseline of the paper (Kim et al. 2021) warms up linearly from 0 over 5 epochs to a peak LR that
 the square-root rule scales from one base LR: ``peak = base_lr * sqrt(B / base_batch)``. The paper
@@ -19,13 +19,15 @@ and 1e-4 on ImageNet.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
+
+from autowu_bench.schedulers.lr_functions import SCALING_RULES
+
+from .optimizers import OPTIMIZERS
 
 BASE_BATCH = 256
 BASE_LR = {"adamp": 1e-3, "lamb": 2e-3, "sgd": 0.1}
 WEIGHT_DECAY = {"adamp": 1e-2, "lamb": 1e-2, "sgd": 5e-4}
-SCALING = ("sqrt", "linear")
 
 
 @dataclass(frozen=True)
@@ -41,8 +43,6 @@ class Recipe:
         weight_decay: weight decay of the decayed parameter group.
         label_smoothing: cross-entropy label smoothing.
         scaling: peak-LR scaling rule ("sqrt", the paper's, or "linear").
-        default_data_root: where the data is found when no root is given (None: the suite must give one).
-        batch_sizes: the batch sizes the paper reports for this workload.
     """
 
     epochs: int
@@ -53,23 +53,16 @@ class Recipe:
     weight_decay: float = WEIGHT_DECAY["adamp"]
     label_smoothing: float = 0.0
     scaling: str = "sqrt"
-    default_data_root: str | None = None
-    batch_sizes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.optimizer not in BASE_LR:
-            raise ValueError(f"optimizer={self.optimizer!r}; valid: {', '.join(BASE_LR)}")
-        if self.scaling not in SCALING:
-            raise ValueError(f"scaling={self.scaling!r}; valid: {', '.join(SCALING)}")
-
-    def peak_lr(self, batch_size: int) -> float:
-        """The baseline's peak LR at ``batch_size`` by the recipe's scaling rule."""
-        ratio = batch_size / self.base_batch
-        return self.base_lr * (math.sqrt(ratio) if self.scaling == "sqrt" else ratio)
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer={self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+        if self.scaling not in SCALING_RULES:
+            raise ValueError(f"scaling={self.scaling!r}; valid: {', '.join(SCALING_RULES)}")
 
     def with_optimizer(self, name: str, *, weight_decay: float | None = None) -> Recipe:
         """This recipe with optimizer ``name`` and that optimizer's base LR and (unless given) weight decay."""
-        if name not in BASE_LR:
-            raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(BASE_LR)}")
+        if name not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
         wd = WEIGHT_DECAY[name] if weight_decay is None else weight_decay
         return dataclasses.replace(self, optimizer=name, base_lr=BASE_LR[name], weight_decay=wd)

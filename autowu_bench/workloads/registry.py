@@ -16,7 +16,6 @@ from .data.tensor_loader import DeviceLoader
 from .models import build_model
 from .recipes import BASE_LR, Recipe
 
-DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagenet")
 # Images in each data set's official training split, before the validation hold-out: what a suite's
 # steps per epoch are planned from before any data is read (an ImageNet folder may hold fewer).
 TRAIN_IMAGES = {"fashion-mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000, "imagenet": 1_281_167}
@@ -131,12 +130,9 @@ class Workload:
         raise TypeError(f"split must come from {self.name}'s load(), got {type(split).__name__}")
 
 
-_FMNIST = Recipe(
-    epochs=20, base_lr=BASE_LR["adamp"], warmup_epochs=2, default_data_root=fashion_mnist.DEBIAN_DIR,
-    batch_sizes=(256, 1024, 4096, 16384),
-)
-_CIFAR = Recipe(epochs=200, base_lr=BASE_LR["adamp"], label_smoothing=0.1, batch_sizes=(256, 1024, 8192, 16384))
-_IMAGENET = Recipe(epochs=120, base_lr=BASE_LR["adamp"], batch_sizes=(1024, 4096, 16384, 32768))
+_FMNIST = Recipe(epochs=20, base_lr=BASE_LR["adamp"], warmup_epochs=2)
+_CIFAR = Recipe(epochs=200, base_lr=BASE_LR["adamp"], label_smoothing=0.1)
+_IMAGENET = Recipe(epochs=120, base_lr=BASE_LR["adamp"])
 _CIFAR_AUG = AugmentSpec(crop_padding=4, flip=True, autoaugment=True, cutout=16)
 _FMNIST_SHAPE = (1, 28, 28)
 
@@ -152,7 +148,7 @@ WORKLOADS: dict[str, Workload] = {
         Workload("imagenet-efficientnet-b0", "imagenet", "efficientnet-b0", 1000, _IMAGENET, input_shape=(3, 224, 224)),
         Workload(
             "imagenet-vit-s16", "imagenet", "vit-s16", 1000,
-            Recipe(epochs=300, base_lr=BASE_LR["adamp"], weight_decay=5e-2, batch_sizes=(1024, 4096, 16384, 32768)),
+            Recipe(epochs=300, base_lr=BASE_LR["adamp"], weight_decay=5e-2),
             input_shape=(3, 224, 224),
         ),
     )

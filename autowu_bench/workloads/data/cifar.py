@@ -56,8 +56,8 @@ NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 def _how_to_get(kind: str) -> str:
     cls = CLASSES[kind]
     return (
-        f"download {cls.url} and extract it into the data root (giving DATA_ROOT/{cls.base_folder}/), "
-        f"or fetch it once with: python -c \"import torchvision; torchvision.datasets.{kind.upper()}('DATA_ROOT', download=True)\""
+        f"fetch it into the data root with `run_suite.py --download`, or download {cls.url} and extract it "
+        f"there (giving DATA_ROOT/{cls.base_folder}/)"
     )
 
 
@@ -69,7 +69,7 @@ def _required(kind: str, root: Path) -> list[Path]:
 
 def _missing(kind: str, root: str | os.PathLike | None) -> list[str]:
     if root is None:
-        return [f"{kind.upper()} needs a data root (none given); {_how_to_get(kind)}"]
+        return [f"{kind.upper()} needs a data root (none given): set data.root, then {_how_to_get(kind)}"]
     missing = [p for p in _required(kind, Path(root)) if not p.is_file()]
     if missing:
         return [f"{kind.upper()} not found: missing {', '.join(map(str, missing))}; {_how_to_get(kind)}"]

@@ -18,6 +18,17 @@ def train_steps(n: int, *, batch_size: int, world_size: int) -> int:
     return (n // world_size) // batch_size
 
 
+def batch_split_problem(batch_size: int, workers: int, micro_batch: int | None = None) -> str | None:
+    """Why a global batch cannot be split into ``workers`` equal per-rank batches, each a whole number of
+    ``micro_batch``-sized accumulation steps (None: no accumulation); None when it can."""
+    unit = workers * (micro_batch or 1)
+    if batch_size % unit == 0:
+        return None
+    what = f"{workers} workers" + (f" x micro_batch {micro_batch}" if micro_batch else "")
+    change = "the number of workers" + (" or micro_batch" if micro_batch else "")
+    return f"batch size {batch_size} is not divisible by {what} = {unit}; use a multiple of {unit} or change {change}"
+
+
 def train_batches(n: int, *, batch_size: int, rank: int, world_size: int, seed: int, epoch: int) -> torch.Tensor:
     """Index batches ``[num_batches, batch_size]`` of rank ``rank`` for one training epoch.
 

@@ -1,12 +1,13 @@
-"""Planning a suite before it starts: steps per epoch as the worker will see them, AutoWU's warnings."""
+"""Before a suite starts: its data problems, steps per epoch as the worker will see them, AutoWU's warnings."""
 
 from __future__ import annotations
 
 import torch
 
-from autowu_bench.platform.config import expand, load_suite
-from autowu_bench.platform.planning import planned_steps_per_epoch, schedule_warnings
+from autowu_bench.platform.expansion import expand
+from autowu_bench.platform.preflight import data_problems, planned_steps_per_epoch, schedule_warnings
 from autowu_bench.platform.spec import TrialSpec
+from autowu_bench.platform.suites import load_suite, validate_suite
 from autowu_bench.workloads import get_workload
 from autowu_bench.workloads.data.splits import TensorSplit
 
@@ -44,8 +45,17 @@ def test_warnings_name_the_trials_whose_warmup_is_too_short_for_the_test():
     assert coarse.startswith("autowu-epoch on fmnist-mlp at batch 8192:") and "test_interval='auto'" in coarse
 
 
-def test_packaged_gpu_quick_warns_that_its_16k_trials_are_too_short_for_autowu(monkeypatch):
-    monkeypatch.setattr("autowu_bench.workloads.registry.Workload.check_data", lambda self, root: [])
+def test_packaged_gpu_quick_warns_that_its_16k_trials_are_too_short_for_autowu():
     found = schedule_warnings(expand(load_suite("gpu-quick")))
     auto = [w for w in found if w.startswith("autowu-auto ")]
     assert len(auto) == 1 and "at batch 16384:" in auto[0] and "only 5 steps" in auto[0]  # fine up to 4096
+
+
+def test_data_problems_come_after_validation_once_per_data_set(tmp_path):
+    raw = {"name": "t", "workloads": ["fmnist-mlp", "fmnist-cnn", "cifar10-resnet18"], "batch_sizes": [64],
+           "data": {"root": str(tmp_path / "nothing")}, "arms": [{"name": "a", "kind": "autowu"}]}
+    suite = validate_suite(raw)  # missing data is no schema problem
+    found = data_problems(suite)
+    assert len(found) == 2, found  # the two Fashion-MNIST workloads share one data set
+    assert all(p.startswith("data.root: ") and str(tmp_path / "nothing") in p for p in found)
+    assert "CIFAR10" in found[1] and "run_suite.py --download" in found[1]

@@ -1,0 +1,100 @@
+"""A validated suite as trials: one ``TrialSpec`` per workload x batch size x arm x grid point x seed."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from autowu_bench import workloads
+from autowu_bench.platform.spec import TrialSpec
+from autowu_bench.platform.suite_errors import SuiteError
+from autowu_bench.platform.suite_schema import AutoWUArm, BaselineArm, Suite
+from autowu_bench.schedulers.lr_functions import scaled_peak_lr
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    peak_lr: float
+    warmup_epochs: float
+    is_default: bool
+
+
+def baseline_grid(arm: BaselineArm, recipe: Any, batch_size: int) -> list[GridPoint]:
+    """The baseline arm's grid points at ``batch_size``; the untuned default is flagged (and merged
+    into the grid when it coincides with a grid point)."""
+    rule = arm.scaling or recipe.scaling
+    base_batch = arm.base_batch or recipe.base_batch
+    if arm.peak_lrs is not None:
+        peaks = list(arm.peak_lrs)
+    elif arm.base_lrs is not None:
+        peaks = [scaled_peak_lr(rule, lr, batch_size, base_batch) for lr in arm.base_lrs]
+    else:
+        peaks = []
+    points = [GridPoint(p, float(w), False) for p in peaks for w in arm.warmup_epochs]
+    if arm.include_default:
+        default = GridPoint(
+            scaled_peak_lr(rule, recipe.base_lr, batch_size, base_batch), float(arm.default_warmup(recipe)), True
+        )
+        same = [i for i, p in enumerate(points) if _close(p.peak_lr, default.peak_lr) and p.warmup_epochs == default.warmup_epochs]
+        if same:
+            points[same[0]] = GridPoint(points[same[0]].peak_lr, points[same[0]].warmup_epochs, True)
+        else:
+            points.append(default)
+    return points
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9)
+
+
+def _lr_tag(lr: float) -> str:
+    return f"{lr:.4g}"
+
+
+def expand(suite: Suite) -> list[TrialSpec]:
+    """One TrialSpec per workload x batch size x arm x grid point x seed, in that order.
+
+    Trial ids are stable (a function of the suite's values) and unique; they name the trial folders and
+    MLflow child runs: ``autowu-cos_fmnist-mlp_b4096_s0``, ``baseline_fmnist-mlp_b4096_lr0.003_w5_s0``.
+    """
+    trials: list[TrialSpec] = []
+    res, train, data = suite.resources, suite.training, suite.data
+    common = dict(
+        suite=suite.name, data_root=data.root, train_subset=data.train_subset, val_size=data.val_size,
+        num_workers=res.workers_per_trial, use_gpu=res.use_gpu, cpus_per_worker=res.cpus_per_worker,
+        gpus_per_worker=res.gpus, micro_batch=train.micro_batch, amp=train.amp,
+        channels_last=train.channels_last, compile=train.compile,
+    )
+    for workload in suite.workloads:
+        recipe = workloads.get_workload(workload).recipe
+        epochs = suite.epochs or recipe.epochs
+        for batch in suite.batch_sizes:
+            for arm in suite.arms:
+                # An arm with another optimizer takes that optimizer's base LR and weight decay.
+                arm_recipe = recipe.with_optimizer(arm.optimizer) if arm.optimizer not in (None, recipe.optimizer) else recipe
+                optimizer = arm_recipe.optimizer
+                weight_decay = arm.weight_decay if arm.weight_decay is not None else arm_recipe.weight_decay
+                base = dict(common, arm=arm.name, workload=workload, batch_size=batch, epochs=epochs,
+                            optimizer=optimizer, weight_decay=float(weight_decay))
+                if isinstance(arm, AutoWUArm):
+                    for seed in suite.seeds:
+                        trials.append(TrialSpec(
+                            trial_id=f"{arm.name}_{workload}_b{batch}_s{seed}", kind="autowu", seed=seed,
+                            decay=arm.decay, autowu=arm.autowu.kwargs(), **base,
+                        ))
+                    continue
+                for point in baseline_grid(arm, arm_recipe, batch):
+                    for seed in suite.seeds:
+                        trials.append(TrialSpec(
+                            trial_id=(f"{arm.name}_{workload}_b{batch}_lr{_lr_tag(point.peak_lr)}"
+                                      f"_w{point.warmup_epochs:g}_s{seed}"),
+                            kind="baseline", seed=seed, peak_lr=point.peak_lr,
+                            warmup_epochs=point.warmup_epochs, is_default=point.is_default, **base,
+                        ))
+    ids = [t.trial_id for t in trials]
+    clashes = sorted({i for i in ids if ids.count(i) > 1})
+    if clashes:
+        raise SuiteError([f"arms: grid points that round to the same trial id {clashes}; "
+                          "make the peak LRs differ in their first 4 significant digits"])
+    return trials

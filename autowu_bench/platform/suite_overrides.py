@@ -1,0 +1,116 @@
+"""The command line's suite language: ``--set key=value`` on the raw mapping, ``--only names`` on the suite.
+
+``--set`` applies before validation, so an overridden value is checked like one in the file;
+``--only`` applies after, to names the validated suite holds.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import TYPE_CHECKING, Any, Iterable
+
+import yaml
+
+from autowu_bench.platform.suite_errors import SuiteError
+
+if TYPE_CHECKING:
+    from autowu_bench.platform.suite_schema import Suite
+
+
+def apply_overrides(raw: dict[str, Any], assignments: Iterable[str]) -> dict[str, Any]:
+    """A copy of ``raw`` with each ``key=value`` applied; values are YAML (``--set epochs=3``).
+
+    Keys are dotted paths; a list element is picked by index or, for arms, by name
+    (``arms.baseline.peak_lrs=[0.001,0.01]``). Missing mappings on the way are created.
+    """
+    result = copy.deepcopy(raw)
+    problems = []
+    for assignment in assignments:
+        key, sep, text = assignment.partition("=")
+        if not sep or not key.strip():
+            problems.append(f"--set {assignment!r}: expected key=value, e.g. --set epochs=3")
+            continue
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            problems.append(f"--set {assignment!r}: the value is not valid YAML ({exc}); quote it")
+            continue
+        error = _assign(result, key.strip().split("."), value)
+        if error:
+            problems.append(f"--set {assignment!r}: {error}")
+    if problems:
+        raise SuiteError(problems)
+    return result
+
+
+def _assign(node: Any, path: list[str], value: Any) -> str | None:
+    for depth, key in enumerate(path):
+        last = depth == len(path) - 1
+        where = ".".join(path[: depth + 1])
+        if isinstance(node, list):
+            index = _list_index(node, key)
+            if index is None:
+                names = [item.get("name") for item in node if isinstance(item, dict) and "name" in item]
+                return f"{where}: no element {key!r}; use an index below {len(node)}" + (
+                    f" or one of the names {names}" if names else ""
+                )
+            if last:
+                node[index] = value
+                return None
+            node = node[index]
+        elif isinstance(node, dict):
+            if last:
+                node[key] = value
+                return None
+            if node.get(key) is None:
+                node[key] = {}
+            node = node[key]
+        else:
+            return f"{'.'.join(path[:depth])} holds {node!r}, which has no field {key!r}"
+    return None
+
+
+def _list_index(items: list, key: str) -> int | None:
+    if re.fullmatch(r"-?\d+", key):
+        index = int(key)
+        return index if -len(items) <= index < len(items) else None
+    for i, item in enumerate(items):
+        if isinstance(item, dict) and item.get("name") == key:
+            return i
+    return None
+
+
+def select(suite: Suite, only: Iterable[str]) -> Suite:
+    """Keep the arms, batch sizes and workloads named in ``only`` (comma lists allowed).
+
+    Each kind is filtered only when at least one of its values is named: ``--only baseline,4096``
+    keeps the baseline arm at batch 4096 for every workload.
+    """
+    tokens = [t.strip() for item in only for t in str(item).split(",") if t.strip()]
+    if not tokens:
+        return suite
+    arm_names = [a.name for a in suite.arms]
+    arms, sizes, workloads, unknown = set(), set(), set(), []
+    for token in tokens:
+        if token in arm_names:
+            arms.add(token)
+        elif token in suite.workloads:
+            workloads.add(token)
+        elif token.isdigit() and int(token) in suite.batch_sizes:
+            sizes.add(int(token))
+        else:
+            unknown.append(token)
+    if unknown:
+        raise SuiteError(
+            [f"--only {unknown}: not an arm, batch size or workload of suite {suite.name!r}; "
+             f"arms: {arm_names}, batch sizes: {suite.batch_sizes}, workloads: {suite.workloads}"]
+        )
+    update: dict[str, Any] = {}
+    if arms:
+        update["arms"] = [a for a in suite.arms if a.name in arms]
+    if sizes:
+        update["batch_sizes"] = [b for b in suite.batch_sizes if b in sizes]
+    if workloads:
+        update["workloads"] = [w for w in suite.workloads if w in workloads]
+    return suite.model_copy(update=update)

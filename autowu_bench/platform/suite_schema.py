@@ -1,0 +1,320 @@
+"""The suite schema: the YAML fields, their types and the rules between them (pydantic models).
+
+Validation reads no files: whether the data is there is checked afterwards (``preflight.data_problems``),
+so that a dry run can list a suite whose data lives on the cluster only.
+
+Schema (every field but ``name``, ``workloads``, ``batch_sizes`` and ``arms`` has a default)::
+
+    name: quick                    # experiment name in MLflow and folder under the results folder
+    description: ""
+    workloads: [fmnist-mlp]        # names from autowu_bench.workloads
+    batch_sizes: [256, 4096]       # global batch: all workers and accumulation steps together
+    epochs: 20                     # null: each workload's recipe epochs
+    seeds: [0]
+    arms:
+      - name: autowu-cos           # letters, digits, "-" and "_"; unique
+        kind: autowu
+        decay: cosine              # "cosine" (or "cos") | "const-cos"
+        optimizer: null            # null: the workload recipe's ("adamp" | "lamb" | "sgd")
+        weight_decay: null         # null: the recipe's
+        autowu: {test_interval: epoch}   # any AutoWU keyword: lr_min, lr_max, max_warmup_fraction,
+                                         # warmup, confidence, patience, const_fraction, test_interval,
+                                         # divergence_factor; unset ones keep AutoWU's defaults
+      - name: baseline
+        kind: baseline             # linear warmup to a peak LR, then cosine to 0
+        peak_lrs: [0.001, 0.003]   # explicit peak LRs, the same for every batch size; or
+        base_lrs: null             # base LRs scaled to each batch size by `scaling` from `base_batch`
+        scaling: null              # "sqrt" | "linear"; null: the recipe's rule
+        base_batch: null           # null: the recipe's base batch
+        warmup_epochs: [1, 5]
+        include_default: true      # add the untuned default: the recipe's base LR scaled by the rule,
+        default_warmup_epochs: null  # with this many warmup epochs (null: the recipe's, 5 in the paper)
+    resources:
+      workers_per_trial: 2         # Ray Train workers (data-parallel ranks) per trial
+      use_gpu: false
+      cpus_per_worker: 1
+      gpus_per_worker: null        # null: 1 with use_gpu, else 0
+      max_concurrent_trials: null  # null: as many as the cluster fits
+    training: {micro_batch: null, amp: null, channels_last: false, compile: false}
+    data:
+      root: null                   # null: the workload's default location
+      train_subset: null           # train on this many images (after the validation split)
+      val_size: 5000               # images held out of the training set for validation
+    tracking_uri: null             # null: run_suite.py starts a local MLflow server
+    results: runs                  # runs go to <results>/<name>/<timestamp>/
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from autowu_bench import workloads
+from autowu_bench.schedulers.autowu import DECAYS, autowu_defaults, autowu_option_problems
+from autowu_bench.schedulers.lr_functions import SCALING_RULES
+from autowu_bench.workloads.data.sharding import batch_split_problem, train_steps
+from autowu_bench.workloads.optimizers import OPTIMIZERS
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+BELOW = "@"  # a validator's message line "@sub.path text" is a problem at <field>.sub.path (see below())
+
+
+def below(subpath: str, message: str) -> str:
+    """A problem line for a field below the one being validated (``[0].warmup_epochs``, ``lr_max``):
+    suite_errors reports it at the validated field's path + ``subpath``."""
+    return f"{BELOW}{subpath} {message}"
+
+
+def _decay_alias(value: Any) -> Any:
+    return "cosine" if value == "cos" else value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AutoWUOptions(_Strict):
+    """Keyword arguments for ``AutoWUCore``; only the ones set reach the trial (the rest keep AutoWU's).
+
+    Types are checked here, ranges by AutoWU's own ``autowu_option_problems`` (one rule, one message).
+    """
+
+    lr_min: float | None = None
+    lr_max: float | None = None
+    max_warmup_fraction: float | None = None
+    warmup: str | None = None
+    confidence: float | None = None
+    patience: int | None = None
+    const_fraction: float | None = None
+    test_interval: str | int | None = None
+    divergence_factor: float | None = None
+
+    @model_validator(mode="after")
+    def _autowu_accepts(self) -> "AutoWUOptions":
+        given = self.kwargs()
+        lines = []
+        for name, message in autowu_option_problems(**given).items():
+            unset = [n for n in autowu_defaults() if n not in given and f"{n}=" in message]
+            note = f" ({', '.join(unset)}: AutoWU's default)" if unset else ""
+            lines.append(below(name, message + note))
+        if lines:
+            raise ValueError("\n".join(lines))
+        return self
+
+    def kwargs(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class AutoWUArm(_Strict):
+    """AutoWU with one decay."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    kind: Literal["autowu"]
+    decay: Annotated[Literal[DECAYS], BeforeValidator(_decay_alias)] = autowu_defaults()["decay"]
+    optimizer: Literal[OPTIMIZERS] | None = None
+    weight_decay: Annotated[float, Field(ge=0)] | None = None
+    autowu: AutoWUOptions = AutoWUOptions()
+
+
+class BaselineArm(_Strict):
+    """Linear warmup then cosine, over a grid of peak LRs x warmup epochs (+ the untuned default)."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    kind: Literal["baseline"]
+    optimizer: Literal[OPTIMIZERS] | None = None
+    weight_decay: Annotated[float, Field(ge=0)] | None = None
+    peak_lrs: list[PositiveFloat] | None = None
+    base_lrs: list[PositiveFloat] | None = None
+    scaling: Literal[tuple(SCALING_RULES)] | None = None
+    base_batch: PositiveInt | None = None
+    warmup_epochs: list[Annotated[float, Field(ge=0)]] = [5.0]
+    include_default: bool = True
+    default_warmup_epochs: Annotated[float, Field(ge=0)] | None = None
+
+    @field_validator("peak_lrs", "base_lrs", "warmup_epochs")
+    @classmethod
+    def _no_repeats(cls, values: list[float] | None, info: ValidationInfo) -> list[float] | None:
+        return values if values is None else _unique(values, info.field_name.removesuffix("s"))
+
+    @model_validator(mode="after")
+    def _one_grid(self) -> "BaselineArm":
+        if self.peak_lrs is not None and self.base_lrs is not None:
+            raise ValueError(
+                "give either peak_lrs (the same for every batch size) or base_lrs (scaled to each batch "
+                "size by `scaling`), not both; remove one"
+            )
+        if self.peak_lrs is None and self.base_lrs is None and not self.include_default:
+            raise ValueError("the grid is empty: give peak_lrs or base_lrs, or set include_default: true")
+        return self
+
+    def default_warmup(self, recipe: Any) -> float:
+        """Warmup epochs of the untuned default point: the arm's, else the recipe's."""
+        return self.default_warmup_epochs if self.default_warmup_epochs is not None else recipe.warmup_epochs
+
+
+Arm = Annotated[Union[AutoWUArm, BaselineArm], Field(discriminator="kind")]
+ARM_KINDS = {"autowu": AutoWUArm, "baseline": BaselineArm}
+
+
+class Resources(_Strict):
+    workers_per_trial: PositiveInt = 1
+    use_gpu: bool = False
+    cpus_per_worker: PositiveFloat = 1.0
+    gpus_per_worker: Annotated[float, Field(ge=0)] | None = None
+    max_concurrent_trials: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _gpus(self) -> "Resources":
+        if not self.use_gpu and self.gpus_per_worker:
+            raise ValueError(
+                f"gpus_per_worker={self.gpus_per_worker} needs use_gpu: true; set use_gpu or remove gpus_per_worker"
+            )
+        if self.use_gpu and self.gpus_per_worker == 0:
+            raise ValueError("use_gpu: true with gpus_per_worker: 0; give each worker a GPU share > 0")
+        return self
+
+    @property
+    def gpus(self) -> float:
+        if self.gpus_per_worker is not None:
+            return self.gpus_per_worker
+        return 1.0 if self.use_gpu else 0.0
+
+
+class Training(_Strict):
+    micro_batch: PositiveInt | None = None
+    amp: Literal["bf16"] | None = None  # bfloat16 autocast (fp16 would need loss scaling: not built)
+    channels_last: bool = False
+    compile: bool = False
+
+
+class Data(_Strict):
+    root: str | None = None
+    train_subset: PositiveInt | None = None
+    val_size: NonNegativeInt = 5000
+
+    @field_validator("root")
+    @classmethod
+    def _absolute(cls, root: str | None) -> str | None:
+        # Workers on other nodes resolve the same absolute path; "~" is the launching user's home.
+        return None if root is None else str(Path(root).expanduser().absolute())
+
+
+class Suite(_Strict):
+    """A validated suite. Fields are declared in dependency order: a validator may read the fields
+    above its own (``info.data``), which are present only when they themselves were valid, so every
+    independent problem is reported in one pass."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    description: str = ""
+    workloads: Annotated[list[str], Field(min_length=1)]
+    epochs: PositiveInt | None = None
+    seeds: Annotated[list[NonNegativeInt], Field(min_length=1)] = [0]
+    resources: Resources = Resources()
+    training: Training = Training()
+    batch_sizes: Annotated[list[PositiveInt], Field(min_length=1)]
+    data: Data = Data()
+    arms: Annotated[list[Arm], Field(min_length=1)]
+    tracking_uri: str | None = None
+    results: str = "runs"
+
+    _source: str | None = PrivateAttr(None)
+
+    @property
+    def source(self) -> str | None:
+        """The file the suite was read from (None: built from a mapping); kept by ``select``."""
+        return self._source
+
+    @field_validator("workloads")
+    @classmethod
+    def _known_workloads(cls, names: list[str]) -> list[str]:
+        known = list(workloads.workload_names())
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(f"unknown workload(s) {unknown}; known: {known}")
+        _unique(names, "workload")
+        return names
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, seeds: list[int]) -> list[int]:
+        return _unique(seeds, "seed")
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _divisible(cls, sizes: list[int], info: ValidationInfo) -> list[int]:
+        _unique(sizes, "batch size")
+        resources, training = info.data.get("resources"), info.data.get("training")
+        if resources is None or training is None:
+            return sizes
+        problems = [batch_split_problem(b, resources.workers_per_trial, training.micro_batch) for b in sizes]
+        problems = [p for p in problems if p]
+        if problems:
+            raise ValueError("\n".join(problems))
+        return sizes
+
+    @field_validator("data")
+    @classmethod
+    def _subset_holds_a_batch(cls, data: Data, info: ValidationInfo) -> Data:
+        sizes, resources = info.data.get("batch_sizes"), info.data.get("resources")
+        if data.train_subset is None or not sizes or not resources:
+            return data
+        workers = resources.workers_per_trial
+        empty = [b for b in sizes if train_steps(data.train_subset, batch_size=b // workers, world_size=workers) == 0]
+        if empty:
+            raise ValueError(below(
+                "train_subset", f"train_subset={data.train_subset} gives no full batch per epoch at batch size(s) "
+                f"{empty}; raise train_subset to at least {max(empty)} or drop those batch sizes"
+            ))
+        return data
+
+    @field_validator("arms")
+    @classmethod
+    def _arms_fit(cls, arms: list[AutoWUArm | BaselineArm], info: ValidationInfo) -> list:
+        _unique([a.name for a in arms], "arm name")
+        names = info.data.get("workloads")
+        if not names:
+            return arms
+        problems = []
+        for name in names:
+            recipe = workloads.get_workload(name).recipe
+            epochs = info.data.get("epochs") or recipe.epochs
+            for i, arm in enumerate(arms):
+                if not isinstance(arm, BaselineArm):
+                    continue
+                too_long = [w for w in arm.warmup_epochs if w >= epochs]
+                if too_long:
+                    problems.append(below(
+                        f"[{i}].warmup_epochs", f"warmup_epochs {too_long} not below the {epochs} epochs of "
+                        f"{name}; use fewer warmup epochs or more epochs"
+                    ))
+                default_w = arm.default_warmup(recipe)
+                if arm.include_default and default_w >= epochs:
+                    problems.append(below(
+                        f"[{i}].default_warmup_epochs", f"the untuned default's {default_w:g} warmup epochs are not below "
+                        f"the {epochs} epochs of {name}; set default_warmup_epochs below {epochs} "
+                        "or include_default: false"
+                    ))
+        if problems:
+            raise ValueError("\n".join(problems))
+        return arms
+
+
+def _unique(values: list, what: str) -> list:
+    duplicates = sorted({v for v in values if values.count(v) > 1}, key=str)
+    if duplicates:
+        raise ValueError(f"duplicate {what}(s) {duplicates}; list each once")
+    return values

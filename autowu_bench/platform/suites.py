@@ -1,0 +1,99 @@
+"""Loading a suite: find the file, read it, apply ``--set``, validate, apply ``--only``.
+
+    suite = load_suite("quick", sets=["epochs=3"], only=["baseline"])
+    trials = expand(suite)                   # autowu_bench.platform.expansion
+    missing = data_problems(suite)           # autowu_bench.platform.preflight
+
+The schema is in suite_schema, the error messages in suite_errors, the ``--set``/``--only`` language
+in suite_overrides.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources as importlib_resources
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from pydantic import ValidationError
+
+from autowu_bench.platform.preflight import download_missing_data
+from autowu_bench.platform.suite_errors import SuiteError, validation_problems
+from autowu_bench.platform.suite_overrides import apply_overrides, select
+from autowu_bench.platform.suite_schema import NAME_PATTERN, Suite
+
+
+def load_suite(
+    name_or_path: str | Path,
+    *,
+    sets: Iterable[str] = (),
+    only: Iterable[str] = (),
+    tracking_uri: str | None = None,
+    results: str | None = None,
+    download: bool = False,
+) -> Suite:
+    """The suite ``name_or_path`` (a packaged name or a YAML path), ready to expand; SuiteError otherwise.
+
+    In order: ``sets`` (``--set key=value``) override the file; ``tracking_uri`` and ``results``, when
+    given, override those fields; the result is validated; ``only`` selects; ``download`` fetches data
+    sets missing under ``data.root`` (of the selected workloads). Whether the data is there is not
+    checked here: see ``preflight.data_problems``.
+    """
+    path = find_suite(name_or_path)
+    raw = apply_overrides(read_suite(path), sets)
+    if tracking_uri:
+        raw["tracking_uri"] = tracking_uri
+    if results:
+        raw["results"] = results
+    suite = select(validate_suite(raw, source=str(path)), only)
+    if download:
+        download_missing_data(suite)
+    return suite
+
+
+def packaged_suites() -> list[str]:
+    """Names of the suites shipped in ``autowu_bench/suites``."""
+    folder = importlib_resources.files("autowu_bench") / "suites"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def find_suite(name_or_path: str | Path) -> Path:
+    """A suite file: ``name_or_path`` if it is a file, else the packaged suite of that name."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path.absolute()
+    packaged = Path(str(importlib_resources.files("autowu_bench") / "suites" / f"{name_or_path}.yaml"))
+    if re.fullmatch(NAME_PATTERN, str(name_or_path)) and packaged.is_file():
+        return packaged
+    raise SuiteError(
+        [f"suite {str(name_or_path)!r}: no such file and no packaged suite of that name; "
+         f"give a path to a YAML file or one of {packaged_suites()}"]
+    )
+
+
+def read_suite(name_or_path: str | Path) -> dict[str, Any]:
+    """The raw suite mapping of a packaged suite name or a YAML path."""
+    path = find_suite(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SuiteError([f"not valid YAML: {exc}"], source=str(path)) from None
+    if not isinstance(raw, dict):
+        raise SuiteError([f"the file holds {type(raw).__name__}, not a mapping of suite fields"], source=str(path))
+    return raw
+
+
+def validate_suite(raw: dict[str, Any], source: str | None = None) -> Suite:
+    """The validated suite (``source``: the file it came from), or a SuiteError listing every problem."""
+    try:
+        suite = Suite.model_validate(raw)
+    except ValidationError as exc:
+        raise SuiteError(validation_problems(exc, raw), source=source) from None
+    suite._source = source
+    return suite
+
+
+def suite_to_yaml(suite: Suite) -> str:
+    """The resolved suite (after overrides and selection) as YAML, loadable by ``load_suite``."""
+    return yaml.safe_dump(suite.model_dump(mode="json"), sort_keys=False)
