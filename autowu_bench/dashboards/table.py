@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from autowu_bench.schedulers.autowu import AUTOWU_DEFAULTS
+from autowu_bench.schedulers.autowu import autowu_defaults
 
 COLUMNS = (
     "workload", "batch_size", "row", "setting", "test_acc_mean", "test_acc_std", "val_acc_mean", "seeds",
@@ -106,7 +106,7 @@ def head_to_head(trials: pd.DataFrame, select_by: str = "final_val_acc") -> pd.D
 
 def _autowu_setting(trial: pd.Series) -> str:
     interval = trial.get("test_interval")
-    interval = AUTOWU_DEFAULTS["test_interval"] if _missing(interval) else interval
+    interval = autowu_defaults()["test_interval"] if _missing(interval) else interval
     return f"{trial['decay']}, test/{interval}"
 
 

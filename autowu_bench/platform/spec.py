@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from autowu_bench.schedulers.autowu import AUTOWU_DEFAULTS
+from autowu_bench.schedulers.autowu import autowu_defaults
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class TrialSpec:
     @property
     def test_interval(self) -> str | int:
         """An AutoWU trial's test interval: the arm's, else AutoWU's default."""
-        return self.autowu.get("test_interval", AUTOWU_DEFAULTS["test_interval"])
+        return self.autowu.get("test_interval", autowu_defaults()["test_interval"])
 
     @property
     def per_worker_batch(self) -> int:

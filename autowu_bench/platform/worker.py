@@ -43,6 +43,7 @@ from autowu_bench.platform.outcome import TrialStatus
 from autowu_bench.platform.spec import TrialSpec
 from autowu_bench.schedulers.plan import Phase, SwitchReason
 from autowu_bench.schedulers.schedule import Schedule
+from autowu_bench.workloads.data.sharding import batch_split_problem
 
 CHECKPOINT_FILE = "state.pt"
 
@@ -90,18 +91,11 @@ class TrialWorker:
         self.rank = env.rank
         self.world = env.world_size
         self.device = env.device
-        if spec.batch_size % self.world:
-            raise ValueError(
-                f"batch_size={spec.batch_size} is not divisible by num_workers={self.world}; "
-                "pick a batch size that is a multiple of the worker count"
-            )
+        problem = batch_split_problem(spec.batch_size, self.world, spec.micro_batch)
+        if problem is not None:
+            raise ValueError(problem)
         per_worker = spec.batch_size // self.world
         micro = spec.micro_batch or per_worker
-        if per_worker % micro:
-            raise ValueError(
-                f"micro_batch={spec.micro_batch} does not divide the per-worker batch {per_worker}; "
-                "use a divisor of batch_size / num_workers"
-            )
 
         wl = get_workload(spec.workload)
         splits = wl.load(spec.data_root, val_size=spec.val_size, train_subset=spec.train_subset, seed=spec.seed)

@@ -128,11 +128,7 @@ class AutoWUCore:
             interval = self.steps_per_epoch
         elif test_interval == "auto":
             interval = max(1, round(self.warmup_steps / 100))
-        elif isinstance(test_interval, bool) or not isinstance(test_interval, int) or test_interval < 1:
-            raise ValueError(
-                f"test_interval={test_interval!r} must be 'epoch', 'auto' or a positive number of steps"
-            )
-        else:
+        else:  # a positive number of steps (check_autowu_options)
             interval = test_interval
         if self.warmup == "exp" and self.warmup_steps > 0:
             self._warn_if_coarse(interval, test_interval)
@@ -316,14 +312,6 @@ class AutoWUCore:
         for name in self._STATE:
             setattr(self, name, copy.deepcopy(state[name]))
         self.detector.load_state_dict(state["detector"])
-
-
-# AutoWU's defaults by keyword (test_interval, lr_min, lr_max, ...), for code that reports or checks them.
-AUTOWU_DEFAULTS: dict[str, Any] = {
-    name: param.default
-    for name, param in inspect.signature(AutoWUCore.__init__).parameters.items()
-    if param.default is not inspect.Parameter.empty
-}
 
 
 class AutoWU:
