@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     from autowu_bench.dashboards import publish
-    from autowu_bench.platform import results, runner, tracking
+    from autowu_bench.platform import ray_cluster, results, runner, tracking
     from autowu_bench.platform.mlflow_server import LocalMlflowServer
     from autowu_bench.platform.outcome import TrialStatus
 
@@ -135,11 +135,11 @@ def run(args: argparse.Namespace) -> int:
             # Launched first so that its start-up overlaps Ray's; stopped on any exit.
             server = LocalMlflowServer(Path.cwd(), log_path=run_dir / "mlflow-server.log").launch()
             stack.callback(server.stop)
-        stack.enter_context(runner.ray_session(args.address, num_cpus=args.num_cpus))
+        stack.enter_context(ray_cluster.ray_session(args.address, num_cpus=args.num_cpus))
         _interrupt_on_sigterm()  # after ray.init, which installs its own SIGTERM handler
-        problems = runner.cluster_problems(trials, can_grow=args.address is not None)
+        problems = ray_cluster.cluster_problems(trials, can_grow=args.address is not None)
         if problems:
-            print(f"run_suite.py: the cluster cannot run the suite:\n" + "\n".join(f"  - {p}" for p in problems),
+            print("run_suite.py: the cluster cannot run the suite:\n" + "\n".join(f"  - {p}" for p in problems),
                   file=sys.stderr)
             return EXIT_INVALID
         if server is not None:

@@ -77,7 +77,8 @@ def run_plain(args: argparse.Namespace) -> float:
 def run_platform(args: argparse.Namespace) -> float:
     import pyarrow.parquet as pq
 
-    from autowu_bench.platform.runner import ray_session, run_trials
+    from autowu_bench.platform.ray_cluster import ray_session
+    from autowu_bench.platform.runner import run_trials
     from autowu_bench.platform.spec import TrialSpec
 
     spec = TrialSpec(

@@ -42,7 +42,7 @@ def test_cosine_starts_at_switch_halves_midway_and_ends_at_zero():
 
 
 def test_const_cos_holds_through_ceil_of_const_fraction_then_cosine():
-    # AUTOWU.md's example: T = 5000 holds through step 4000, cosine over 4001..5000.
+    # docs/autowu.md's example ("Decay"): T = 5000 holds through step 4000, cosine over 4001..5000.
     assert const_cos_start(5000, 0.8) == 4000
     assert const_cos_start(4999, 0.8) == 4000  # ceil(3999.2)
     assert const_cos_lr(1234, 1000, 5000, 0.3, 0.8) == pytest.approx(0.3)

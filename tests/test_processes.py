@@ -38,13 +38,13 @@ def test_a_reused_pid_is_not_the_same_process():
 def test_ray_session_ends_what_is_still_running_under_its_instance(monkeypatch):
     """Ray's own shutdown ends its workers and their children; once it did not (a Train controller was
     left, re-parented to init). A process noted under the instance that ignores SIGTERM stands in for it."""
-    from autowu_bench.platform import runner
+    from autowu_bench.platform import ray_cluster
 
     stray = subprocess.Popen(["bash", "-c", "trap '' TERM; exec sleep 300"])
     try:
-        real = runner._local_ray_pids
-        monkeypatch.setattr(runner, "_local_ray_pids", lambda: real() + [stray.pid])
-        with runner.ray_session(None, num_cpus=1, object_store_memory=100 * 1024**2):
+        real = ray_cluster._local_ray_pids
+        monkeypatch.setattr(ray_cluster, "_local_ray_pids", lambda: real() + [stray.pid])
+        with ray_cluster.ray_session(None, num_cpus=1, object_store_memory=100 * 1024**2):
             assert len(real()) >= 2  # raylet and GCS at least: the private API still answers
         assert stray.wait(timeout=10) == -9  # SIGKILLed after the grace period
     finally:

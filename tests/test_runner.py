@@ -39,7 +39,8 @@ def _spec(data_root: str, **kw) -> TrialSpec:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from autowu_bench.platform.runner import cluster_problems, ray_session, run_trials
+    from autowu_bench.platform.ray_cluster import cluster_problems, ray_session
+    from autowu_bench.platform.runner import run_trials
 
     root = tmp_path_factory.mktemp("data")
     write_fashion_mnist_idx(root, n_train=N_TRAIN, n_test=100, seed=0)
@@ -153,8 +154,9 @@ def test_each_epoch_left_a_checkpoint_with_the_full_state(run):
 
 
 def test_a_trial_that_fails_before_training_leaves_a_failed_summary_with_the_error(tmp_path, monkeypatch):
-    """An MLflow outage at a trial's start used to leave it "missing", with the error only in Ray's log."""
-    from autowu_bench.platform import runner, tracking
+    """A trial that fails before training (here: MLflow unreachable) is recorded as failed with its error,
+    not left "missing" with the error only in Ray's log."""
+    from autowu_bench.platform import tracking, trial_driver
 
     def unreachable(*args, **kwargs):
         raise RuntimeError("API request to http://mlflow:5000 failed")
@@ -162,8 +164,8 @@ def test_a_trial_that_fails_before_training_leaves_a_failed_summary_with_the_err
     monkeypatch.setattr(tracking, "start_trial_run", unreachable)
     spec = _spec(str(tmp_path), trial_id="t", arm="baseline", kind="baseline", peak_lr=0.1, warmup_epochs=1)
     with pytest.raises(RuntimeError, match="mlflow:5000"):
-        runner._trial_driver({"spec": spec.to_dict()}, run_dir=str(tmp_path),
+        trial_driver.run_trial({"spec": spec.to_dict()}, run_dir=str(tmp_path),
                              tracking_uri="http://mlflow:5000", parent_run_id="p", max_failures=0)
-    with open(os.path.join(runner.trial_dir(str(tmp_path), "t"), SUMMARY_FILE)) as f:
+    with open(os.path.join(trial_driver.trial_dir(str(tmp_path), "t"), SUMMARY_FILE)) as f:
         summary = json.load(f)
     assert summary["status"] == "failed" and "mlflow:5000" in summary["error"]

@@ -327,7 +327,7 @@ def test_importing_the_platform_leaves_the_environment_alone():
     code = (
         "import json, os\n"
         "before = dict(os.environ)\n"
-        "import autowu_bench.platform.tracking, autowu_bench.platform.results, autowu_bench.platform.runner\n"
+        "import autowu_bench.platform.tracking, autowu_bench.platform.results, autowu_bench.platform.ray_cluster\n"
         "after = dict(os.environ)\n"
         "print(json.dumps({k: [before.get(k), after.get(k)] for k in before.keys() | after.keys()"
         " if before.get(k) != after.get(k)}))\n"
@@ -359,7 +359,7 @@ def test_ray_trial_processes_get_the_mlflow_environment(monkeypatch):
     """Trial drivers and workers get it from the runtime_env (no Ray is started: init is stopped)."""
     import ray
 
-    from autowu_bench.platform import runner
+    from autowu_bench.platform import ray_cluster
 
     seen = {}
 
@@ -368,12 +368,12 @@ def test_ray_trial_processes_get_the_mlflow_environment(monkeypatch):
         raise RuntimeError("stop before Ray starts")
 
     monkeypatch.setattr(ray, "init", init)
-    for key, value in runner._RAY_ENV.items():  # ray_session sets them here too: restored afterwards
+    for key, value in ray_cluster._RAY_ENV.items():  # ray_session sets them here too: restored afterwards
         monkeypatch.setenv(key, os.environ.get(key, value))
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "false")
     monkeypatch.delenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT")
     with pytest.raises(RuntimeError, match="before Ray starts"):
-        with runner.ray_session(None):
+        with ray_cluster.ray_session(None):
             pass
     env_vars = seen["runtime_env"]["env_vars"]
     assert env_vars["MLFLOW_DISABLE_TELEMETRY"] == "false"  # the user's value

@@ -39,7 +39,7 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
 
 def write_parquet_atomic(table: Any, path: str | os.PathLike) -> Path:
     """Write the ``pyarrow.Table`` ``table`` as a Parquet file at ``path`` atomically; returns the path."""
-    import pyarrow.parquet as pq  # here, not at import: runner imports this module in every Ray worker
+    import pyarrow.parquet as pq  # here, not at import: the trial driver imports this module in every Ray worker
 
     with replacing(path) as tmp:
         pq.write_table(table, tmp)

@@ -1,8 +1,8 @@
 """The processes a local Ray instance started, so that none outlives the suite (Linux /proc).
 
-``ray.shutdown()`` stops the raylet and GCS, and their workers normally exit with them; a Ray Train
-controller was once seen left behind, sleeping, re-parented to init, after an end-to-end run. The
-runner notes every process under the local instance's own processes before shutting down and kills
+``ray.shutdown()`` stops the raylet and GCS, and their workers normally exit with them, but nothing
+guarantees it: a process re-parented to init outlives the instance (tests/test_processes.py). The
+``ray_cluster.ray_session`` notes every process under the local instance's own processes before shutting down and kills
 whatever is still alive a few seconds later. A (pid, start time) pair names a process, so a reused PID
 is never touched. Elsewhere than Linux this finds nothing and does nothing.
 """

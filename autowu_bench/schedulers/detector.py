@@ -1,4 +1,4 @@
-"""The GP minimum detector of AutoWU, fast path (AUTOWU.md "GP model", "Test", "Start of the decay").
+"""The GP minimum detector of AutoWU, fast path (docs/autowu.md "GP model", "Test", "Start of the decay").
 
 The model is the reference's (``reference_detector.py``, GPyTorch): constant mean ``c``, kernel
 ``s * exp(-(x - x')^2 / (2 ell^2))`` with ``ell`` fixed, Gaussian noise ``sigma^2 > noise_min``;

@@ -1,4 +1,4 @@
-"""What the fast and the reference GP minimum detectors share (AUTOWU.md "Data the test sees", "Test").
+"""What the fast and the reference GP minimum detectors share (docs/autowu.md "Data the test sees", "Test").
 
 Both detectors take the whole warmup loss history, draw their random subsets through
 :func:`draw_subsets` from a generator seeded the same way, and turn each vote's posterior into a

@@ -47,7 +47,7 @@ def cosine_lr(t: float, t_start: int, total_steps: int, lr_start: float) -> floa
 
 
 def const_cos_start(total_steps: int, const_fraction: float) -> int:
-    """Last step held constant by const-cos: ``t_c = ceil(const_fraction * T)`` (AUTOWU.md, 1 - c)."""
+    """Last step held constant by const-cos: ``t_c = ceil(const_fraction * T)`` (docs/autowu.md, "Decay")."""
     # round() first so that 0.8 * 5000 = 4000.000000000001 does not become 4001.
     return math.ceil(round(const_fraction * total_steps, 9))
 

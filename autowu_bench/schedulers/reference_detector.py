@@ -28,7 +28,7 @@ from autowu_bench.schedulers.gp_common import (
 
 
 class _LossCurveGP(gpytorch.models.ExactGP):
-    """f ~ GP(c, s * exp(-(x - x')^2 / (2 ell^2))), observed with Gaussian noise (AUTOWU.md eq. 2)."""
+    """f ~ GP(c, s * exp(-(x - x')^2 / (2 ell^2))), observed with Gaussian noise (docs/autowu.md, "GP model")."""
 
     def __init__(self, likelihood: gpytorch.likelihoods.GaussianLikelihood, lengthscale: float):
         super().__init__(None, None, likelihood)

@@ -1,0 +1,166 @@
+"""Ray for a suite: a private local instance or a joined cluster, its environment for every Ray process,
+and what the cluster can hold (the trials it cannot run, how many run at once)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+from contextlib import contextmanager
+from typing import Iterator
+
+from autowu_bench.platform import processes
+from autowu_bench.platform.mlflow_env import MLFLOW_ENV
+from autowu_bench.platform.spec import TrialSpec
+
+# Less start-up work per trial and less noise: no Train/Tune metrics exporters, no state tracking.
+_RAY_ENV = {
+    "RAY_TRAIN_V2_ENABLED": "1",
+    "RAY_TRAIN_ENABLE_STATE_TRACKING": "0",
+    "RAY_TRAIN_METRICS_ENABLED": "0",
+    "RAY_TRAIN_ENABLE_CONTROLLER_STRUCTURED_LOGGING": "0",
+    "RAY_TRAIN_ENABLE_WORKER_STRUCTURED_LOGGING": "0",
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+    "RAY_AIR_NEW_OUTPUT": "0",
+    # Tune's per-trial JSON/CSV/TensorBoard result files: the platform writes its own results.
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    "RAY_DEDUP_LOGS": "0",
+    # The Train controller polls its workers this often (default 2 s): it paces start-up and the end.
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
+    # A busy 2-core machine can take more than the default 60 s to start a worker group.
+    "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "600",
+    # Trial drivers and workers log to MLflow: they need its environment before they import it.
+    **MLFLOW_ENV,
+}
+
+_SETUP_HOOK = "autowu_bench.platform.ray_cluster.quiet_ray_logs"
+
+
+class _DropStateApiNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "State API may be temporarily unavailable" not in record.getMessage()
+
+
+def quiet_ray_logs() -> None:
+    """Ray worker setup hook: Train's INFO lines and the state-API retries (the dashboard, which serves
+    that API, is off here) would drown the one progress line per epoch; warnings and errors still show.
+
+    It also pins RAY_ADDRESS to this worker's own cluster: Ray Train's placement-group cleaner looks the
+    cluster up by address and fails ("multiple active Ray instances") when another Ray runs on the machine.
+    """
+    import ray
+
+    os.environ.setdefault("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
+    train_logger = logging.getLogger("ray.train")
+    train_logger.setLevel(logging.WARNING)
+    for name in ("ray.train", "ray.train.v2._internal.execution.controller.placement_group_cleaner"):
+        logging.getLogger(name).addFilter(_DropStateApiNoise())
+
+
+@contextmanager
+def ray_session(
+    address: str | None, *, num_cpus: int | None = None, object_store_memory: int | None = None
+) -> Iterator[None]:
+    """Ray for the duration of a suite.
+
+    Args:
+        address: None starts a new local Ray instance, never attaching to another one on the machine
+            (the object store bounded, the dashboard off); "auto" or "ray://..." joins a cluster.
+        num_cpus: CPUs of the local instance (default: all of the machine's).
+        object_store_memory: bytes of the local object store (default 300 MB: trials pass little data).
+    """
+    import ray
+
+    for key, value in _RAY_ENV.items():
+        os.environ.setdefault(key, value)
+    # A value already in the environment wins, so each of these can be tuned per run.
+    runtime_env = {"env_vars": {k: os.environ[k] for k in _RAY_ENV}, "worker_process_setup_hook": _SETUP_HOOK}
+    if address is None:
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            object_store_memory=object_store_memory or 300 * 1024**2,
+            include_dashboard=False,
+            log_to_driver=True,
+            configure_logging=True,
+            logging_level="WARNING",
+            runtime_env=runtime_env,
+        )
+    else:
+        ray.init(address=address, logging_level="WARNING", runtime_env=runtime_env)
+    try:
+        yield
+    finally:
+        # Noted before shutdown, while they are still below the local instance's processes.
+        started = processes.descendants(_local_ray_pids()) if address is None else set()
+        ray.shutdown()
+        killed = processes.kill_survivors(started)
+        if killed:
+            print(f"stopped {len(killed)} Ray process(es) left running after shutdown: pids "
+                  f"{sorted(pid for pid, _ in killed)}", file=sys.stderr, flush=True)
+
+
+def _local_ray_pids() -> list[int]:
+    """The processes this driver's local Ray instance started (raylet, GCS, ...): Ray's private API, so
+    nothing when it changes."""
+    import ray
+
+    try:
+        infos = ray._private.worker._global_node.all_processes.values()
+        return [info.process.pid for group in infos for info in group]
+    except AttributeError:
+        return []
+
+
+def cluster_problems(trials: list[TrialSpec], *, can_grow: bool = False) -> list[str]:
+    """What the running cluster cannot give the trials (call inside :func:`ray_session`).
+
+    A GPU trial on a cluster with no GPU at all is always a problem. ``can_grow`` (a joined cluster,
+    whose autoscaler may add nodes while trials wait) skips the checks against what it holds now.
+    """
+    import ray
+
+    resources = ray.cluster_resources()
+    cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+    problems = []
+    for spec in trials:
+        need_cpu = spec.num_workers * spec.cpus_per_worker
+        need_gpu = spec.num_workers * (spec.gpus_per_worker or (1.0 if spec.use_gpu else 0.0))
+        if spec.use_gpu and gpus == 0:
+            problems.append(
+                f"trial {spec.trial_id}: use_gpu=true but the cluster has no GPUs; set resources.use_gpu "
+                "to false or join a cluster with GPUs (--address; if its GPU nodes are still starting, "
+                "wait until `ray status` lists them)"
+            )
+            continue
+        if can_grow:
+            continue
+        if need_gpu > gpus:
+            problems.append(
+                f"trial {spec.trial_id}: needs {need_gpu:g} GPUs ({spec.num_workers} workers) but the "
+                f"cluster has {gpus:g}; lower resources.workers_per_trial"
+            )
+        if need_cpu > cpus:
+            problems.append(
+                f"trial {spec.trial_id}: needs {need_cpu:g} CPUs ({spec.num_workers} workers x "
+                f"{spec.cpus_per_worker:g}) but the cluster has {cpus:g}; lower resources.workers_per_trial or "
+                "resources.cpus_per_worker"
+            )
+    return problems
+
+
+def default_concurrency(trials: list[TrialSpec]) -> int:
+    """How many trials the cluster holds at once, by the largest trial's CPUs (or GPUs)."""
+    import ray
+
+    resources = ray.cluster_resources()
+    fits = []
+    for spec in trials:
+        if spec.use_gpu:
+            per_trial = spec.num_workers * (spec.gpus_per_worker or 1.0)
+            fits.append(resources.get("GPU", 0.0) / per_trial)
+        per_trial = spec.num_workers * spec.cpus_per_worker
+        if per_trial > 0:
+            fits.append(resources.get("CPU", 0.0) / per_trial)
+    return max(1, int(math.floor(min(fits)))) if fits else 1

@@ -1,0 +1,89 @@
+"""One trial end to end, as a Ray Tune function trainable (the Ray Train V2 pattern).
+
+Tune runs :func:`run_trial` holding no CPU, so the trial's Train workers get the cores. It opens the
+trial's MLflow child run, starts the AutoWU controller actor (AutoWU trials) and passes its handle to
+the workers in their config, builds and fits a ``TorchTrainer`` whose workers run
+:func:`~autowu_bench.platform.worker.train_loop_per_worker`, forwards their reports to Tune with
+``TuneReportCallback``, and writes the trial's outcome (``summary.json``) in the trial folder,
+whatever happens.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from typing import Any
+
+from autowu_bench.platform.outcome import TrialOutcome, TrialStatus
+from autowu_bench.platform.spec import TrialSpec
+
+
+def trial_dir(run_dir: str, trial_id: str) -> str:
+    return os.path.join(run_dir, "trials", trial_id)
+
+
+def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
+                  parent_run_id: str | None, max_failures: int) -> None:
+    """Tune function trainable: the trial ``config["spec"]`` (a TrialSpec dict), end to end (see the
+    module docstring); ``max_failures`` worker-group restarts, each from the last checkpoint."""
+    started = time.time()
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from autowu_bench.platform.controller import start_controller, stop_controller
+    from autowu_bench.platform.tracking import end_trial_run, start_trial_run
+    from autowu_bench.platform.worker import train_loop_per_worker
+
+    spec = TrialSpec.from_dict(config["spec"])
+    folder = trial_dir(run_dir, spec.trial_id)
+    os.makedirs(folder, exist_ok=True)
+    run_id = controller = fit_started = None
+    metrics: dict[str, Any] = {}
+    try:  # from here on, whatever fails is recorded in the trial's summary (and its MLflow run, if any)
+        run_id = start_trial_run(tracking_uri, parent_run_id, spec)
+        controller = start_controller(spec.autowu_kwargs()) if spec.kind == "autowu" else None
+        resources = {"CPU": spec.cpus_per_worker}
+        if spec.use_gpu:
+            resources["GPU"] = spec.gpus_per_worker or 1.0
+        trainer = TorchTrainer(
+            train_loop_per_worker,
+            train_loop_config={
+                "spec": spec.to_dict(), "trial_dir": folder, "tracking_uri": tracking_uri, "run_id": run_id,
+                "controller": controller,
+            },
+            torch_config=TorchConfig(backend="nccl" if spec.use_gpu else "gloo"),
+            scaling_config=ray.train.ScalingConfig(
+                num_workers=spec.num_workers, use_gpu=spec.use_gpu, resources_per_worker=resources
+            ),
+            run_config=ray.train.RunConfig(
+                name=spec.trial_id,
+                storage_path=os.path.join(os.path.abspath(run_dir), "ray", "train"),
+                callbacks=[TuneReportCallback()],
+                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+                failure_config=ray.train.FailureConfig(max_failures=max_failures),
+            ),
+        )
+        fit_started = time.time()
+        result = trainer.fit()
+        metrics = dict(result.metrics or {})
+        outcome = TrialOutcome.from_report(
+            spec, metrics, status=TrialStatus(metrics.get("status", TrialStatus.FAILED)), started=started,
+            ended=time.time(), fit_started=fit_started,
+        )
+        outcome.write(folder)
+        end_trial_run(tracking_uri, run_id, "FINISHED", outcome.to_dict())
+    except BaseException as exc:
+        error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        outcome = TrialOutcome.from_report(
+            spec, metrics, status=TrialStatus.FAILED, started=started, ended=time.time(),
+            fit_started=fit_started, error=error,
+        )
+        outcome.write(folder)
+        if run_id is not None:
+            end_trial_run(tracking_uri, run_id, "FAILED", outcome.to_dict())
+        raise
+    finally:
+        if controller is not None:
+            stop_controller(controller)
