@@ -2,8 +2,8 @@
 
 Same workload (model, data, augmentation, optimizer), global batch, number of workers and backend
 (gloo on CPU) in the same command. The platform's number is a baseline trial through Ray Tune + Ray
-Train (its per-step LR, all-reduced step loss and loss buffer included); the plain loop is DDP with
-a constant LR and nothing else. Both count epochs 2..E only (the first one warms up). Goal: ratio
+Train (its per-step LR, its loss buffer and the one loss all-reduce per sync point included); the
+plain loop is DDP with the same data loader and optimizer, a constant LR and nothing else. Both count epochs 2..E only (the first one warms up). Goal: ratio
 >= 0.95. It prints numbers; it asserts nothing.
 
 Rounds alternate (platform, plain); on a shared machine other processes slow single runs by tens of

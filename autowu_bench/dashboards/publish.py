@@ -7,6 +7,7 @@ from pathlib import Path
 
 from autowu_bench.dashboards.table import format_markdown, format_text, head_to_head
 from autowu_bench.platform import results
+from autowu_bench.platform.files import write_atomic
 
 
 def publish(run_dir: str | Path, *, title: str, tracking_uri: str | None = None, parent_run_id: str | None = None) -> str:
@@ -16,8 +17,8 @@ def publish(run_dir: str | Path, *, title: str, tracking_uri: str | None = None,
     paths = results.collect(run_dir)
     table = head_to_head(results.load(run_dir, "trials"))
     text = format_text(table, title=title)
-    (run_dir / "table.txt").write_text(text)
-    (run_dir / "table.md").write_text(format_markdown(table))
+    write_atomic(run_dir / "table.txt", text)
+    write_atomic(run_dir / "table.md", format_markdown(table))
     if tracking_uri is not None and parent_run_id is not None:
         from autowu_bench.platform import tracking
 

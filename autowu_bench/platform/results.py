@@ -7,8 +7,8 @@ A run folder ``<results>/<suite>/<timestamp>/`` holds ``suite.yaml`` (the resolv
 trials.parquet, one row per trial:
     every ``TrialSpec`` field (``autowu`` as a JSON string), ``test_interval`` (AutoWU trials:
     "epoch", "auto" or a step count as text), and every field of the trial's outcome
-    (``autowu_bench.platform.outcome.TrialOutcome``, its ``summary.json``): status, epochs_done,
-    steps, final_val_acc, best_val_acc, final_val_loss, test_acc, test_loss, switch_step,
+    (``autowu_bench.platform.outcome.TrialOutcome``, its ``summary.json``; docs/results.md): status,
+    epochs_done, steps, steps_per_epoch, final_val_acc, best_val_acc, final_val_loss, test_acc, test_loss, switch_step,
     switch_epoch, switch_reason ("test", "fallback" or "divergence"), decay_start_lr, rollbacks,
     wall_seconds, device_hours, the start-up breakdown, error.
     A trial without a summary has status "missing".

@@ -228,7 +228,9 @@ class TrialWorker:
             "epoch": self.epoch, "step": self.step, "phase": "diverged", "lr": float("nan"),
             "val_loss": float("nan"), "val_acc": float("nan"), "best_val_acc": self.best_val_acc,
             "test_loss": test_loss, "test_acc": test_acc, "rollbacks": self.rollbacks,
-            "status": str(TrialStatus.DIVERGED), "steps_per_epoch": self.steps_per_epoch, **self._switch_metrics(),
+            "status": str(TrialStatus.DIVERGED), "steps_per_epoch": self.steps_per_epoch,
+            "worker_created_at": self.created_at, "training_started_at": self.training_started_at,
+            **self._switch_metrics(),
         }
         if self.recorder is not None:
             self.recorder.log_event("diverged", self.step, phase=str(self.plan.phase))
