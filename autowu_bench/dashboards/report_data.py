@@ -96,7 +96,7 @@ def _answer(workload: str, batch: int, auto: pd.Series, best: pd.Series | None) 
     if math.isnan(best["test_acc_mean"]):
         return Answer(workload, batch, auto["row"], f"{head} {auto['test_acc_mean']:.3f}; no grid point has a result.",
                       math.nan, None)
-    diff = (auto["test_acc_mean"] - best["test_acc_mean"]) * 100
+    diff = float(auto["test_acc_mean"] - best["test_acc_mean"]) * 100
     seeds = {int(auto["seeds"]), int(best["seeds"])}
     seed_text = f"{min(seeds)} seed" + ("s" if min(seeds) > 1 else "") if len(seeds) == 1 else \
         f"{int(auto['seeds'])} and {int(best['seeds'])} seeds"
@@ -104,7 +104,7 @@ def _answer(workload: str, batch: int, auto: pd.Series, best: pd.Series | None) 
     if min(seeds) < 2 or len(stds) < 2:
         beyond, spread = None, "no seed-to-seed spread to judge the difference by"
     else:
-        beyond = abs(diff) > max(stds) * 100
+        beyond = bool(abs(diff) > max(stds) * 100)
         spread = (f"the difference is {'larger than' if beyond else 'within'} the seed-to-seed spread "
                   f"(std up to {max(stds):.3f})")
     points = points.replace(" points", " grid points", 1)
