@@ -1,8 +1,10 @@
-"""The end of a suite: the Parquet tables collected, the head-to-head table written, all of it logged
-to the suite's parent MLflow run. Rebuilt from the run folder alone when there is no tracking."""
+"""The end of a suite: the Parquet tables collected, the head-to-head table and the HTML report
+written, all of it logged to the suite's parent MLflow run. Rebuilt from the run folder alone when
+there is no tracking (``python -m autowu_bench.dashboards report RUN_DIR`` for the report)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from autowu_bench.dashboards.table import format_markdown, format_text, head_to_head
@@ -11,17 +13,41 @@ from autowu_bench.platform.files import write_atomic
 
 
 def publish(run_dir: str | Path, *, title: str, tracking_uri: str | None = None, parent_run_id: str | None = None) -> str:
-    """Collect ``run_dir``'s tables, write ``table.txt`` and ``table.md`` there and, with a tracking URI
-    and parent run, log them and the Parquet tables as the run's artifacts; returns the text table."""
+    """Collect ``run_dir``'s tables, write ``table.txt``, ``table.md`` and ``report/`` there and, with a
+    tracking URI and parent run, log them and the Parquet tables as the run's artifacts (the report's
+    files under "report/"); returns the text table.
+
+    A report that fails to build is reported on stderr and does not fail the suite: the table and the
+    tables are already written, and the report can be rebuilt from them."""
     run_dir = Path(run_dir)
     paths = results.collect(run_dir)
     table = head_to_head(results.load(run_dir, "trials"))
     text = format_text(table, title=title)
     write_atomic(run_dir / "table.txt", text)
     write_atomic(run_dir / "table.md", format_markdown(table))
-    if tracking_uri is not None and parent_run_id is not None:
+    tracked = tracking_uri is not None and parent_run_id is not None
+    if tracked:
         from autowu_bench.platform import tracking
 
         tracking.log_artifacts(tracking_uri, parent_run_id, [run_dir / "table.txt", run_dir / "table.md"])
         tracking.log_artifacts(tracking_uri, parent_run_id, paths.values(), "results")
+    report = _write_report(run_dir, tracking_uri if tracked else None, parent_run_id if tracked else None)
+    if tracked and report is not None:
+        tracking.log_artifacts(tracking_uri, parent_run_id, sorted(report.parent.iterdir()), "report")
     return text
+
+
+def _write_report(run_dir: Path, tracking_uri: str | None, parent_run_id: str | None) -> Path | None:
+    from autowu_bench.dashboards.report import write_report
+
+    try:
+        ui = experiment = None
+        if tracking_uri is not None and tracking_uri.startswith(("http://", "https://")):
+            from autowu_bench.platform import tracking
+
+            ui, experiment = tracking_uri, tracking.run_experiment_id(tracking_uri, parent_run_id)
+        return write_report(run_dir, tracking_ui=ui, experiment_id=experiment)
+    except Exception as exc:  # noqa: BLE001 - the suite's results stand without the report
+        print(f"publish: the report of {run_dir} failed ({type(exc).__name__}: {exc}); rebuild it with "
+              f"python -m autowu_bench.dashboards report {run_dir}", file=sys.stderr)
+        return None

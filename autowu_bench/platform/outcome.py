@@ -63,11 +63,13 @@ class TrialOutcome:
     train_startup_seconds: float | None = None
     worker_setup_seconds: float | None = None
     error: str | None = None
+    mlflow_run_id: str | None = None  # the trial's MLflow child run, when tracked (the report links it)
+    ended_at: float | None = None  # time.time() when the trial ended: the grid's completion order
 
     @classmethod
     def from_report(
         cls, spec: TrialSpec, metrics: dict[str, Any], *, status: TrialStatus, started: float, ended: float,
-        fit_started: float | None = None, error: str | None = None,
+        fit_started: float | None = None, error: str | None = None, mlflow_run_id: str | None = None,
     ) -> "TrialOutcome":
         """The outcome from the workers' last reported ``metrics`` (empty when none came), timed from the
         driver's ``started`` to ``ended`` (``time.time()`` values)."""
@@ -92,7 +94,7 @@ class TrialOutcome:
             switch_step=metrics.get("switch_step"), switch_epoch=metrics.get("switch_epoch"),
             switch_reason=metrics.get("switch_reason"), decay_start_lr=metrics.get("decay_start_lr"),
             rollbacks=metrics.get("rollbacks", 0), wall_seconds=wall, device_hours=device_hours(spec, wall),
-            error=error, **startup,
+            error=error, mlflow_run_id=mlflow_run_id, ended_at=ended, **startup,
         )
 
     def to_dict(self) -> dict[str, Any]:

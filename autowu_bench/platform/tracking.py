@@ -150,6 +150,11 @@ def log_artifacts(tracking_uri: str, run_id: str, paths: Iterable[str | os.PathL
             client.log_artifact(run_id, str(path), artifact_path)
 
 
+def run_experiment_id(tracking_uri: str, run_id: str) -> str:
+    """The experiment a run belongs to (the report's links to trial runs need it)."""
+    return _client(tracking_uri).get_run(run_id).info.experiment_id
+
+
 def end_run(tracking_uri: str, run_id: str, status: str) -> None:
     if status not in STATUSES:
         raise ValueError(f"status={status!r} must be one of {STATUSES}")

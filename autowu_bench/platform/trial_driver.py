@@ -70,7 +70,7 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
         metrics = dict(result.metrics or {})
         outcome = TrialOutcome.from_report(
             spec, metrics, status=TrialStatus(metrics.get("status", TrialStatus.FAILED)), started=started,
-            ended=time.time(), fit_started=fit_started,
+            ended=time.time(), fit_started=fit_started, mlflow_run_id=run_id,
         )
         outcome.write(folder)
         end_trial_run(tracking_uri, run_id, "FINISHED", outcome.to_dict())
@@ -78,7 +78,7 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         outcome = TrialOutcome.from_report(
             spec, metrics, status=TrialStatus.FAILED, started=started, ended=time.time(),
-            fit_started=fit_started, error=error,
+            fit_started=fit_started, error=error, mlflow_run_id=run_id,
         )
         outcome.write(folder)
         if run_id is not None:
