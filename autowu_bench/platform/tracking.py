@@ -40,6 +40,9 @@ from autowu_bench.platform.spec import TrialSpec
 
 TRIAL_TAGS = ("trial_id", "arm", "kind", "decay", "optimizer", "workload", "batch_size", "seed")
 STATUSES = ("FINISHED", "FAILED", "KILLED")
+# MLflow 3's UI opens an experiment of unknown kind on its GenAI overview (traces); this kind opens the
+# runs table and its charts, where trials are compared.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 DECISION_CODES = {"negative": 0, "positive": 1, "switch": 2, "divergence": 3}
 # MLflow's limits per log_batch request (mlflow.utils.validation): 1000 metrics, 100 params or tags.
 _METRICS_PER_CALL = 1000
@@ -70,7 +73,7 @@ def experiment_id(tracking_uri: str, name: str) -> str:
             client.restore_experiment(experiment.experiment_id)
         return experiment.experiment_id
     try:
-        return client.create_experiment(name)
+        return client.create_experiment(name, tags=EXPERIMENT_TAGS)
     except MlflowException:
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
