@@ -57,6 +57,7 @@ def test_parent_run_has_provenance_and_the_suite_file(server, parent):
     run = client.get_run(parent)
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.name == "tracking-test"
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens its runs
     tags = run.data.tags
     for key in ("git_commit", "python", "torch", "ray", "mlflow", "cuda", "driver_device"):
         assert tags[key], key
