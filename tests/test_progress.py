@@ -107,12 +107,15 @@ def drive(reporter, clock):
     t1, t2 = FakeTrial("t1"), FakeTrial("t2")
     reporter.on_trial_start(0, [], t1)
     reporter.on_trial_start(0, [], t2)
+    assert count(reporter.states.values()).running == 2
     for epoch in (1, 2, 3):
         clock.now += 10
         reporter.on_trial_result(0, [], t1, result(epoch, 0.5 + epoch / 10,
                                                    "finished" if epoch == 3 else "running",
                                                    **({"test_acc": 0.79} if epoch == 3 else {})))
         reporter.on_step_end(0, [])
+    # its last epoch reported "finished", but it counts as running until Tune says it ended
+    assert count(reporter.states.values()).running == 2
     t1.last_result = result(3, 0.8, "finished", test_acc=0.79)
     reporter.on_trial_complete(0, [], t1)
     clock.now += 100
@@ -136,8 +139,7 @@ def test_off_a_terminal_lines_come_at_ends_and_every_interval_only():
     assert lines[2].startswith("trials 1/3 done, 1 running, 1 pending, 0 failed | 2m10s elapsed")  # periodic
     assert lines[3] == "[t2] FAILED after 1/3 epochs: ValueError: bad batch"
     assert lines[4].startswith("trials 1/3 done, 0 running, 1 pending, 1 failed")
-    assert lines[5] == lines[4]  # the experiment's end
-    assert len(lines) == 6  # no epoch lines, no line per result
+    assert len(lines) == 5  # no epoch lines, no line per result, nothing more at the experiment's end
 
 
 def test_verbose_adds_todays_epoch_lines():
@@ -211,3 +213,15 @@ def test_ray_workers_do_not_repeat_the_planning_warning(monkeypatch):
     messages = [str(w.message) for w in caught]
     assert not any("lets the LR grow" in m for m in messages), messages
     assert "another warning still shows" in messages
+
+
+def test_a_trial_whose_last_report_says_diverged_ends_as_diverged():
+    out = io.StringIO()
+    reporter = ProgressReporter(specs(), stream=out, clock=Clock())
+    trial = FakeTrial("t1")
+    reporter.on_trial_start(0, [], trial)
+    trial.last_result = {"epoch": 2, "status": "diverged", "val_acc": float("nan"), "best_val_acc": 0.4,
+                         "test_acc": 0.1}
+    reporter.on_trial_complete(0, [], trial)
+    assert out.getvalue().splitlines()[0] == "[t1] diverged: test_acc 0.1000, best val_acc 0.4000, 2/3 epochs"
+    assert count(reporter.states.values()).diverged == 1

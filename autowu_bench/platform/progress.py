@@ -203,7 +203,7 @@ class ProgressReporter:
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         state = self._state(trial)
         self._update(state, result)
-        if state.status not in DONE + (FAILED,):
+        if state.status == PENDING:
             state.status = RUNNING
         if self.verbose:
             self._print(epoch_line(state.trial_id, result))
@@ -229,8 +229,10 @@ class ProgressReporter:
         self._progress(force=False)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        if not self.live:
+            return  # the last trial's end already printed the final line
         self._progress(force=True)
-        if self.live and self._drawn:
+        if self._drawn:
             self.stream.write("\n")
             self.stream.flush()
             self._drawn = False
@@ -257,8 +259,7 @@ class ProgressReporter:
         test = result.get("test_acc")
         if isinstance(test, (int, float)):
             state.test_acc = float(test)
-        if result.get("status") in DONE:
-            state.status = result["status"]
+        # The status stays "running" until Tune says the trial ended (on_trial_complete / _error).
 
     def _progress(self, *, force: bool) -> None:
         now = self.clock()
