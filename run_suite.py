@@ -52,6 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="keep only these arms, batch sizes or workloads (comma list; repeatable)")
     parser.add_argument("--dry-run", action="store_true", help="validate the suite and list its trials (missing data: a warning); start nothing")
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="one line per reported epoch per trial (default: a live progress line and the trials' ends)")
     parser.add_argument("--download", action="store_true",
                         help="fetch data sets missing under data.root with torchvision before starting (not ImageNet)")
     return parser.parse_args(argv)
@@ -154,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             outcomes = runner.run_trials(
                 trials, run_dir=str(run_dir), tracking_uri=tracking_uri, parent_run_id=parent,
-                max_concurrent=suite.resources.max_concurrent_trials,
+                max_concurrent=suite.resources.max_concurrent_trials, verbose=args.verbose,
             )
             text = publish(run_dir, title=f"{suite.name}: test accuracy, mean (std) over seeds  [{run_dir}]",
                            tracking_uri=tracking_uri, parent_run_id=parent)

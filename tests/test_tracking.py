@@ -57,6 +57,7 @@ def test_parent_run_has_provenance_and_the_suite_file(server, parent):
     run = client.get_run(parent)
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.name == "tracking-test"
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens its runs
     tags = run.data.tags
     for key in ("git_commit", "python", "torch", "ray", "mlflow", "cuda", "driver_device"):
         assert tags[key], key
@@ -83,6 +84,26 @@ def test_child_run_is_nested_with_params_and_tags(server, parent):
     client.set_terminated(run_id, "FAILED")
     assert tracking.start_trial_run(server.uri, parent, spec()) == run_id
     assert client.get_run(run_id).info.status == "RUNNING"
+
+
+def test_tags_group_the_trials_that_compete_for_the_ui(server, parent):
+    """``group`` (workload and batch size) and ``arm`` are what the README's comparison groups by;
+    a baseline's ``grid_point`` names it in charts; searchable with the UI's filter syntax."""
+    client = MlflowClient(server.uri)
+    autowu = tracking.start_trial_run(server.uri, parent, spec("autowu-auto_fmnist-mlp_b4096_s0", batch_size=4096))
+    baseline = tracking.start_trial_run(server.uri, parent, spec(
+        "baseline_fmnist-mlp_b4096_lr0.004_w2_s0", arm="baseline", kind="baseline", decay=None, autowu={},
+        batch_size=4096, peak_lr=0.004, warmup_epochs=2.0))
+    a, b = client.get_run(autowu).data.tags, client.get_run(baseline).data.tags
+    assert (a["group"], a["kind"], a["arm"]) == ("fmnist-mlp b4096", "autowu", "autowu-auto")
+    assert "grid_point" not in a
+    assert (b["group"], b["kind"], b["arm"], b["grid_point"]) == ("fmnist-mlp b4096", "baseline", "baseline",
+                                                                  "lr 0.004, wu 2")
+    experiment = client.get_run(parent).info.experiment_id
+    found = client.search_runs([experiment], filter_string=f"tags.`mlflow.parentRunId` = '{parent}' and "
+                                                           "tags.group = 'fmnist-mlp b4096'")
+    assert {r.info.run_id for r in found} == {autowu, baseline}
+    assert tracking.grid_point(spec(kind="baseline", peak_lr=3.5355e-4, warmup_epochs=0.5)) == "lr 0.0003536, wu 0.5"
 
 
 def test_step_metrics_go_in_batches(server, parent, tmp_path, monkeypatch):

@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import sys
+import warnings
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -36,6 +37,11 @@ _RAY_ENV = {
 
 _SETUP_HOOK = "autowu_bench.platform.ray_cluster.quiet_ray_logs"
 
+# AutoWU's warnings about a trial's schedule that ``preflight.schedule_warnings`` prints once at planning,
+# with the arms and batch sizes they concern; each trial's controller would repeat them through Ray's log
+# forwarding. Regexes of ``warnings.filterwarnings`` (matched at the start of the message).
+PLANNING_WARNINGS = (r"test_interval=.* lets the LR grow",)
+
 
 class _DropStateApiNoise(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
@@ -44,7 +50,9 @@ class _DropStateApiNoise(logging.Filter):
 
 def quiet_ray_logs() -> None:
     """Ray worker setup hook: Train's INFO lines and the state-API retries (the dashboard, which serves
-    that API, is off here) would drown the one progress line per epoch; warnings and errors still show.
+    that API, is off here) would drown the progress line; warnings and errors still show, except
+    :data:`PLANNING_WARNINGS`, which ``run_suite.py`` already printed once at planning (AutoWU used
+    directly, outside these Ray processes, still warns).
 
     It also pins RAY_ADDRESS to this worker's own cluster: Ray Train's placement-group cleaner looks the
     cluster up by address and fails ("multiple active Ray instances") when another Ray runs on the machine.
@@ -52,10 +60,17 @@ def quiet_ray_logs() -> None:
     import ray
 
     os.environ.setdefault("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
+    silence_planning_warnings()
     train_logger = logging.getLogger("ray.train")
     train_logger.setLevel(logging.WARNING)
     for name in ("ray.train", "ray.train.v2._internal.execution.controller.placement_group_cleaner"):
         logging.getLogger(name).addFilter(_DropStateApiNoise())
+
+
+def silence_planning_warnings() -> None:
+    """Ignore :data:`PLANNING_WARNINGS` in this process (a Ray worker: the setup hook calls it)."""
+    for message in PLANNING_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=UserWarning)
 
 
 @contextmanager

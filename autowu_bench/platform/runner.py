@@ -1,44 +1,20 @@
 """Run a suite's trials through Ray Tune: one function trainable per trial
 (:func:`~autowu_bench.platform.trial_driver.run_trial`), a grid over the trial specs themselves, up to
-``max_concurrent`` at once (by default as many as the cluster's CPUs, or GPUs, hold), one progress line
-per reported epoch."""
+``max_concurrent`` at once (by default as many as the cluster's CPUs, or GPUs, hold), with a live
+progress line (``progress.ProgressReporter``; one line per reported epoch with ``verbose``)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
 
 from autowu_bench.platform.outcome import TrialOutcome, TrialStatus
+from autowu_bench.platform.progress import progress_callback
 from autowu_bench.platform.ray_cluster import default_concurrency
 from autowu_bench.platform.spec import TrialSpec
 from autowu_bench.platform.trial_driver import run_trial, trial_dir
-
-
-def _progress_callback():
-    from ray import tune
-
-    class EpochLines(tune.Callback):
-        """One line per reported epoch per trial, instead of Tune's tables."""
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            trial_id = _trial_name(trial)
-            acc = result.get("val_acc")
-            test = result.get("test_acc")
-            lr = result.get("lr")
-            line = (
-                f"[{trial_id}] epoch {result.get('epoch')} phase {result.get('phase')} "
-                f"lr {lr:.4g} val_acc {acc:.4f}" if isinstance(lr, float) and isinstance(acc, float)
-                else f"[{trial_id}] epoch {result.get('epoch')} status {result.get('status')}"
-            )
-            if test is not None:
-                line += f" test_acc {test:.4f} ({result.get('status')})"
-            print(line, flush=True)
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            print(f"[{_trial_name(trial)}] FAILED", flush=True)
-
-    return EpochLines()
 
 
 def run_trials(
@@ -49,6 +25,8 @@ def run_trials(
     parent_run_id: str | None,
     max_concurrent: int | None = None,
     max_failures: int = 0,
+    verbose: bool = False,
+    progress_interval: float = 60.0,
 ) -> list[TrialOutcome]:
     """Run every trial through Ray Tune (inside :func:`ray_session`); returns their outcomes in order.
 
@@ -59,6 +37,8 @@ def run_trials(
         tracking_uri / parent_run_id: MLflow; None disables tracking.
         max_concurrent: trials at once (default: as many as the cluster's resources hold).
         max_failures: Ray Train worker-group restarts per trial (each resumes from the last checkpoint).
+        verbose: one line per reported epoch per trial, besides the progress line and the trials' ends.
+        progress_interval: seconds between progress lines when stdout is not a terminal (a log file).
 
     A failed trial does not stop the others; its outcome has status "failed" and the error.
     """
@@ -89,7 +69,8 @@ def run_trials(
             name="tune",
             storage_path=os.path.join(run_dir, "ray"),
             verbose=0,
-            callbacks=[_progress_callback()],
+            callbacks=[progress_callback(trials, verbose=verbose, interval=progress_interval,
+                                         error_of=functools.partial(_error_of, run_dir))],
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
         ),
     )
@@ -106,6 +87,12 @@ def run_trials(
                                                error="the trial never started")
         outcomes.append(outcome)
     return outcomes
+
+
+def _error_of(run_dir: str, trial_id: str) -> str | None:
+    """A failed trial's error as its driver recorded it (None when it wrote no summary)."""
+    outcome = TrialOutcome.read(trial_dir(run_dir, trial_id))
+    return outcome.error if outcome is not None else None
 
 
 def _trial_name(trial) -> str:

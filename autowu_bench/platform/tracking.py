@@ -3,7 +3,8 @@
 Layout in MLflow: an experiment per suite (named after it), a parent run per ``run_suite.py``
 invocation (provenance tags, the suite file as an artifact, at the end the table and the Parquet
 files), and a child run per trial (``mlflow.parentRunId`` tag; params = the whole TrialSpec; tags
-arm / kind / decay / optimizer / workload / batch_size / seed). Only two kinds of process write a
+arm / kind / decay / optimizer / workload / batch_size / seed, ``group`` = "<workload> b<batch>", and
+``grid_point`` for baselines). Only two kinds of process write a
 trial's run: the trial driver (``start_trial_run`` / ``end_trial_run``) and rank 0's
 ``TrialRecorder``; other ranks never log.
 
@@ -39,6 +40,9 @@ from autowu_bench.platform.spec import TrialSpec
 
 TRIAL_TAGS = ("trial_id", "arm", "kind", "decay", "optimizer", "workload", "batch_size", "seed")
 STATUSES = ("FINISHED", "FAILED", "KILLED")
+# MLflow 3's UI opens an experiment of unknown kind on its GenAI overview (traces); this kind opens the
+# runs table and its charts, where trials are compared.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 DECISION_CODES = {"negative": 0, "positive": 1, "switch": 2, "divergence": 3}
 # MLflow's limits per log_batch request (mlflow.utils.validation): 1000 metrics, 100 params or tags.
 _METRICS_PER_CALL = 1000
@@ -69,7 +73,7 @@ def experiment_id(tracking_uri: str, name: str) -> str:
             client.restore_experiment(experiment.experiment_id)
         return experiment.experiment_id
     try:
-        return client.create_experiment(name)
+        return client.create_experiment(name, tags=EXPERIMENT_TAGS)
     except MlflowException:
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
@@ -184,13 +188,32 @@ def _log_params(client: Any, run_id: str, values: dict[str, Any]) -> None:
         client.log_batch(run_id, params=params[i : i + _PARAMS_PER_CALL], synchronous=True)
 
 
+def trial_group(spec: TrialSpec) -> str:
+    """The ``group`` tag: the trials that compete with each other, ``"<workload> b<batch_size>"``."""
+    return f"{spec.workload} b{spec.batch_size}"
+
+
+def grid_point(spec: TrialSpec) -> str | None:
+    """A baseline trial's ``grid_point`` tag, ``"lr 0.004, wu 2"`` (None for other trials)."""
+    if spec.kind != "baseline" or spec.peak_lr is None or spec.warmup_epochs is None:
+        return None
+    return f"lr {spec.peak_lr:.4g}, wu {spec.warmup_epochs:g}"
+
+
 def trial_tags(spec: TrialSpec) -> dict[str, str]:
+    """A child run's tags: the spec's ``TRIAL_TAGS``, ``group`` (workload and batch size: what to group
+    by in the MLflow UI) and, per kind, ``test_interval`` or ``grid_point`` / ``peak_lr`` /
+    ``warmup_epochs`` / ``is_default``."""
     tags = {name: str(getattr(spec, name)) for name in TRIAL_TAGS}
+    tags["group"] = trial_group(spec)
     if spec.kind == "autowu":
         tags["test_interval"] = str(spec.test_interval)
     else:
         tags.update(peak_lr=f"{spec.peak_lr:g}", warmup_epochs=f"{spec.warmup_epochs:g}",
                     is_default=str(spec.is_default))
+        point = grid_point(spec)
+        if point is not None:
+            tags["grid_point"] = point
     return tags
 
 
