@@ -171,6 +171,9 @@ def run(args: argparse.Namespace) -> int:
             status = "FINISHED"
         except KeyboardInterrupt:
             status = "KILLED"
+            # What finished stays readable: the tables and the report of the trials that have a summary.
+            publish(run_dir, title=f"{suite.name} (interrupted): test accuracy, mean (std) over seeds  [{run_dir}]",
+                    tracking_uri=tracking_uri, parent_run_id=parent)
             raise
         finally:
             tracking.close_open_children(tracking_uri, parent, "KILLED" if status == "KILLED" else "FAILED")

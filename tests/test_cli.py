@@ -164,3 +164,40 @@ def test_launch_without_the_data_exits_2_before_anything_starts(tmp_path, monkey
     assert out == "" and "the suite cannot run" in err
     assert "data.root: CIFAR10 not found" in err and "run_suite.py --download" in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_an_interrupted_suite_writes_what_finished_and_exits_130(fmnist_root, tmp_path, monkeypatch, capsys):
+    """Ctrl-C while trials run: the table of the trials with a summary is written, the parent run ends
+    KILLED, the exit status is 130. Ray and MLflow are stood in for: this is run_suite's own path."""
+    import contextlib
+
+    from autowu_bench.platform import ray_cluster, runner, tracking
+    from autowu_bench.platform.outcome import TrialOutcome, TrialStatus
+    from autowu_bench.platform.trial_driver import trial_dir
+
+    ended = []
+    monkeypatch.setattr(ray_cluster, "ray_session", lambda *a, **k: contextlib.nullcontext())
+    monkeypatch.setattr(ray_cluster, "cluster_problems", lambda *a, **k: [])
+    monkeypatch.setattr(tracking, "start_parent_run", lambda *a, **k: "parent")
+    monkeypatch.setattr(tracking, "log_artifacts", lambda *a, **k: None)
+    monkeypatch.setattr(tracking, "run_experiment_id", lambda *a, **k: "0")
+    monkeypatch.setattr(tracking, "close_open_children", lambda *a, **k: [])
+    monkeypatch.setattr(tracking, "end_run", lambda uri, run_id, status: ended.append(status))
+
+    def first_trial_then_interrupt(trials, *, run_dir, **kwargs):
+        done = trials[0]
+        folder = trial_dir(run_dir, done.trial_id)
+        Path(folder).mkdir(parents=True)
+        TrialOutcome(trial_id=done.trial_id, arm=done.arm, kind=done.kind, status=TrialStatus.FINISHED,
+                     final_val_acc=0.8, test_acc=0.79, wall_seconds=10.0, device_hours=0.01).write(folder)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_trials", first_trial_then_interrupt)
+    code = run_suite.main(["--suite", "smoke", "--set", f"data.root={fmnist_root}", "--results", str(tmp_path),
+                           "--tracking-uri", "http://127.0.0.1:9"])
+    assert code == run_suite.EXIT_INTERRUPTED
+    assert ended == ["KILLED"]
+    (run_dir,) = (tmp_path / "smoke").iterdir()
+    table = (run_dir / "table.txt").read_text()
+    assert "(interrupted)" in table and "0.7900" in table
+    assert (run_dir / "report" / "index.html").is_file()
