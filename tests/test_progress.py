@@ -225,3 +225,14 @@ def test_a_trial_whose_last_report_says_diverged_ends_as_diverged():
     reporter.on_trial_complete(0, [], trial)
     assert out.getvalue().splitlines()[0] == "[t1] diverged: test_acc 0.1000, best val_acc 0.4000, 2/3 epochs"
     assert count(reporter.states.values()).diverged == 1
+
+
+def test_the_callback_pickles_with_the_console_stream():
+    """Tune pickles its callbacks with the experiment state: the reporter must not hold sys.stdout."""
+    import sys
+
+    import cloudpickle
+
+    callback = progress.progress_callback([{"trial_id": "a", "workload": "w", "batch_size": 8, "epochs": 2}])
+    assert callback.stream is sys.stdout
+    assert cloudpickle.loads(cloudpickle.dumps(callback)).states.keys() == {"a"}

@@ -19,6 +19,7 @@ SUMMARY_FILE = "summary.json"
 
 
 class TrialStatus(StrEnum):
+    PENDING = "pending"  # not started yet (the progress line only)
     RUNNING = "running"  # what the workers report while epochs remain
     FINISHED = "finished"  # every epoch trained and evaluated
     DIVERGED = "diverged"  # the loss blew up where no rollback was left: a result, not an error

@@ -25,7 +25,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, TextIO
 
-PENDING, RUNNING, FINISHED, DIVERGED, FAILED = "pending", "running", "finished", "diverged", "failed"
+from autowu_bench.platform.outcome import TrialStatus
+
+PENDING, RUNNING, FINISHED, DIVERGED, FAILED = (
+    TrialStatus.PENDING, TrialStatus.RUNNING, TrialStatus.FINISHED, TrialStatus.DIVERGED, TrialStatus.FAILED
+)
 DONE = (FINISHED, DIVERGED)
 
 
@@ -171,7 +175,7 @@ class ProgressReporter:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.states = {s.trial_id: s for s in map(TrialState.from_spec, specs)}
         self.verbose = verbose
-        self.stream = stream if stream is not None else sys.stdout
+        self._stream = stream  # None: sys.stdout when writing (Tune pickles its callbacks; a console stream does not pickle)
         self.live = self._isatty(self.stream) if live is None else live
         self.interval = interval
         self.error_of = error_of
@@ -179,6 +183,10 @@ class ProgressReporter:
         self.started = clock()
         self._last_line_at: float | None = None
         self._drawn = False  # a live line is on screen, to be cleared before any other line
+
+    @property
+    def stream(self) -> TextIO:
+        return self._stream if self._stream is not None else sys.stdout
 
     @staticmethod
     def _isatty(stream: TextIO) -> bool:
