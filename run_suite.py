@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
 
     from autowu_bench.dashboards import publish
     from autowu_bench.platform import ray_cluster, results, runner, tracking
-    from autowu_bench.platform.mlflow_server import LocalMlflowServer
+    from autowu_bench.platform.mlflow_server import MAKE_UI_URL, LocalMlflowServer
     from autowu_bench.platform.outcome import TrialStatus
 
     run_dir = new_run_dir(suite.results, suite.name)
@@ -147,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
         if server is not None:
             tracking_uri = server.wait_ready().uri
         print(f"MLflow: {tracking_uri} (afterwards: make ui)", flush=True)
+        # The local server stops with the suite: the report links to what `make ui` serves afterwards.
+        ui = MAKE_UI_URL if server is not None else None
         parent = tracking.start_parent_run(
             tracking_uri, suite.name, run_name=f"{suite.name} {run_dir.name}", suite_file=suite.source,
             resolved_suite=suite_to_yaml(suite),
@@ -159,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
                 max_concurrent=suite.resources.max_concurrent_trials, verbose=args.verbose,
             )
             text = publish(run_dir, title=f"{suite.name}: test accuracy, mean (std) over seeds  [{run_dir}]",
-                           tracking_uri=tracking_uri, parent_run_id=parent)
+                           tracking_uri=tracking_uri, parent_run_id=parent, tracking_ui=ui)
             print("\n" + text, flush=True)
             # A diverged trial ended as designed (its loss blew up); only errors count as failures.
             failed = [o.trial_id for o in outcomes if o.status is TrialStatus.FAILED]
@@ -172,8 +174,11 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             status = "KILLED"
             # What finished stays readable: the tables and the report of the trials that have a summary.
-            publish(run_dir, title=f"{suite.name} (interrupted): test accuracy, mean (std) over seeds  [{run_dir}]",
-                    tracking_uri=tracking_uri, parent_run_id=parent)
+            try:
+                publish(run_dir, title=f"{suite.name} (interrupted): test accuracy, mean (std) over seeds  [{run_dir}]",
+                        tracking_uri=tracking_uri, parent_run_id=parent, tracking_ui=ui)
+            except Exception as exc:  # noqa: BLE001 - the interrupt, not this, is what the user must see
+                print(f"run_suite.py: the tables of the interrupted run were not written ({exc})", file=sys.stderr)
             raise
         finally:
             tracking.close_open_children(tracking_uri, parent, "KILLED" if status == "KILLED" else "FAILED")

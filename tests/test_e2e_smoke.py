@@ -21,8 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 # The module fixture runs the whole suite inside the first test: past the default per-test timeout.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
-# Every smoke trial trains 6 epochs on 1024 real images; chance is 0.1 on the 10 classes. Measured
-# (2026-12-01, 2 cores): test accuracy 0.755-0.796 on the 10000 test images, best validation accuracy
+# Every smoke trial trains 6 epochs on 1024 real images; chance is 0.1 on the 10 classes. Measured on
+# the 2-core VM: test accuracy 0.755-0.796 on the 10000 test images, best validation accuracy
 # 0.766-0.813 on 256, over the six trials.
 LEARNED_ACC = 0.6
 

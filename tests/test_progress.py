@@ -205,11 +205,21 @@ def test_ray_workers_do_not_repeat_the_planning_warning(monkeypatch):
 
     monkeypatch.setattr(ray, "get_runtime_context", lambda: Context())
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        ray_cluster.quiet_ray_logs()  # what each worker process runs at start
-        _coarse_autowu()
-        warnings.warn("another warning still shows", UserWarning)
+    import logging
+
+    # The hook also quiets Ray's loggers for the process: put them back for the tests after this one.
+    loggers = [logging.getLogger(n) for n in logging.root.manager.loggerDict if n.startswith("ray")]
+    saved = [(lg, lg.level, list(lg.filters)) for lg in loggers + [logging.getLogger("ray.train")]]
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ray_cluster.quiet_ray_logs()  # what each worker process runs at start
+            _coarse_autowu()
+            warnings.warn("another warning still shows", UserWarning)
+    finally:
+        for logger, level, filters in saved:
+            logger.setLevel(level)
+            logger.filters[:] = filters
     messages = [str(w.message) for w in caught]
     assert not any("lets the LR grow" in m for m in messages), messages
     assert "another warning still shows" in messages

@@ -97,10 +97,12 @@ def test_within_spread_when_the_difference_is_small():
     row = dict(workload="w", batch_size=64, setting="cosine, test/epoch", seeds=2, trials=2, device_hours=0.01)
     table = pd.DataFrame([{**row, "row": "auto", "test_acc_mean": 0.850, "test_acc_std": 0.02},
                           {**row, "row": "base best", "setting": "lr 0.1, wu 1 (best of 3 points)",
-                           "test_acc_mean": 0.855, "test_acc_std": 0.01, "device_hours": 0.03}])
+                           "test_acc_mean": 0.855, "test_acc_std": 0.01, "device_hours": 0.03,
+                           "grid_points": 3, "grid_points_without_result": 0}])
     (answer,) = rd.answers(table, pd.DataFrame({"arm": ["auto"], "kind": ["autowu"]}))
     assert answer.beyond_spread is False and "within the seed-to-seed spread (std up to 0.020)" in answer.text
     assert "for 1/3 of the grid's" in answer.text and "(-0.50 pp)" in answer.text
+    assert "vs best of 3 grid points 0.855" in answer.text
 
 
 def test_table1_cells_are_mean_std_over_seeds(tables):
@@ -244,3 +246,10 @@ def test_report_opens_in_headless_chromium(run_dir, tmp_path):
     assert run.returncode == 0 and shot.is_file(), run.stderr[-2000:]
     colours = Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 20)
     assert colours is not None and len(colours) > 50
+
+
+def test_the_papers_numbers_sit_only_beside_arms_run_as_in_the_paper():
+    paper = pd.Series({"autowu": json.dumps({"test_interval": "epoch"})})
+    ablation = pd.Series({"autowu": json.dumps({"test_interval": "auto"})})
+    linear = pd.Series({"autowu": json.dumps({"warmup": "linear", "seed": 3})})
+    assert rd._paper_autowu(paper) and not rd._paper_autowu(ablation) and not rd._paper_autowu(linear)

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from autowu_bench.dashboards import report_data as rd  # noqa: E402
-from autowu_bench.schedulers.autowu import autowu_defaults  # noqa: E402
+from autowu_bench.schedulers.autowu import Decision, autowu_defaults  # noqa: E402
 
 DPI = 72
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -153,7 +153,7 @@ def gp_at_switch(trials: pd.DataFrame, tests: pd.DataFrame, curves: pd.DataFrame
         return None
     cases = []
     for batch, arm, trial in _autowu_trials(trials):
-        rows = tests[(tests["trial_id"] == trial["trial_id"]) & tests["decision"].isin(["switch", "divergence"])]
+        rows = tests[(tests["trial_id"] == trial["trial_id"]) & tests["decision"].isin([Decision.SWITCH, Decision.DIVERGENCE])]
         rows = rows[rows["mu"].notna()]
         if len(rows):
             cases.append((batch, arm, trial, rows.iloc[-1]))

@@ -12,10 +12,12 @@ from autowu_bench.platform import results
 from autowu_bench.platform.files import write_atomic
 
 
-def publish(run_dir: str | Path, *, title: str, tracking_uri: str | None = None, parent_run_id: str | None = None) -> str:
+def publish(run_dir: str | Path, *, title: str, tracking_uri: str | None = None, parent_run_id: str | None = None,
+            tracking_ui: str | None = None) -> str:
     """Collect ``run_dir``'s tables, write ``table.txt``, ``table.md`` and ``report/`` there and, with a
     tracking URI and parent run, log them and the Parquet tables as the run's artifacts (the report's
-    files under "report/"); returns the text table.
+    files under "report/"); returns the text table. The report links each trial to its run in the
+    MLflow UI at ``tracking_ui`` (default: the tracking URI, when it is a web address).
 
     A report that fails to build is reported on stderr and does not fail the suite: the table and the
     tables are already written, and the report can be rebuilt from them."""
@@ -31,13 +33,15 @@ def publish(run_dir: str | Path, *, title: str, tracking_uri: str | None = None,
 
         tracking.log_artifacts(tracking_uri, parent_run_id, [run_dir / "table.txt", run_dir / "table.md"])
         tracking.log_artifacts(tracking_uri, parent_run_id, paths.values(), "results")
-    report = _write_report(run_dir, tracking_uri if tracked else None, parent_run_id if tracked else None)
+    report = _write_report(run_dir, tracking_uri if tracked else None, parent_run_id if tracked else None,
+                           tracking_ui)
     if tracked and report is not None:
         tracking.log_artifacts(tracking_uri, parent_run_id, sorted(report.parent.iterdir()), "report")
     return text
 
 
-def _write_report(run_dir: Path, tracking_uri: str | None, parent_run_id: str | None) -> Path | None:
+def _write_report(run_dir: Path, tracking_uri: str | None, parent_run_id: str | None,
+                  tracking_ui: str | None) -> Path | None:
     from autowu_bench.dashboards.report import write_report
 
     try:
@@ -45,7 +49,7 @@ def _write_report(run_dir: Path, tracking_uri: str | None, parent_run_id: str | 
         if tracking_uri is not None and tracking_uri.startswith(("http://", "https://")):
             from autowu_bench.platform import tracking
 
-            ui, experiment = tracking_uri, tracking.run_experiment_id(tracking_uri, parent_run_id)
+            ui, experiment = tracking_ui or tracking_uri, tracking.run_experiment_id(tracking_uri, parent_run_id)
         return write_report(run_dir, tracking_ui=ui, experiment_id=experiment)
     except Exception as exc:  # noqa: BLE001 - the suite's results stand without the report
         print(f"publish: the report of {run_dir} failed ({type(exc).__name__}: {exc}); rebuild it with "

@@ -18,6 +18,7 @@ import pandas as pd
 
 from autowu_bench.dashboards import figures
 from autowu_bench.dashboards import report_data as rd
+from autowu_bench.platform.outcome import TrialStatus
 
 REPORT_DIR = "report"
 
@@ -148,7 +149,7 @@ def write_report(run_dir: str | Path, *, title: str | None = None, tracking_ui: 
     trials = tables["trials"]
     title = title or (f"{trials['suite'].dropna().iloc[0]}: AutoWU vs the warmup grid"
                       if "suite" in trials and trials["suite"].notna().any() else "AutoWU vs the warmup grid")
-    missing = trials[trials["status"].astype(str) == "missing"]
+    missing = trials[trials["status"].astype(str) == TrialStatus.MISSING]
     parts = [f"<!doctype html><html><head><meta charset=\"utf-8\"><title>{_e(title)}</title>",
              f"<style>{_STYLE}</style></head><body>", f"<h1>{_e(title)}</h1>",
              f"<p><small>Run folder: <code>{_e(run_dir)}</code>; {len(trials)} trials. Accuracies are test "

@@ -13,6 +13,7 @@ Rules:
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ import pandas as pd
 from autowu_bench.dashboards.paper import BASELINE, paper_cell
 from autowu_bench.dashboards.table import best_grid_point, head_to_head
 from autowu_bench.platform import results
+from autowu_bench.platform.outcome import TrialStatus
+from autowu_bench.schedulers.autowu import autowu_defaults
 
 SELECT_BY = "final_val_acc"
 
@@ -89,7 +92,6 @@ def _answer(workload: str, batch: int, auto: pd.Series, best: pd.Series | None) 
     head = f"batch {batch}: {name}"
     if best is None:
         return Answer(workload, batch, auto["row"], f"{head}: no baseline grid to compare with.", math.nan, None)
-    points = best["setting"].split("(best of ", 1)[-1].rstrip(")")
     if math.isnan(auto["test_acc_mean"]):
         return Answer(workload, batch, auto["row"],
                       f"{head}: no result ({auto['trials']} trial(s), none with a test accuracy).", math.nan, None)
@@ -107,9 +109,9 @@ def _answer(workload: str, batch: int, auto: pd.Series, best: pd.Series | None) 
         beyond = bool(abs(diff) > max(stds) * 100)
         spread = (f"the difference is {'larger than' if beyond else 'within'} the seed-to-seed spread "
                   f"(std up to {max(stds):.3f})")
-    points = points.replace(" points", " grid points", 1)
-    if "; " in points:  # "6 grid points; 1 without a result" -> "6 grid points (1 without a result)"
-        points = points.replace("; ", " (", 1) + ")"
+    points = f"{int(best['grid_points'])} grid points"
+    if best["grid_points_without_result"]:
+        points += f" ({int(best['grid_points_without_result'])} without a result)"
     text = (f"{head} {auto['test_acc_mean']:.3f} vs best of {points} {best['test_acc_mean']:.3f} "
             f"({diff:+.2f} pp) for {cost_ratio(auto['device_hours'], best['device_hours'])} of the grid's "
             f"device-hours; {seed_text}, {'so ' if beyond is None else ''}{spread}.")
@@ -138,12 +140,21 @@ def _schedule(trials: pd.DataFrame, workload: str, row: str) -> tuple[str | None
     mine = trials[trials["workload"] == workload]
     arm = mine[mine["arm"] == row]
     if len(arm) and arm["kind"].iloc[0] == "autowu":
+        if not _paper_autowu(arm.iloc[0]):
+            return None, None  # an ablation or another test interval: the paper has no number for it
         return str(arm["decay"].iloc[0]), str(arm["optimizer"].iloc[0])
     if row.endswith(" default"):
         base = mine[mine["arm"] == row.removesuffix(" default")]
         if len(base):
             return BASELINE, str(base["optimizer"].iloc[0])
     return None, None
+
+
+def _paper_autowu(trial: pd.Series) -> bool:
+    """An AutoWU arm run as in the paper: every option it sets equals AutoWU's default (the paper's)."""
+    defaults = autowu_defaults()
+    options = json.loads(trial["autowu"]) if isinstance(trial.get("autowu"), str) else {}
+    return all(k == "seed" or defaults.get(k) == v for k, v in options.items())
 
 
 def grid_cells(trials: pd.DataFrame) -> pd.DataFrame:
@@ -154,8 +165,8 @@ def grid_cells(trials: pd.DataFrame) -> pd.DataFrame:
         status = point["status"].astype(str)
         rows.append({"peak_lr": lr, "warmup_epochs": wu, "val_acc": point[SELECT_BY].mean(),
                      "test_acc": point["test_acc"].mean(), "trials": len(point),
-                     "diverged": int((status == "diverged").sum()), "failed": int((status == "failed").sum()),
-                     "missing": int((status == "missing").sum())})
+                     **{str(s): int((status == s).sum()) for s in (TrialStatus.DIVERGED, TrialStatus.FAILED,
+                                                                  TrialStatus.MISSING)}})
     return pd.DataFrame(rows, columns=["peak_lr", "warmup_epochs", "val_acc", "test_acc", "trials", "diverged",
                                        "failed", "missing"])
 
@@ -190,7 +201,7 @@ def cost_curve(grid: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 def problem_trials(trials: pd.DataFrame) -> pd.DataFrame:
     """Trials that are diverged, failed or missing, each with its status and error (never dropped)."""
     status = trials["status"].astype(str)
-    return trials[status.isin(["diverged", "failed", "missing", "running"])]
+    return trials[status.isin([TrialStatus.DIVERGED, TrialStatus.FAILED, TrialStatus.MISSING, TrialStatus.RUNNING])]
 
 
 def mlflow_link(run_id: object, tracking_ui: str | None, experiment_id: str | None) -> str | None:

@@ -35,7 +35,8 @@ from autowu_bench.schedulers.autowu import autowu_defaults
 
 COLUMNS = (
     "workload", "batch_size", "row", "setting", "test_acc_mean", "test_acc_std", "val_acc_mean", "seeds",
-    "trials", "device_hours", "switch_epoch", "switch_reason", "decay_start_lr",
+    "trials", "device_hours", "switch_epoch", "switch_reason", "decay_start_lr", "grid_points",
+    "grid_points_without_result",
 )
 
 
@@ -93,7 +94,7 @@ def head_to_head(trials: pd.DataFrame, select_by: str = "final_val_acc") -> pd.D
                 rows.append({**key, "row": f"{arm} best",
                              "setting": _baseline_setting(*point) + f" (best of {scored} points"
                              + (f"; {unscored} without a result)" if unscored else ")"),
-                             **stats})
+                             **stats, "grid_points": scored, "grid_points_without_result": unscored})
             default = group[group["is_default"].fillna(False).astype(bool)]
             if not default.empty:
                 first = default.iloc[0]

@@ -43,6 +43,10 @@ def watchdog_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+# What `make ui` serves afterwards over the same mlflow.db (the Makefile's `ui` target).
+MAKE_UI_URL = "http://127.0.0.1:5000"
+
+
 class LocalMlflowServer:
     """``mlflow server`` on 127.0.0.1 over a sqlite file, for the duration of a ``with`` block.
 

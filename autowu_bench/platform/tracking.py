@@ -37,13 +37,14 @@ from typing import Any, Iterable, Sequence
 
 from autowu_bench.platform.results import FragmentWriter, plain
 from autowu_bench.platform.spec import TrialSpec
+from autowu_bench.schedulers.autowu import Decision
 
 TRIAL_TAGS = ("trial_id", "arm", "kind", "decay", "optimizer", "workload", "batch_size", "seed")
 STATUSES = ("FINISHED", "FAILED", "KILLED")
 # MLflow 3's UI opens an experiment of unknown kind on its GenAI overview (traces); this kind opens the
 # runs table and its charts, where trials are compared.
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
-DECISION_CODES = {"negative": 0, "positive": 1, "switch": 2, "divergence": 3}
+DECISION_CODES = {Decision.NEGATIVE: 0, Decision.POSITIVE: 1, Decision.SWITCH: 2, Decision.DIVERGENCE: 3}
 # MLflow's limits per log_batch request (mlflow.utils.validation): 1000 metrics, 100 params or tags.
 _METRICS_PER_CALL = 1000
 _PARAMS_PER_CALL = 100

@@ -68,8 +68,15 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
         fit_started = time.time()
         result = trainer.fit()
         metrics = dict(result.metrics or {})
+        status = metrics.get("status")
+        if status not in (TrialStatus.FINISHED, TrialStatus.DIVERGED):
+            # Only those two end a trial; anything else is a trial that did not end as it should.
+            raise RuntimeError(
+                f"trial {spec.trial_id}: Ray Train returned without a final report (last status {status!r} at "
+                f"epoch {metrics.get('epoch')} of {spec.epochs}); see the trial's Ray Train log under {run_dir}/ray"
+            )
         outcome = TrialOutcome.from_report(
-            spec, metrics, status=TrialStatus(metrics.get("status", TrialStatus.FAILED)), started=started,
+            spec, metrics, status=TrialStatus(status), started=started,
             ended=time.time(), fit_started=fit_started, mlflow_run_id=run_id,
         )
         outcome.write(folder)

@@ -147,7 +147,8 @@ class TrialWorker:
         self._sync_seconds = 0.0
 
         if env.checkpoint_dir is not None:
-            state = torch.load(os.path.join(env.checkpoint_dir, CHECKPOINT_FILE), map_location=self.device,
+            # On the CPU: the RNG states must stay CPU byte tensors; the state dicts move to the device on load.
+            state = torch.load(os.path.join(env.checkpoint_dir, CHECKPOINT_FILE), map_location="cpu",
                                weights_only=False)
             self._restore(state, resume=True)
 
@@ -225,7 +226,7 @@ class TrialWorker:
     def _finish_diverged(self) -> None:
         test_loss, test_acc = self._evaluate(self.test_loader)
         metrics = {
-            "epoch": self.epoch, "step": self.step, "phase": "diverged", "lr": float("nan"),
+            "epoch": self.epoch, "step": self.step, "phase": str(self.plan.phase_at(self.step)), "lr": float("nan"),
             "val_loss": float("nan"), "val_acc": float("nan"), "best_val_acc": self.best_val_acc,
             "test_loss": test_loss, "test_acc": test_acc, "rollbacks": self.rollbacks,
             "status": str(TrialStatus.DIVERGED), "steps_per_epoch": self.steps_per_epoch,

@@ -20,11 +20,11 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
+from autowu_bench.schedulers.lr_functions import WARMUPS
 from autowu_bench.schedulers.plan import NEVER, AutoWUPlan, Phase, SwitchReason
 from autowu_bench.schedulers.schedule import set_lr
 
 DECAYS = ("const-cos", "cosine")
-WARMUPS = ("exp", "linear")
 TEST_INTERVALS = ("epoch", "auto")
 # Warn when the exponential warmup grows the LR by more than this between two tests: the patience then
 # overshoots the minimum by more than this factor cubed (docs/autowu.md, "Test density").

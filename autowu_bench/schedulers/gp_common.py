@@ -16,13 +16,12 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from autowu_bench.schedulers.lr_functions import lr_at_fraction
+from autowu_bench.schedulers.lr_functions import WARMUPS, lr_at_fraction
 
 #: Added to the variance of ``f(x_i) - f(1)`` before the normal CDF (the paper's jitter).
 PROBABILITY_JITTER = 1e-4
 #: Initial output scale: GPyTorch's default ``raw_outputscale = 0``, i.e. ``softplus(0) = ln 2``.
 INITIAL_RAW_OUTPUTSCALE = 0.0
-WARMUP_KINDS = ("exp", "linear")
 #: Torch threads during a test. A test is many small operations; on a loaded 2-core machine two
 #: threads made the fast test 10 to 100 times slower than one (OpenMP threads waiting on each other).
 TEST_THREADS = 1
@@ -168,8 +167,8 @@ def check_test_args(lr_min: float, lr_now: float, warmup: str) -> tuple[float, f
         raise ValueError(f"lr_min={lr_min!r} must be > 0: it is the first LR of the warmup")
     if not lr_now > 0.0:
         raise ValueError(f"lr_now={lr_now!r} must be > 0: pass the LR of the step whose loss was recorded last")
-    if warmup not in WARMUP_KINDS:
-        raise ValueError(f"warmup={warmup!r} is unknown; use one of {list(WARMUP_KINDS)}")
+    if warmup not in WARMUPS:
+        raise ValueError(f"warmup={warmup!r} is unknown; use one of {list(WARMUPS)}")
     return lr_min, lr_now
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+WARMUPS = ("exp", "linear")  # AutoWU's warmup curves: the paper's exponential one, the linear ablation
+
 
 def exp_warmup_lr(t: float, lr_min: float, lr_max: float, warmup_steps: int) -> float:
     """AutoWU eq. 1: ``lr_min * (lr_max / lr_min) ** (t / W)``; grows by a fixed factor per step."""
