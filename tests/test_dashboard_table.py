@@ -109,3 +109,23 @@ def test_text_and_markdown_rendering(trials):
     assert markdown[0].startswith("| workload | batch | arm | test acc |")
     assert len(markdown) == 2 + len(table)
     assert all(line.count("|") == markdown[0].count("|") for line in markdown)
+
+
+def test_restarts_column_only_when_some_trial_restarted(trials):
+    plain = format_text(head_to_head(trials))
+    assert "restarts" not in plain and "restarts" not in format_markdown(head_to_head(trials))
+    trials["restarts"] = 0
+    assert format_text(head_to_head(trials)) == plain  # all zero: the table reads as before
+    trials.loc[(trials.kind == "autowu") & (trials.batch_size == 4096), "restarts"] = [1, 0, 2]
+    trials.loc[(trials.kind == "baseline") & (trials.peak_lr == 0.01), "restarts"] = 1  # not the best point
+    table = head_to_head(trials)
+    rows = table.set_index(["batch_size", "row"])["restarts"]
+    assert rows[(4096, "autowu-cos")] == 3 and rows[(4096, "baseline best")] == 3  # the whole grid's
+    assert rows[(4096, "baseline default")] == 0 and rows[(256, "autowu-cos")] == 0
+    text = format_text(table).splitlines()
+    header = text[0].split()
+    assert header[-2:] == ["restarts", "setting"]
+    autowu_row = next(line for line in text if line.startswith("fmnist-mlp") and " 4096 " in line and "autowu" in line)
+    assert autowu_row.split("  ")[-1].strip().startswith("cosine")
+    md = format_markdown(table).splitlines()
+    assert md[0].count("|") == md[1].count("|") == md[2].count("|") == 12  # 11 columns

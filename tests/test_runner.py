@@ -165,7 +165,7 @@ def test_a_trial_that_fails_before_training_leaves_a_failed_summary_with_the_err
     spec = _spec(str(tmp_path), trial_id="t", arm="baseline", kind="baseline", peak_lr=0.1, warmup_epochs=1)
     with pytest.raises(RuntimeError, match="mlflow:5000"):
         trial_driver.run_trial({"spec": spec.to_dict()}, run_dir=str(tmp_path),
-                             tracking_uri="http://mlflow:5000", parent_run_id="p", max_failures=0)
+                             tracking_uri="http://mlflow:5000", parent_run_id="p")
     with open(os.path.join(trial_driver.trial_dir(str(tmp_path), "t"), SUMMARY_FILE)) as f:
         summary = json.load(f)
     assert summary["status"] == "failed" and "mlflow:5000" in summary["error"]

@@ -22,6 +22,8 @@ Columns (``head_to_head`` names, then the printed header):
     decay_start_lr                "decay LR": AutoWU's mean LR at the start of the decay
     setting                       "setting": the AutoWU decay and test interval, or the baseline's
                                   peak LR and warmup epochs
+    restarts                      "restarts": worker-group restarts of the row's trials (for "best":
+                                  of the whole grid); printed only when some trial restarted
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from autowu_bench.schedulers.autowu import autowu_defaults
 
 COLUMNS = (
     "workload", "batch_size", "row", "setting", "test_acc_mean", "test_acc_std", "val_acc_mean", "seeds",
-    "trials", "device_hours", "switch_epoch", "switch_reason", "decay_start_lr", "grid_points",
+    "trials", "device_hours", "switch_epoch", "switch_reason", "decay_start_lr", "restarts", "grid_points",
     "grid_points_without_result",
 )
 
@@ -49,7 +51,14 @@ def _stats(group: pd.DataFrame, select_by: str) -> dict[str, Any]:
         "seeds": int(len(test)),
         "trials": int(len(group)),
         "device_hours": group["device_hours"].sum(min_count=1),
+        "restarts": _restarts(group),
     }
+
+
+def _restarts(group: pd.DataFrame) -> int:
+    if "restarts" not in group:
+        return 0
+    return int(pd.to_numeric(group["restarts"], errors="coerce").fillna(0).sum())
 
 
 def best_grid_point(grid: pd.DataFrame, select_by: str = "final_val_acc") -> tuple[float, float] | None:
@@ -91,6 +100,7 @@ def head_to_head(trials: pd.DataFrame, select_by: str = "final_val_acc") -> pd.D
                 scored, unscored = int(means.notna().sum()), int(means.isna().sum())
                 stats = _stats(chosen, select_by)
                 stats["device_hours"] = group["device_hours"].sum(min_count=1)  # the whole grid's cost
+                stats["restarts"] = _restarts(group)
                 rows.append({**key, "row": f"{arm} best",
                              "setting": _baseline_setting(*point) + f" (best of {scored} points"
                              + (f"; {unscored} without a result)" if unscored else ")"),
@@ -124,15 +134,30 @@ _HEADERS = (
 )
 
 
+def _show_restarts(table: pd.DataFrame) -> bool:
+    return "restarts" in table and bool((pd.to_numeric(table["restarts"], errors="coerce").fillna(0) > 0).any())
+
+
+def _headers(table: pd.DataFrame) -> list[str]:
+    """The printed headers; "restarts" (before "setting") only when some trial restarted, so a table of
+    runs without restarts reads as before the column existed."""
+    headers = [h for _, h in _HEADERS]
+    return headers[:-1] + ["restarts", headers[-1]] if _show_restarts(table) else headers
+
+
 def _cells(table: pd.DataFrame) -> list[list[str]]:
     out = []
+    restarts = _show_restarts(table)
     for _, r in table.iterrows():
-        out.append([
+        row = [
             str(r["workload"]), str(r["batch_size"]), str(r["row"]),
             _mean_std(r["test_acc_mean"], r["test_acc_std"]), _num(r["val_acc_mean"], "{:.4f}"),
             f"{r['seeds']}/{r['trials']}", _num(r["device_hours"], "{:.3f}"),
             _switch(r["switch_epoch"], r["switch_reason"]), _num(r["decay_start_lr"], "{:.3g}"), str(r["setting"]),
-        ])
+        ]
+        if restarts:
+            row.insert(-1, _num(r["restarts"], "{:.0f}"))
+        out.append(row)
     return out
 
 
@@ -158,10 +183,10 @@ def _switch(epoch: Any, reason: Any) -> str:
 
 def format_text(table: pd.DataFrame, title: str = "") -> str:
     """Fixed-width text, the numbers right-aligned; what ``run_suite.py`` prints and saves as table.txt."""
-    headers = [h for _, h in _HEADERS]
+    headers = _headers(table)
     rows = _cells(table)
     widths = [max([len(h)] + [len(row[i]) for row in rows]) for i, h in enumerate(headers)]
-    left = {0, 2, 9}
+    left = {0, 2, len(headers) - 1}
 
     def line(cells: list[str]) -> str:
         return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
@@ -179,8 +204,9 @@ def format_text(table: pd.DataFrame, title: str = "") -> str:
 
 def format_markdown(table: pd.DataFrame) -> str:
     """The same table as GitHub markdown."""
-    headers = [h for _, h in _HEADERS]
+    headers = _headers(table)
     rows = _cells(table)
-    out = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---", "---:", "---", "---:", "---:", "---:", "---:", "---:", "---:", "---"]) + "|"]
+    aligns = ["---", "---:", "---"] + ["---:"] * (len(headers) - 4) + ["---"]
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join(aligns) + "|"]
     out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
     return "\n".join(out) + "\n"

@@ -64,7 +64,7 @@ def expand(suite: Suite) -> list[TrialSpec]:
         suite=suite.name, data_root=data.root, train_subset=data.train_subset, val_size=data.val_size,
         num_workers=res.workers_per_trial, use_gpu=res.use_gpu, cpus_per_worker=res.cpus_per_worker,
         gpus_per_worker=res.gpus, micro_batch=train.micro_batch, amp=train.amp,
-        channels_last=train.channels_last, compile=train.compile,
+        channels_last=train.channels_last, compile=train.compile, max_failures=res.max_failures,
     )
     for workload in suite.workloads:
         recipe = workloads.get_workload(workload).recipe

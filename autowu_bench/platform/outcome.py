@@ -55,6 +55,7 @@ class TrialOutcome:
     switch_reason: str | None = None
     decay_start_lr: float | None = None
     rollbacks: int = 0
+    restarts: int = 0  # worker-group restarts from a checkpoint (Ray Train FailureConfig)
     wall_seconds: float = 0.0
     device_hours: float = 0.0
     # Where the start-up went: the driver (imports, MLflow run, controller actor), Ray Train (its
@@ -94,7 +95,7 @@ class TrialOutcome:
             test_acc=metrics.get("test_acc"), test_loss=metrics.get("test_loss"),
             switch_step=metrics.get("switch_step"), switch_epoch=metrics.get("switch_epoch"),
             switch_reason=metrics.get("switch_reason"), decay_start_lr=metrics.get("decay_start_lr"),
-            rollbacks=metrics.get("rollbacks", 0), wall_seconds=wall, device_hours=device_hours(spec, wall),
+            rollbacks=metrics.get("rollbacks", 0), restarts=metrics.get("restarts", 0), wall_seconds=wall, device_hours=device_hours(spec, wall),
             error=error, mlflow_run_id=mlflow_run_id, ended_at=ended, **startup,
         )
 

@@ -24,7 +24,6 @@ def run_trials(
     tracking_uri: str | None,
     parent_run_id: str | None,
     max_concurrent: int | None = None,
-    max_failures: int = 0,
     verbose: bool = False,
     progress_interval: float = 60.0,
 ) -> list[TrialOutcome]:
@@ -36,7 +35,6 @@ def run_trials(
             and Tune/Train storage (checkpoints) to ``run_dir/ray``.
         tracking_uri / parent_run_id: MLflow; None disables tracking.
         max_concurrent: trials at once (default: as many as the cluster's resources hold).
-        max_failures: Ray Train worker-group restarts per trial (each resumes from the last checkpoint).
         verbose: one line per reported epoch per trial, besides the progress line and the trials' ends.
         progress_interval: seconds between progress lines when stdout is not a terminal (a log file).
 
@@ -55,7 +53,6 @@ def run_trials(
     concurrency = max_concurrent or default_concurrency(trials)
     trainable = tune.with_parameters(
         run_trial, run_dir=run_dir, tracking_uri=tracking_uri, parent_run_id=parent_run_id,
-        max_failures=max_failures,
     )
     # The driver holds no CPU, so the trial's Train workers get the cores. Tune refuses an all-zero
     # request; one byte of the "memory" resource (present on every node) is a request that costs nothing.

@@ -23,6 +23,7 @@ class TrialSpec:
         peak_lr / warmup_epochs: for baseline trials, the grid point.
         is_default: the baseline grid point that the scaling rule gives untuned (the paper's default).
         micro_batch: per-worker micro-batch for gradient accumulation; None means no accumulation.
+        max_failures: Ray Train worker-group restarts (each from the last checkpoint) before the trial fails.
     """
 
     trial_id: str
@@ -51,6 +52,7 @@ class TrialSpec:
     amp: str | None = None
     channels_last: bool = False
     compile: bool = False
+    max_failures: int = 3
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -176,6 +176,7 @@ class Resources(_Strict):
     cpus_per_worker: PositiveFloat = 1.0
     gpus_per_worker: Annotated[float, Field(ge=0)] | None = None
     max_concurrent_trials: PositiveInt | None = None
+    max_failures: NonNegativeInt = 3  # Ray Train worker-group restarts per trial, each from the last checkpoint
 
     @model_validator(mode="after")
     def _gpus(self) -> "Resources":

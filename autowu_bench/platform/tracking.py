@@ -48,6 +48,7 @@ DECISION_CODES = {Decision.NEGATIVE: 0, Decision.POSITIVE: 1, Decision.SWITCH: 2
 # MLflow's limits per log_batch request (mlflow.utils.validation): 1000 metrics, 100 params or tags.
 _METRICS_PER_CALL = 1000
 _PARAMS_PER_CALL = 100
+RECORDED_STEP_FILE = "recorded_step"  # TrialRecorder: the highest step it has sent, for a restart
 
 
 def _client(tracking_uri: str):
@@ -303,6 +304,9 @@ class TrialRecorder:
     Everything is buffered; ``flush()`` (every epoch) sends the buffered metrics with as few
     ``log_batch`` calls as MLflow's 1000-metric limit allows, then writes the buffered rows as fragments
     under ``trial_dir/fragments``. An MLflow error only warns: the fragments still hold every row.
+    After each flush the highest step sent so far is written to ``trial_dir/recorded_step``; a worker
+    that resumed from a checkpoint calls :meth:`resume`, and the steps, epochs and tests at or below
+    that step (sent before the failure, now replayed) are not sent again. Events are not filtered.
     Outside ``run_suite.py`` (whose processes get it), call ``apply_process_env()`` before logging.
 
     Args:
@@ -321,6 +325,19 @@ class TrialRecorder:
         self.fragments = self.writer.folder
         self._client = _client(tracking_uri) if tracking_uri and run_id else None
         self._metrics: list[Any] = []
+        self._skip_through = 0  # steps at or below this were sent by an earlier attempt (``resume``)
+        self._sent_through = 0
+
+    def resume(self) -> int:
+        """After a restart from a checkpoint: skip what the failed attempt had already sent (the
+        steps at or below ``recorded_step``); returns that step (0 when none was recorded)."""
+        path = self.trial_dir / RECORDED_STEP_FILE
+        self._skip_through = int(path.read_text()) if path.is_file() else 0
+        self._sent_through = self._skip_through
+        return self._skip_through
+
+    def _new(self, step: int) -> bool:
+        return int(step) > self._skip_through
 
     def _metric(self, key: str, value: float, step: int) -> None:
         from mlflow.entities import Metric
@@ -333,6 +350,9 @@ class TrialRecorder:
             raise ValueError(f"steps, lrs and losses differ in length: {len(steps)}, {len(lrs)}, {len(losses)}")
         for step, lr, loss in zip(steps, lrs, losses):
             step, lr, loss = int(step), float(lr), float(loss)
+            if not self._new(step):
+                continue
+            self._sent_through = max(self._sent_through, step)
             self.writer.add("curves", {"trial_id": self.trial_id, "step": step, "lr": lr, "train_loss": loss})
             self._metric("lr", lr, step)
             self._metric("train_loss", loss, step)
@@ -341,6 +361,8 @@ class TrialRecorder:
 
     def log_epoch(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
         """Per-epoch metrics (val_loss, val_acc, epoch_seconds, images_per_second, ...) at ``step``."""
+        if not self._new(step):
+            return
         row = {"trial_id": self.trial_id, "epoch": int(epoch), "step": int(step)}
         self._metric("epoch", epoch, step)
         for key, value in metrics.items():
@@ -353,6 +375,8 @@ class TrialRecorder:
         """AutoWU test records (``AutoWUCore.tests`` entries): p per vote, positive votes, the decision."""
         for record in records:
             step = int(record["step"])
+            if not self._new(step):
+                continue
             self.writer.add("tests", {"trial_id": self.trial_id, **plain(record)})
             for i, p in enumerate(record.get("p") or []):
                 self._metric(f"autowu_p_{i}", p, step)
@@ -375,6 +399,10 @@ class TrialRecorder:
         """Send the buffered metrics to MLflow and append the buffered rows as Parquet fragments."""
         self._send()
         self.writer.flush()
+        if self._sent_through > self._skip_through:
+            from autowu_bench.platform.files import write_atomic
+
+            write_atomic(self.trial_dir / RECORDED_STEP_FILE, str(self._sent_through))
 
     def _send(self) -> None:
         metrics, self._metrics = self._metrics, []

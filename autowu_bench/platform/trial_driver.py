@@ -24,9 +24,9 @@ def trial_dir(run_dir: str, trial_id: str) -> str:
 
 
 def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
-                  parent_run_id: str | None, max_failures: int) -> None:
+              parent_run_id: str | None) -> None:
     """Tune function trainable: the trial ``config["spec"]`` (a TrialSpec dict), end to end (see the
-    module docstring); ``max_failures`` worker-group restarts, each from the last checkpoint."""
+    module docstring); up to ``spec.max_failures`` worker-group restarts, each from the last checkpoint."""
     started = time.time()
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -62,7 +62,7 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
                 storage_path=os.path.join(os.path.abspath(run_dir), "ray", "train"),
                 callbacks=[TuneReportCallback()],
                 checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-                failure_config=ray.train.FailureConfig(max_failures=max_failures),
+                failure_config=ray.train.FailureConfig(max_failures=spec.max_failures),
             ),
         )
         fit_started = time.time()

@@ -19,6 +19,13 @@ last two are kept in memory, so a rollback does not depend on storage; the epoch
 the checkpoint. The loss of step d is computed on the weights after step d - 1, so a good snapshot is
 one taken at a step s < d - 1. A non-finite loss in the decay phase, or in a baseline trial, ends the
 trial with status "diverged".
+
+Restarts: Ray Train restarts the whole worker group after a worker dies (``FailureConfig``, the suite's
+``resources.max_failures``); every rank then resumes from the last reported checkpoint (the schedule's
+state goes back into the controller), so the rest of the run is the run that would have happened.
+``progress["restarts"]`` counts the resumes (a failure before the first checkpoint starts afresh and
+is not counted). Rank 0's recorder skips the steps it had already sent before the failure
+(``TrialRecorder.resume``), so MLflow gets each replayed step once.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 import copy
 import os
 import random
+import signal
 import tempfile
 import time
 from dataclasses import dataclass
@@ -46,6 +54,9 @@ from autowu_bench.schedulers.schedule import Schedule
 from autowu_bench.workloads.data.sharding import batch_split_problem
 
 CHECKPOINT_FILE = "state.pt"
+# Test hook (tests/test_restarts.py), inert unless the file exists: "<rank> <step>" in the trial folder
+# makes that rank remove the file and SIGKILL its own process right after that step.
+KILL_HOOK_FILE = "_test_kill_worker_at"
 
 
 class SyncOutcome(StrEnum):
@@ -136,6 +147,7 @@ class TrialWorker:
         self.step = 0
         self.epoch = 0
         self.rollbacks = 0
+        self.restarts = 0
         self.best_val_acc = float("nan")
         self.val_history: list[dict[str, float]] = []
         self.tests_logged = 0
@@ -151,6 +163,10 @@ class TrialWorker:
             state = torch.load(os.path.join(env.checkpoint_dir, CHECKPOINT_FILE), map_location="cpu",
                                weights_only=False)
             self._restore(state, resume=True)
+            if self.recorder is not None:
+                self.recorder.resume()
+                self.recorder.log_event("restart", self.step, restarts=self.restarts, epoch=self.epoch)
+        self._kill_at = _kill_hook(env.trial_dir, self.rank)
 
     # -- the training loop -----------------------------------------------------------------------
 
@@ -179,6 +195,9 @@ class TrialWorker:
             self.buffer.append(self.step_fn(x, y, lr))
             self.step += 1
             self.trace.append((self.step, lr))
+            if self.step == self._kill_at:
+                os.remove(os.path.join(self.env.trial_dir, KILL_HOOK_FILE))
+                os.kill(os.getpid(), signal.SIGKILL)
             if self.plan.hands_over_after(self.step):
                 outcome = self._sync()
                 if outcome is not SyncOutcome.CONTINUE:
@@ -206,6 +225,7 @@ class TrialWorker:
             "sync_seconds": self._sync_seconds,
             "images_per_second": steps * self.spec.batch_size / train_seconds if train_seconds > 0 else 0.0,
             "rollbacks": self.rollbacks,
+            "restarts": self.restarts,
             "status": str(TrialStatus.FINISHED if last else TrialStatus.RUNNING),
             "steps_per_epoch": self.steps_per_epoch,
             "worker_created_at": self.created_at,
@@ -228,7 +248,7 @@ class TrialWorker:
         metrics = {
             "epoch": self.epoch, "step": self.step, "phase": str(self.plan.phase_at(self.step)), "lr": float("nan"),
             "val_loss": float("nan"), "val_acc": float("nan"), "best_val_acc": self.best_val_acc,
-            "test_loss": test_loss, "test_acc": test_acc, "rollbacks": self.rollbacks,
+            "test_loss": test_loss, "test_acc": test_acc, "rollbacks": self.rollbacks, "restarts": self.restarts,
             "status": str(TrialStatus.DIVERGED), "steps_per_epoch": self.steps_per_epoch,
             "worker_created_at": self.created_at, "training_started_at": self.training_started_at,
             **self._switch_metrics(),
@@ -295,7 +315,7 @@ class TrialWorker:
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
             "rng": gather_objects(_rng_state(self.device)),
             "progress": {
-                "step": self.step, "epoch": self.epoch, "rollbacks": self.rollbacks,
+                "step": self.step, "epoch": self.epoch, "rollbacks": self.rollbacks, "restarts": self.restarts,
                 "best_val_acc": self.best_val_acc, "val_history": list(self.val_history),
                 "tests_logged": self.tests_logged,
             },
@@ -306,7 +326,8 @@ class TrialWorker:
 
     def _restore(self, state: dict[str, Any], *, resume: bool) -> None:
         """Back to a captured state. A rollback keeps the schedule's decision (the plan, the tests
-        logged, the rollback count); a resume takes everything from the checkpoint."""
+        logged, the rollback and restart counts); a resume takes everything from the checkpoint, and
+        counts itself as one more restart."""
         self.model.load_state_dict(state["model"])
         # The optimizer keeps its tensors: a copy, so the snapshot survives the steps that follow.
         self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
@@ -320,6 +341,7 @@ class TrialWorker:
         self._epoch_losses = []
         if resume:
             self.rollbacks, self.tests_logged = progress["rollbacks"], progress["tests_logged"]
+            self.restarts = progress.get("restarts", 0) + 1
             self.plan = state["plan"]
             if self.rank == 0:
                 self.env.schedule.load_state_dict(state["schedule"])
@@ -373,6 +395,15 @@ class TrialWorker:
         steps, lrs = zip(*self.trace) if self.trace else ((), ())
         table = pa.table({"step": pa.array(steps, pa.int64()), "lr": pa.array(lrs, pa.float64())})
         write_parquet_atomic(table, os.path.join(self.env.trial_dir, f"lr_rank{self.rank}.parquet"))
+
+
+def _kill_hook(trial_dir: str, rank: int) -> int | None:
+    """The step after which this rank kills itself (see ``KILL_HOOK_FILE``), or None (always, outside tests)."""
+    path = os.path.join(trial_dir, KILL_HOOK_FILE)
+    if not os.path.isfile(path):
+        return None
+    hook_rank, step = (int(v) for v in open(path).read().split())
+    return step if hook_rank == rank else None
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:

@@ -1,0 +1,116 @@
+"""Trial restarts through real Ray Tune + Ray Train (2 gloo CPU workers): a Train worker SIGKILLed
+mid-warmup, after the first checkpoint, and the worker group restarts from that checkpoint.
+
+Two copies of one AutoWU trial (same seed) run in one Ray session, under a run folder that is not the
+working folder: one uninterrupted, one whose rank 1 kills itself after step ``KILL_AT`` on its first
+attempt (the worker's ``KILL_HOOK_FILE`` test hook). The restarted trial must finish with
+``restarts == 1`` and the very same LR trace, switch step and decay start LR as the uninterrupted one;
+rank 0's curves hold each step once. Also without Ray: the recorder's skip of already-sent steps.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import pyarrow.parquet as pq
+import pytest
+
+from autowu_bench.platform.spec import TrialSpec
+from autowu_bench.platform.worker import KILL_HOOK_FILE
+from tests.data_fixtures import write_fashion_mnist_idx
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+EPOCHS = 6
+BATCH = 200
+N_TRAIN, VAL = 1200, 200  # 5 steps per epoch, 30 steps; the longest warmup is 15 steps
+KILL_AT = 8  # in epoch 2, after the epoch-1 checkpoint (step 5)
+
+
+def _spec(data_root: str, trial_id: str) -> TrialSpec:
+    return TrialSpec(
+        trial_id=trial_id, suite="restart-test", arm="autowu-cos", kind="autowu", decay="cosine",
+        autowu={"test_interval": 2}, workload="fmnist-mlp", batch_size=BATCH, epochs=EPOCHS, seed=0,
+        optimizer="sgd", weight_decay=0.0, data_root=data_root, val_size=VAL, num_workers=2,
+        cpus_per_worker=0.5, max_failures=2,
+    )
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from autowu_bench.platform.ray_cluster import ray_session
+    from autowu_bench.platform.runner import run_trials
+    from autowu_bench.platform.trial_driver import trial_dir
+
+    root = tmp_path_factory.mktemp("data")
+    write_fashion_mnist_idx(root, n_train=N_TRAIN, n_test=100, seed=0)
+    run_dir = str(tmp_path_factory.mktemp("run"))
+    assert os.path.abspath(run_dir) != os.getcwd()
+    trials = [_spec(str(root), "uninterrupted"), _spec(str(root), "killed")]
+    killed = trial_dir(run_dir, "killed")
+    os.makedirs(killed)
+    with open(os.path.join(killed, KILL_HOOK_FILE), "w") as f:
+        f.write(f"1 {KILL_AT}")
+    with ray_session(None, num_cpus=2, object_store_memory=200 * 1024**2):
+        outcomes = run_trials(trials, run_dir=run_dir, tracking_uri=None, parent_run_id=None)
+    return run_dir, {o.trial_id: o for o in outcomes}
+
+
+def _trace(run_dir: str, trial_id: str, rank: int) -> dict[str, list]:
+    return pq.read_table(os.path.join(run_dir, "trials", trial_id, f"lr_rank{rank}.parquet")).to_pydict()
+
+
+def test_the_killed_trial_restarted_once_and_finished(run):
+    run_dir, outcomes = run
+    assert not os.path.exists(os.path.join(run_dir, "trials", "killed", KILL_HOOK_FILE))  # the hook fired
+    for trial_id, restarts in (("uninterrupted", 0), ("killed", 1)):
+        o = outcomes[trial_id]
+        assert o.status == "finished", o
+        assert (o.restarts, o.epochs_done, o.steps) == (restarts, EPOCHS, EPOCHS * 5)
+    # The kill was mid-warmup: the uninterrupted trial switched after the killed step.
+    assert outcomes["uninterrupted"].switch_step > KILL_AT
+
+
+def test_the_restarted_trial_is_the_uninterrupted_one_exactly(run):
+    run_dir, outcomes = run
+    a, b = outcomes["uninterrupted"], outcomes["killed"]
+    for rank in (0, 1):
+        assert _trace(run_dir, "killed", rank) == _trace(run_dir, "uninterrupted", 0)
+    assert _trace(run_dir, "killed", 0)["step"] == list(range(1, EPOCHS * 5 + 1))
+    assert (b.switch_step, b.switch_reason, b.decay_start_lr) == (a.switch_step, a.switch_reason, a.decay_start_lr)
+    assert (b.final_val_acc, b.test_acc, b.final_val_loss) == (a.final_val_acc, a.test_acc, a.final_val_loss)
+
+
+def test_each_step_is_recorded_once_and_the_restart_is_an_event(run):
+    run_dir, _ = run
+    for trial_id in ("uninterrupted", "killed"):
+        rows = [r for p in glob.glob(os.path.join(run_dir, "trials", trial_id, "fragments", "curves-*.parquet"))
+                for r in pq.read_table(p).to_pylist()]
+        assert sorted(r["step"] for r in rows) == list(range(1, EPOCHS * 5 + 1))
+    events = [r for p in glob.glob(os.path.join(run_dir, "trials", "killed", "fragments", "events-*.parquet"))
+              for r in pq.read_table(p).to_pylist()]
+    assert [(e["name"], e["step"]) for e in events] == [("restart", 5)]
+
+
+def test_a_resumed_recorder_skips_what_the_failed_attempt_sent(tmp_path):
+    from autowu_bench.platform.tracking import RECORDED_STEP_FILE, TrialRecorder
+
+    trial = tmp_path / "trials" / "t"
+    first = TrialRecorder(None, None, trial)
+    first.log_steps([1, 2, 3, 4], [0.1] * 4, [1.0] * 4)
+    first.log_epoch(1, 4, {"val_acc": 0.5})
+    first.flush()
+    assert (trial / RECORDED_STEP_FILE).read_text() == "4"
+    # The next attempt resumed from the checkpoint at step 2 and replays steps 3 and 4.
+    second = TrialRecorder(None, None, trial)
+    assert second.resume() == 4
+    second.log_steps([3, 4, 5, 6], [0.2] * 4, [2.0] * 4)
+    second.log_epoch(1, 4, {"val_acc": 0.9})
+    second.log_epoch(2, 6, {"val_acc": 0.6})
+    second.flush()
+    assert (trial / RECORDED_STEP_FILE).read_text() == "6"
+    rows = [r for p in sorted((trial / "fragments").glob("curves-*.parquet")) for r in pq.read_table(p).to_pylist()]
+    assert [(r["step"], r["lr"]) for r in rows] == [(1, 0.1), (2, 0.1), (3, 0.1), (4, 0.1), (5, 0.2), (6, 0.2)]
+    epochs = [r for p in sorted((trial / "fragments").glob("epochs-*.parquet")) for r in pq.read_table(p).to_pylist()]
+    assert [(r["epoch"], r["val_acc"]) for r in epochs] == [(1, 0.5), (2, 0.6)]
