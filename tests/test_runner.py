@@ -58,7 +58,10 @@ def run(tmp_path_factory):
     with ray_session(None, num_cpus=2, object_store_memory=200 * 1024**2):
         problems = cluster_problems(trials + unfit)
         growing = cluster_problems(trials + unfit, can_grow=True)
-        summaries = run_trials(trials, run_dir=run_dir, tracking_uri=None, parent_run_id=None)
+        # A baseline whose loss blows up: its diverged end must reach the summary (the last report).
+        blows_up = _spec(str(root), trial_id="baseline-blows-up", arm="baseline", kind="baseline", peak_lr=1e8,
+                         warmup_epochs=0.5)
+        summaries = run_trials(trials + [blows_up], run_dir=run_dir, tracking_uri=None, parent_run_id=None)
     return run_dir, trials, {s.trial_id: s.to_dict() for s in summaries}, (problems, growing)
 
 
@@ -169,3 +172,10 @@ def test_a_trial_that_fails_before_training_leaves_a_failed_summary_with_the_err
     with open(os.path.join(trial_driver.trial_dir(str(tmp_path), "t"), SUMMARY_FILE)) as f:
         summary = json.load(f)
     assert summary["status"] == "failed" and "mlflow:5000" in summary["error"]
+
+
+def test_a_baseline_that_blows_up_ends_as_diverged_in_its_summary(run):
+    s = run[2]["baseline-blows-up"]
+    assert s["status"] == "diverged", s
+    assert s["steps"] < EPOCHS * (N_TRAIN - VAL) // BATCH and s["error"] is None
+    assert s["final_val_acc"] is None and s["test_acc"] is not None  # what its broken weights give

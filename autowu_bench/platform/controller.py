@@ -40,14 +40,15 @@ class AutoWUController:
             self.configure(steps_per_epoch, total_epochs)
 
     def configure(self, steps_per_epoch: int, total_epochs: int) -> AutoWUPlan:
-        if self.core is None:
-            self._sizes = (steps_per_epoch, total_epochs)
-            self.core = AutoWUCore(steps_per_epoch, total_epochs, **self._kwargs)
-        elif self._sizes != (steps_per_epoch, total_epochs):
+        """A new core for the run, always: a worker group that starts the trial over (a restart before
+        any checkpoint) must not inherit an earlier attempt's decisions; a resume loads the state after."""
+        if self._sizes is not None and self._sizes != (steps_per_epoch, total_epochs):
             raise ValueError(
                 f"controller was configured for (steps_per_epoch, total_epochs)={self._sizes}, "
                 f"not {(steps_per_epoch, total_epochs)}; start a new controller for a different trial"
             )
+        self._sizes = (steps_per_epoch, total_epochs)
+        self.core = AutoWUCore(steps_per_epoch, total_epochs, **self._kwargs)
         return self.core.plan()
 
     def _configured(self) -> AutoWUCore:
@@ -68,7 +69,6 @@ class AutoWUController:
         return {"sizes": self._sizes, "core": self._configured().state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.core = None
         self.configure(*state["sizes"])
         self.core.load_state_dict(state["core"])
 

@@ -329,7 +329,7 @@ class TrialRecorder:
         self._sent_through = 0
 
     def resume(self) -> int:
-        """After a restart from a checkpoint: skip what the failed attempt had already sent (the
+        """After a restart (from a checkpoint or from the start): skip what the failed attempts had sent (the
         steps at or below ``recorded_step``); returns that step (0 when none was recorded)."""
         path = self.trial_dir / RECORDED_STEP_FILE
         self._skip_through = int(path.read_text()) if path.is_file() else 0

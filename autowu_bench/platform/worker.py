@@ -23,9 +23,10 @@ trial with status "diverged".
 Restarts: Ray Train restarts the whole worker group after a worker dies (``FailureConfig``, the suite's
 ``resources.max_failures``); every rank then resumes from the last reported checkpoint (the schedule's
 state goes back into the controller), so the rest of the run is the run that would have happened.
-``progress["restarts"]`` counts the resumes (a failure before the first checkpoint starts afresh and
-is not counted). Rank 0's recorder skips the steps it had already sent before the failure
-(``TrialRecorder.resume``), so MLflow gets each replayed step once.
+A failure before the first checkpoint is registered starts the trial afresh (the controller too:
+``configure`` starts a new core). Either way rank 0 counts the worker-group starts in the trial folder
+(``ATTEMPTS_FILE``), so ``restarts`` is right however the group restarted, and its recorder skips the
+steps it had already sent (``TrialRecorder.resume``), so MLflow gets each replayed step once.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ import pyarrow as pa
 import torch
 
 from autowu_bench.platform.collectives import broadcast_object, gather_objects
-from autowu_bench.platform.files import write_parquet_atomic
+from autowu_bench.platform.files import write_atomic, write_parquet_atomic
 from autowu_bench.platform.loop import LossBuffer, TrainStep, evaluate, first_divergent
 from autowu_bench.platform.outcome import TrialStatus
 from autowu_bench.platform.spec import TrialSpec
@@ -54,6 +55,7 @@ from autowu_bench.schedulers.schedule import Schedule
 from autowu_bench.workloads.data.sharding import batch_split_problem
 
 CHECKPOINT_FILE = "state.pt"
+ATTEMPTS_FILE = "attempts"  # worker-group starts of the trial (rank 0), so restarts are counted
 # Test hook (tests/test_restarts.py), inert unless the file exists: "<rank> <step>" in the trial folder
 # makes that rank remove the file and SIGKILL its own process right after that step.
 KILL_HOOK_FILE = "_test_kill_worker_at"
@@ -147,7 +149,6 @@ class TrialWorker:
         self.step = 0
         self.epoch = 0
         self.rollbacks = 0
-        self.restarts = 0
         self.best_val_acc = float("nan")
         self.val_history: list[dict[str, float]] = []
         self.tests_logged = 0
@@ -163,9 +164,10 @@ class TrialWorker:
             state = torch.load(os.path.join(env.checkpoint_dir, CHECKPOINT_FILE), map_location="cpu",
                                weights_only=False)
             self._restore(state, resume=True)
-            if self.recorder is not None:
-                self.recorder.resume()
-                self.recorder.log_event("restart", self.step, restarts=self.restarts, epoch=self.epoch)
+        self.restarts = broadcast_object(_count_attempt(env.trial_dir) - 1 if self.rank == 0 else None, self.rank)
+        if self.restarts and self.recorder is not None:
+            self.recorder.resume()
+            self.recorder.log_event("restart", self.step, restarts=self.restarts, epoch=self.epoch)
         self._kill_at = _kill_hook(env.trial_dir, self.rank)
 
     # -- the training loop -----------------------------------------------------------------------
@@ -236,12 +238,7 @@ class TrialWorker:
         if last:
             metrics["test_loss"], metrics["test_acc"] = self._evaluate(self.test_loader)
         self._log_epoch(metrics)
-        state = self._capture()
-        self.snapshots = [*self.snapshots[-1:], state]
-        with tempfile.TemporaryDirectory(prefix="autowu-ckpt-") as folder:
-            if self.rank == 0:
-                torch.save({**state, "spec": self.spec.to_dict()}, os.path.join(folder, CHECKPOINT_FILE))
-            self.env.report(metrics, folder if self.rank == 0 else None)
+        self.snapshots = [*self.snapshots[-1:], self._report(metrics)]
 
     def _finish_diverged(self) -> None:
         test_loss, test_acc = self._evaluate(self.test_loader)
@@ -256,7 +253,20 @@ class TrialWorker:
         if self.recorder is not None:
             self.recorder.log_event("diverged", self.step, phase=str(self.plan.phase))
         self._log_epoch(metrics, epoch_metrics=False)
-        self.env.report(metrics, None)
+        self._report(metrics)
+
+    def _report(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """Report ``metrics`` with a checkpoint of the state now (returned: it is also the snapshot).
+
+        Every report carries a checkpoint, the diverged end too: the result of Ray Train's ``fit`` holds
+        the metrics of the newest checkpoint, so a final report without one would be lost
+        (tests/test_runner.py's diverging baseline)."""
+        state = self._capture()
+        with tempfile.TemporaryDirectory(prefix="autowu-ckpt-") as folder:
+            if self.rank == 0:
+                torch.save({**state, "spec": self.spec.to_dict()}, os.path.join(folder, CHECKPOINT_FILE))
+            self.env.report(metrics, folder if self.rank == 0 else None)
+        return state
 
     # -- sync points -----------------------------------------------------------------------------
 
@@ -315,7 +325,7 @@ class TrialWorker:
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
             "rng": gather_objects(_rng_state(self.device)),
             "progress": {
-                "step": self.step, "epoch": self.epoch, "rollbacks": self.rollbacks, "restarts": self.restarts,
+                "step": self.step, "epoch": self.epoch, "rollbacks": self.rollbacks,
                 "best_val_acc": self.best_val_acc, "val_history": list(self.val_history),
                 "tests_logged": self.tests_logged,
             },
@@ -326,8 +336,7 @@ class TrialWorker:
 
     def _restore(self, state: dict[str, Any], *, resume: bool) -> None:
         """Back to a captured state. A rollback keeps the schedule's decision (the plan, the tests
-        logged, the rollback and restart counts); a resume takes everything from the checkpoint, and
-        counts itself as one more restart."""
+        logged, the rollback count); a resume takes everything from the checkpoint."""
         self.model.load_state_dict(state["model"])
         # The optimizer keeps its tensors: a copy, so the snapshot survives the steps that follow.
         self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
@@ -341,7 +350,6 @@ class TrialWorker:
         self._epoch_losses = []
         if resume:
             self.rollbacks, self.tests_logged = progress["rollbacks"], progress["tests_logged"]
-            self.restarts = progress.get("restarts", 0) + 1
             self.plan = state["plan"]
             if self.rank == 0:
                 self.env.schedule.load_state_dict(state["schedule"])
@@ -395,6 +403,14 @@ class TrialWorker:
         steps, lrs = zip(*self.trace) if self.trace else ((), ())
         table = pa.table({"step": pa.array(steps, pa.int64()), "lr": pa.array(lrs, pa.float64())})
         write_parquet_atomic(table, os.path.join(self.env.trial_dir, f"lr_rank{self.rank}.parquet"))
+
+
+def _count_attempt(trial_dir: str) -> int:
+    """This worker group's attempt at the trial (1 for the first), counted in the trial folder."""
+    path = os.path.join(trial_dir, ATTEMPTS_FILE)
+    attempt = (int(open(path).read()) if os.path.isfile(path) else 0) + 1
+    write_atomic(path, str(attempt))
+    return attempt
 
 
 def _kill_hook(trial_dir: str, rank: int) -> int | None:

@@ -21,7 +21,7 @@ from autowu_bench.schedulers.plan import Plan
 @runtime_checkable
 class Schedule(Protocol):
     def configure(self, steps_per_epoch: int, total_epochs: int) -> Plan:
-        """Size the schedule for the run (idempotent for the same sizes); returns the first plan."""
+        """Size the schedule for the run and start it over; returns the first plan."""
 
     def observe(self, losses: Sequence[float]) -> None:
         """Take the step losses since the last call, in order. May return before they are processed."""
