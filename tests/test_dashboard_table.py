@@ -129,3 +129,24 @@ def test_restarts_column_only_when_some_trial_restarted(trials):
     assert autowu_row.split("  ")[-1].strip().startswith("cosine")
     md = format_markdown(table).splitlines()
     assert md[0].count("|") == md[1].count("|") == md[2].count("|") == 12  # 11 columns
+
+
+def test_a_point_that_diverges_on_two_of_three_seeds_cannot_win_best():
+    """A diverged seed counts in its point's mean at what its final weights give (about chance), and the
+    table says how many of a row's trials diverged."""
+    rows = []
+    for seed in range(3):
+        lucky = baseline(256, seed, 0.1, 1.0, val=0.92 if seed == 0 else 0.10, test=0.91 if seed == 0 else 0.10)
+        lucky["status"] = "finished" if seed == 0 else "diverged"
+        rows += [lucky, baseline(256, seed, 0.01, 1.0, val=0.88, test=0.87, default=True)]
+    table = head_to_head(pd.DataFrame(rows))
+    best = table[table["row"] == "baseline best"].iloc[0]
+    assert best["setting"].startswith("lr 0.01, wu 1") and best["diverged"] == 0
+    assert best_grid_point(pd.DataFrame(rows)) == (0.01, 1.0)
+    text = format_text(table)
+    assert "3/3" in text and "(2 diverged)" not in text  # the chosen point has none
+    lucky_only = head_to_head(pd.DataFrame([r for r in rows if r["peak_lr"] == 0.1] + [rows[1]]))
+    assert "(2 diverged)" not in format_text(lucky_only)  # best = the default point (0.88 vs mean 0.373)
+    autowu_rows = pd.DataFrame([{**autowu(256, s, 0.1, 0.1, 1.0, reason="divergence"), "status": "diverged"}
+                                for s in range(2)])
+    assert "2/2 (2 diverged)" in format_text(head_to_head(autowu_rows))

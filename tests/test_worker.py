@@ -108,3 +108,26 @@ def test_autowu_divergence_rolls_back_past_the_snapshot_whose_weights_gave_the_b
     trace = _trace(str(tmp_path / "a"))
     assert [s for s, _ in trace] == list(range(1, EPOCHS * steps + 1))
     assert trace[0][1] == pytest.approx(last["decay_start_lr"])  # replayed from step 1 under the decay
+
+
+def test_a_loss_that_blows_up_stops_the_trial_within_a_few_steps_not_at_the_epoch_end(data_root, tmp_path):
+    from autowu_bench.platform.tracking import TrialRecorder
+    from autowu_bench.platform.worker import DIVERGENCE_CHECK_STEPS
+
+    spec = _spec(data_root, kind="baseline", arm="baseline", optimizer="sgd", peak_lr=1e8, warmup_epochs=0.5,
+                 decay=None, autowu={}, batch_size=20)  # 25 steps per epoch
+    trial_dir = str(tmp_path / "b")
+    os.makedirs(trial_dir)
+    reports = []
+    env = WorkerEnv(0, 1, torch.device("cpu"), trial_dir, lambda m, f: reports.append(m), _schedule(spec),
+                    TrialRecorder(None, None, trial_dir), None)
+    worker = TrialWorker(spec, env)
+    worker.run()
+    curves = [r for p in sorted((tmp_path / "b" / "fragments").glob("curves-*.parquet"))
+              for r in pq.read_table(p).to_pylist()]
+    first_bad = next(r["step"] for r in curves if not math.isfinite(r["train_loss"]))
+    (last,) = reports
+    assert last["status"] == "diverged" and len(worker.train_loader) == 25
+    assert first_bad <= last["step"] < first_bad + DIVERGENCE_CHECK_STEPS < len(worker.train_loader)
+    # Its final weights were evaluated on the validation split too: the trial counts in its point's mean.
+    assert 0.0 <= last["val_acc"] <= 0.5

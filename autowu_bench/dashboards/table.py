@@ -13,8 +13,9 @@ batch size:
 Columns (``head_to_head`` names, then the printed header):
     test_acc_mean / test_acc_std  "test acc": mean (std) over seeds of the final model's test accuracy
     val_acc_mean                  "val acc": mean final validation accuracy (what "best" selects on)
-    seeds / trials                "seeds": trials with a test accuracy / trials of the row (for
-                                  "best": of the chosen point)
+    seeds / trials / diverged     "seeds": trials with a test accuracy / trials of the row (for
+                                  "best": of the chosen point), "(N diverged)" when some diverged: a
+                                  diverged trial counts in the means at what its final weights give
     device_hours                  "device-h": GPU-hours (CPU-hours on CPUs) spent on the row's trials
     switch_epoch                  "switch ep": AutoWU's mean switch epoch, with the commonest reason
                                   (test = the GP test fired, fallback = longest warmup reached,
@@ -33,11 +34,12 @@ from typing import Any
 
 import pandas as pd
 
+from autowu_bench.platform.outcome import TrialStatus
 from autowu_bench.schedulers.autowu import autowu_defaults
 
 COLUMNS = (
     "workload", "batch_size", "row", "setting", "test_acc_mean", "test_acc_std", "val_acc_mean", "seeds",
-    "trials", "device_hours", "switch_epoch", "switch_reason", "decay_start_lr", "restarts", "grid_points",
+    "trials", "diverged", "device_hours", "switch_epoch", "switch_reason", "decay_start_lr", "restarts", "grid_points",
     "grid_points_without_result",
 )
 
@@ -50,6 +52,7 @@ def _stats(group: pd.DataFrame, select_by: str) -> dict[str, Any]:
         "val_acc_mean": group[select_by].mean(),
         "seeds": int(len(test)),
         "trials": int(len(group)),
+        "diverged": int((group["status"].astype(str) == TrialStatus.DIVERGED).sum()) if "status" in group else 0,
         "device_hours": group["device_hours"].sum(min_count=1),
         "restarts": _restarts(group),
     }
@@ -152,7 +155,8 @@ def _cells(table: pd.DataFrame) -> list[list[str]]:
         row = [
             str(r["workload"]), str(r["batch_size"]), str(r["row"]),
             _mean_std(r["test_acc_mean"], r["test_acc_std"]), _num(r["val_acc_mean"], "{:.4f}"),
-            f"{r['seeds']}/{r['trials']}", _num(r["device_hours"], "{:.3f}"),
+            f"{r['seeds']}/{r['trials']}" + (f" ({r['diverged']} diverged)" if r["diverged"] else ""),
+            _num(r["device_hours"], "{:.3f}"),
             _switch(r["switch_epoch"], r["switch_reason"]), _num(r["decay_start_lr"], "{:.3g}"), str(r["setting"]),
         ]
         if restarts:

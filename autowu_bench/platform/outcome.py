@@ -36,7 +36,7 @@ def device_hours(spec: TrialSpec, wall_seconds: float) -> float:
 @dataclass
 class TrialOutcome:
     """What a trial came to, from its last report. Accuracies and losses are None when not measured;
-    ``final_*`` only for a finished trial."""
+    ``final_*`` for a trial that ended (finished, or diverged: its final weights, however bad)."""
 
     trial_id: str
     arm: str
@@ -76,7 +76,8 @@ class TrialOutcome:
         """The outcome from the workers' last reported ``metrics`` (empty when none came), timed from the
         driver's ``started`` to ``ended`` (``time.time()`` values)."""
         wall = ended - started
-        finished = status is TrialStatus.FINISHED
+        # A diverged trial's final weights were evaluated too: it counts in its grid point's mean.
+        evaluated = status in (TrialStatus.FINISHED, TrialStatus.DIVERGED)
         startup = {}
         if "training_started_at" in metrics and fit_started is not None:
             startup = {
@@ -89,9 +90,9 @@ class TrialOutcome:
             trial_id=spec.trial_id, arm=spec.arm, kind=spec.kind, status=status,
             epochs_done=metrics.get("epoch", 0), steps=metrics.get("step", 0),
             steps_per_epoch=metrics.get("steps_per_epoch"),
-            final_val_acc=metrics.get("val_acc") if finished else None,
+            final_val_acc=metrics.get("val_acc") if evaluated else None,
             best_val_acc=_finite_or_none(metrics.get("best_val_acc")),
-            final_val_loss=metrics.get("val_loss") if finished else None,
+            final_val_loss=metrics.get("val_loss") if evaluated else None,
             test_acc=metrics.get("test_acc"), test_loss=metrics.get("test_loss"),
             switch_step=metrics.get("switch_step"), switch_epoch=metrics.get("switch_epoch"),
             switch_reason=metrics.get("switch_reason"), decay_start_lr=metrics.get("decay_start_lr"),

@@ -55,6 +55,9 @@ from autowu_bench.schedulers.schedule import Schedule
 from autowu_bench.workloads.data.sharding import batch_split_problem
 
 CHECKPOINT_FILE = "state.pt"
+# Where the schedule no longer decides (AutoWU's decay, the baseline), the buffered losses are still
+# read this often, so a loss that blew up stops the trial within this many steps, not at the epoch end.
+DIVERGENCE_CHECK_STEPS = 8
 ATTEMPTS_FILE = "attempts"  # worker-group starts of the trial (rank 0), so restarts are counted
 # Test hook (tests/test_restarts.py), inert unless the file exists: "<rank> <step>" in the trial folder
 # makes that rank remove the file and SIGKILL its own process right after that step.
@@ -200,11 +203,14 @@ class TrialWorker:
             if self.step == self._kill_at:
                 os.remove(os.path.join(self.env.trial_dir, KILL_HOOK_FILE))
                 os.kill(os.getpid(), signal.SIGKILL)
-            if self.plan.hands_over_after(self.step):
+            if self.plan.hands_over_after(self.step) or self._divergence_check_due():
                 outcome = self._sync()
                 if outcome is not SyncOutcome.CONTINUE:
                     return outcome
         return self._sync()
+
+    def _divergence_check_due(self) -> bool:
+        return self.plan.phase is not Phase.WARMUP and len(self.buffer) >= DIVERGENCE_CHECK_STEPS
 
     def _end_epoch(self, epoch_start_step: int, train_seconds: float) -> None:
         """Evaluate, report and log the epoch; snapshot and checkpoint its end."""
@@ -241,10 +247,13 @@ class TrialWorker:
         self.snapshots = [*self.snapshots[-1:], self._report(metrics)]
 
     def _finish_diverged(self) -> None:
+        """The diverged end: its final weights are evaluated like a finished trial's, so the trial counts in
+        its grid point's mean (at about chance) instead of dropping out of it."""
+        val_loss, val_acc = self._evaluate(self.val_loader)
         test_loss, test_acc = self._evaluate(self.test_loader)
         metrics = {
             "epoch": self.epoch, "step": self.step, "phase": str(self.plan.phase_at(self.step)), "lr": float("nan"),
-            "val_loss": float("nan"), "val_acc": float("nan"), "best_val_acc": self.best_val_acc,
+            "val_loss": val_loss, "val_acc": val_acc, "best_val_acc": self.best_val_acc,
             "test_loss": test_loss, "test_acc": test_acc, "rollbacks": self.rollbacks, "restarts": self.restarts,
             "status": str(TrialStatus.DIVERGED), "steps_per_epoch": self.steps_per_epoch,
             "worker_created_at": self.created_at, "training_started_at": self.training_started_at,
