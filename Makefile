@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SUITE ?= quick
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: venv data run test bench ui clean
+.PHONY: venv data browser run test bench ui clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,10 +23,17 @@ data:
 	    apt-get install -y -q dataset-fashion-mnist >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null); \
 	  else echo "Fashion-MNIST missing: run 'sudo apt-get install dataset-fashion-mnist' or pass --set data.root=DIR"; fi; fi
 
+# Headless Chromium for tests/test_report.py (it opens the HTML report from file://); installed when missing and possible.
+browser:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get install -y -q chromium >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null); \
+	  else echo "Chromium missing: run 'sudo apt-get install chromium' (tests/test_report.py needs it)"; fi; fi
+
 run: venv data
 	$(BIN)/python run_suite.py --suite $(SUITE) $(ARGS)
 
-test: venv
+test: venv data browser
 	$(BIN)/python -m pytest $(ARGS)
 
 bench: venv
