@@ -35,6 +35,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from autowu_bench.platform.files import write_atomic
 from autowu_bench.platform.results import FragmentWriter, plain
 from autowu_bench.platform.spec import TrialSpec
 from autowu_bench.schedulers.autowu import Decision
@@ -400,8 +401,6 @@ class TrialRecorder:
         self._send()
         self.writer.flush()
         if self._sent_through > self._skip_through:
-            from autowu_bench.platform.files import write_atomic
-
             write_atomic(self.trial_dir / RECORDED_STEP_FILE, str(self._sent_through))
 
     def _send(self) -> None:

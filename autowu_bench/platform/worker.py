@@ -220,26 +220,14 @@ class TrialWorker:
         last = self.epoch == self.spec.epochs
         steps = self.step - epoch_start_step
         finite = [v for v in self._epoch_losses if v == v and abs(v) != float("inf")]
-        metrics: dict[str, Any] = {
-            "epoch": self.epoch,
-            "step": self.step,
-            "phase": str(self.plan.phase_at(self.step)),
-            "lr": self.plan.lr(self.step),
-            "train_loss": sum(finite) / len(finite) if finite else float("nan"),
-            "val_loss": val_loss,
-            "val_acc": val_acc,
-            "best_val_acc": self.best_val_acc,
-            "epoch_seconds": train_seconds,
-            "sync_seconds": self._sync_seconds,
-            "images_per_second": steps * self.spec.batch_size / train_seconds if train_seconds > 0 else 0.0,
-            "rollbacks": self.rollbacks,
-            "restarts": self.restarts,
-            "status": str(TrialStatus.FINISHED if last else TrialStatus.RUNNING),
-            "steps_per_epoch": self.steps_per_epoch,
-            "worker_created_at": self.created_at,
-            "training_started_at": self.training_started_at,
-            **self._switch_metrics(),
-        }
+        metrics = self._report_metrics(
+            TrialStatus.FINISHED if last else TrialStatus.RUNNING, val_loss, val_acc,
+            lr=self.plan.lr(self.step),
+            train_loss=sum(finite) / len(finite) if finite else float("nan"),
+            epoch_seconds=train_seconds,
+            sync_seconds=self._sync_seconds,
+            images_per_second=steps * self.spec.batch_size / train_seconds if train_seconds > 0 else 0.0,
+        )
         self.val_history.append({"epoch": self.epoch, "val_loss": val_loss, "val_acc": val_acc})
         if last:
             metrics["test_loss"], metrics["test_acc"] = self._evaluate(self.test_loader)
@@ -251,18 +239,22 @@ class TrialWorker:
         its grid point's mean (at about chance) instead of dropping out of it."""
         val_loss, val_acc = self._evaluate(self.val_loader)
         test_loss, test_acc = self._evaluate(self.test_loader)
-        metrics = {
-            "epoch": self.epoch, "step": self.step, "phase": str(self.plan.phase_at(self.step)), "lr": float("nan"),
-            "val_loss": val_loss, "val_acc": val_acc, "best_val_acc": self.best_val_acc,
-            "test_loss": test_loss, "test_acc": test_acc, "rollbacks": self.rollbacks, "restarts": self.restarts,
-            "status": str(TrialStatus.DIVERGED), "steps_per_epoch": self.steps_per_epoch,
-            "worker_created_at": self.created_at, "training_started_at": self.training_started_at,
-            **self._switch_metrics(),
-        }
+        metrics = self._report_metrics(TrialStatus.DIVERGED, val_loss, val_acc, lr=float("nan"),
+                                       test_loss=test_loss, test_acc=test_acc)
         if self.recorder is not None:
             self.recorder.log_event("diverged", self.step, phase=str(self.plan.phase))
         self._log_epoch(metrics, epoch_metrics=False)
         self._report(metrics)
+
+    def _report_metrics(self, status: TrialStatus, val_loss: float, val_acc: float, **more: Any) -> dict[str, Any]:
+        """What every report carries (the trial outcome is built from the last one), plus ``more``."""
+        return {
+            "epoch": self.epoch, "step": self.step, "phase": str(self.plan.phase_at(self.step)),
+            "val_loss": val_loss, "val_acc": val_acc, "best_val_acc": self.best_val_acc,
+            "rollbacks": self.rollbacks, "restarts": self.restarts, "status": str(status),
+            "steps_per_epoch": self.steps_per_epoch, "worker_created_at": self.created_at,
+            "training_started_at": self.training_started_at, **self._switch_metrics(), **more,
+        }
 
     def _report(self, metrics: dict[str, Any]) -> dict[str, Any]:
         """Report ``metrics`` with a checkpoint of the state now (returned: it is also the snapshot).
