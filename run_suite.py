@@ -124,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     from autowu_bench.platform import ray_cluster, results, runner, tracking
     from autowu_bench.platform.mlflow_server import MAKE_UI_URL, LocalMlflowServer
     from autowu_bench.platform.outcome import TrialStatus
+    from autowu_bench.platform.run_record import RunRecord
 
     run_dir = new_run_dir(suite.results, suite.name)
     (run_dir / "suite.yaml").write_text(suite_to_yaml(suite))
@@ -154,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
             resolved_suite=suite_to_yaml(suite),
             params={"suite": suite.name, "trials": len(trials), "run_dir": str(run_dir), "address": args.address},
         )
+        RunRecord(suite.name, tracking_uri=suite.tracking_uri, address=args.address, parent_run_id=parent,
+                  mlflow_store=None if server is None else str(server.workdir)).write(run_dir)
         status, started = "FAILED", time.time()
         try:
             outcomes = runner.run_trials(

@@ -1,0 +1,57 @@
+"""What a later command needs to pick a run folder up again: ``run.json`` in the run folder.
+
+``run_suite.py`` writes it when a suite starts (and again once the parent MLflow run exists);
+``--resume RUN_DIR`` and ``--sync RUN_DIR`` read it to reach the same tracking store and the same parent
+run. A suite that ran its own local MLflow server records the folder holding that server's
+``mlflow.db`` (``mlflow_store``), not the server's URI: that server's port dies with the suite, and a
+later command starts a new server over the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from autowu_bench.platform.files import write_atomic
+
+RUN_FILE = "run.json"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Attributes:
+        suite: the suite's name.
+        tracking_uri: the tracking URI the suite was given; None when it ran its own local server.
+        mlflow_store: that local server's folder (``mlflow.db``, ``mlflow-artifacts/``), or None.
+        parent_run_id: the suite's parent MLflow run, once created.
+        address: the Ray address the suite joined (None: it started a local Ray).
+    """
+
+    suite: str
+    tracking_uri: str | None = None
+    mlflow_store: str | None = None
+    parent_run_id: str | None = None
+    address: str | None = None
+
+    def write(self, run_dir: str | os.PathLike) -> Path:
+        path = Path(run_dir) / RUN_FILE
+        write_atomic(path, json.dumps(asdict(self), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def read(cls, run_dir: str | os.PathLike) -> "RunRecord":
+        """The record of ``run_dir``; ValueError naming the folder when it is not a suite's run folder."""
+        path = Path(run_dir) / RUN_FILE
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ValueError(
+                f"{run_dir} is not a run folder of run_suite.py (it has no {RUN_FILE}); pass the folder that "
+                "run_suite.py printed as 'results: ...'"
+            ) from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path} cannot be read ({exc}); the run folder cannot be picked up again") from None
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
