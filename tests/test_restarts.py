@@ -1,17 +1,22 @@
 """Trial restarts through real Ray Tune + Ray Train (2 gloo CPU workers): a Train worker SIGKILLed
-mid-warmup, after the first checkpoint, and the worker group restarts from that checkpoint.
+mid-warmup, after the first checkpoint, and the worker group restarts from that checkpoint; the same for
+the trial's AutoWU controller actor.
 
-Two copies of one AutoWU trial (same seed) run in one Ray session, under a run folder that is not the
+Three copies of one AutoWU trial (same seed) run in one Ray session, under a run folder that is not the
 working folder: one uninterrupted, one whose rank 1 kills itself after step ``KILL_AT`` on its first
-attempt (the worker's ``KILL_HOOK_FILE`` test hook). The restarted trial must finish with
-``restarts == 1`` and the very same LR trace, switch step and decay start LR as the uninterrupted one;
-rank 0's curves hold each step once. Also without Ray: the recorder's skip of already-sent steps.
+attempt (the worker's ``KILL_HOOK_FILE`` test hook), and one whose controller's process the test
+SIGKILLs once the trial has recorded ``CONTROLLER_KILL_AFTER`` steps. Each restarted trial must finish
+with ``restarts == 1`` and the very same LR trace, switch step and decay start LR as the uninterrupted
+one; rank 0's curves hold each step once. Also without Ray: the recorder's skip of already-sent steps.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import signal
+import threading
+import time
 
 import pyarrow.parquet as pq
 import pytest
@@ -28,6 +33,7 @@ N_TRAIN, VAL = 1200, 200  # 5 steps per epoch, 30 steps; the longest warmup is 2
 # In epoch 4, mid-warmup: three epoch ends after the first checkpoint, so Ray Train, which registers a
 # reported checkpoint at its next poll of the workers, has registered at least one.
 KILL_AT = 18
+CONTROLLER_KILL_AFTER = 10  # steps recorded (two epoch ends, so a checkpoint), still in the warmup
 
 
 def _spec(data_root: str, trial_id: str) -> TrialSpec:
@@ -49,14 +55,49 @@ def run(tmp_path_factory):
     write_fashion_mnist_idx(root, n_train=N_TRAIN, n_test=100, seed=0)
     run_dir = str(tmp_path_factory.mktemp("run"))
     assert os.path.abspath(run_dir) != os.getcwd()
-    trials = [_spec(str(root), "uninterrupted"), _spec(str(root), "killed")]
+    trials = [_spec(str(root), "uninterrupted"), _spec(str(root), "killed"), _spec(str(root), "controller-killed")]
     killed = trial_dir(run_dir, "killed")
     os.makedirs(killed)
     with open(os.path.join(killed, KILL_HOOK_FILE), "w") as f:
         f.write(f"1 {KILL_AT}")
     with ray_session(None, num_cpus=2, object_store_memory=200 * 1024**2):
+        killer = _ControllerKiller(trial_dir(run_dir, "controller-killed"), "controller-killed")
+        killer.start()
         outcomes = run_trials(trials, run_dir=run_dir, tracking_uri=None, parent_run_id=None)
-    return run_dir, {o.trial_id: o for o in outcomes}
+        killer.join(timeout=5)
+    return run_dir, {o.trial_id: o for o in outcomes}, killer
+
+
+class _ControllerKiller(threading.Thread):
+    """SIGKILLs the trial's controller actor's process once the trial has recorded ``CONTROLLER_KILL_AFTER``
+    steps; ``recorded_at_kill`` is the recorded step at that moment (the kill is within one epoch of it)."""
+
+    def __init__(self, folder: str, trial_id: str) -> None:
+        super().__init__(daemon=True)
+        self.folder, self.trial_id = folder, trial_id
+        self.recorded_at_kill = self.pid = None
+
+    def run(self) -> None:
+        import ray
+
+        from autowu_bench.platform.controller import controller_name
+        from autowu_bench.platform.tracking import RECORDED_STEP_FILE
+
+        path = os.path.join(self.folder, RECORDED_STEP_FILE)
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            try:
+                with open(path) as f:
+                    recorded = int(f.read())
+            except (OSError, ValueError):
+                recorded = 0
+            if recorded >= CONTROLLER_KILL_AFTER:
+                handle = ray.get_actor(controller_name(self.trial_id))
+                self.pid = ray.get(handle.__ray_call__.remote(lambda controller: os.getpid()))
+                os.kill(self.pid, signal.SIGKILL)
+                self.recorded_at_kill = recorded
+                return
+            time.sleep(0.01)
 
 
 def _trace(run_dir: str, trial_id: str, rank: int) -> dict[str, list]:
@@ -64,9 +105,9 @@ def _trace(run_dir: str, trial_id: str, rank: int) -> dict[str, list]:
 
 
 def test_the_killed_trial_restarted_once_and_finished(run):
-    run_dir, outcomes = run
+    run_dir, outcomes, _ = run
     assert not os.path.exists(os.path.join(run_dir, "trials", "killed", KILL_HOOK_FILE))  # the hook fired
-    for trial_id, restarts in (("uninterrupted", 0), ("killed", 1)):
+    for trial_id, restarts in (("uninterrupted", 0), ("killed", 1), ("controller-killed", 1)):
         o = outcomes[trial_id]
         assert o.status == "finished", o
         assert (o.restarts, o.epochs_done, o.steps) == (restarts, EPOCHS, EPOCHS * 5)
@@ -74,19 +115,27 @@ def test_the_killed_trial_restarted_once_and_finished(run):
     assert outcomes["uninterrupted"].switch_step > KILL_AT
 
 
-def test_the_restarted_trial_is_the_uninterrupted_one_exactly(run):
-    run_dir, outcomes = run
-    a, b = outcomes["uninterrupted"], outcomes["killed"]
+@pytest.mark.parametrize("trial_id", ["killed", "controller-killed"])
+def test_the_restarted_trial_is_the_uninterrupted_one_exactly(run, trial_id):
+    run_dir, outcomes, _ = run
+    a, b = outcomes["uninterrupted"], outcomes[trial_id]
     for rank in (0, 1):
-        assert _trace(run_dir, "killed", rank) == _trace(run_dir, "uninterrupted", 0)
-    assert _trace(run_dir, "killed", 0)["step"] == list(range(1, EPOCHS * 5 + 1))
+        assert _trace(run_dir, trial_id, rank) == _trace(run_dir, "uninterrupted", 0)
+    assert _trace(run_dir, trial_id, 0)["step"] == list(range(1, EPOCHS * 5 + 1))
     assert (b.switch_step, b.switch_reason, b.decay_start_lr) == (a.switch_step, a.switch_reason, a.decay_start_lr)
     assert (b.final_val_acc, b.test_acc, b.final_val_loss) == (a.final_val_acc, a.test_acc, a.final_val_loss)
 
 
+def test_the_controller_was_killed_mid_warmup(run):
+    _, outcomes, killer = run
+    assert killer.pid is not None, "the controller was never killed"
+    # Within an epoch (5 steps) of the recorded step, and before the uninterrupted trial's switch.
+    assert killer.recorded_at_kill + 5 < outcomes["uninterrupted"].switch_step
+
+
 def test_each_step_is_recorded_once_and_the_restart_is_an_event(run):
-    run_dir, _ = run
-    for trial_id in ("uninterrupted", "killed"):
+    run_dir, _, _ = run
+    for trial_id in ("uninterrupted", "killed", "controller-killed"):
         rows = [r for p in glob.glob(os.path.join(run_dir, "trials", trial_id, "fragments", "curves-*.parquet"))
                 for r in pq.read_table(p).to_pylist()]
         assert sorted(r["step"] for r in rows) == list(range(1, EPOCHS * 5 + 1))

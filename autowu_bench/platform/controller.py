@@ -73,18 +73,30 @@ class AutoWUController:
         self.core.load_state_dict(state["core"])
 
 
-def start_controller(autowu: dict[str, Any]):
+def start_controller(autowu: dict[str, Any], *, name: str | None = None, max_restarts: int = 0):
     """Start a trial's controller as a Ray actor owned by the calling process (the trial driver).
 
     The actor holds no CPU, so it never competes with the trial's workers for resources; it dies with
-    its owner, and :func:`stop_controller` ends it normally.
+    its owner, and :func:`stop_controller` ends it normally. ``name`` names the actor in the job's
+    namespace (the trial driver uses ``controller_name(trial_id)``).
+
+    A controller whose process dies is restarted up to ``max_restarts`` times, empty: the call that
+    was in flight fails on rank 0, Ray Train restarts the worker group from the last checkpoint, and
+    its rank 0 configures the restarted controller and loads the schedule state from that checkpoint,
+    so the trial goes on as if nothing had happened (tests/test_restarts.py). A call to a restarted
+    controller before ``configure`` raises, so no decision is ever taken on a lost history.
     """
     import ray
 
-    actor_cls = ray.remote(num_cpus=0, max_restarts=0)(AutoWUController)
-    handle = actor_cls.remote(autowu)
+    actor_cls = ray.remote(num_cpus=0, max_restarts=max_restarts, max_task_retries=0)(AutoWUController)
+    handle = actor_cls.options(name=name).remote(autowu)
     ray.get(handle.__ray_ready__.remote())
     return handle
+
+
+def controller_name(trial_id: str) -> str:
+    """The Ray actor name of a trial's controller (``ray.get_actor(controller_name(trial_id))``)."""
+    return f"autowu-controller:{trial_id}"
 
 
 def stop_controller(handle) -> None:

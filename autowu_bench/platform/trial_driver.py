@@ -32,7 +32,11 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from autowu_bench.platform.controller import start_controller, stop_controller
+    from autowu_bench.platform.controller import (
+        controller_name,
+        start_controller,
+        stop_controller,
+    )
     from autowu_bench.platform.tracking import end_trial_run, start_trial_run
     from autowu_bench.platform.worker import train_loop_per_worker
 
@@ -43,7 +47,9 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
     metrics: dict[str, Any] = {}
     try:  # from here on, whatever fails is recorded in the trial's summary (and its MLflow run, if any)
         run_id = start_trial_run(tracking_uri, parent_run_id, spec)
-        controller = start_controller(spec.autowu_kwargs()) if spec.kind == "autowu" else None
+        if spec.kind == "autowu":
+            controller = start_controller(spec.autowu_kwargs(), name=controller_name(spec.trial_id),
+                                          max_restarts=spec.max_failures)
         resources = {"CPU": spec.cpus_per_worker}
         if spec.use_gpu:
             resources["GPU"] = spec.gpus_per_worker or 1.0
