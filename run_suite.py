@@ -5,6 +5,7 @@
     python run_suite.py --suite smoke --dry-run  # validate and list the trials, start nothing
     python run_suite.py --suite suites/my.yaml --set epochs=5 --set data.root=/data --only 4096
     ray submit cluster.yaml run_suite.py -- --suite paper-cifar10   # on a cluster (cluster.yaml)
+    python run_suite.py --resume runs/quick/20261201-101500   # go on with an interrupted run
 
 Command-line flags override the suite file; ``--set key=value`` overrides any field (dotted path,
 YAML value); ``--only`` keeps the named arms, batch sizes or workloads. Defaults for --address,
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import sys
 import time
@@ -39,13 +41,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="run_suite.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--suite", default="quick", help="packaged suite name or a YAML path (default: quick)")
+    parser.add_argument("--suite", help="packaged suite name or a YAML path (default: quick)")
     parser.add_argument("--address", default=os.environ.get("AUTOWU_RAY_ADDRESS"),
                         help="Ray cluster to join ('auto', 'ray://host:10001'); default: start a new local Ray")
     parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
                         help="MLflow tracking URI; default: the suite's, else a local server over ./mlflow.db")
-    parser.add_argument("--results", default=os.environ.get("AUTOWU_RESULTS"),
-                        help="results folder (overrides the suite's `results`)")
+    parser.add_argument("--results", help="results folder (overrides the suite's `results`; default: $AUTOWU_RESULTS)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="override a suite field, e.g. --set epochs=5 --set arms.baseline.peak_lrs=[0.001,0.01]")
     parser.add_argument("--only", action="append", default=[], metavar="NAMES",
@@ -56,7 +57,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="one line per reported epoch per trial (default: a live progress line and the trials' ends)")
     parser.add_argument("--download", action="store_true",
                         help="fetch data sets missing under data.root with torchvision before starting (not ImageNet)")
-    return parser.parse_args(argv)
+    parser.add_argument("--resume", metavar="RUN_DIR",
+                        help="go on with an interrupted run: trials that ended are kept, the others continue from "
+                             "their last checkpoint, in the same MLflow runs (--address, --tracking-uri, --num-cpus "
+                             "and --verbose may be given again; the suite is the run's)")
+    args = parser.parse_args(argv)
+    # Which of these were given matters to --resume, which refuses to change a run's suite or folder.
+    args.suite_given, args.results_given = args.suite is not None, args.results is not None
+    args.suite = args.suite or "quick"
+    args.results = args.results or os.environ.get("AUTOWU_RESULTS")
+    return args
 
 
 def resolve_suite(args: argparse.Namespace):
@@ -91,25 +101,51 @@ def new_run_dir(results: str, suite_name: str) -> Path:
     return run_dir
 
 
-def _interrupt_on_sigterm() -> None:
-    """SIGTERM (a scheduler's or `kill`'s stop) unwinds like Ctrl-C: runs marked KILLED, servers stopped."""
+def resume_command(run_dir: Path, args: argparse.Namespace) -> str:
+    """The command that picks ``run_dir`` up again (printed at the start and at an interruption)."""
+    words = ["python", "run_suite.py", "--resume", str(run_dir)]
+    if args.address:
+        words += ["--address", args.address]
+    if args.num_cpus is not None:
+        words += ["--num-cpus", str(args.num_cpus)]
+    return " ".join(shlex.quote(w) for w in words)
 
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
 
-    signal.signal(signal.SIGTERM, handler)
+class _Stop:
+    """SIGINT and SIGTERM stop the suite: the first raises KeyboardInterrupt in the main thread (the
+    trials are stopped, the tables of what finished written, the MLflow runs marked KILLED, exit 130);
+    a second one, while that clean-up runs, stops at once: this process's children are killed and it
+    exits 130 (the run folder can still be resumed; the MLflow runs stay RUNNING until then)."""
+
+    def __init__(self) -> None:
+        self.signals = 0
+        self.session = None  # the RaySession whose processes a second signal kills
+
+    def install(self, session) -> None:
+        self.session = session
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.signals += 1
+        if self.signals == 1:
+            print(f"\nrun_suite.py: {signal.Signals(signum).name}: stopping the trials (again to stop at once)",
+                  file=sys.stderr, flush=True)
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+        if self.session is not None:
+            self.session.kill()
+        # The MLflow server's watchdog sees its owner gone and stops the server.
+        print("run_suite.py: stopped at once", file=sys.stderr, flush=True)
+        os._exit(EXIT_INTERRUPTED)
 
 
-def run(args: argparse.Namespace) -> int:
-    try:
-        suite = resolve_suite(args)
-        trials = expand(suite)
-        missing = data_problems(suite)
-        if missing and not args.dry_run:
-            raise SuiteError(missing, source=suite.source)
-    except SuiteError as exc:
-        print(f"run_suite.py: the suite cannot run: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+def _new_run(args: argparse.Namespace):
+    """(suite, trials, run folder, None) of a new run, after validation and the trial list; None for --dry-run."""
+    suite = resolve_suite(args)
+    trials = expand(suite)
+    missing = data_problems(suite)
+    if missing and not args.dry_run:
+        raise SuiteError(missing, source=suite.source)
     print(describe(suite, trials), flush=True)
     for warning in schedule_warnings(trials):
         print(f"warning: {warning}", flush=True)
@@ -118,28 +154,78 @@ def run(args: argparse.Namespace) -> int:
             print(f"warning: {problem}", flush=True)
         if missing:
             print("warning: without that data a launch stops with exit status 2 before starting", flush=True)
-        return EXIT_OK
-
-    from autowu_bench.dashboards import publish
-    from autowu_bench.platform import ray_cluster, results, runner, tracking
-    from autowu_bench.platform.mlflow_server import MAKE_UI_URL, LocalMlflowServer
-    from autowu_bench.platform.outcome import TrialStatus
-    from autowu_bench.platform.run_record import RunRecord
+        return None
+    from autowu_bench.platform import results
 
     run_dir = new_run_dir(suite.results, suite.name)
     (run_dir / "suite.yaml").write_text(suite_to_yaml(suite))
     results.write_specs(run_dir, trials)
-    print(f"results: {run_dir}", flush=True)
+    return suite, trials, run_dir, None
 
+
+def _resumed_run(args: argparse.Namespace):
+    """(suite, trials, run folder, its RunRecord) of ``--resume RUN_DIR``: the suite and trials as that
+    run resolved them; SuiteError when the folder cannot be resumed."""
+    from autowu_bench.platform import results
+    from autowu_bench.platform.run_record import RunRecord
+
+    fixed = [flag for flag, given in (("--suite", args.suite_given), ("--set", args.sets), ("--only", args.only),
+                                      ("--results", args.results_given), ("--download", args.download),
+                                      ("--dry-run", args.dry_run)) if given]
+    if fixed:
+        raise SuiteError([f"--resume: {', '.join(fixed)} cannot change a run being resumed (its suite, trials "
+                          "and folder are fixed); drop them, or start a new run without --resume"])
+    run_dir = Path(args.resume).expanduser().absolute()
+    try:
+        record = RunRecord.read(run_dir)
+    except ValueError as exc:
+        raise SuiteError([f"--resume: {exc}"]) from None
+    suite = load_suite(run_dir / "suite.yaml", tracking_uri=args.tracking_uri)
+    trials = results.read_specs(run_dir)
+    if not trials:
+        raise SuiteError([f"--resume: {run_dir} has no trial list ({results.SPECS_FILE}); it cannot be resumed"])
+    missing = data_problems(suite)
+    if missing:
+        raise SuiteError(missing, source=suite.source)
+    return suite, trials, run_dir, record
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        planned = _resumed_run(args) if args.resume else _new_run(args)
+    except SuiteError as exc:
+        print(f"run_suite.py: the suite cannot run: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    if planned is None:
+        return EXIT_OK
+    suite, trials, run_dir, record = planned
+
+    from autowu_bench.dashboards import publish
+    from autowu_bench.platform import ray_cluster, runner, tracking
+    from autowu_bench.platform.mlflow_server import MAKE_UI_URL, LocalMlflowServer
+    from autowu_bench.platform.outcome import TrialStatus
+    from autowu_bench.platform.run_record import RunRecord
+
+    pending = runner.pending_trials(str(run_dir), trials)
+    print(f"results: {run_dir}", flush=True)
+    if record is not None:
+        print(f"resuming: {len(trials) - len(pending)} of {len(trials)} trials ended before, "
+              f"{len(pending)} to run: {[t.trial_id for t in pending]}", flush=True)
+    print(f"if it stops, resume with: {resume_command(run_dir, args)}", flush=True)
+
+    stop = _Stop()
+    failed: list[str] = []
     with ExitStack() as stack:
         server = None
         tracking_uri = suite.tracking_uri
         if tracking_uri is None:
-            # Launched first so that its start-up overlaps Ray's; stopped on any exit.
-            server = LocalMlflowServer(Path.cwd(), log_path=run_dir / "mlflow-server.log").launch()
+            # A resumed run's server serves the store the run began in. Launched first so that its
+            # start-up overlaps Ray's; stopped on any exit.
+            store = record.mlflow_store if record is not None and record.mlflow_store else Path.cwd()
+            server = LocalMlflowServer(store, log_path=run_dir / "mlflow-server.log").launch()
             stack.callback(server.stop)
-        stack.enter_context(ray_cluster.ray_session(args.address, num_cpus=args.num_cpus))
-        _interrupt_on_sigterm()  # after ray.init, which installs its own SIGTERM handler
+        session = stack.enter_context(ray_cluster.ray_session(args.address, num_cpus=args.num_cpus))
+        stop.install(session)  # after ray.init, which installs its own SIGTERM handler
         problems = ray_cluster.cluster_problems(trials, can_grow=args.address is not None)
         if problems:
             print("run_suite.py: the cluster cannot run the suite:\n" + "\n".join(f"  - {p}" for p in problems),
@@ -150,19 +236,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"MLflow: {tracking_uri} (afterwards: make ui)", flush=True)
         # The local server stops with the suite: the report links to what `make ui` serves afterwards.
         ui = MAKE_UI_URL if server is not None else None
-        parent = tracking.start_parent_run(
-            tracking_uri, suite.name, run_name=f"{suite.name} {run_dir.name}", suite_file=suite.source,
-            resolved_suite=suite_to_yaml(suite),
-            params={"suite": suite.name, "trials": len(trials), "run_dir": str(run_dir), "address": args.address},
-        )
+        if record is not None and record.parent_run_id is not None:
+            parent = record.parent_run_id
+            tracking.reopen_run(tracking_uri, parent)
+        else:
+            parent = tracking.start_parent_run(
+                tracking_uri, suite.name, run_name=f"{suite.name} {run_dir.name}", suite_file=suite.source,
+                resolved_suite=suite_to_yaml(suite),
+                params={"suite": suite.name, "trials": len(trials), "run_dir": str(run_dir), "address": args.address},
+            )
         RunRecord(suite.name, tracking_uri=suite.tracking_uri, address=args.address, parent_run_id=parent,
                   mlflow_store=None if server is None else str(server.workdir)).write(run_dir)
         status, started = "FAILED", time.time()
         try:
-            outcomes = runner.run_trials(
-                trials, run_dir=str(run_dir), tracking_uri=tracking_uri, parent_run_id=parent,
+            runner.run_trials(
+                pending, run_dir=str(run_dir), tracking_uri=tracking_uri, parent_run_id=parent,
                 max_concurrent=suite.resources.max_concurrent_trials, verbose=args.verbose,
             )
+            outcomes = runner.read_outcomes(str(run_dir), trials)
             text = publish(run_dir, title=f"{suite.name}: test accuracy, mean (std) over seeds  [{run_dir}]",
                            tracking_uri=tracking_uri, parent_run_id=parent, tracking_ui=ui)
             print("\n" + text, flush=True)
@@ -176,12 +267,13 @@ def run(args: argparse.Namespace) -> int:
             status = "FINISHED"
         except KeyboardInterrupt:
             status = "KILLED"
-            # What finished stays readable: the tables and the report of the trials that have a summary.
+            session.close()  # the trials stop before the tables of what finished are collected
             try:
                 publish(run_dir, title=f"{suite.name} (interrupted): test accuracy, mean (std) over seeds  [{run_dir}]",
                         tracking_uri=tracking_uri, parent_run_id=parent, tracking_ui=ui)
             except Exception as exc:  # noqa: BLE001 - the interrupt, not this, is what the user must see
                 print(f"run_suite.py: the tables of the interrupted run were not written ({exc})", file=sys.stderr)
+            print(f"run_suite.py: interrupted; resume with: {resume_command(run_dir, args)}", file=sys.stderr)
             raise
         finally:
             tracking.close_open_children(tracking_uri, parent, "KILLED" if status == "KILLED" else "FAILED")

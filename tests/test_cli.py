@@ -175,8 +175,13 @@ def test_an_interrupted_suite_writes_what_finished_and_exits_130(fmnist_root, tm
     from autowu_bench.platform.outcome import TrialOutcome, TrialStatus
     from autowu_bench.platform.trial_driver import trial_dir
 
-    ended = []
-    monkeypatch.setattr(ray_cluster, "ray_session", lambda *a, **k: contextlib.nullcontext())
+    ended, closed = [], []
+
+    class Session:  # closed before the tables are written, so no trial writes while they are collected
+        def close(self):
+            closed.append(len(ended))
+
+    monkeypatch.setattr(ray_cluster, "ray_session", lambda *a, **k: contextlib.nullcontext(Session()))
     monkeypatch.setattr(ray_cluster, "cluster_problems", lambda *a, **k: [])
     monkeypatch.setattr(tracking, "start_parent_run", lambda *a, **k: "parent")
     monkeypatch.setattr(tracking, "log_artifacts", lambda *a, **k: None)
@@ -196,7 +201,7 @@ def test_an_interrupted_suite_writes_what_finished_and_exits_130(fmnist_root, tm
     code = run_suite.main(["--suite", "smoke", "--set", f"data.root={fmnist_root}", "--results", str(tmp_path),
                            "--tracking-uri", "http://127.0.0.1:9"])
     assert code == run_suite.EXIT_INTERRUPTED
-    assert ended == ["KILLED"]
+    assert ended == ["KILLED"] and closed == [0]
     (run_dir,) = (tmp_path / "smoke").iterdir()
     table = (run_dir / "table.txt").read_text()
     assert "(interrupted)" in table and "0.7900" in table

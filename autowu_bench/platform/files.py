@@ -44,3 +44,16 @@ def write_parquet_atomic(table: Any, path: str | os.PathLike) -> Path:
     with replacing(path) as tmp:
         pq.write_table(table, tmp)
     return Path(path)
+
+
+def read_count(path: str | os.PathLike) -> int:
+    """The counter in ``path`` (0 when there is none yet)."""
+    path = Path(path)
+    return int(path.read_text()) if path.is_file() else 0
+
+
+def count_up(path: str | os.PathLike) -> int:
+    """Add one to the counter in ``path`` (written atomically); returns the new count. One writer only."""
+    count = read_count(path) + 1
+    write_atomic(path, str(count))
+    return count

@@ -56,17 +56,22 @@ def alive(processes: set[Process]) -> set[Process]:
     return out
 
 
+def kill_now(processes: set[Process]) -> None:
+    """SIGKILL ``processes`` (those still the same processes), without waiting."""
+    for pid, _ in alive(processes):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 def kill_survivors(processes: set[Process], *, grace_s: float = 5.0) -> set[Process]:
     """Wait up to ``grace_s`` for ``processes`` to exit, then SIGKILL the rest and see them gone (up to
     2 s more); returns those killed."""
     deadline = time.monotonic() + grace_s
     while (left := alive(processes)) and time.monotonic() < deadline:
         time.sleep(0.2)
-    for pid, _ in left:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
+    kill_now(left)
     deadline = time.monotonic() + 2.0  # SIGKILL is delivered asynchronously: see them gone
     while alive(left) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -27,6 +27,9 @@ _RAY_ENV = {
     # Tune's per-trial JSON/CSV/TensorBoard result files: the platform writes its own results.
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
     "RAY_DEDUP_LOGS": "0",
+    # run_suite.py handles SIGINT and SIGTERM itself (stop the trials, write the tables, exit 130);
+    # Tune's own handler would end the run quietly, as if it had finished.
+    "TUNE_DISABLE_SIGINT_HANDLER": "1",
     # The Train controller polls its workers this often (default 2 s): it paces start-up and the end.
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
     # A busy 2-core machine can take more than the default 60 s to start a worker group.
@@ -73,10 +76,40 @@ def silence_planning_warnings() -> None:
         warnings.filterwarnings("ignore", message=message, category=UserWarning)
 
 
+class RaySession:
+    """The Ray a suite started or joined; :meth:`close` ends it (idempotent), at the latest when the
+    ``with ray_session(...)`` block exits. An interrupted suite closes it early, so that no trial writes
+    to the run folder while the tables of what finished are collected."""
+
+    def __init__(self, address: str | None) -> None:
+        self.address = address
+        self.closed = False
+
+    def close(self) -> None:
+        import ray
+
+        if self.closed:
+            return
+        self.closed = True
+        # Noted before shutdown, while they are still below the local instance's processes.
+        started = processes.descendants(_local_ray_pids()) if self.address is None else set()
+        ray.shutdown()
+        killed = processes.kill_survivors(started)
+        if killed:
+            print(f"stopped {len(killed)} Ray process(es) left running after shutdown: pids "
+                  f"{sorted(pid for pid, _ in killed)}", file=sys.stderr, flush=True)
+
+    def kill(self) -> None:
+        """At once, no clean-up: SIGKILL every process of the local instance (a joined cluster's are not
+        this driver's to kill: they end their work when the driver's job goes)."""
+        if self.address is None:
+            processes.kill_now(processes.descendants(_local_ray_pids()))
+
+
 @contextmanager
 def ray_session(
     address: str | None, *, num_cpus: int | None = None, object_store_memory: int | None = None
-) -> Iterator[None]:
+) -> Iterator[RaySession]:
     """Ray for the duration of a suite.
 
     Args:
@@ -104,16 +137,11 @@ def ray_session(
         )
     else:
         ray.init(address=address, logging_level="WARNING", runtime_env=runtime_env)
+    session = RaySession(address)
     try:
-        yield
+        yield session
     finally:
-        # Noted before shutdown, while they are still below the local instance's processes.
-        started = processes.descendants(_local_ray_pids()) if address is None else set()
-        ray.shutdown()
-        killed = processes.kill_survivors(started)
-        if killed:
-            print(f"stopped {len(killed)} Ray process(es) left running after shutdown: pids "
-                  f"{sorted(pid for pid, _ in killed)}", file=sys.stderr, flush=True)
+        session.close()
 
 
 def _local_ray_pids() -> list[int]:

@@ -75,6 +75,11 @@ def run_trials(
     # With Tune's result files off, its end-of-run summary would warn that it cannot read them.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     tuner.fit()
+    return read_outcomes(run_dir, trials)
+
+
+def read_outcomes(run_dir: str, trials: list[TrialSpec]) -> list[TrialOutcome]:
+    """Every trial's outcome from its summary; a trial without one failed ("the trial never started")."""
     outcomes = []
     for spec in trials:
         outcome = TrialOutcome.read(trial_dir(run_dir, spec.trial_id))
@@ -84,6 +89,14 @@ def run_trials(
                                                error="the trial never started")
         outcomes.append(outcome)
     return outcomes
+
+
+def pending_trials(run_dir: str, trials: list[TrialSpec]) -> list[TrialSpec]:
+    """The trials a resumed run still has to run: all but those whose summary says they ended (finished
+    or diverged). A failed or interrupted trial runs again, from its last checkpoint when it has one."""
+    ended = (TrialStatus.FINISHED, TrialStatus.DIVERGED)
+    return [spec for spec in trials
+            if (outcome := TrialOutcome.read(trial_dir(run_dir, spec.trial_id))) is None or outcome.status not in ended]
 
 
 def _error_of(run_dir: str, trial_id: str) -> str | None:

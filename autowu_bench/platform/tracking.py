@@ -162,6 +162,11 @@ def run_experiment_id(tracking_uri: str, run_id: str) -> str:
     return _client(tracking_uri).get_run(run_id).info.experiment_id
 
 
+def reopen_run(tracking_uri: str, run_id: str) -> None:
+    """A resumed suite's parent run, RUNNING again (its params, tags and artifacts stay as they were)."""
+    _client(tracking_uri).update_run(run_id, status="RUNNING")
+
+
 def end_run(tracking_uri: str, run_id: str, status: str) -> None:
     if status not in STATUSES:
         raise ValueError(f"status={status!r} must be one of {STATUSES}")

@@ -15,6 +15,7 @@ import time
 import traceback
 from typing import Any
 
+from autowu_bench.platform.files import read_count
 from autowu_bench.platform.outcome import TrialOutcome, TrialStatus
 from autowu_bench.platform.spec import TrialSpec
 
@@ -38,11 +39,13 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
         stop_controller,
     )
     from autowu_bench.platform.tracking import end_trial_run, start_trial_run
-    from autowu_bench.platform.worker import train_loop_per_worker
+    from autowu_bench.platform.worker import ATTEMPTS_FILE, train_loop_per_worker
 
     spec = TrialSpec.from_dict(config["spec"])
     folder = trial_dir(run_dir, spec.trial_id)
     os.makedirs(folder, exist_ok=True)
+    # Worker-group starts by the drivers of earlier, interrupted runs of the suite: not restarts.
+    starts_before = read_count(os.path.join(folder, ATTEMPTS_FILE))
     run_id = controller = fit_started = None
     metrics: dict[str, Any] = {}
     try:  # from here on, whatever fails is recorded in the trial's summary (and its MLflow run, if any)
@@ -57,7 +60,7 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
             train_loop_per_worker,
             train_loop_config={
                 "spec": spec.to_dict(), "trial_dir": folder, "tracking_uri": tracking_uri, "run_id": run_id,
-                "controller": controller,
+                "controller": controller, "group_starts_before": starts_before,
             },
             torch_config=TorchConfig(backend="nccl" if spec.use_gpu else "gloo"),
             scaling_config=ray.train.ScalingConfig(

@@ -24,9 +24,12 @@ Restarts: Ray Train restarts the whole worker group after a worker dies (``Failu
 ``resources.max_failures``); every rank then resumes from the last reported checkpoint (the schedule's
 state goes back into the controller), so the rest of the run is the run that would have happened.
 A failure before the first checkpoint is registered starts the trial afresh (the controller too:
-``configure`` starts a new core). Either way rank 0 counts the worker-group starts in the trial folder
-(``ATTEMPTS_FILE``), so ``restarts`` is right however the group restarted, and its recorder skips the
-steps it had already sent (``TrialRecorder.resume``), so MLflow gets each replayed step once.
+``configure`` starts a new core). A resumed suite (``run_suite.py --resume``) starts a new trial driver,
+whose Ray Train run picks up the same way from the checkpoint in the run's storage. Rank 0 counts the
+worker-group starts in the trial folder (``ATTEMPTS_FILE``) and, among them, the restarts
+(``RESTARTS_FILE``: a start that is not its driver's first followed a failure; a resume is not one),
+so ``restarts`` is right however the group restarted, and after any earlier start the recorder skips
+the steps already sent (``TrialRecorder.resume``), so MLflow gets each replayed step once.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ import pyarrow as pa
 import torch
 
 from autowu_bench.platform.collectives import broadcast_object, gather_objects
-from autowu_bench.platform.files import write_atomic, write_parquet_atomic
+from autowu_bench.platform.files import count_up, read_count, write_parquet_atomic
 from autowu_bench.platform.loop import LossBuffer, TrainStep, evaluate, first_divergent
 from autowu_bench.platform.outcome import TrialStatus
 from autowu_bench.platform.spec import TrialSpec
@@ -58,7 +61,8 @@ CHECKPOINT_FILE = "state.pt"
 # Where the schedule no longer decides (AutoWU's decay, the baseline), the buffered losses are still
 # read this often, so a loss that blew up stops the trial within this many steps, not at the epoch end.
 DIVERGENCE_CHECK_STEPS = 8
-ATTEMPTS_FILE = "attempts"  # worker-group starts of the trial (rank 0), so restarts are counted
+ATTEMPTS_FILE = "attempts"  # worker-group starts of the trial (rank 0)
+RESTARTS_FILE = "restarts"  # those of them that followed a failure (rank 0)
 # Test hook (tests/test_restarts.py), inert unless the file exists: "<rank> <step>" in the trial folder
 # makes that rank remove the file and SIGKILL its own process right after that step.
 KILL_HOOK_FILE = "_test_kill_worker_at"
@@ -83,6 +87,8 @@ class WorkerEnv:
         schedule: rank 0's schedule; None on other ranks.
         recorder: rank 0's TrialRecorder, or None.
         checkpoint_dir: a checkpoint folder to resume from, or None.
+        group_starts_before: worker-group starts of the trial before this trial driver started (by the
+            drivers of earlier, interrupted runs of the suite).
     """
 
     rank: int
@@ -93,6 +99,7 @@ class WorkerEnv:
     schedule: Schedule | None = None
     recorder: Any = None
     checkpoint_dir: str | None = None
+    group_starts_before: int = 0
 
 
 class TrialWorker:
@@ -167,10 +174,11 @@ class TrialWorker:
             state = torch.load(os.path.join(env.checkpoint_dir, CHECKPOINT_FILE), map_location="cpu",
                                weights_only=False)
             self._restore(state, resume=True)
-        self.restarts = broadcast_object(_count_attempt(env.trial_dir) - 1 if self.rank == 0 else None, self.rank)
-        if self.restarts and self.recorder is not None:
+        group, self.restarts = broadcast_object(_count_start(env) if self.rank == 0 else None, self.rank)
+        if group > 1 and self.recorder is not None:
             self.recorder.resume()
-            self.recorder.log_event("restart", self.step, restarts=self.restarts, epoch=self.epoch)
+            event = "restart" if group - env.group_starts_before > 1 else "resume"
+            self.recorder.log_event(event, self.step, restarts=self.restarts, epoch=self.epoch)
         self._kill_at = _kill_hook(env.trial_dir, self.rank)
 
     # -- the training loop -----------------------------------------------------------------------
@@ -406,12 +414,11 @@ class TrialWorker:
         write_parquet_atomic(table, os.path.join(self.env.trial_dir, f"lr_rank{self.rank}.parquet"))
 
 
-def _count_attempt(trial_dir: str) -> int:
-    """This worker group's attempt at the trial (1 for the first), counted in the trial folder."""
-    path = os.path.join(trial_dir, ATTEMPTS_FILE)
-    attempt = (int(open(path).read()) if os.path.isfile(path) else 0) + 1
-    write_atomic(path, str(attempt))
-    return attempt
+def _count_start(env: WorkerEnv) -> tuple[int, int]:
+    """Rank 0: count this worker-group start in the trial folder; (starts, restarts) so far."""
+    group = count_up(os.path.join(env.trial_dir, ATTEMPTS_FILE))
+    restarts = os.path.join(env.trial_dir, RESTARTS_FILE)
+    return group, count_up(restarts) if group - env.group_starts_before > 1 else read_count(restarts)
 
 
 def _kill_hook(trial_dir: str, rank: int) -> int | None:
@@ -458,8 +465,8 @@ def rank0_schedule(spec: TrialSpec, controller: Any) -> Schedule:
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train V2 entry point: ``config`` holds ``spec`` (a TrialSpec dict), ``trial_dir``,
-    ``tracking_uri``, ``run_id`` (the trial's MLflow child run, or None) and ``controller`` (the AutoWU
-    controller's actor handle; None for a baseline)."""
+    ``tracking_uri``, ``run_id`` (the trial's MLflow child run, or None), ``controller`` (the AutoWU
+    controller's actor handle; None for a baseline) and ``group_starts_before`` (``WorkerEnv``'s)."""
     import ray.train
 
     ctx = ray.train.get_context()
@@ -485,7 +492,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         ray.train.report(metrics, checkpoint=checkpoint)
 
     def worker(checkpoint_dir: str | None) -> TrialWorker:
-        env = WorkerEnv(rank, world, device, config["trial_dir"], report, schedule, recorder, checkpoint_dir)
+        env = WorkerEnv(rank, world, device, config["trial_dir"], report, schedule, recorder, checkpoint_dir,
+                        group_starts_before=config.get("group_starts_before", 0))
         return TrialWorker(spec, env)
 
     checkpoint = ray.train.get_checkpoint()
