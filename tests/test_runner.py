@@ -87,7 +87,7 @@ def _checkpoints(run_dir: str, trial_id: str) -> list[str]:
 def _evaluate_last_checkpoint(run_dir: str, spec: TrialSpec) -> tuple[tuple[float, float], tuple[float, float]]:
     """(loss, accuracy) on the validation and the test split of the weights in the newest checkpoint, in
     this process, with the trial's own split."""
-    state = torch.load(os.path.join(_checkpoints(run_dir, spec.trial_id)[-1], "state.pt"), weights_only=False)
+    state = torch.load(os.path.join(_checkpoints(run_dir, spec.trial_id)[-1], "state.pt"), weights_only=True)
     wl = get_workload(spec.workload)
     model = wl.build_model()
     model.load_state_dict(state["model"])
@@ -147,7 +147,7 @@ def test_each_epoch_left_a_checkpoint_with_the_full_state(run):
     pattern = os.path.join(run_dir, "ray", "train", "autowu-diverges", "checkpoint_*")
     folders = sorted((p for p in glob.glob(pattern) if os.path.isdir(p)), key=os.path.getmtime)
     assert len(folders) == 2, folders  # the last two epochs (CheckpointConfig num_to_keep=2)
-    state = torch.load(os.path.join(folders[-1], "state.pt"), weights_only=False)
+    state = torch.load(os.path.join(folders[-1], "state.pt"), weights_only=True)
     assert {"model", "optimizer", "rng", "progress", "schedule", "plan", "trace", "spec"} <= set(state)
     assert len(state["rng"]) == 2  # one RNG state per rank
     assert state["progress"]["step"] == summaries["autowu-diverges"]["steps"]

@@ -294,8 +294,13 @@ class AutoWUCore:
     )
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume bit-for-bit: progress, history, tests, the detector's state."""
+        """Everything needed to resume bit-for-bit: progress, history, tests, the detector's state; plain
+        data (the switch reason and the tests' decisions as strings), so ``torch.load(weights_only=True)``
+        reads it back."""
         state = {name: copy.deepcopy(getattr(self, name)) for name in self._STATE}
+        if state["switch_reason"] is not None:
+            state["switch_reason"] = str(state["switch_reason"])
+        state["tests"] = [{**record, "decision": str(record["decision"])} for record in state["tests"]]
         state["config"] = {name: getattr(self, name) for name in self._CONFIG}
         state["detector"] = self.detector.state_dict()
         return state
@@ -311,6 +316,9 @@ class AutoWUCore:
             raise ValueError(f"AutoWU state was saved with another configuration ({detail})")
         for name in self._STATE:
             setattr(self, name, copy.deepcopy(state[name]))
+        if self.switch_reason is not None:
+            self.switch_reason = SwitchReason(self.switch_reason)
+        self.tests = [{**record, "decision": Decision(record["decision"])} for record in self.tests]
         self.detector.load_state_dict(state["detector"])
 
 
