@@ -18,6 +18,8 @@ from typing import Any
 from autowu_bench.platform.outcome import TrialOutcome, TrialStatus
 from autowu_bench.platform.spec import TrialSpec
 
+CHECKPOINTS_KEPT = 2  # per trial, in Ray Train's storage under the run folder (the free-disk check counts them)
+
 
 def trial_dir(run_dir: str, trial_id: str) -> str:
     return os.path.join(run_dir, "trials", trial_id)
@@ -61,7 +63,7 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
                 name=spec.trial_id,
                 storage_path=os.path.join(os.path.abspath(run_dir), "ray", "train"),
                 callbacks=[TuneReportCallback()],
-                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
                 failure_config=ray.train.FailureConfig(max_failures=spec.max_failures),
             ),
         )
