@@ -5,12 +5,14 @@ trial's MLflow child run, starts the AutoWU controller actor (AutoWU trials) and
 the workers in their config, builds and fits a ``TorchTrainer`` whose workers run
 :func:`~autowu_bench.platform.worker.train_loop_per_worker`, forwards their reports to Tune with
 ``TuneReportCallback``, and writes the trial's outcome (``summary.json``) in the trial folder,
-whatever happens.
+whatever happens (when even that write fails, a full disk, the trial's error is what it raises: Tune
+records it and the runner takes it from there).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 import traceback
 from typing import Any
@@ -89,7 +91,11 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
             spec, metrics, status=TrialStatus.FAILED, started=started, ended=time.time(),
             fit_started=fit_started, error=error, mlflow_run_id=run_id,
         )
-        outcome.write(folder)
+        try:
+            outcome.write(folder)
+        except OSError as write_error:  # a full disk: the trial's own error, raised below, is what Tune records
+            print(f"trial {spec.trial_id}: its summary was not written ({write_error}); it failed with: {error}",
+                  file=sys.stderr, flush=True)
         if run_id is not None:
             end_trial_run(tracking_uri, run_id, "FAILED", outcome.to_dict())
         raise
