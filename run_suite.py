@@ -41,7 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--suite", default="quick", help="packaged suite name or a YAML path (default: quick)")
-    parser.add_argument("--address", default=os.environ.get("AUTOWU_RAY_ADDRESS"), type=_ray_address,
+    parser.add_argument("--address", default=os.environ.get("AUTOWU_RAY_ADDRESS") or None, type=_ray_address,
                         help="Ray cluster to join ('auto', 'ray://host:10001'); default: start a new local Ray")
     parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
                         help="MLflow tracking URI; default: the suite's, else a local server over ./mlflow.db")

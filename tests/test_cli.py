@@ -49,6 +49,8 @@ def test_environment_gives_the_cluster_defaults(monkeypatch):
     args = run_suite.parse_args([])
     assert (args.address, args.tracking_uri, args.results) == ("auto", "http://10.0.0.5:5000", "/mnt/shared/runs")
     assert run_suite.parse_args(["--address", "ray://h:10001"]).address == "ray://h:10001"
+    monkeypatch.setenv("AUTOWU_RAY_ADDRESS", "")  # set but empty: unset
+    assert run_suite.parse_args([]).address is None
 
 
 def test_flags_override_the_file_and_sets_any_field(fmnist_root, monkeypatch):
