@@ -13,7 +13,7 @@ YAML value); ``--only`` keeps the named arms, batch sizes or workloads. Defaults
 (cluster.yaml sets them on the head node).
 
 Exit status: 0 every trial ran to its end (finished, or diverged: a loss that blew up is a result);
-2 the suite or the cluster cannot run it (nothing started); 3 the suite ran but some trials failed
+2 the suite, a flag or this machine cannot run it (nothing started); 3 the suite ran but some trials failed
 with an error (see the table and their summary.json); 130 interrupted (SIGINT or SIGTERM).
 """
 
@@ -28,6 +28,13 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from autowu_bench.platform.environment import (
+    address_endpoint,
+    address_problems,
+    checkpoint_disk_problems,
+    environment_problems,
+    tracking_problems,
+)
 from autowu_bench.platform.expansion import expand
 from autowu_bench.platform.preflight import data_problems, schedule_warnings
 from autowu_bench.platform.suite_errors import SuiteError
@@ -42,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--suite", help="packaged suite name or a YAML path (default: quick)")
-    parser.add_argument("--address", default=os.environ.get("AUTOWU_RAY_ADDRESS"),
+    parser.add_argument("--address", default=os.environ.get("AUTOWU_RAY_ADDRESS") or None, type=_ray_address,
                         help="Ray cluster to join ('auto', 'ray://host:10001'); default: start a new local Ray")
     parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
                         help="MLflow tracking URI; default: the suite's, else a local server over ./mlflow.db")
@@ -52,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", action="append", default=[], metavar="NAMES",
                         help="keep only these arms, batch sizes or workloads (comma list; repeatable)")
     parser.add_argument("--dry-run", action="store_true", help="validate the suite and list its trials (missing data: a warning); start nothing")
-    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all)")
+    parser.add_argument("--num-cpus", type=_cpu_count, default=None, help="CPUs of the local Ray instance (default: all)")
     parser.add_argument("--verbose", action="store_true",
                         help="one line per reported epoch per trial (default: a live progress line and the trials' ends)")
     parser.add_argument("--download", action="store_true",
@@ -62,11 +69,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "their last checkpoint, in the same MLflow runs (--address, --tracking-uri, --num-cpus "
                              "and --verbose may be given again; the suite is the run's)")
     args = parser.parse_args(argv)
+    if args.num_cpus is not None and args.address is not None:
+        parser.error(f"--num-cpus sizes a new local Ray instance, but --address {args.address!r} joins a cluster "
+                     "(--address defaults to AUTOWU_RAY_ADDRESS); drop one of them")
     # Which of these were given matters to --resume, which refuses to change a run's suite or folder.
     args.suite_given, args.results_given = args.suite is not None, args.results is not None
     args.suite = args.suite or "quick"
     args.results = args.results or os.environ.get("AUTOWU_RESULTS")
     return args
+
+
+def _ray_address(text: str) -> str:
+    """argparse type of --address (its default from AUTOWU_RAY_ADDRESS too): the form only; whether the
+    cluster answers is checked at launch (``environment.address_problems``)."""
+    try:
+        address_endpoint(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} (from the flag or AUTOWU_RAY_ADDRESS) is {exc}") from None
+    return text
+
+
+def _cpu_count(text: str) -> int:
+    if not text.strip().isascii() or not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of CPUs; give a whole number of at least 1")
+    return int(text)
 
 
 def resolve_suite(args: argparse.Namespace):
@@ -143,17 +169,20 @@ def _new_run(args: argparse.Namespace):
     """(suite, trials, run folder, None) of a new run, after validation and the trial list; None for --dry-run."""
     suite = resolve_suite(args)
     trials = expand(suite)
-    missing = data_problems(suite)
+    # What the suite needs here: its data, a results folder with room for its checkpoints, and at
+    # launch a Ray cluster and an MLflow server that answer. All checked before anything starts.
+    missing = data_problems(suite) + environment_problems(suite, trials, address=args.address,
+                                                          network=not args.dry_run)
     if missing and not args.dry_run:
         raise SuiteError(missing, source=suite.source)
     print(describe(suite, trials), flush=True)
     for warning in schedule_warnings(trials):
         print(f"warning: {warning}", flush=True)
     if args.dry_run:
-        for problem in missing:  # the data may be on the cluster only
+        for problem in missing:  # the data and folders may be on the cluster only
             print(f"warning: {problem}", flush=True)
         if missing:
-            print("warning: without that data a launch stops with exit status 2 before starting", flush=True)
+            print("warning: without that a launch stops with exit status 2 before starting", flush=True)
         return None
     from autowu_bench.platform import results
 
@@ -184,7 +213,8 @@ def _resumed_run(args: argparse.Namespace):
     trials = results.read_specs(run_dir)
     if not trials:
         raise SuiteError([f"--resume: {run_dir} has no trial list ({results.SPECS_FILE}); it cannot be resumed"])
-    missing = data_problems(suite)
+    missing = (data_problems(suite) + checkpoint_disk_problems(trials, str(run_dir))
+               + tracking_problems(suite.tracking_uri, network=True) + address_problems(args.address))
     if missing:
         raise SuiteError(missing, source=suite.source)
     return suite, trials, run_dir, record
@@ -224,7 +254,12 @@ def run(args: argparse.Namespace) -> int:
             store = record.mlflow_store if record is not None and record.mlflow_store else Path.cwd()
             server = LocalMlflowServer(store, log_path=run_dir / "mlflow-server.log").launch()
             stack.callback(server.stop)
-        session = stack.enter_context(ray_cluster.ray_session(args.address, num_cpus=args.num_cpus))
+        try:
+            session = stack.enter_context(ray_cluster.ray_session(args.address, num_cpus=args.num_cpus))
+        except (ConnectionError, RuntimeError, ValueError) as exc:  # it answered the check, then ray.init failed
+            print(f"run_suite.py: Ray did not start ({type(exc).__name__}: {exc}); no trial started",
+                  file=sys.stderr)
+            return EXIT_INVALID
         stop.install(session)  # after ray.init, which installs its own SIGTERM handler
         problems = ray_cluster.cluster_problems(trials, can_grow=args.address is not None)
         if problems:
@@ -253,7 +288,7 @@ def run(args: argparse.Namespace) -> int:
                 pending, run_dir=str(run_dir), tracking_uri=tracking_uri, parent_run_id=parent,
                 max_concurrent=suite.resources.max_concurrent_trials, verbose=args.verbose,
             )
-            outcomes = runner.read_outcomes(str(run_dir), trials)
+            outcomes = runner.collect_outcomes(trials, str(run_dir))
             text = publish(run_dir, title=f"{suite.name}: test accuracy, mean (std) over seeds  [{run_dir}]",
                            tracking_uri=tracking_uri, parent_run_id=parent, tracking_ui=ui)
             print("\n" + text, flush=True)

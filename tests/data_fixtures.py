@@ -1,7 +1,8 @@
 """Small data sets written in the real on-disk formats, for tests that load them through the suites' code.
 
 - Fashion-MNIST: gzip IDX files named like the real ones (magic 2051/2049, big-endian sizes).
-- CIFAR-10/100: python pickles in cifar-10-batches-py / cifar-100-python with the real keys.
+- CIFAR-10/100: python pickles in cifar-10-batches-py / cifar-100-python with the real keys, marked as
+  fixtures (their md5s cannot be the official files', which real data must match).
 - ImageNet: an ImageFolder tree imagenet/{train,val}/<wnid>/<name>.JPEG (and PNG).
 Images are random noise plus a per-class brightness offset, so labels are learnable but tiny.
 """
@@ -55,11 +56,21 @@ def _dump(path: Path, obj: dict) -> None:
         pickle.dump(obj, f, protocol=2)
 
 
-def write_cifar10(root: str | Path, n_train: int = 500, n_test: int = 100, seed: int = 0) -> Path:
-    """Write cifar-10-batches-py/ (data_batch_1..5, test_batch, batches.meta) under ``root``; return root."""
+def _skip_md5(folder: Path, skip: bool) -> None:
+    """The fixture's opt-out of the md5 check that real CIFAR files pass (workloads/data/cifar.py)."""
+    from autowu_bench.workloads.data.cifar import NO_MD5_CHECK_MARKER
+
+    if skip:
+        (folder / NO_MD5_CHECK_MARKER).write_text("a test fixture: md5 not compared with the official archive's\n")
+
+
+def write_cifar10(root: str | Path, n_train: int = 500, n_test: int = 100, seed: int = 0, skip_md5: bool = True) -> Path:
+    """Write cifar-10-batches-py/ (data_batch_1..5, test_batch, batches.meta) under ``root``; return root.
+    ``skip_md5``: mark the folder as a fixture, whose md5s cannot be the official files'."""
     root = Path(root)
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True, exist_ok=True)
+    _skip_md5(folder, skip_md5)
     rng = np.random.default_rng(seed)
     sizes = [n_train // 5 + (1 if i < n_train % 5 else 0) for i in range(5)]
     for i, n in enumerate(sizes, start=1):
@@ -70,11 +81,12 @@ def write_cifar10(root: str | Path, n_train: int = 500, n_test: int = 100, seed:
     return root
 
 
-def write_cifar100(root: str | Path, n_train: int = 500, n_test: int = 100, seed: int = 0) -> Path:
-    """Write cifar-100-python/ (train, test, meta) under ``root``; return root."""
+def write_cifar100(root: str | Path, n_train: int = 500, n_test: int = 100, seed: int = 0, skip_md5: bool = True) -> Path:
+    """Write cifar-100-python/ (train, test, meta) under ``root``; return root (``skip_md5``: as write_cifar10)."""
     root = Path(root)
     folder = root / "cifar-100-python"
     folder.mkdir(parents=True, exist_ok=True)
+    _skip_md5(folder, skip_md5)
     rng = np.random.default_rng(seed)
     _dump(folder / "train", _cifar_batch(rng, n_train, 100, "fine_labels", "training batch 1 of 1"))
     _dump(folder / "test", _cifar_batch(rng, n_test, 100, "fine_labels", "testing batch 1 of 1"))

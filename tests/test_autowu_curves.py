@@ -88,7 +88,7 @@ def test_state_dict_resume_gives_the_same_lr_trace_exactly(save_at, tmp_path):
     head = _trace(first, losses[:cut])
     torch.save(first.state_dict(), tmp_path / "autowu.pt")
     resumed = AutoWU(opt(), S, 80, seed=5, test_interval="auto")
-    resumed.load_state_dict(torch.load(tmp_path / "autowu.pt", weights_only=False))
+    resumed.load_state_dict(torch.load(tmp_path / "autowu.pt", weights_only=True))
     assert resumed.get_last_lr() == first.get_last_lr()
     tail = _trace(resumed, losses[cut:])
     assert head + tail == full_trace

@@ -1,17 +1,20 @@
 """run_suite.py without Ray: argument parsing, flag and --set overrides, --only, the dry run, missing data,
-exit codes."""
+bad input and bad environments (exit status 2 before anything starts), exit codes."""
 
 from __future__ import annotations
 
 import importlib.util
+import socket
 import subprocess
 import sys
+import time
+from collections import namedtuple
 from pathlib import Path
 
 import pytest
+from data_fixtures import write_fashion_mnist_idx
 
 from autowu_bench.platform.preflight import download_missing_data
-from data_fixtures import write_fashion_mnist_idx
 
 REPO = Path(__file__).resolve().parents[1]
 # run_suite.py is a script at the repository root, not part of the package
@@ -46,6 +49,8 @@ def test_environment_gives_the_cluster_defaults(monkeypatch):
     args = run_suite.parse_args([])
     assert (args.address, args.tracking_uri, args.results) == ("auto", "http://10.0.0.5:5000", "/mnt/shared/runs")
     assert run_suite.parse_args(["--address", "ray://h:10001"]).address == "ray://h:10001"
+    monkeypatch.setenv("AUTOWU_RAY_ADDRESS", "")  # set but empty: unset
+    assert run_suite.parse_args([]).address is None
 
 
 def test_flags_override_the_file_and_sets_any_field(fmnist_root, monkeypatch):
@@ -171,7 +176,7 @@ def test_an_interrupted_suite_writes_what_finished_and_exits_130(fmnist_root, tm
     KILLED, the exit status is 130. Ray and MLflow are stood in for: this is run_suite's own path."""
     import contextlib
 
-    from autowu_bench.platform import ray_cluster, runner, tracking
+    from autowu_bench.platform import environment, ray_cluster, runner, tracking
     from autowu_bench.platform.outcome import TrialOutcome, TrialStatus
     from autowu_bench.platform.trial_driver import trial_dir
 
@@ -181,6 +186,7 @@ def test_an_interrupted_suite_writes_what_finished_and_exits_130(fmnist_root, tm
         def close(self):
             closed.append(len(ended))
 
+    monkeypatch.setattr(environment, "unreachable", lambda *a, **k: None)  # the stand-in server "answers"
     monkeypatch.setattr(ray_cluster, "ray_session", lambda *a, **k: contextlib.nullcontext(Session()))
     monkeypatch.setattr(ray_cluster, "cluster_problems", lambda *a, **k: [])
     monkeypatch.setattr(tracking, "start_parent_run", lambda *a, **k: "parent")
@@ -206,3 +212,131 @@ def test_an_interrupted_suite_writes_what_finished_and_exits_130(fmnist_root, tm
     table = (run_dir / "table.txt").read_text()
     assert "(interrupted)" in table and "0.7900" in table
     assert (run_dir / "report" / "index.html").is_file()
+
+
+def _nothing_starts(monkeypatch) -> None:
+    """Make each first step of a launch (the run folder, Ray, the local MLflow server) fail the test."""
+    from autowu_bench.platform import ray_cluster
+    from autowu_bench.platform.mlflow_server import LocalMlflowServer
+
+    monkeypatch.setattr(run_suite, "new_run_dir", _no_start)
+    monkeypatch.setattr(ray_cluster, "ray_session", _no_start)
+    monkeypatch.setattr(LocalMlflowServer, "launch", _no_start)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize(("argv", "env", "message"), [
+    (["--num-cpus", "0"], None, "argument --num-cpus: '0' is not a number of CPUs; give a whole number of at least 1"),
+    (["--num-cpus", "two"], None, "argument --num-cpus: 'two' is not a number of CPUs"),
+    (["--num-cpus", "2", "--address", "auto"], None, "--num-cpus sizes a new local Ray instance, but --address 'auto'"),
+    (["--num-cpus", "2"], "auto", "(--address defaults to AUTOWU_RAY_ADDRESS); drop one of them"),
+    (["--address", "head"], None, "argument --address: 'head' (from the flag or AUTOWU_RAY_ADDRESS) is not a Ray address"),
+    (["--address", "http://head:8265"], None, "is not a Ray address; give 'auto'"),
+    ([], "10.0.0.5", "argument --address: '10.0.0.5' (from the flag or AUTOWU_RAY_ADDRESS) is not a Ray address"),
+])
+def test_a_bad_num_cpus_or_address_exits_2_naming_the_flag(argv, env, message, monkeypatch, capsys):
+    if env is None:
+        monkeypatch.delenv("AUTOWU_RAY_ADDRESS", raising=False)
+    else:
+        monkeypatch.setenv("AUTOWU_RAY_ADDRESS", env)
+    with pytest.raises(SystemExit) as info:
+        run_suite.main(argv)
+    assert info.value.code == run_suite.EXIT_INVALID
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_a_bad_suite_file_exits_2_with_one_message(tmp_path, monkeypatch, capsys):
+    _nothing_starts(monkeypatch)
+    for name, content, message in [
+        ("twice.yaml", b"name: a\nepochs: 2\nname: b\n", "not valid YAML: line 3, column 1: key 'name' given twice"),
+        ("latin1.yaml", b"name: caf\xe9\n", "not UTF-8 text (byte 0xe9 at offset 9); save the file as UTF-8"),
+        ("list.yaml", b"- name: a\n", "the file holds list, not a mapping of suite fields"),
+    ]:
+        (tmp_path / name).write_bytes(content)
+        assert run_suite.main(["--suite", str(tmp_path / name)]) == run_suite.EXIT_INVALID
+        out, err = capsys.readouterr()
+        assert err.startswith("run_suite.py: the suite cannot run: 1 problem(s) in ") and message in err, err
+        assert out == ""
+
+
+@pytest.mark.parametrize("bad", ["data=5", "data.root=[1, 2]", 'data.root="/tmp/a\\0b"', "data.root=~no-such-user-here/d",
+                                 "data={root: /a, root: /b}", "data.val_size=-1", "data.rot=/d"])
+def test_download_with_a_malformed_data_section_exits_2_and_downloads_nothing(bad, monkeypatch, capsys):
+    _nothing_starts(monkeypatch)
+    downloads = []
+    monkeypatch.setattr("autowu_bench.platform.suites.download_missing_data", downloads.append)
+    code = run_suite.main(["--suite", "smoke", "--set", "workloads=[cifar10-resnet18]", "--set", bad, "--download"])
+    err = capsys.readouterr().err
+    assert code == run_suite.EXIT_INVALID and downloads == []
+    assert "the suite cannot run: 1 problem(s)" in err and "data" in err and "Traceback" not in err
+
+
+def test_an_unreachable_cluster_and_tracking_server_exit_2_within_seconds_starting_nothing(
+        fmnist_root, tmp_path, monkeypatch, capsys):
+    _nothing_starts(monkeypatch)
+    ray_port, mlflow_port = _closed_port(), _closed_port()
+    started = time.monotonic()
+    code = run_suite.main(["--suite", "smoke", "--set", f"data.root={fmnist_root}", "--results", str(tmp_path),
+                           "--address", f"127.0.0.1:{ray_port}", "--tracking-uri", f"http://127.0.0.1:{mlflow_port}"])
+    out, err = capsys.readouterr()
+    assert code == run_suite.EXIT_INVALID and time.monotonic() - started < 30
+    assert "2 problem(s)" in err and out == ""
+    assert f"tracking_uri 'http://127.0.0.1:{mlflow_port}': nothing answers" in err
+    assert f"--address '127.0.0.1:{ray_port}': nothing answers" in err
+    assert list(tmp_path.iterdir()) == []
+    # a dry run lists the trials without reaching out: the cluster's addresses may resolve there only
+    assert run_suite.main(["--suite", "smoke", "--set", f"data.root={fmnist_root}", "--results", str(tmp_path),
+                           "--tracking-uri", f"http://127.0.0.1:{mlflow_port}", "--dry-run"]) == run_suite.EXIT_OK
+
+
+def test_an_unwritable_results_folder_exits_2_and_is_a_dry_run_warning(fmnist_root, tmp_path, monkeypatch, capsys):
+    _nothing_starts(monkeypatch)
+    (tmp_path / "file").write_text("x")
+    results = str(tmp_path / "file" / "runs")
+    argv = ["--suite", "smoke", "--set", f"data.root={fmnist_root}", "--results", results,
+            "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+    assert run_suite.main(argv) == run_suite.EXIT_INVALID
+    err = capsys.readouterr().err
+    assert f"results '{results}': cannot write there ({tmp_path / 'file'} is a file, not a folder)" in err
+    assert run_suite.main([*argv, "--dry-run"]) == run_suite.EXIT_OK
+    out = capsys.readouterr().out
+    assert f"warning: results '{results}': cannot write there" in out and "exit status 2" in out
+
+
+def test_too_little_free_disk_for_the_checkpoints_exits_2_with_the_numbers(fmnist_root, tmp_path, monkeypatch, capsys):
+    from autowu_bench.platform import environment
+
+    _nothing_starts(monkeypatch)
+    Usage = namedtuple("Usage", "total used free")
+    monkeypatch.setattr(environment.shutil, "disk_usage", lambda path: Usage(10**9, 10**9 - 10**6, 10**6))
+    code = run_suite.main(["--suite", "smoke", "--set", f"data.root={fmnist_root}", "--results", str(tmp_path),
+                           "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"])
+    err = capsys.readouterr().err
+    assert code == run_suite.EXIT_INVALID
+    assert "the trials' checkpoints need about" in err and "(6 trials x 2 kept" in err
+    assert f"but {tmp_path} has 1 MB free" in err
+
+
+def test_a_ray_that_does_not_start_is_exit_2_not_a_traceback(fmnist_root, tmp_path, monkeypatch, capsys):
+    """The address answered the check, then ray.init failed (a version mismatch, say)."""
+    import contextlib
+
+    from autowu_bench.platform import ray_cluster
+
+    @contextlib.contextmanager
+    def refuses(*args, **kwargs):
+        raise ConnectionError("Version mismatch: the cluster runs Ray 2.9")
+        yield
+
+    monkeypatch.setattr(ray_cluster, "ray_session", refuses)
+    code = run_suite.main(["--suite", "smoke", "--set", f"data.root={fmnist_root}", "--results", str(tmp_path),
+                           "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"])
+    err = capsys.readouterr().err
+    assert code == run_suite.EXIT_INVALID
+    assert "Ray did not start (ConnectionError: Version mismatch: the cluster runs Ray 2.9); no trial started" in err

@@ -7,6 +7,7 @@ exponential warmup reaches absurd LRs within a few steps and the SGD weights blo
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import math
@@ -87,7 +88,7 @@ def _checkpoints(run_dir: str, trial_id: str) -> list[str]:
 def _evaluate_last_checkpoint(run_dir: str, spec: TrialSpec) -> tuple[tuple[float, float], tuple[float, float]]:
     """(loss, accuracy) on the validation and the test split of the weights in the newest checkpoint, in
     this process, with the trial's own split."""
-    state = torch.load(os.path.join(_checkpoints(run_dir, spec.trial_id)[-1], "state.pt"), weights_only=False)
+    state = torch.load(os.path.join(_checkpoints(run_dir, spec.trial_id)[-1], "state.pt"), weights_only=True)
     wl = get_workload(spec.workload)
     model = wl.build_model()
     model.load_state_dict(state["model"])
@@ -147,7 +148,7 @@ def test_each_epoch_left_a_checkpoint_with_the_full_state(run):
     pattern = os.path.join(run_dir, "ray", "train", "autowu-diverges", "checkpoint_*")
     folders = sorted((p for p in glob.glob(pattern) if os.path.isdir(p)), key=os.path.getmtime)
     assert len(folders) == 2, folders  # the last two epochs (CheckpointConfig num_to_keep=2)
-    state = torch.load(os.path.join(folders[-1], "state.pt"), weights_only=False)
+    state = torch.load(os.path.join(folders[-1], "state.pt"), weights_only=True)
     assert {"model", "optimizer", "rng", "progress", "schedule", "plan", "trace", "spec"} <= set(state)
     assert len(state["rng"]) == 2  # one RNG state per rank
     assert state["progress"]["step"] == summaries["autowu-diverges"]["steps"]
@@ -180,3 +181,87 @@ def test_a_baseline_that_blows_up_ends_as_diverged_in_its_summary(run):
     assert s["steps"] < EPOCHS * (N_TRAIN - VAL) // BATCH and s["error"] is None
     # Evaluated as it ended, like a finished trial: it counts in its grid point's mean at what it gives.
     assert s["final_val_acc"] is not None and s["final_val_acc"] <= 0.5 and s["test_acc"] is not None
+
+
+class _FullDiskTrainer:
+    """Stands in for Ray Train's TorchTrainer: its fit fails as a trial does when a checkpoint meets a full disk."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def fit(self):
+        raise OSError(errno.ENOSPC, "No space left on device", "/runs/ray/train/t/checkpoint_000003/state.pt")
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """Ray Train stood in for by :class:`_FullDiskTrainer` (outside a Tune session: no report callback)."""
+    import ray.train
+    import ray.train.torch
+    import ray.tune.integration.ray_train
+
+    monkeypatch.setattr(ray.train.torch, "TorchTrainer", _FullDiskTrainer)
+    monkeypatch.setattr(ray.tune.integration.ray_train, "TuneReportCallback", ray.train.UserCallback)
+
+
+def _baseline(tmp_path) -> TrialSpec:
+    return _spec(str(tmp_path), trial_id="t", arm="baseline", kind="baseline", peak_lr=0.1, warmup_epochs=1)
+
+
+def test_a_disk_that_fills_mid_run_leaves_the_real_error_in_the_summary(tmp_path, full_disk):
+    from autowu_bench.platform import trial_driver
+
+    with pytest.raises(OSError, match="No space left on device"):
+        trial_driver.run_trial({"spec": _baseline(tmp_path).to_dict()}, run_dir=str(tmp_path), tracking_uri=None,
+                               parent_run_id=None)
+    with open(os.path.join(trial_driver.trial_dir(str(tmp_path), "t"), SUMMARY_FILE)) as f:
+        summary = json.load(f)
+    assert summary["status"] == "failed"
+    assert summary["error"] == ("OSError: [Errno 28] No space left on device: "
+                                "'/runs/ray/train/t/checkpoint_000003/state.pt'")
+
+
+def test_when_the_summary_cannot_be_written_the_trial_raises_its_own_error(tmp_path, full_disk, monkeypatch, capsys):
+    """The disk is too full for summary.json too: the driver raises the trial's error (what Tune records),
+    not the error of writing the summary."""
+    from autowu_bench.platform import trial_driver
+    from autowu_bench.platform.outcome import TrialOutcome
+
+    def full(self, folder):
+        raise OSError(errno.ENOSPC, "No space left on device", os.path.join(folder, SUMMARY_FILE))
+
+    monkeypatch.setattr(TrialOutcome, "write", full)
+    with pytest.raises(OSError) as info:
+        trial_driver.run_trial({"spec": _baseline(tmp_path).to_dict()}, run_dir=str(tmp_path), tracking_uri=None,
+                               parent_run_id=None)
+    assert "checkpoint_000003" in str(info.value)
+    err = capsys.readouterr().err
+    assert "trial t: its summary was not written" in err and "summary.json" in err and "checkpoint_000003" in err
+
+
+def test_a_trial_without_a_summary_takes_the_error_tune_recorded(tmp_path):
+    """The runner's fallback: the summary first, else the error Tune recorded (Ray's wrapper of the trial's
+    own error), written as the summary; only a trial with neither 'never started'."""
+    from autowu_bench.platform.outcome import TrialOutcome, TrialStatus
+    from autowu_bench.platform.runner import collect_outcomes, error_text
+    from autowu_bench.platform.trial_driver import trial_dir
+
+    class RayTaskError(Exception):  # the shape of ray.exceptions.RayTaskError: the trial's error as .cause
+        def __init__(self, cause):
+            super().__init__(f"ray::ImplicitFunc.train()\nTraceback ...\n{cause!r}")
+            self.cause = cause
+
+    finished, full, lost = (_spec(str(tmp_path), trial_id=i, arm="b", kind="baseline", peak_lr=0.1, warmup_epochs=1)
+                            for i in ("finished", "full", "lost"))
+    os.makedirs(trial_dir(str(tmp_path), "finished"))
+    TrialOutcome(trial_id="finished", arm="b", kind="baseline", status=TrialStatus.FINISHED, test_acc=0.8).write(
+        trial_dir(str(tmp_path), "finished"))
+    recorded = {"full": RayTaskError(OSError(errno.ENOSPC, "No space left on device")),
+                "finished": RuntimeError("not this one: it has its summary")}
+    outcomes = collect_outcomes([finished, full, lost], str(tmp_path), recorded)
+    assert [o.status for o in outcomes] == [TrialStatus.FINISHED, TrialStatus.FAILED, TrialStatus.FAILED]
+    assert outcomes[0].test_acc == 0.8
+    assert outcomes[1].error == "OSError: [Errno 28] No space left on device"
+    assert TrialOutcome.read(trial_dir(str(tmp_path), "full")).error == outcomes[1].error
+    assert outcomes[2].error == "the trial never started"
+    assert error_text(ValueError("plain")) == "ValueError: plain"

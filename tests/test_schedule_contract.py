@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from autowu_bench.platform.controller import AutoWUController
-from autowu_bench.schedulers import AutoWU, FixedSchedule, LinearWarmupCosine, Phase, Schedule
+from autowu_bench.schedulers import AutoWU, Decision, FixedSchedule, LinearWarmupCosine, Phase, Plan, Schedule, SwitchReason
 
 S, E = 10, 12  # T = 120 steps
 AUTOWU = {"decay": "const-cos", "test_interval": 5, "seed": 1, "lr_max": 10.0}
@@ -129,3 +129,24 @@ def test_the_protocol_state_round_trip_keeps_the_plan(name):
     schedule.observe(more)
     restored.observe(more)
     assert restored.plan() == schedule.plan()
+
+
+@pytest.mark.parametrize("name", SCHEDULES)
+def test_plans_and_states_are_plain_data_that_load_with_weights_only(name, tmp_path):
+    """What a checkpoint holds of a schedule (its state, its plan) reads back with
+    ``torch.load(weights_only=True)``, past AutoWU's switch too (its reason, its tests' decisions)."""
+    schedule = protocol(name)
+    plan = schedule.configure(S, E)
+    schedule.observe([loss_at(plan.lr(t), t) for t in range(S * E)])
+    plan = schedule.plan()
+    torch.save({"state": schedule.state_dict(), "plan": plan.to_dict()}, tmp_path / "state.pt")
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(tmp_path / "state.pt") == []
+    loaded = torch.load(tmp_path / "state.pt", weights_only=True)
+    assert Plan.from_dict(loaded["plan"]) == plan
+    restored = protocol(name)
+    restored.configure(S, E)
+    restored.load_state_dict(loaded["state"])
+    assert restored.plan() == plan and restored.tests_since(0) == schedule.tests_since(0)
+    if name == "autowu":
+        assert plan.switch_reason is SwitchReason.TEST and restored.plan().switch_reason is SwitchReason.TEST
+        assert {type(t["decision"]) for t in restored.tests_since(0)} == {Decision}

@@ -332,3 +332,68 @@ def test_an_arm_with_another_optimizer_takes_its_base_lr_and_weight_decay(fmnist
     assert trial.optimizer == "sgd" and trial.is_default
     assert trial.weight_decay == sgd.weight_decay != get_workload("fmnist-mlp").recipe.weight_decay
     assert trial.peak_lr == pytest.approx(sgd.base_lr * math.sqrt(256 / sgd.base_batch))
+
+
+def test_a_key_given_twice_is_refused_not_last_wins(fmnist_root, tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text(yaml.safe_dump(suite_dict(fmnist_root), sort_keys=False) + "epochs: 3\n")
+    with pytest.raises(SuiteError) as info:
+        read_suite(str(path))
+    (problem,) = info.value.problems
+    assert problem.startswith("not valid YAML: line ") and "key 'epochs' given twice (first on line " in problem
+    nested = "name: t\ndata:\n  root: /a\n  val_size: 10\n  root: /b\n"
+    path.write_text(nested)
+    with pytest.raises(SuiteError, match="line 5, column 3: key 'root' given twice \\(first on line 3\\); keep one"):
+        read_suite(str(path))
+    with pytest.raises(SuiteError, match="key 'root' given twice"):
+        apply_overrides(suite_dict(fmnist_root), ["data={root: /a, root: /b}"])
+    # a merge key (<<) may still be overridden: that is what it is for
+    path.write_text("base: &b {epochs: 2, seeds: [0]}\nname: t\nmore:\n  <<: *b\n  epochs: 3\n")
+    assert read_suite(str(path))["more"] == {"epochs": 3, "seeds": [0]}
+
+
+def test_a_suite_file_that_is_not_utf8_or_cannot_be_read_is_one_problem(tmp_path, monkeypatch):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(SuiteError) as info:
+        read_suite(str(path))
+    assert info.value.problems == ["not UTF-8 text (byte 0xe9 at offset 9); save the file as UTF-8"]
+    assert str(path) in str(info.value)
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    path.write_text("name: t\n")
+    monkeypatch.setattr("pathlib.Path.read_bytes", denied)  # root reads any file: the refusal is simulated
+    with pytest.raises(SuiteError) as info:
+        read_suite(str(path))
+    assert info.value.problems == ["the file cannot be read (Permission denied); check that it is a readable file"]
+
+
+def test_paths_that_cannot_be_paths_are_refused(fmnist_root):
+    found = problems(suite_dict("/tmp/a\0b", results="~no-such-user-here/runs"))
+    assert any(p.startswith("data.root: a path cannot hold a NUL character") for p in found), found
+    assert any(p.startswith("results: '~' names no user of this machine") for p in found), found
+
+
+def test_infinite_values_and_seeds_outside_numpys_range_are_refused(fmnist_root):
+    arms = [{"name": "b", "kind": "baseline", "peak_lrs": [float("inf")]},
+            {"name": "a", "kind": "autowu", "autowu": {"lr_max": float("nan")}}]
+    found = problems(suite_dict(fmnist_root, arms=arms, seeds=[0, 2**32], resources={"cpus_per_worker": float("inf")}))
+    fields = {p.split(":")[0] for p in found}
+    assert fields == {"arms[0].peak_lrs[0]", "arms[1].autowu.lr_max", "seeds[1]", "resources.cpus_per_worker"}, found
+    assert all("finite number" in p for p in found if not p.startswith("seeds")), found
+
+
+def test_a_test_interval_far_beyond_the_budget_is_a_warning_not_a_crash(fmnist_root):
+    from autowu_bench.platform.preflight import schedule_warnings
+
+    arms = [{"name": "a", "kind": "autowu", "autowu": {"test_interval": 10**20}}]
+    (warning,) = schedule_warnings(expand(validate_suite(suite_dict(fmnist_root, batch_sizes=[64], arms=arms))))
+    assert "lets the LR grow xinf between tests" in warning
+
+
+def test_only_takes_batch_sizes_in_ascii_digits(fmnist_root):
+    suite = validate_suite(suite_dict(fmnist_root))
+    with pytest.raises(SuiteError, match="'²'"):
+        select(suite, ["²"])

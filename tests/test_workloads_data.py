@@ -140,6 +140,61 @@ def test_broken_cifar_pickle_is_a_data_error(tmp_path):
     assert "cifar-10-batches-py" in problems[0] and "cannot be read" in problems[0]
 
 
+def test_real_cifar_files_are_md5_checked_as_torchvision_does(tmp_path, monkeypatch):
+    """Without the fixtures' opt-out every file must have the official archive's md5 (torchvision's own
+    check, before any pickle is read): here the md5s are set to the fixture's, then one file changes."""
+    from torchvision.datasets.utils import calculate_md5
+
+    from autowu_bench.workloads.data.cifar import CIFAR10Files
+
+    write_cifar10(tmp_path, n_train=10, n_test=5, skip_md5=False)
+    folder = tmp_path / "cifar-10-batches-py"
+    wl = get_workload("cifar10-resnet18")
+    (problem,) = wl.check_data(tmp_path)
+    assert f"files in {folder} are not the official ones" in problem and "run_suite.py --download" in problem
+    assert "data_batch_1, data_batch_2, data_batch_3, data_batch_4, data_batch_5, test_batch, batches.meta" in problem
+    with pytest.raises(DataError, match="not the official ones"):
+        wl.load(tmp_path, val_size=2, seed=0)
+
+    def md5s(entries):
+        return [[name, calculate_md5(str(folder / name))] for name, _ in entries]
+
+    monkeypatch.setattr(CIFAR10Files, "train_list", md5s(CIFAR10Files.train_list))
+    monkeypatch.setattr(CIFAR10Files, "test_list", md5s(CIFAR10Files.test_list))
+    monkeypatch.setattr(CIFAR10Files, "meta", {**CIFAR10Files.meta, "md5": calculate_md5(str(folder / "batches.meta"))})
+    assert wl.check_data(tmp_path) == []
+    assert len(wl.load(tmp_path, val_size=2, seed=0).test) == 5
+    with open(folder / "data_batch_2", "r+b") as f:
+        f.seek(40)
+        byte = f.read(1)
+        f.seek(40)
+        f.write(bytes([byte[0] ^ 1]))
+    (problem,) = wl.check_data(tmp_path)
+    assert "(md5 of data_batch_2 differs" in problem
+
+
+class _Runs:
+    """Pickled, it calls ``os.mkdir(path)`` when unpickled: code that a pickle of unknown origin can run."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        import os
+
+        return os.mkdir, (self.path,)
+
+
+def test_a_cifar_file_that_is_not_the_official_one_is_never_unpickled(tmp_path):
+    import pickle
+
+    write_cifar10(tmp_path, n_train=10, n_test=5, skip_md5=False)
+    ran = tmp_path / "the-pickle-ran"
+    (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(pickle.dumps(_Runs(str(ran))))
+    (problem,) = get_workload("cifar10-resnet18").check_data(tmp_path)
+    assert "not the official ones" in problem and not ran.exists()
+
+
 def test_imagenet_folders_load_with_standard_augmentation(data_root):
     wl = get_workload("imagenet-resnet50")
     assert wl.check_data(data_root) == []

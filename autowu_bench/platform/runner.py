@@ -9,6 +9,7 @@ import functools
 import logging
 import os
 import time
+import traceback
 
 from autowu_bench.platform.outcome import TrialOutcome, TrialStatus
 from autowu_bench.platform.progress import progress_callback
@@ -74,19 +75,34 @@ def run_trials(
     print(f"running {len(trials)} trials, up to {concurrency} at once", flush=True)
     # With Tune's result files off, its end-of-run summary would warn that it cannot read them.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    tuner.fit()
-    return read_outcomes(run_dir, trials)
+    grid = tuner.fit()
+    recorded = {r.config["spec"]["trial_id"]: r.error for r in grid if r.error is not None and r.config}
+    return collect_outcomes(trials, run_dir, recorded)
 
 
-def read_outcomes(run_dir: str, trials: list[TrialSpec]) -> list[TrialOutcome]:
-    """Every trial's outcome from its summary; a trial without one failed ("the trial never started")."""
+def collect_outcomes(trials: list[TrialSpec], run_dir: str,
+                     errors: dict[str, BaseException] | None = None) -> list[TrialOutcome]:
+    """Each trial's outcome, in order: its summary; else, when its driver could not write one (a full
+    disk), a failed outcome with the error Tune recorded for it (``errors``, by trial id), written as its
+    summary where the disk now allows; else a failed outcome saying that the trial never started."""
+    errors = errors or {}
     outcomes = []
     for spec in trials:
-        outcome = TrialOutcome.read(trial_dir(run_dir, spec.trial_id))
+        folder = trial_dir(run_dir, spec.trial_id)
+        outcome = TrialOutcome.read(folder)
         if outcome is None:
             now = time.time()
-            outcome = TrialOutcome.from_report(spec, {}, status=TrialStatus.FAILED, started=now, ended=now,
-                                               error="the trial never started")
+            error = errors.get(spec.trial_id)
+            outcome = TrialOutcome.from_report(
+                spec, {}, status=TrialStatus.FAILED, started=now, ended=now,
+                error="the trial never started" if error is None else error_text(error),
+            )
+            if error is not None:
+                try:
+                    os.makedirs(folder, exist_ok=True)
+                    outcome.write(folder)
+                except OSError:
+                    pass  # still full: the outcome returned (the exit status, the list of failures) holds it
         outcomes.append(outcome)
     return outcomes
 
@@ -97,6 +113,14 @@ def pending_trials(run_dir: str, trials: list[TrialSpec]) -> list[TrialSpec]:
     ended = (TrialStatus.FINISHED, TrialStatus.DIVERGED)
     return [spec for spec in trials
             if (outcome := TrialOutcome.read(trial_dir(run_dir, spec.trial_id))) is None or outcome.status not in ended]
+
+
+def error_text(error: BaseException) -> str:
+    """An error as ``Type: message``; for Ray's wrapper of a task's error (``RayTaskError``,
+    what Tune records), that of the error the trial raised (its ``cause``)."""
+    cause = getattr(error, "cause", None)
+    error = cause if isinstance(cause, BaseException) else error
+    return "".join(traceback.format_exception_only(type(error), error)).strip()
 
 
 def _error_of(run_dir: str, trial_id: str) -> str | None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import yaml
 
 from autowu_bench.platform.suite_errors import SuiteError
+from autowu_bench.platform.suite_yaml import load_yaml, yaml_problem
 
 if TYPE_CHECKING:
     from autowu_bench.platform.suite_schema import Suite
@@ -32,9 +33,9 @@ def apply_overrides(raw: dict[str, Any], assignments: Iterable[str]) -> dict[str
             problems.append(f"--set {assignment!r}: expected key=value, e.g. --set epochs=3")
             continue
         try:
-            value = yaml.safe_load(text)
+            value = load_yaml(text)
         except yaml.YAMLError as exc:
-            problems.append(f"--set {assignment!r}: the value is not valid YAML ({exc}); quote it")
+            problems.append(f"--set {assignment!r}: the value is not valid YAML ({yaml_problem(exc)}); quote it")
             continue
         error = _assign(result, key.strip().split("."), value)
         if error:
@@ -97,7 +98,7 @@ def select(suite: Suite, only: Iterable[str]) -> Suite:
             arms.add(token)
         elif token in suite.workloads:
             workloads.add(token)
-        elif token.isdigit() and int(token) in suite.batch_sizes:
+        elif re.fullmatch(r"[0-9]+", token) and int(token) in suite.batch_sizes:
             sizes.add(int(token))
         else:
             unknown.append(token)

@@ -46,6 +46,7 @@ Schema (every field but ``name``, ``workloads``, ``batch_sizes`` and ``arms`` ha
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -83,8 +84,23 @@ def _decay_alias(value: Any) -> Any:
     return "cosine" if value == "cos" else value
 
 
+def local_path(value: str) -> Path:
+    """``value`` as a path of this machine, ``~`` expanded; ValueError with the fix when it cannot be one."""
+    if "\0" in value:
+        raise ValueError("a path cannot hold a NUL character; remove it")
+    try:
+        os.fsencode(value)
+    except UnicodeEncodeError:
+        raise ValueError("a path of characters the file system cannot encode; use plain characters") from None
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:  # "~name/..." where no user is called name
+        raise ValueError("'~' names no user of this machine; give an absolute path") from None
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No NaN or infinity in any float field: an infinite peak LR or CPU share is always a mistake.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class AutoWUOptions(_Strict):
@@ -211,7 +227,7 @@ class Data(_Strict):
     @classmethod
     def _absolute(cls, root: str | None) -> str | None:
         # Workers on other nodes resolve the same absolute path; "~" is the launching user's home.
-        return None if root is None else str(Path(root).expanduser().absolute())
+        return None if root is None else str(local_path(root).absolute())
 
 
 class Suite(_Strict):
@@ -223,13 +239,13 @@ class Suite(_Strict):
     description: str = ""
     workloads: Annotated[list[str], Field(min_length=1)]
     epochs: PositiveInt | None = None
-    seeds: Annotated[list[NonNegativeInt], Field(min_length=1)] = [0]
+    seeds: Annotated[list[Annotated[int, Field(ge=0, lt=2**32)]], Field(min_length=1)] = [0]  # numpy's seed range
     resources: Resources = Resources()
     training: Training = Training()
     batch_sizes: Annotated[list[PositiveInt], Field(min_length=1)]
     data: Data = Data()
     arms: Annotated[list[Arm], Field(min_length=1)]
-    tracking_uri: str | None = None
+    tracking_uri: Annotated[str, Field(min_length=1)] | None = None
     results: str = "runs"
 
     _source: str | None = PrivateAttr(None)
@@ -248,6 +264,12 @@ class Suite(_Strict):
             raise ValueError(f"unknown workload(s) {unknown}; known: {known}")
         _unique(names, "workload")
         return names
+
+    @field_validator("results")
+    @classmethod
+    def _results_path(cls, results: str) -> str:
+        local_path(results)
+        return results
 
     @field_validator("seeds")
     @classmethod

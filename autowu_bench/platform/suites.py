@@ -22,6 +22,7 @@ from autowu_bench.platform.preflight import download_missing_data
 from autowu_bench.platform.suite_errors import SuiteError, validation_problems
 from autowu_bench.platform.suite_overrides import apply_overrides, select
 from autowu_bench.platform.suite_schema import NAME_PATTERN, Suite
+from autowu_bench.platform.suite_yaml import load_yaml, yaml_problem
 
 
 def load_suite(
@@ -60,7 +61,10 @@ def packaged_suites() -> list[str]:
 
 def find_suite(name_or_path: str | Path) -> Path:
     """A suite file: ``name_or_path`` if it is a file, else the packaged suite of that name."""
-    path = Path(name_or_path).expanduser()
+    try:
+        path = Path(name_or_path).expanduser()
+    except RuntimeError:  # "~user/..." of no such user
+        path = Path(name_or_path)
     if path.is_file():
         return path.absolute()
     packaged = Path(str(importlib_resources.files("autowu_bench") / "suites" / f"{name_or_path}.yaml"))
@@ -73,12 +77,21 @@ def find_suite(name_or_path: str | Path) -> Path:
 
 
 def read_suite(name_or_path: str | Path) -> dict[str, Any]:
-    """The raw suite mapping of a packaged suite name or a YAML path."""
+    """The raw suite mapping of a packaged suite name or a YAML path: UTF-8 text, YAML with no key
+    given twice (suite_yaml), a mapping at the top; SuiteError naming the file otherwise."""
     path = find_suite(name_or_path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise SuiteError([f"the file cannot be read ({exc.strerror or exc}); check that it is a readable file"],
+                         source=str(path)) from None
+    except UnicodeDecodeError as exc:
+        problem = f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); save the file as UTF-8"
+        raise SuiteError([problem], source=str(path)) from None
+    try:
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
-        raise SuiteError([f"not valid YAML: {exc}"], source=str(path)) from None
+        raise SuiteError([f"not valid YAML: {yaml_problem(exc)}"], source=str(path)) from None
     if not isinstance(raw, dict):
         raise SuiteError([f"the file holds {type(raw).__name__}, not a mapping of suite fields"], source=str(path))
     return raw

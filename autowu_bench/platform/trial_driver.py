@@ -5,12 +5,14 @@ trial's MLflow child run, starts the AutoWU controller actor (AutoWU trials) and
 the workers in their config, builds and fits a ``TorchTrainer`` whose workers run
 :func:`~autowu_bench.platform.worker.train_loop_per_worker`, forwards their reports to Tune with
 ``TuneReportCallback``, and writes the trial's outcome (``summary.json``) in the trial folder,
-whatever happens.
+whatever happens (when even that write fails, a full disk, the trial's error is what it raises: Tune
+records it and the runner takes it from there).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 import traceback
 from typing import Any
@@ -18,6 +20,8 @@ from typing import Any
 from autowu_bench.platform.files import read_count
 from autowu_bench.platform.outcome import TrialOutcome, TrialStatus
 from autowu_bench.platform.spec import TrialSpec
+
+CHECKPOINTS_KEPT = 2  # per trial, in Ray Train's storage under the run folder (the free-disk check counts them)
 
 
 def trial_dir(run_dir: str, trial_id: str) -> str:
@@ -70,7 +74,7 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
                 name=spec.trial_id,
                 storage_path=os.path.join(os.path.abspath(run_dir), "ray", "train"),
                 callbacks=[TuneReportCallback()],
-                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
                 failure_config=ray.train.FailureConfig(max_failures=spec.max_failures),
             ),
         )
@@ -96,7 +100,11 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
             spec, metrics, status=TrialStatus.FAILED, started=started, ended=time.time(),
             fit_started=fit_started, error=error, mlflow_run_id=run_id,
         )
-        outcome.write(folder)
+        try:
+            outcome.write(folder)
+        except OSError as write_error:  # a full disk: the trial's own error, raised below, is what Tune records
+            print(f"trial {spec.trial_id}: its summary was not written ({write_error}); it failed with: {error}",
+                  file=sys.stderr, flush=True)
         if run_id is not None:
             end_trial_run(tracking_uri, run_id, "FAILED", outcome.to_dict())
         raise

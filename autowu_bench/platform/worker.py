@@ -53,7 +53,7 @@ from autowu_bench.platform.files import count_up, read_count, write_parquet_atom
 from autowu_bench.platform.loop import LossBuffer, TrainStep, evaluate, first_divergent
 from autowu_bench.platform.outcome import TrialStatus
 from autowu_bench.platform.spec import TrialSpec
-from autowu_bench.schedulers.plan import Phase, SwitchReason
+from autowu_bench.schedulers.plan import Phase, Plan, SwitchReason
 from autowu_bench.schedulers.schedule import Schedule
 from autowu_bench.workloads.data.sharding import batch_split_problem
 
@@ -171,8 +171,9 @@ class TrialWorker:
 
         if env.checkpoint_dir is not None:
             # On the CPU: the RNG states must stay CPU byte tensors; the state dicts move to the device on load.
+            # Plain data and tensors only (see _capture): nothing in a checkpoint runs code when loaded.
             state = torch.load(os.path.join(env.checkpoint_dir, CHECKPOINT_FILE), map_location="cpu",
-                               weights_only=False)
+                               weights_only=True)
             self._restore(state, resume=True)
         group, self.restarts = broadcast_object(_count_start(env) if self.rank == 0 else None, self.rank)
         if group > 1 and self.recorder is not None:
@@ -328,7 +329,9 @@ class TrialWorker:
 
     def _capture(self) -> dict[str, Any]:
         """The training state now, self-contained: model, optimizer, every rank's RNG, progress, the LR
-        trace so far, the plan and (rank 0) the schedule's state. Every rank calls it at the same step."""
+        trace so far, the plan and (rank 0) the schedule's state. Every rank calls it at the same step.
+        Tensors and plain data only (the plan as its dict, numpy's RNG key as a list), so the checkpoint
+        loads with ``torch.load(weights_only=True)``."""
         return {
             "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
@@ -339,7 +342,7 @@ class TrialWorker:
                 "tests_logged": self.tests_logged,
             },
             "trace": list(self.trace),
-            "plan": self.plan,
+            "plan": self.plan.to_dict(),
             "schedule": self.env.schedule.state_dict() if self.rank == 0 else None,
         }
 
@@ -359,7 +362,7 @@ class TrialWorker:
         self._epoch_losses = []
         if resume:
             self.rollbacks, self.tests_logged = progress["rollbacks"], progress["tests_logged"]
-            self.plan = state["plan"]
+            self.plan = Plan.from_dict(state["plan"])
             if self.rank == 0:
                 self.env.schedule.load_state_dict(state["schedule"])
 
@@ -431,7 +434,8 @@ def _kill_hook(trial_dir: str, rank: int) -> int | None:
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    name, key, *rest = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": [name, key.tolist(), *rest]}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
@@ -440,7 +444,8 @@ def _rng_state(device: torch.device) -> dict[str, Any]:
 def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, key, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(key, dtype=np.uint32), *rest))
     if "cuda" in state and device.type == "cuda":
         torch.cuda.set_rng_state(state["cuda"], device)
 

@@ -135,10 +135,11 @@ class AutoWUCore:
         return interval
 
     def _warn_if_coarse(self, interval: int, test_interval: str | int) -> None:
-        growth = (self.lr_max / self.lr_min) ** (interval / self.warmup_steps)
+        growth = _power(self.lr_max / self.lr_min, interval / self.warmup_steps)
         if growth <= MAX_GROWTH_PER_TEST:
             return
-        overshoot = f"with patience {self.patience} the switch can overshoot the loss minimum by x{growth ** self.patience:.3g}"
+        overshoot = (f"with patience {self.patience} the switch can overshoot the loss minimum by "
+                     f"x{_power(growth, self.patience):.3g}")
         if (self.lr_max / self.lr_min) ** (1 / self.warmup_steps) <= MAX_GROWTH_PER_TEST:
             fix = f"Use test_interval='auto' for short budgets ({self.total_epochs} epochs here)."
         else:  # even a test every step is that coarse: only a longer warmup helps
@@ -294,8 +295,13 @@ class AutoWUCore:
     )
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume bit-for-bit: progress, history, tests, the detector's state."""
+        """Everything needed to resume bit-for-bit: progress, history, tests, the detector's state; plain
+        data (the switch reason and the tests' decisions as strings), so ``torch.load(weights_only=True)``
+        reads it back."""
         state = {name: copy.deepcopy(getattr(self, name)) for name in self._STATE}
+        if state["switch_reason"] is not None:
+            state["switch_reason"] = str(state["switch_reason"])
+        state["tests"] = [{**record, "decision": str(record["decision"])} for record in state["tests"]]
         state["config"] = {name: getattr(self, name) for name in self._CONFIG}
         state["detector"] = self.detector.state_dict()
         return state
@@ -311,6 +317,9 @@ class AutoWUCore:
             raise ValueError(f"AutoWU state was saved with another configuration ({detail})")
         for name in self._STATE:
             setattr(self, name, copy.deepcopy(state[name]))
+        if self.switch_reason is not None:
+            self.switch_reason = SwitchReason(self.switch_reason)
+        self.tests = [{**record, "decision": Decision(record["decision"])} for record in self.tests]
         self.detector.load_state_dict(state["detector"])
 
 
@@ -433,6 +442,14 @@ def _option_errors(options: dict[str, Any]) -> dict[str, Exception]:
         f"{', '.join(map(repr, TEST_INTERVALS))} or a positive number of steps",
     )
     return errors
+
+
+def _power(base: float, exponent: float) -> float:
+    """``base ** exponent``, infinite where the float overflows (a test interval of 1e20 steps)."""
+    try:
+        return base**exponent
+    except OverflowError:
+        return math.inf
 
 
 def _check_int(name: str, value: Any, *, minimum: int) -> None:

@@ -18,11 +18,13 @@ The algorithm and its conventions are in docs/autowu.md.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from autowu_bench.schedulers.lr_functions import (
     const_cos_lr,
@@ -91,6 +93,23 @@ class Plan(ABC):
         if not math.isfinite(loss):
             return True
         return self.divergence_threshold is not None and loss > self.divergence_threshold
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as plain data (numbers, strings, None) with its ``kind``: what a checkpoint holds,
+        so that ``torch.load(weights_only=True)`` reads it back. :meth:`from_dict` is the inverse."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if self.switch_reason is not None:
+            values["switch_reason"] = str(self.switch_reason)
+        return {"kind": type(self).__name__, **values}
+
+    @staticmethod
+    def from_dict(values: dict[str, Any]) -> Plan:
+        """The plan that :meth:`to_dict` gave ``values``."""
+        kinds = {cls.__name__: cls for cls in (AutoWUPlan, FixedPlan)}
+        fields = {k: v for k, v in values.items() if k != "kind"}
+        if fields.get("switch_reason") is not None:
+            fields["switch_reason"] = SwitchReason(fields["switch_reason"])
+        return kinds[values["kind"]](**fields)
 
 
 @dataclass(frozen=True, kw_only=True)

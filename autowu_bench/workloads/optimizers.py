@@ -29,6 +29,9 @@ from adamp import AdamP
 from torch import nn
 
 OPTIMIZERS = ("adamp", "lamb", "sgd")
+# Tensors of a parameter's size that each optimizer keeps per parameter (Adam's two moments, SGD's
+# momentum): what a checkpoint holds besides the model (the free-disk check before a launch).
+STATE_TENSORS_PER_PARAM = {"adamp": 2, "lamb": 2, "sgd": 1}
 NO_DECAY_NAMES = ("pos_embedding", "class_token", "pos_embed", "cls_token")
 
 

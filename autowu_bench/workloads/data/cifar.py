@@ -1,9 +1,11 @@
-"""CIFAR-10 and CIFAR-100 through torchvision's classes, without their fixed-checksum gate.
+"""CIFAR-10 and CIFAR-100 through torchvision's classes, md5-checked as torchvision checks them.
 
-torchvision's ``CIFAR10``/``CIFAR100`` refuse any file whose md5 differs from the official archive's,
-even when not downloading. The subclasses below keep torchvision's reading of the real pickles and only
-replace the integrity check with an existence check (a broken pickle still fails, as a DataError), so
-the same code loads the official files and the small fixtures the tests write in the same format.
+torchvision's ``CIFAR10``/``CIFAR100`` compare every file's md5 with the official archive's before they
+unpickle it, even when not downloading: only the official files load (a pickle can run code, so a
+file of unknown origin is never read). The subclasses below keep that check and say which file
+differs. The tests' small fixtures, written in the same format, opt out explicitly: a file named
+``NO_MD5_CHECK_MARKER`` in the data set's folder (``cifar-10-batches-py/``) skips the md5 comparison
+there, and the files only have to exist and unpickle. Never put one beside real data.
 """
 
 from __future__ import annotations
@@ -15,13 +17,21 @@ from pathlib import Path
 import numpy as np
 import torch
 from torchvision.datasets import CIFAR10, CIFAR100
+from torchvision.datasets.utils import check_integrity
 
 from ..errors import DataError
 from .splits import Splits, TensorSplit, split_tensors
 
+NO_MD5_CHECK_MARKER = "NO-MD5-CHECK-test-fixture"
 
-class _NoChecksum:
-    """Mixin: files must exist and unpickle; their md5 is not compared with the official archive's."""
+
+def md5_check_skipped(folder: str | os.PathLike) -> bool:
+    """True when ``folder`` (a data set's folder) holds ``NO_MD5_CHECK_MARKER``: a test fixture."""
+    return (Path(folder) / NO_MD5_CHECK_MARKER).is_file()
+
+
+class _Checked:
+    """Mixin: torchvision's md5 check (its own methods), unless the folder opts out (``md5_check_skipped``)."""
 
     base_folder: str
     root: str
@@ -31,21 +41,26 @@ class _NoChecksum:
 
     def _check_integrity(self) -> bool:
         folder = Path(self.root) / self.base_folder
+        if not md5_check_skipped(folder):
+            return super()._check_integrity()
         return all((folder / name).is_file() for name, _ in self.train_list + self.test_list)
 
     def _load_meta(self) -> None:
         path = Path(self.root) / self.base_folder / self.meta["filename"]
+        if not md5_check_skipped(path.parent):
+            super()._load_meta()
+            return
         with open(path, "rb") as f:
             data = pickle.load(f, encoding="latin1")
         self.classes = data[self.meta["key"]]
         self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
 
 
-class CIFAR10Files(_NoChecksum, CIFAR10):
+class CIFAR10Files(_Checked, CIFAR10):
     pass
 
 
-class CIFAR100Files(_NoChecksum, CIFAR100):
+class CIFAR100Files(_Checked, CIFAR100):
     pass
 
 
@@ -89,11 +104,27 @@ def check(kind: str, root: str | os.PathLike | None) -> list[str]:
     return []
 
 
+def _md5_mismatches(kind: str, root: Path) -> list[str]:
+    """The files under ``root`` whose md5 differs from the official archive's (none when the folder opts out)."""
+    cls = CLASSES[kind]
+    folder = root / cls.base_folder
+    if md5_check_skipped(folder):
+        return []
+    files = cls.train_list + cls.test_list + [[cls.meta["filename"], cls.meta["md5"]]]
+    return [name for name, md5 in files if not check_integrity(str(folder / name), md5)]
+
+
 def _read(kind: str, root: Path, *, train: bool) -> TensorSplit:
     folder = root / CLASSES[kind].base_folder
     try:
         ds = CLASSES[kind](str(root), train=train, download=False)
     except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, OSError, RuntimeError) as exc:
+        differ = _md5_mismatches(kind, root) if isinstance(exc, RuntimeError) else []
+        if differ:
+            raise DataError(
+                f"{kind.upper()} files in {folder} are not the official ones (md5 of {', '.join(differ)} differs "
+                f"from the archive's: a partial or altered copy); delete {folder}, then {_how_to_get(kind)}"
+            ) from exc
         raise DataError(
             f"{kind.upper()} files in {folder} cannot be read ({type(exc).__name__}: {exc}); {_how_to_get(kind)}"
         ) from exc
