@@ -39,6 +39,7 @@ from autowu_bench.platform.expansion import expand
 from autowu_bench.platform.preflight import data_problems, schedule_warnings
 from autowu_bench.platform.suite_errors import SuiteError
 from autowu_bench.platform.suites import load_suite, suite_to_yaml
+from autowu_bench.workloads.optimizers import optimizer_note
 
 EXIT_OK, EXIT_INVALID, EXIT_TRIALS_FAILED, EXIT_INTERRUPTED = 0, 2, 3, 130
 
@@ -110,7 +111,13 @@ def describe(suite, trials) -> str:
         if t.kind == "autowu":
             what = " ".join([f"AutoWU {t.decay}"] + [f"{k}={v}" for k, v in sorted(t.autowu.items())])
         else:
-            what = f"linear warmup {t.warmup_epochs:g} ep to lr {t.peak_lr:.4g}" + (" (untuned default)" if t.is_default else "")
+            decay = t.decay or "cosine"
+            decay += f" {t.decay_power:g}" if t.decay_power is not None else ""
+            warmup = f"linear warmup {t.warmup_epochs:g} ep to lr {t.peak_lr:.4g}" if t.warmup_epochs else \
+                f"no warmup, lr {t.peak_lr:.4g}"
+            what = f"{warmup}, {decay}" + (" (untuned default)" if t.is_default else "")
+        note = optimizer_note(t.optimizer)
+        what += f" [{note}]" if note else ""
         lines.append(f"  {t.trial_id:<{width}}  {t.epochs} ep  {t.num_workers} x {'GPU' if t.use_gpu else 'CPU'} "
                      f"worker(s)  {t.optimizer}  {what}")
     return "\n".join(lines)

@@ -150,3 +150,18 @@ def test_a_point_that_diverges_on_two_of_three_seeds_cannot_win_best():
     autowu_rows = pd.DataFrame([{**autowu(256, s, 0.1, 0.1, 1.0, reason="divergence"), "status": "diverged"}
                                 for s in range(2)])
     assert "2/2 (2 diverged)" in format_text(head_to_head(autowu_rows))
+
+
+def test_the_setting_shows_a_decay_other_than_cosine_and_an_optimizers_note():
+    """An arm beyond the paper: its decay and, for CLARS, "reconstruction" beside its rows (data from
+    optimizers.OPTIMIZER_INFO, not a case in the table)."""
+    rows = []
+    for arm, optimizer, decay in (("clars", "clars-chunked", "polynomial"), ("sf", "schedulefree-adamw", "constant")):
+        row = baseline(4096, 0, 0.64, 0.0, val=0.8, test=0.8)
+        row.update(arm=arm, optimizer=optimizer, decay=decay, decay_power=2.0 if decay == "polynomial" else None)
+        rows.append(row)
+    table = head_to_head(pd.DataFrame(rows))
+    settings = dict(zip(table["row"], table["setting"]))
+    assert settings["clars best"] == "lr 0.64, wu 0, poly2 (best of 1 point) [clars-chunked: reconstruction]"
+    assert settings["sf best"] == "lr 0.64, wu 0, constant (best of 1 point)"
+    assert "[clars-chunked: reconstruction]" in format_text(table)

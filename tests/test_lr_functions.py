@@ -65,6 +65,19 @@ def test_fixed_plan_linear_from_zero_then_cosine_to_zero():
     assert plan.lr(200) == 0.0
 
 
+def test_fixed_plan_polynomial_and_constant_decays_and_no_warmup():
+    poly = fixed_plan(10, 20, peak_lr=0.8, warmup_epochs=0, decay="polynomial", decay_power=2.0)
+    assert poly.warmup_steps == 0 and poly.lr(0) == pytest.approx(0.8)  # no warmup: the first step at the peak
+    assert poly.lr(100) == pytest.approx(0.8 * 0.5**2)
+    assert poly.lr(200) == 0.0
+    assert fixed_plan(10, 20, peak_lr=0.8, warmup_epochs=0, decay="polynomial", decay_power=1.0).lr(150) == \
+        pytest.approx(0.2)
+    const = fixed_plan(10, 20, peak_lr=0.8, warmup_epochs=2, decay="constant")
+    assert const.lr(10) == pytest.approx(0.4) and const.lr(20) == const.lr(199) == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="decay='step'"):
+        fixed_plan(10, 20, peak_lr=0.8, warmup_epochs=2, decay="step")
+
+
 def test_baseline_scheduler_steps_per_optimizer_step_and_keeps_group_ratios():
     w = torch.nn.Parameter(torch.zeros(2))
     b = torch.nn.Parameter(torch.zeros(1))

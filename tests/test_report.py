@@ -253,3 +253,30 @@ def test_the_papers_numbers_sit_only_beside_arms_run_as_in_the_paper():
     ablation = pd.Series({"autowu": json.dumps({"test_interval": "auto"})})
     linear = pd.Series({"autowu": json.dumps({"warmup": "linear", "seed": 3})})
     assert rd._paper_autowu(paper) and not rd._paper_autowu(ablation) and not rd._paper_autowu(linear)
+
+
+def test_batch_limits_and_the_steps_under_each_batch_size():
+    table = pd.DataFrame([
+        {"row": "a", "batch_size": b, "test_acc_mean": acc, "test_acc_std": NAN}
+        for b, acc in ((256, 0.85), (512, 0.855), (1024, 0.848), (2048, 0.80), (4096, 0.86))
+    ] + [{"row": "b", "batch_size": b, "test_acc_mean": 0.8, "test_acc_std": NAN} for b in (256, 512)])
+    limits = rd.batch_limits(table).set_index("row")
+    # a: best 0.86 at 4096, but 256 is already more than a point below it: it holds nowhere
+    assert limits.loc["a", "best_batch"] == 4096 and pd.isna(limits.loc["a", "holds_to"])
+    assert limits.loc["a", "breaks_at"] == 256
+    assert limits.loc["b", "holds_to"] == 512 and pd.isna(limits.loc["b", "breaks_at"])
+    table.loc[(table["row"] == "a") & (table["batch_size"] == 4096), "test_acc_mean"] = 0.70
+    limits = rd.batch_limits(table).set_index("row")
+    assert limits.loc["a", "holds_to"] == 1024 and limits.loc["a", "breaks_at"] == 2048
+    trials = pd.DataFrame({"batch_size": [256, 256, 512], "steps_per_epoch": [32, None, 16], "epochs": [10, 10, 10]})
+    assert rd.planned_steps(trials) == {256: 320, 512: 160}
+
+
+def test_the_report_labels_a_reconstruction_and_shows_the_steps(run_dir):
+    trials = pd.read_parquet(run_dir / "trials.parquet")
+    trials.loc[trials["kind"] == "baseline", "optimizer"] = "clars-chunked"
+    trials.to_parquet(run_dir / "trials.parquet", index=False)
+    page = write_report(run_dir).read_text()
+    assert "baseline best <small>(clars-chunked, reconstruction)</small>" in page
+    assert "CLARS (reconstruction, chunked)" in page and "breaks at batch" in page
+    assert (run_dir / "report" / "fmnist-mlp-batch.png").is_file()

@@ -399,3 +399,11 @@ def test_ray_trial_processes_get_the_mlflow_environment(monkeypatch):
     env_vars = seen["runtime_env"]["env_vars"]
     assert env_vars["MLFLOW_DISABLE_TELEMETRY"] == "false"  # the user's value
     assert env_vars["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] == "true"
+
+
+def test_a_reconstructed_optimizer_is_tagged_so():
+    clars = tracking.trial_tags(spec("clars_b64_s0", arm="clars", kind="baseline", decay="polynomial", autowu={},
+                                     optimizer="clars-chunked", peak_lr=0.04, warmup_epochs=0.0))
+    assert clars["optimizer_note"] == "reconstruction" and "reconstruction" in clars["optimizer_label"]
+    assert clars["decay"] == "polynomial" and clars["warmup_epochs"] == "0"
+    assert "optimizer_note" not in tracking.trial_tags(spec()) and tracking.trial_tags(spec())["optimizer_label"] == "AdamP"

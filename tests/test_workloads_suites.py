@@ -1,8 +1,10 @@
-"""The paper suites and gpu-quick validate against the platform's schema and expand into trials."""
+"""The paper suites, gpu-quick and the batch-limit suites validate against the platform's schema and expand
+into trials."""
 
 from __future__ import annotations
 
 from collections import Counter
+from itertools import pairwise
 
 import pytest
 
@@ -11,7 +13,8 @@ from autowu_bench.platform.preflight import data_problems
 from autowu_bench.platform.suites import load_suite
 from data_fixtures import write_cifar10, write_cifar100, write_fashion_mnist_idx, write_imagenet_folders
 
-SUITES = ["paper-cifar10", "paper-cifar100", "paper-imagenet", "paper-imagenet-models", "paper-ablations", "gpu-quick"]
+SUITES = ["paper-cifar10", "paper-cifar100", "paper-imagenet", "paper-imagenet-models", "paper-ablations", "gpu-quick",
+          "batch-limit-cifar10"]
 
 
 @pytest.fixture(scope="module")
@@ -52,3 +55,30 @@ def test_paper_suite_without_data_names_the_path_and_the_fix(tmp_path):
     found = "\n".join(data_problems(load_suite("paper-cifar100", sets=[f"data.root={tmp_path}"])))
     assert str(tmp_path / "cifar-100-python") in found and "cifar-100-python.tar.gz" in found
     assert "run_suite.py --download" in found
+
+
+@pytest.mark.parametrize("name", ["batch-limit", "batch-limit-cifar10"])
+def test_batch_limit_doubles_the_batch_to_the_whole_training_set_for_every_arm(name, root):
+    """From 256 to the training set in doublings, every arm at every size, the same epochs (so the steps
+    halve); CLARS without warmup and labelled a reconstruction, its comparison LARS with a warmup; Prodigy
+    at LR 1 without warmup; Schedule-Free with a constant LR."""
+    from autowu_bench.workloads.optimizers import optimizer_note
+
+    suite = load_suite(name, sets=[f"data.root={root}"])
+    sizes = suite.batch_sizes
+    assert sizes[0] == 256 and all(b == 2 * a for a, b in pairwise(sizes))
+    assert sizes[-1] == suite.data.train_subset  # the whole training set: one step per epoch
+    trials = expand(suite)
+    cells = Counter((t.arm, t.batch_size) for t in trials)
+    assert set(cells) == {(a.name, b) for a in suite.arms for b in sizes} and set(cells.values()) == {1}
+    assert len({t.epochs for t in trials}) == 1
+    by_arm = {t.arm: t for t in trials if t.batch_size == 256}
+    assert {t.optimizer for t in by_arm.values()} >= {"adamp", "lamb", "lars", "clars-chunked", "prodigy",
+                                                      "schedulefree-adamw"}
+    clars = by_arm["clars"]
+    assert clars.warmup_epochs == 0 and clars.decay == "polynomial" and optimizer_note(clars.optimizer) == "reconstruction"
+    assert by_arm["warmup-lars"].warmup_epochs > 0 and by_arm["warmup-lars"].decay == "polynomial"
+    assert (by_arm["prodigy"].peak_lr, by_arm["prodigy"].warmup_epochs) == (1.0, 0)
+    assert by_arm["schedulefree"].decay == "constant" and by_arm["schedulefree"].warmup_epochs > 0
+    big = [t for t in trials if t.arm == "clars" and t.batch_size == 2 * 256]
+    assert big[0].peak_lr == pytest.approx(2 * clars.peak_lr)  # CLARS.md: linear scaling from batch 256

@@ -227,20 +227,33 @@ def grid_heatmaps(trials: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def accuracy_vs_batch(table: pd.DataFrame, path: Path) -> Path | None:
-    """Test accuracy (mean, std error bars) against batch size per table row; None with one batch size."""
+def accuracy_vs_batch(table: pd.DataFrame, path: Path, steps: dict[int, int] | None = None,
+                      chance: float | None = None) -> Path | None:
+    """Test accuracy (mean, std error bars) against batch size per table row, the optimizer steps of a
+    trial under each size (``steps``: ``report_data.planned_steps``) and the accuracy of guessing
+    (``chance``) as a dotted line; None with one batch size."""
     if table["batch_size"].nunique() < 2:
         return None
-    fig, axes = _panels(1, 1, w=6.0, h=3.6)
+    rows = list(dict.fromkeys(table["row"]))
+    fig, axes = _panels(1, 1, w=7.0 if len(rows) <= 8 else 8.5, h=4.2)
     ax = axes[0, 0]
+    markers = "o^sDvP*Xh"
     for i, (row, group) in enumerate(table.groupby("row", sort=False)):
         group = group.sort_values("batch_size")
-        ax.errorbar(group["batch_size"], group["test_acc_mean"], yerr=group["test_acc_std"].fillna(0), marker="o",
-                    capsize=3, label=row, color=COLORS[i % len(COLORS)], ls="--" if " " in row else "-")
+        ax.errorbar(group["batch_size"], group["test_acc_mean"], yerr=group["test_acc_std"].fillna(0),
+                    marker=markers[i % len(markers)], ms=4, capsize=3, label=row, color=COLORS[i % len(COLORS)],
+                    ls="--" if " " in row else "-")
+    if chance is not None:
+        ax.axhline(chance, color="0.5", ls=":", lw=1, label="chance")
+    batches = sorted(int(b) for b in table["batch_size"].unique())
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("batch size")
+    ax.set_xticks(batches)
+    ax.set_xticklabels([f"{b}" + (f"\n{steps[b]} steps" if steps and b in steps else "") for b in batches],
+                       fontsize=7)
+    ax.minorticks_off()
+    ax.set_xlabel("batch size (under it: optimizer steps of a trial)")
     ax.set_ylabel("test acc")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="lower left")
     return _save(fig, path)
 
 

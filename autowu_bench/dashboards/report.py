@@ -2,8 +2,10 @@
 tables alone (no Ray, no MLflow).
 
 Rules: self-contained (no scripts, styles or fonts from the network; images beside the page), so it
-opens from ``file://``; per workload in this order: the answer, the Table 1 layout, Figure 2, AutoWU's
-tests, the grid, accuracy against batch size, cost, and every trial that did not finish (never
+opens from ``file://``; per workload in this order: the answer, the Table 1 layout (a note such as
+"reconstruction" beside the rows of an optimizer that has one) and the optimizers used, Figure 2,
+AutoWU's tests, the grid, accuracy against batch size (the steps under each size) with where each row
+breaks down, cost, and every trial that did not finish (never
 dropped), with missing trials named at the top. A small inline script marks the page
 ``data-images="ok"`` once every image has loaded, for the browser test.
 """
@@ -19,6 +21,7 @@ import pandas as pd
 from autowu_bench.dashboards import figures
 from autowu_bench.dashboards import report_data as rd
 from autowu_bench.platform.outcome import TrialStatus
+from autowu_bench.workloads.optimizers import optimizer_note
 
 REPORT_DIR = "report"
 
@@ -53,7 +56,11 @@ def _arm_table(table: pd.DataFrame, trials: pd.DataFrame, workload: str) -> str:
     frame = rd.arm_rows(table, trials, workload)
     head = "".join(f"<th>batch {b}</th>" for b in frame.columns)
     body = []
+    optimizers = rd.row_optimizers(trials)
     for row, cells in frame.iterrows():
+        optimizer = optimizers.get(rd.row_arm(str(row)))
+        note = optimizer_note(optimizer)
+        label = _e(row) + (f" <small>({_e(optimizer)}, {_e(note)})</small>" if note else "")
         tds = []
         for cell in cells:
             if not isinstance(cell, dict):
@@ -64,11 +71,31 @@ def _arm_table(table: pd.DataFrame, trials: pd.DataFrame, workload: str) -> str:
                 mean, std, source = cell["paper"]
                 text += f'<br><span class="paper" title="{_e(source)}">paper {_e(_acc(mean, std))}, {_e(source)}</span>'
             tds.append(f"<td>{text}</td>")
-        body.append(f"<tr><th>{_e(row)}</th>{''.join(tds)}</tr>")
+        body.append(f"<tr><th>{label}</th>{''.join(tds)}</tr>")
     return (f"<table class=\"arms\"><tr><th>arm</th>{head}</tr>{''.join(body)}</table>"
             "<p><small>Test accuracy, mean (std) over seeds, then seeds with a result / trials. "
             "<i>best</i>: the grid point with the best mean validation accuracy; its test accuracy is shown. "
             "<i>default</i>: the scaling rule's untuned point, which is what the paper's Baseline is.</small></p>")
+
+
+def _limits_table(table: pd.DataFrame) -> str:
+    limits = rd.batch_limits(table)
+    body = "".join(
+        f"<tr><td>{_e(r.row)}</td><td>{r.best_acc:.4f} at {r.best_batch}</td>"
+        f"<td>{'-' if pd.isna(r.holds_to) else int(r.holds_to)}</td>"
+        f"<td>{'held at every size' if pd.isna(r.breaks_at) else int(r.breaks_at)}</td>"
+        f"<td>{r.acc_at_largest:.4f} at {r.largest_batch}</td></tr>" for r in limits.itertuples())
+    return ("<table class=\"limits\"><tr><th>row</th><th>best test acc</th><th>holds up to batch</th>"
+            f"<th>breaks at batch</th><th>at the largest batch</th></tr>{body}</table>"
+            f"<p><small>An arm holds while every batch size up to it is within {rd.BREAKDOWN_PP:g} point of its "
+            "best test accuracy; it breaks at the first size that is not.</small></p>")
+
+
+def _optimizer_notes(trials: pd.DataFrame) -> str:
+    items = [f"<li><b>{_e(name)}</b>: {_e(label)}; {_e(source)}"
+             + (f' <span class="warn">{_e(note)}</span>' if note else "") + "</li>"
+             for name, label, source, note in rd.optimizer_notes(trials)]
+    return "<h3>Optimizers</h3><ul>" + "".join(items) + "</ul>"
 
 
 def _trial_table(trials: pd.DataFrame, tracking_ui: str | None, experiment_id: str | None) -> str:
@@ -105,7 +132,7 @@ def _workload_section(name: str, tables: dict[str, pd.DataFrame], table: pd.Data
     parts += [f"<li>{_e(a.text)}</li>" for a in answers] or ["<li>No AutoWU arm in this run.</li>"]
     parts.append("</ul>")
     parts += ["<h3>Test accuracy per arm and batch size (the paper's Table 1 layout)</h3>",
-              _arm_table(mine, trials, name)]
+              _arm_table(mine, trials, name), _optimizer_notes(trials)]
     parts += ["<h3>Learning rate and training loss (the paper's Figure 2)</h3>",
               "<p><small>Solid: AutoWU arms; dashed: the grid's best point and the default; dotted: AutoWU's "
               "switch. Lowest seed of each arm.</small></p>",
@@ -121,9 +148,13 @@ def _workload_section(name: str, tables: dict[str, pd.DataFrame], table: pd.Data
               "<p><small>Mean validation accuracy per grid point (what <i>best</i> is chosen on); markers: "
               "AutoWU's decay start LR and switch epoch.</small></p>",
               _img(folder, figures.grid_heatmaps(trials, folder / f"{slug}-grid.png"), "grid heat map")]
-    by_batch = figures.accuracy_vs_batch(mine, folder / f"{slug}-batch.png")
+    by_batch = figures.accuracy_vs_batch(mine, folder / f"{slug}-batch.png", rd.planned_steps(trials),
+                                         rd.chance_accuracy(name))
     if by_batch is not None:
-        parts += ["<h3>Accuracy against batch size</h3>", _img(folder, by_batch, "accuracy against batch size")]
+        parts += ["<h3>Accuracy against batch size</h3>",
+                  ("<p><small>The same epochs at every batch size, so each doubling halves the steps (under "
+                   "each size). Solid: AutoWU arms; dashed: the other arms' rows.</small></p>"),
+                  _img(folder, by_batch, "accuracy against batch size"), _limits_table(mine)]
     cost_png, order = figures.cost(trials, mine, folder / f"{slug}-cost.png")
     parts += ["<h3>Cost</h3>", f"<p><small>The grid's best so far: the point chosen on validation accuracy among "
               f"the trials done, its test accuracy; completion order: {_e(order)}.</small></p>",

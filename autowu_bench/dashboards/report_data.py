@@ -8,7 +8,11 @@ Rules:
 - a difference is "larger than the seed-to-seed spread" when it exceeds the larger of the two rows'
   standard deviations over seeds; with one seed there is no spread and the sentence says so;
 - the grid's completion order is ``ended_at`` when every trial has one, else the order of
-  ``trial_specs.json`` (the launch order), and the report says which.
+  ``trial_specs.json`` (the launch order), and the report says which;
+- where an arm breaks down as the batch grows (``batch_limits``): it holds up to the largest batch
+  size up to which every size is within ``BREAKDOWN_PP`` points of its best test accuracy, and breaks
+  at the next one;
+- the steps under each batch size are the planned steps (steps per epoch x epochs) of its trials.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ from autowu_bench.dashboards.table import best_grid_point, head_to_head
 from autowu_bench.platform import results
 from autowu_bench.platform.outcome import TrialStatus
 from autowu_bench.schedulers.autowu import autowu_defaults
+from autowu_bench.workloads.optimizers import OPTIMIZER_INFO
 
 SELECT_BY = "final_val_acc"
+BREAKDOWN_PP = 1.0  # an arm "holds" at a batch size while within this many points of its best accuracy
 
 
 class ReportError(Exception):
@@ -213,3 +219,67 @@ def mlflow_link(run_id: object, tracking_ui: str | None, experiment_id: str | No
 
 def head_to_head_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return head_to_head(tables["trials"], SELECT_BY)
+
+
+def row_arm(row: str) -> str:
+    """The arm of a table row: ``baseline best`` -> ``baseline``; an AutoWU row is its arm."""
+    for suffix in (" best", " default"):
+        if row.endswith(suffix):
+            return row.removesuffix(suffix)
+    return row
+
+
+def row_optimizers(trials: pd.DataFrame) -> dict[str, str]:
+    """Each arm's optimizer (the first trial's), by arm name."""
+    return {str(arm): str(group["optimizer"].iloc[0]) for arm, group in trials.groupby("arm", sort=False)}
+
+
+def optimizer_notes(trials: pd.DataFrame) -> list[tuple[str, str, str, str | None]]:
+    """(optimizer, label, source, note) of every optimizer the trials used, in the order first used."""
+    out = []
+    for name in dict.fromkeys(trials["optimizer"].dropna().astype(str)):
+        info = OPTIMIZER_INFO.get(name)
+        if info is not None:
+            out.append((name, info.label, info.source, info.note))
+    return out
+
+
+def planned_steps(trials: pd.DataFrame) -> dict[int, int]:
+    """Optimizer steps per trial at each batch size (steps per epoch x epochs; the most among its trials)."""
+    known = trials[pd.to_numeric(trials["steps_per_epoch"], errors="coerce").notna()]
+    steps = pd.to_numeric(known["steps_per_epoch"]) * pd.to_numeric(known["epochs"])
+    return {int(b): int(v) for b, v in steps.groupby(known["batch_size"]).max().items()}
+
+
+def batch_limits(table: pd.DataFrame, tolerance_pp: float = BREAKDOWN_PP) -> pd.DataFrame:
+    """Per table row: its best test accuracy and batch size, the largest batch size it holds up to
+    (every size up to it within ``tolerance_pp`` points of its best) and the size it breaks at (None:
+    it held at every size run)."""
+    rows = []
+    for row, group in table.groupby("row", sort=False):
+        group = group.dropna(subset=["test_acc_mean"]).sort_values("batch_size")
+        if group.empty:
+            continue
+        best = group.loc[group["test_acc_mean"].idxmax()]
+        holds, breaks = None, None
+        for _, r in group.iterrows():
+            if (best["test_acc_mean"] - r["test_acc_mean"]) * 100 > tolerance_pp:
+                breaks = int(r["batch_size"])
+                break
+            holds = int(r["batch_size"])
+        rows.append({"row": row, "best_acc": float(best["test_acc_mean"]), "best_batch": int(best["batch_size"]),
+                     "holds_to": holds, "breaks_at": breaks,
+                     "acc_at_largest": float(group["test_acc_mean"].iloc[-1]),
+                     "largest_batch": int(group["batch_size"].iloc[-1])})
+    return pd.DataFrame(rows, columns=["row", "best_acc", "best_batch", "holds_to", "breaks_at", "acc_at_largest",
+                                       "largest_batch"])
+
+
+def chance_accuracy(workload: str) -> float | None:
+    """1 / classes of a registered workload (the accuracy of guessing), None for an unknown one."""
+    from autowu_bench.workloads import get_workload
+
+    try:
+        return 1.0 / get_workload(workload).num_classes
+    except ValueError:
+        return None

@@ -22,7 +22,9 @@ Columns (``head_to_head`` names, then the printed header):
                                   divergence = a non-finite or exploding loss)
     decay_start_lr                "decay LR": AutoWU's mean LR at the start of the decay
     setting                       "setting": the AutoWU decay and test interval, or the baseline's
-                                  peak LR and warmup epochs
+                                  peak LR and warmup epochs (and its decay when not the paper's
+                                  cosine); the optimizer's note in brackets where it has one, such as
+                                  "[clars-chunked: reconstruction]" (optimizers.OPTIMIZER_INFO)
     restarts                      "restarts": worker-group restarts of the row's trials (for "best":
                                   of the whole grid); printed only when some trial restarted
 """
@@ -36,6 +38,7 @@ import pandas as pd
 
 from autowu_bench.platform.outcome import TrialStatus
 from autowu_bench.schedulers.autowu import autowu_defaults
+from autowu_bench.workloads.optimizers import optimizer_note
 
 COLUMNS = (
     "workload", "batch_size", "row", "setting", "test_acc_mean", "test_acc_std", "val_acc_mean", "seeds",
@@ -89,7 +92,8 @@ def head_to_head(trials: pd.DataFrame, select_by: str = "final_val_acc") -> pd.D
             if group["kind"].iloc[0] == "autowu":
                 reasons = group["switch_reason"].dropna()
                 rows.append({
-                    **key, "row": arm, "setting": _autowu_setting(group.iloc[0]), **_stats(group, select_by),
+                    **key, "row": arm, "setting": _autowu_setting(group.iloc[0]) + _note(group.iloc[0]),
+                    **_stats(group, select_by),
                     "switch_epoch": group["switch_epoch"].mean(),
                     "switch_reason": reasons.mode().iloc[0] if len(reasons) else None,
                     "decay_start_lr": group["decay_start_lr"].mean(),
@@ -105,14 +109,16 @@ def head_to_head(trials: pd.DataFrame, select_by: str = "final_val_acc") -> pd.D
                 stats["device_hours"] = group["device_hours"].sum(min_count=1)  # the whole grid's cost
                 stats["restarts"] = _restarts(group)
                 rows.append({**key, "row": f"{arm} best",
-                             "setting": _baseline_setting(*point) + f" (best of {scored} points"
-                             + (f"; {unscored} without a result)" if unscored else ")"),
+                             "setting": _baseline_setting(*point, group.iloc[0]) + f" (best of {scored} point"
+                             + ("s" if scored != 1 else "") + (f"; {unscored} without a result)" if unscored else ")")
+                             + _note(group.iloc[0]),
                              **stats, "grid_points": scored, "grid_points_without_result": unscored})
             default = group[group["is_default"].fillna(False).astype(bool)]
             if not default.empty:
                 first = default.iloc[0]
                 rows.append({**key, "row": f"{arm} default",
-                             "setting": _baseline_setting(first["peak_lr"], first["warmup_epochs"]),
+                             "setting": _baseline_setting(first["peak_lr"], first["warmup_epochs"], first)
+                             + _note(first),
                              **_stats(default, select_by)})
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     return table
@@ -124,8 +130,22 @@ def _autowu_setting(trial: pd.Series) -> str:
     return f"{trial['decay']}, test/{interval}"
 
 
-def _baseline_setting(peak_lr: float, warmup_epochs: float) -> str:
-    return f"lr {peak_lr:.3g}, wu {warmup_epochs:g}"
+def _baseline_setting(peak_lr: float, warmup_epochs: float, trial: pd.Series | None = None) -> str:
+    """``lr 0.004, wu 2``, then the decay when it is not the paper's cosine (``poly2``, ``constant``)."""
+    text = f"lr {peak_lr:.3g}, wu {warmup_epochs:g}"
+    decay = None if trial is None else trial.get("decay")
+    if _missing(decay) or decay == "cosine":
+        return text
+    if decay == "polynomial":
+        power = trial.get("decay_power")
+        return text + f", poly{2.0 if _missing(power) else power:g}"
+    return text + f", {decay}"
+
+
+def _note(trial: pd.Series) -> str:
+    """`` [clars: reconstruction]`` for an optimizer with a note, else empty."""
+    note = optimizer_note(trial.get("optimizer"))
+    return f" [{trial['optimizer']}: {note}]" if note else ""
 
 
 # -- rendering ------------------------------------------------------------------------------------------

@@ -73,18 +73,18 @@ def unwritable(path: Path) -> str | None:
 @functools.cache
 def checkpoint_bytes(workload: str, optimizer: str) -> int:
     """About the size of one checkpoint of a trial: the model's state dict plus the optimizer's state
-    (``STATE_TENSORS_PER_PARAM`` tensors of each parameter's size), counted on the meta device (no
+    (``OptimizerInfo.state_tensors`` tensors of each parameter's size), counted on the meta device (no
     memory, no weights); the LR trace, RNG states and schedule state are small beside them."""
     import torch
 
     from autowu_bench.workloads import get_workload
-    from autowu_bench.workloads.optimizers import STATE_TENSORS_PER_PARAM
+    from autowu_bench.workloads.optimizers import OPTIMIZER_INFO
 
     with torch.device("meta"):
         model = get_workload(workload).build_model()
     state = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     params = sum(p.numel() * p.element_size() for p in model.parameters())
-    return state + STATE_TENSORS_PER_PARAM[optimizer] * params
+    return state + OPTIMIZER_INFO[optimizer].state_tensors * params
 
 
 def checkpoint_disk_problems(trials: list[TrialSpec], results: str) -> list[str]:

@@ -90,7 +90,8 @@ def expand(suite: Suite) -> list[TrialSpec]:
                             trial_id=(f"{arm.name}_{workload}_b{batch}_lr{_lr_tag(point.peak_lr)}"
                                       f"_w{point.warmup_epochs:g}_s{seed}"),
                             kind="baseline", seed=seed, peak_lr=point.peak_lr,
-                            warmup_epochs=point.warmup_epochs, is_default=point.is_default, **base,
+                            warmup_epochs=point.warmup_epochs, is_default=point.is_default, decay=arm.decay,
+                            decay_power=arm.decay_power if arm.decay == "polynomial" else None, **base,
                         ))
     ids = [t.trial_id for t in trials]
     clashes = sorted({i for i in ids if ids.count(i) > 1})

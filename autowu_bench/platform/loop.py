@@ -11,6 +11,11 @@ gives every rank the same per-step means over all workers (the same values a per
 would give), read back in one host sync. Divergence is detected there, from those values, so every
 rank sees the same first bad step. Training past a bad step until the sync point costs a few wasted
 steps but changes nothing: the rollback restores a snapshot taken before the bad step.
+
+Optimizers that need more than the gradient (``optimizers.gradient_statistic``: CLARS's mean
+per-example or per-chunk gradient norms) get it from the step, with one all-reduce of the gradients
+and the norm sums together in place of DDP's (see :meth:`TrainStep._statistic_step`). Optimizers with
+Schedule-Free's train/eval switch are put in train mode before every step.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from torch import nn
 
 from autowu_bench.platform.collectives import all_reduce_mean_, all_reduce_sum_, is_distributed
 from autowu_bench.schedulers.schedule import set_lr
+from autowu_bench.workloads.layerwise import check_per_example_model, per_example_gradients
+from autowu_bench.workloads.optimizers import gradient_statistic, has_weight_modes
 
 
 class TrainStep:
@@ -71,6 +78,10 @@ class TrainStep:
             net = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
         self.ddp = net if net is not model else None
         self.net = torch.compile(net) if compile else net
+        self.statistic = gradient_statistic(optimizer)
+        if self.statistic == "example":
+            check_per_example_model(model)
+        self._weight_modes = has_weight_modes(optimizer)
 
     def _autocast(self, device: torch.device):
         if self.amp == "bf16":
@@ -90,6 +101,10 @@ class TrainStep:
                 f"a worker batch of {x.shape[0]} does not split into micro_batches={n}; "
                 "make the per-worker batch a multiple of the micro-batch"
             )
+        if self._weight_modes:
+            self.optimizer.train()  # Schedule-Free: back to the training weights after an evaluation
+        if self.statistic is not None:
+            return self._statistic_step(x, y)
         self.optimizer.zero_grad(set_to_none=True)
         if n == 1:  # the common case without the accumulation's extra kernels
             with self._autocast(x.device):
@@ -108,6 +123,53 @@ class TrainStep:
             total += loss.detach().float()
         self.optimizer.step()
         return total / n
+
+    def _statistic_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """A step of an optimizer that takes the mean gradient norm D of every parameter (CLARS).
+
+        ``"chunk"``: each micro-batch's gradient alone (its own backward, DDP's reduction off), its norm
+        per parameter, the gradients summed; K = ranks x micro-batches chunks. ``"example"``: every
+        example's gradient (``layerwise.per_example_gradients``), its norm, their sum. Then one
+        all-reduce of the summed gradients, the norm sums and the counts, so every rank holds the mean
+        gradient over the global batch and ``D = (sum of norms) / (chunks or examples)``, the values one
+        process would get on the whole batch.
+        """
+        params = self.optimizer.ordered_params()
+        n = self.micro_batches
+        norm_sums = torch.zeros(len(params), device=x.device, dtype=torch.float32)
+        if self.statistic == "example":
+            count = x.shape[0]
+            with self._autocast(x.device):
+                loss_sum, grads, norm_sums = per_example_gradients(self.module, self.loss_fn, params, x, y)
+            mean_loss = loss_sum / count
+        else:
+            count = n
+            grads = [torch.zeros_like(p) for p in params]
+            total = torch.zeros((), device=x.device, dtype=torch.float32)
+            for xs, ys in zip(x.chunk(n), y.chunk(n)):
+                for p in params:
+                    p.grad = None
+                with self.ddp.no_sync() if self.ddp is not None else contextlib.nullcontext():
+                    with self._autocast(x.device):
+                        loss = self.loss_fn(self.net(xs), ys)
+                    loss.backward()
+                chunk = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+                norm_sums += torch.stack(torch._foreach_norm(chunk)).float()
+                torch._foreach_add_(grads, chunk)
+                total += loss.detach().float()
+            mean_loss = total / n
+        # Sums over the global batch: of the gradients (of chunk means, or of examples), of the norms,
+        # and the number of chunks or examples they are sums over.
+        flat = torch.cat([g.flatten().float() for g in grads]
+                         + [norm_sums, torch.tensor([float(count)], device=x.device)])
+        all_reduce_sum_(flat)
+        parts, offset = flat.div_(flat[-1].clone()), 0
+        for p in params:
+            p.grad = parts[offset:offset + p.numel()].view_as(p).to(p.dtype)
+            offset += p.numel()
+        self.optimizer.set_gradient_norms(parts[offset:offset + len(params)])
+        self.optimizer.step()
+        return mean_loss
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -18,9 +18,12 @@ class TrialSpec:
         arm: the suite's arm name (``autowu-cos``, ``autowu-const-cos``, ``autowu-auto``, ``baseline``...).
         kind: ``"autowu"`` or ``"baseline"``.
         batch_size: the global batch (all workers, all accumulation steps together).
-        decay / autowu: for AutoWU trials, the decay and the extra ``AutoWU`` keyword arguments
+        decay: the decay after the warmup: AutoWU's ("cosine" or "const-cos") or the baseline's
+            ("cosine", "polynomial" or "constant"; None: "cosine").
+        decay_power: the baseline's polynomial decay power (None for other decays).
+        autowu: for AutoWU trials, the extra ``AutoWU`` keyword arguments
             (lr_min, lr_max, max_warmup_fraction, warmup, test_interval, patience, confidence, ...).
-        peak_lr / warmup_epochs: for baseline trials, the grid point.
+        peak_lr / warmup_epochs: for baseline trials, the grid point (warmup_epochs 0: no warmup).
         is_default: the baseline grid point that the scaling rule gives untuned (the paper's default).
         micro_batch: per-worker micro-batch for gradient accumulation; None means no accumulation.
         max_failures: Ray Train worker-group restarts (each from the last checkpoint) before the trial fails.
@@ -37,6 +40,7 @@ class TrialSpec:
     optimizer: str
     weight_decay: float
     decay: str | None = None
+    decay_power: float | None = None
     autowu: dict[str, Any] = field(default_factory=dict)
     peak_lr: float | None = None
     warmup_epochs: float | None = None

@@ -21,12 +21,16 @@ Schema (every field but ``name``, ``workloads``, ``batch_sizes`` and ``arms`` ha
                                          # warmup, confidence, patience, const_fraction, test_interval,
                                          # divergence_factor; unset ones keep AutoWU's defaults
       - name: baseline
-        kind: baseline             # linear warmup to a peak LR, then cosine to 0
+        kind: baseline             # linear warmup to a peak LR, then the decay
+        optimizer: null            # any of workloads.optimizers.OPTIMIZERS: adamp, lamb, sgd, lars, clars,
+                                   # clars-chunked, prodigy, schedulefree-adamw (docs/optimizers.md)
+        decay: cosine              # "cosine" (or "cos") to 0 | "polynomial" to 0 | "constant"
+        decay_power: 2.0           # the polynomial's power
         peak_lrs: [0.001, 0.003]   # explicit peak LRs, the same for every batch size; or
         base_lrs: null             # base LRs scaled to each batch size by `scaling` from `base_batch`
         scaling: null              # "sqrt" | "linear"; null: the recipe's rule
         base_batch: null           # null: the recipe's base batch
-        warmup_epochs: [1, 5]
+        warmup_epochs: [1, 5]      # 0: no warmup (the decay starts at the peak LR)
         include_default: true      # add the untuned default: the recipe's base LR scaled by the rule,
         default_warmup_epochs: null  # with this many warmup epochs (null: the recipe's, 5 in the paper)
     resources:
@@ -66,7 +70,7 @@ from pydantic import (
 
 from autowu_bench import workloads
 from autowu_bench.schedulers.autowu import DECAYS, autowu_defaults, autowu_option_problems
-from autowu_bench.schedulers.lr_functions import SCALING_RULES
+from autowu_bench.schedulers.lr_functions import BASELINE_DECAYS, SCALING_RULES
 from autowu_bench.workloads.data.sharding import batch_split_problem, train_steps
 from autowu_bench.workloads.optimizers import OPTIMIZERS
 
@@ -147,12 +151,16 @@ class AutoWUArm(_Strict):
 
 
 class BaselineArm(_Strict):
-    """Linear warmup then cosine, over a grid of peak LRs x warmup epochs (+ the untuned default)."""
+    """Linear warmup then a decay (cosine: the paper's), over a grid of peak LRs x warmup epochs (+ the
+    untuned default). Every optimizer arm beyond the paper is one of these: CLARS without warmup
+    (warmup_epochs [0]) and polynomial decay, Prodigy at peak LR 1, Schedule-Free with a constant LR."""
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     kind: Literal["baseline"]
     optimizer: Literal[OPTIMIZERS] | None = None
     weight_decay: Annotated[float, Field(ge=0)] | None = None
+    decay: Annotated[Literal[BASELINE_DECAYS], BeforeValidator(_decay_alias)] = "cosine"
+    decay_power: PositiveFloat = 2.0
     peak_lrs: list[PositiveFloat] | None = None
     base_lrs: list[PositiveFloat] | None = None
     scaling: Literal[tuple(SCALING_RULES)] | None = None

@@ -3,8 +3,9 @@
 Layout in MLflow: an experiment per suite (named after it), a parent run per ``run_suite.py``
 invocation (provenance tags, the suite file as an artifact, at the end the table and the Parquet
 files), and a child run per trial (``mlflow.parentRunId`` tag; params = the whole TrialSpec; tags
-arm / kind / decay / optimizer / workload / batch_size / seed, ``group`` = "<workload> b<batch>", and
-``grid_point`` for baselines). Only two kinds of process write a
+arm / kind / decay / optimizer / workload / batch_size / seed, ``group`` = "<workload> b<batch>",
+``grid_point`` for baselines, and ``optimizer_label`` with, where the optimizer has one,
+``optimizer_note``: "reconstruction" for CLARS). Only two kinds of process write a
 trial's run: the trial driver (``start_trial_run`` / ``end_trial_run``) and rank 0's
 ``TrialRecorder``; other ranks never log.
 
@@ -210,10 +211,17 @@ def grid_point(spec: TrialSpec) -> str | None:
 
 def trial_tags(spec: TrialSpec) -> dict[str, str]:
     """A child run's tags: the spec's ``TRIAL_TAGS``, ``group`` (workload and batch size: what to group
-    by in the MLflow UI) and, per kind, ``test_interval`` or ``grid_point`` / ``peak_lr`` /
+    by in the MLflow UI), the optimizer's ``optimizer_label`` and ``optimizer_note`` (if it has one) and, per kind, ``test_interval`` or ``grid_point`` / ``peak_lr`` /
     ``warmup_epochs`` / ``is_default``."""
+    from autowu_bench.workloads.optimizers import OPTIMIZER_INFO
+
     tags = {name: str(getattr(spec, name)) for name in TRIAL_TAGS}
     tags["group"] = trial_group(spec)
+    info = OPTIMIZER_INFO.get(spec.optimizer)
+    if info is not None:
+        tags["optimizer_label"] = info.label
+        if info.note:
+            tags["optimizer_note"] = info.note
     if spec.kind == "autowu":
         tags["test_interval"] = str(spec.test_interval)
     else:

@@ -56,6 +56,7 @@ from autowu_bench.platform.spec import TrialSpec
 from autowu_bench.schedulers.plan import Phase, Plan, SwitchReason
 from autowu_bench.schedulers.schedule import Schedule
 from autowu_bench.workloads.data.sharding import batch_split_problem
+from autowu_bench.workloads.optimizers import evaluation_weights
 
 CHECKPOINT_FILE = "state.pt"
 # Where the schedule no longer decides (AutoWU's decay, the baseline), the buffered losses are still
@@ -140,20 +141,21 @@ class TrialWorker:
                 "lower batch_size or raise train_subset"
             )
 
+        schedule = env.schedule  # its plan first: the optimizer may depend on whether it warms up
+        self.plan = broadcast_object(schedule.configure(self.steps_per_epoch, spec.epochs) if self.rank == 0 else None, self.rank)
+
         torch.manual_seed(spec.seed)
         random.seed(spec.seed)
         np.random.seed(spec.seed)
         model = wl.build_model().to(self.device)
         self.loss_fn = wl.loss_fn()
-        self.optimizer = build_optimizer(spec.optimizer, model, lr=1e-3, weight_decay=spec.weight_decay)
+        self.optimizer = build_optimizer(spec.optimizer, model, lr=1e-3, weight_decay=spec.weight_decay,
+                                         schedule_warms_up=self.plan.warmup_steps > 0)
         self.step_fn = TrainStep(
             model, self.optimizer, self.loss_fn, micro_batches=per_worker // micro, amp=spec.amp,
             channels_last=spec.channels_last, compile=spec.compile,
         )
         self.model = self.step_fn.module
-
-        schedule = env.schedule
-        self.plan = broadcast_object(schedule.configure(self.steps_per_epoch, spec.epochs) if self.rank == 0 else None, self.rank)
 
         # Progress: all of it in every snapshot and checkpoint.
         self.step = 0
@@ -331,10 +333,14 @@ class TrialWorker:
         """The training state now, self-contained: model, optimizer, every rank's RNG, progress, the LR
         trace so far, the plan and (rank 0) the schedule's state. Every rank calls it at the same step.
         Tensors and plain data only (the plan as its dict, numpy's RNG key as a list), so the checkpoint
-        loads with ``torch.load(weights_only=True)``."""
+        loads with ``torch.load(weights_only=True)``. The model's weights are those to evaluate
+        (``evaluation_weights``: Schedule-Free's average)."""
+        with evaluation_weights(self.optimizer):
+            model = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            optimizer = copy.deepcopy(self.optimizer.state_dict())
         return {
-            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "model": model,
+            "optimizer": optimizer,
             "rng": gather_objects(_rng_state(self.device)),
             "progress": {
                 "step": self.step, "epoch": self.epoch, "rollbacks": self.rollbacks,
@@ -369,10 +375,11 @@ class TrialWorker:
     # -- evaluation and logging ------------------------------------------------------------------
 
     def _evaluate(self, loader) -> tuple[float, float]:
-        return evaluate(
-            self.model, loader, self.loss_fn, rank=self.rank, world_size=self.world,
-            amp=self.spec.amp, channels_last=self.spec.channels_last,
-        )
+        with evaluation_weights(self.optimizer):
+            return evaluate(
+                self.model, loader, self.loss_fn, rank=self.rank, world_size=self.world,
+                amp=self.spec.amp, channels_last=self.spec.channels_last,
+            )
 
     def _switch_metrics(self) -> dict[str, Any]:
         switch_step = self.plan.switch_step
@@ -465,7 +472,8 @@ def rank0_schedule(spec: TrialSpec, controller: Any) -> Schedule:
             f"baseline trial {spec.trial_id!r} needs peak_lr and warmup_epochs, got "
             f"peak_lr={spec.peak_lr!r}, warmup_epochs={spec.warmup_epochs!r}"
         )
-    return FixedSchedule(peak_lr=spec.peak_lr, warmup_epochs=spec.warmup_epochs)
+    return FixedSchedule(peak_lr=spec.peak_lr, warmup_epochs=spec.warmup_epochs, decay=spec.decay or "cosine",
+                         decay_power=spec.decay_power or 2.0)
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:

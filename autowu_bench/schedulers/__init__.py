@@ -15,6 +15,8 @@ from autowu_bench.schedulers.lr_functions import (
     cosine_lr,
     exp_warmup_lr,
     linear_warmup_cosine_lr,
+    linear_warmup_decay_lr,
+    polynomial_lr,
     scaled_peak_lr,
 )
 from autowu_bench.schedulers.plan import NEVER, AutoWUPlan, FixedPlan, Phase, Plan, SwitchReason
@@ -40,6 +42,8 @@ __all__ = [
     "exp_warmup_lr",
     "fixed_plan",
     "linear_warmup_cosine_lr",
+    "linear_warmup_decay_lr",
+    "polynomial_lr",
     "scaled_peak_lr",
     "set_lr",
 ]

@@ -1,7 +1,9 @@
 """The baseline of the paper: linear warmup from 0 to a peak LR over w epochs, then cosine to 0.
 
 ``LinearWarmupCosine`` drives a torch optimizer (same step convention as ``AutoWU``);
-``FixedSchedule`` is the same curve as a ``Schedule`` for the platform's training loop.
+``FixedSchedule`` is the same curve as a ``Schedule`` for the platform's training loop. Arms beyond
+the paper change the decay after the warmup (``lr_functions.BASELINE_DECAYS``): LARS and CLARS decay
+polynomially, Schedule-Free holds the peak; w = 0 is no warmup at all (CLARS, Prodigy).
 """
 
 from __future__ import annotations
@@ -10,12 +12,17 @@ from typing import Any, Sequence
 
 import torch
 
+from autowu_bench.schedulers.lr_functions import BASELINE_DECAYS
 from autowu_bench.schedulers.plan import FixedPlan
 from autowu_bench.schedulers.schedule import set_lr
 
 
-def fixed_plan(steps_per_epoch: int, total_epochs: int, *, peak_lr: float, warmup_epochs: float) -> FixedPlan:
-    """The baseline's plan, after checking its arguments: W = round(warmup_epochs * steps_per_epoch)."""
+def fixed_plan(
+    steps_per_epoch: int, total_epochs: int, *, peak_lr: float, warmup_epochs: float, decay: str = "cosine",
+    decay_power: float = 2.0,
+) -> FixedPlan:
+    """The baseline's plan, after checking its arguments: W = round(warmup_epochs * steps_per_epoch),
+    then ``decay`` ("cosine", "polynomial" with ``decay_power``, or "constant")."""
     for name, value in (("steps_per_epoch", steps_per_epoch), ("total_epochs", total_epochs)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}={value!r} must be an integer >= 1")
@@ -23,10 +30,16 @@ def fixed_plan(steps_per_epoch: int, total_epochs: int, *, peak_lr: float, warmu
         raise ValueError(f"peak_lr={peak_lr!r} must be > 0")
     if not 0 <= warmup_epochs <= total_epochs:
         raise ValueError(f"warmup_epochs={warmup_epochs!r} must be in [0, total_epochs={total_epochs}]")
+    if decay not in BASELINE_DECAYS:
+        raise ValueError(f"decay={decay!r}; valid: {', '.join(BASELINE_DECAYS)}")
+    if not decay_power > 0:
+        raise ValueError(f"decay_power={decay_power!r} must be > 0")
     return FixedPlan(
         total_steps=steps_per_epoch * total_epochs,
         warmup_steps=round(warmup_epochs * steps_per_epoch),
         peak_lr=float(peak_lr),
+        decay=decay,
+        decay_power=float(decay_power),
     )
 
 
@@ -79,15 +92,18 @@ class LinearWarmupCosine:
 
 
 class FixedSchedule:
-    """The baseline as a ``Schedule``: one plan that no loss changes."""
+    """The baseline as a ``Schedule``: one plan that no loss changes (arguments as ``fixed_plan``'s)."""
 
-    def __init__(self, *, peak_lr: float, warmup_epochs: float) -> None:
+    def __init__(self, *, peak_lr: float, warmup_epochs: float, decay: str = "cosine", decay_power: float = 2.0) -> None:
         self.peak_lr = peak_lr
         self.warmup_epochs = warmup_epochs
+        self.decay = decay
+        self.decay_power = decay_power
         self._plan: FixedPlan | None = None
 
     def configure(self, steps_per_epoch: int, total_epochs: int) -> FixedPlan:
-        self._plan = fixed_plan(steps_per_epoch, total_epochs, peak_lr=self.peak_lr, warmup_epochs=self.warmup_epochs)
+        self._plan = fixed_plan(steps_per_epoch, total_epochs, peak_lr=self.peak_lr, warmup_epochs=self.warmup_epochs,
+                                decay=self.decay, decay_power=self.decay_power)
         return self._plan
 
     def observe(self, losses: Sequence[float]) -> None:

@@ -65,11 +65,39 @@ def const_cos_lr(
     return cosine_lr(t, t_c, total_steps, lr_start)
 
 
-def linear_warmup_cosine_lr(t: float, peak_lr: float, warmup_steps: int, total_steps: int) -> float:
-    """The baseline: linear from 0 at t = 0 to ``peak_lr`` at ``warmup_steps``, then cosine to 0 at T."""
+def polynomial_lr(t: float, t_start: int, total_steps: int, lr_start: float, power: float) -> float:
+    """``lr_start * (1 - progress) ** power`` from ``t_start`` to 0 at ``total_steps`` (LARS's decay,
+    power 2); steps before ``t_start`` hold ``lr_start``, steps past the end 0."""
+    if total_steps <= t_start:
+        return 0.0 if t >= total_steps else lr_start
+    progress = min(max((t - t_start) / (total_steps - t_start), 0.0), 1.0)
+    return lr_start * (1.0 - progress) ** power
+
+
+# The baseline's decays after its linear warmup: the paper's cosine, LARS's polynomial (power 2 by
+# default) and none (Schedule-Free, whose averaging replaces the decay).
+BASELINE_DECAYS = ("cosine", "polynomial", "constant")
+
+
+def linear_warmup_decay_lr(
+    t: float, peak_lr: float, warmup_steps: int, total_steps: int, decay: str = "cosine", power: float = 2.0
+) -> float:
+    """The baseline: linear from 0 at t = 0 to ``peak_lr`` at ``warmup_steps``, then ``decay`` ("cosine"
+    or "polynomial" to 0 at T, or "constant") from ``peak_lr``. ``warmup_steps`` 0: no warmup."""
     if t < warmup_steps:
         return linear_ramp_lr(t, 0.0, peak_lr, warmup_steps)
-    return cosine_lr(t, warmup_steps, total_steps, peak_lr)
+    if decay == "cosine":
+        return cosine_lr(t, warmup_steps, total_steps, peak_lr)
+    if decay == "polynomial":
+        return polynomial_lr(t, warmup_steps, total_steps, peak_lr, power)
+    if decay == "constant":
+        return peak_lr
+    raise ValueError(f"decay={decay!r}; valid: {', '.join(BASELINE_DECAYS)}")
+
+
+def linear_warmup_cosine_lr(t: float, peak_lr: float, warmup_steps: int, total_steps: int) -> float:
+    """The paper's baseline: linear from 0 at t = 0 to ``peak_lr`` at ``warmup_steps``, then cosine to 0 at T."""
+    return linear_warmup_decay_lr(t, peak_lr, warmup_steps, total_steps, "cosine")
 
 
 def sqrt_scaled_lr(base_lr: float, batch_size: int, base_batch_size: int) -> float:

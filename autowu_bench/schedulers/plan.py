@@ -29,7 +29,7 @@ from typing import Any
 from autowu_bench.schedulers.lr_functions import (
     const_cos_lr,
     cosine_lr,
-    linear_warmup_cosine_lr,
+    linear_warmup_decay_lr,
     warmup_lr,
 )
 
@@ -140,10 +140,13 @@ class AutoWUPlan(Plan):
 
 @dataclass(frozen=True, kw_only=True)
 class FixedPlan(Plan):
-    """The linear-warmup baseline: linear from 0 to ``peak_lr`` over ``warmup_steps``, cosine to 0 at T.
+    """The linear-warmup baseline: linear from 0 to ``peak_lr`` over ``warmup_steps`` (0: none), then
+    ``decay``: cosine to 0 at T (the paper's), polynomial of ``decay_power`` to 0 at T, or constant.
     No loss changes it; only non-finite losses count as divergent."""
 
     peak_lr: float
+    decay: str = "cosine"
+    decay_power: float = 2.0
 
     @property
     def phase(self) -> Phase:
@@ -153,4 +156,5 @@ class FixedPlan(Plan):
         return Phase.WARMUP if t < self.warmup_steps else Phase.DECAY
 
     def lr(self, t: int) -> float:
-        return linear_warmup_cosine_lr(t, self.peak_lr, self.warmup_steps, self.total_steps)
+        return linear_warmup_decay_lr(t, self.peak_lr, self.warmup_steps, self.total_steps, self.decay,
+                                      self.decay_power)

@@ -1,4 +1,6 @@
-"""Optimizers of the paper: AdamP and LAMB (its two adaptive optimizers), and SGD with momentum.
+"""Optimizers by name: the paper's (AdamP, LAMB, SGD) and the arms beyond it (LARS, CLARS, Prodigy,
+Schedule-Free AdamW). ``OPTIMIZER_INFO`` holds what a table or report says about each (``label``, and
+``note`` "reconstruction" for CLARS); ``build_optimizer`` builds one.
 
 - ``adamp``: the ``adamp`` package (Heo et al., ICLR 2021, the authors' code, which the AutoWU paper
   used), betas (0.9, 0.999), eps 1e-8, AdamP's own projection settings (delta 0.1, wd_ratio 0.1). Its
@@ -12,27 +14,116 @@
   and the trust ratio applied to parameters that have weight decay; with norm/bias exclusion those
   get plain Adam-style updates, as in the LAMB paper's setup.
 - ``sgd``: torch's SGD with momentum 0.9 (nesterov optional), coupled L2 weight decay.
+- ``lars``: LARS (You et al. 2017), trust coefficient 0.001, momentum 0.9 (``layerwise.LARS``).
+- ``clars`` / ``clars-chunked``: CLARS, **a reconstruction** (``layerwise.CLARS``; the paper's exact
+  rule is not available): the exact per-example statistic (torch.func; small models without batch
+  norm) or the one over micro-batches and data-parallel shards.
+- ``prodigy``: the ``prodigyopt`` package (Mishchenko and Defazio, the authors' code) as its README
+  recommends: ``lr`` 1.0 (the suite's peak LR; it scales the estimated step size), decoupled weight
+  decay, no bias correction (recommended for diffusion models only), ``safeguard_warmup`` on exactly
+  when the schedule warms up (``schedule_warms_up``), d0 1e-6, d_coef 1.
+- ``schedulefree-adamw``: ``schedulefree.AdamWScheduleFree`` (Defazio et al., the authors' code),
+  betas (0.9, 0.999), its own ``warmup_steps`` 0 because the platform's schedule gives the warmup (its
+  average weights follow the applied LR, ``lr_max ** 2``, as with its own warmup) and the LR trace
+  then records what was applied. Its weights to evaluate and checkpoint are the averaged ones: see
+  :func:`evaluation_weights`.
 
 Weight decay exclusion (``exclude_norm_and_bias=True``): biases and the parameters of normalization
 layers (all 1-D parameters: BatchNorm/LayerNorm/GroupNorm scale and shift, biases), and ViT's position
-embedding and class token go into a second group with weight decay 0.
+embedding and class token go into a second group with weight decay 0 (and, for LARS and CLARS, no
+layer-wise rate: ``adapt=False``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from adamp import AdamP
 from torch import nn
 
-OPTIMIZERS = ("adamp", "lamb", "sgd")
-# Tensors of a parameter's size that each optimizer keeps per parameter (Adam's two moments, SGD's
-# momentum): what a checkpoint holds besides the model (the free-disk check before a launch).
-STATE_TENSORS_PER_PARAM = {"adamp": 2, "lamb": 2, "sgd": 1}
+from .layerwise import CLARS, LARS
+
+
+@dataclass(frozen=True)
+class OptimizerInfo:
+    """What the platform says about an optimizer.
+
+    Attributes:
+        label: its name in prose ("CLARS (reconstruction)").
+        source: the paper and the implementation.
+        state_tensors: tensors of a parameter's size it keeps per parameter (Adam's two moments, SGD's
+            momentum): what a checkpoint holds besides the model (the free-disk check before a launch).
+        note: a short qualifier shown beside its rows in the table, the report and as the MLflow tag
+            ``optimizer_note`` ("reconstruction"), or None.
+    """
+
+    label: str
+    source: str
+    state_tensors: int
+    note: str | None = None
+
+
+OPTIMIZER_INFO: dict[str, OptimizerInfo] = {
+    "adamp": OptimizerInfo("AdamP", "Heo et al., ICLR 2021; the adamp package (the authors' code)", 2),
+    "lamb": OptimizerInfo("LAMB", "You et al., ICLR 2020; timm.optim.Lamb", 2),
+    "sgd": OptimizerInfo("SGD", "momentum SGD; torch.optim.SGD", 1),
+    "lars": OptimizerInfo("LARS", "You et al. 2017; autowu_bench.workloads.layerwise.LARS", 1),
+    "clars": OptimizerInfo(
+        "CLARS (reconstruction, per-example)",
+        "Huo, Gu, Huang, arXiv 2002.01576; the paper's exact rule is not available: this project's "
+        "reconstruction (docs/optimizers.md), exact per-example gradient norms", 1, "reconstruction"),
+    "clars-chunked": OptimizerInfo(
+        "CLARS (reconstruction, chunked)",
+        "Huo, Gu, Huang, arXiv 2002.01576; the paper's exact rule is not available: this project's "
+        "reconstruction (docs/optimizers.md), gradient norms over micro-batches and shards", 1, "reconstruction"),
+    "prodigy": OptimizerInfo("Prodigy", "Mishchenko and Defazio, ICML 2024; the prodigyopt package (the authors' code)", 4),
+    "schedulefree-adamw": OptimizerInfo(
+        "Schedule-Free AdamW", "Defazio et al. 2024; schedulefree.AdamWScheduleFree (the authors' code), "
+        "evaluated at its averaged weights", 2),
+}
+OPTIMIZERS = tuple(OPTIMIZER_INFO)
 NO_DECAY_NAMES = ("pos_embedding", "class_token", "pos_embed", "cls_token")
+
+
+def optimizer_note(name: object) -> str | None:
+    """The optimizer's ``note`` ("reconstruction"), or None (also for names it does not know)."""
+    info = OPTIMIZER_INFO.get(name) if isinstance(name, str) else None
+    return None if info is None else info.note
+
+
+def gradient_statistic(optimizer: torch.optim.Optimizer) -> str | None:
+    """What the optimizer needs the training step to measure before ``step()``: "example" or "chunk"
+    (CLARS's mean gradient norms, handed over with ``set_gradient_norms``), or None."""
+    return getattr(optimizer, "gradient_statistic", None)
+
+
+def has_weight_modes(optimizer: torch.optim.Optimizer) -> bool:
+    """True for an optimizer with Schedule-Free's ``train()`` / ``eval()`` switch: the model holds the
+    gradient point y while training and must hold the averaged point x to be evaluated or saved."""
+    return callable(getattr(optimizer, "train", None)) and callable(getattr(optimizer, "eval", None))
+
+
+@contextlib.contextmanager
+def evaluation_weights(optimizer: torch.optim.Optimizer) -> Iterator[None]:
+    """Inside: the model holds the weights to evaluate and checkpoint (Schedule-Free's averaged x, as its
+    authors require for both); after: the training weights again. A no-op for other optimizers.
+
+    A state captured inside restores into the optimizer's eval mode; its next ``train()`` (``TrainStep``
+    calls it every step) brings the training weights back, so a resume continues exactly."""
+    if not has_weight_modes(optimizer):
+        yield
+        return
+    optimizer.eval()
+    try:
+        yield
+    finally:
+        optimizer.train()
 
 
 class MultiTensorAdamP(AdamP):
@@ -186,17 +277,21 @@ def build_optimizer(
     momentum: float = 0.9,
     nesterov: bool = False,
     betas: tuple[float, float] = (0.9, 0.999),
+    schedule_warms_up: bool = False,
 ) -> torch.optim.Optimizer:
-    """Build optimizer ``name`` ("adamp", "lamb" or "sgd") over ``model``'s parameters.
+    """Build optimizer ``name`` (one of ``OPTIMIZERS``) over ``model``'s parameters.
 
     Args:
         name: which optimizer.
         model: the module (needed for the decay exclusion), or plain parameters (one group).
         lr: initial learning rate (the scheduler overwrites it every step).
         weight_decay: decay of the weight group.
-        exclude_norm_and_bias: put biases, norm parameters and ViT embeddings in a group without decay.
-        momentum, nesterov: SGD only.
-        betas: AdamP and LAMB.
+        exclude_norm_and_bias: put biases, norm parameters and ViT embeddings in a group without decay
+            (and without LARS's and CLARS's layer-wise rate).
+        momentum, nesterov: SGD (momentum: LARS and CLARS too).
+        betas: AdamP, LAMB, Prodigy and Schedule-Free AdamW.
+        schedule_warms_up: whether the LR schedule starts with a warmup; Prodigy then uses
+            ``safeguard_warmup``, as its authors advise.
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
@@ -212,4 +307,22 @@ def build_optimizer(
         from timm.optim import Lamb  # imported here: timm adds seconds to every worker's start-up
 
         return Lamb(groups, lr=lr, betas=betas, eps=1e-6, weight_decay=weight_decay, max_grad_norm=1.0)
+    if name in ("lars", "clars", "clars-chunked"):
+        for i, group in enumerate(groups):  # the no-decay group (biases, norms): plain momentum SGD
+            group["adapt"] = i == 0 or not exclude_norm_and_bias
+        if name == "lars":
+            return LARS(groups, lr, momentum=momentum, weight_decay=weight_decay, trust_coefficient=1e-3)
+        return CLARS(groups, lr, momentum=momentum, weight_decay=weight_decay,
+                     statistic="example" if name == "clars" else "chunk")
+    if name == "prodigy":
+        from prodigyopt import Prodigy
+
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints "Using decoupled weight decay"
+            return Prodigy(groups, lr=lr, betas=betas, weight_decay=weight_decay, decouple=True,
+                           use_bias_correction=False, safeguard_warmup=schedule_warms_up, d0=1e-6, d_coef=1.0)
+    if name == "schedulefree-adamw":
+        from schedulefree import AdamWScheduleFree
+
+        return AdamWScheduleFree(groups, lr=lr, betas=betas, eps=1e-8, weight_decay=weight_decay, warmup_steps=0,
+                                 r=0.0, weight_lr_power=2.0)
     return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
