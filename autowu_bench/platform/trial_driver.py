@@ -6,6 +6,10 @@ the workers in their config, builds and fits a ``TorchTrainer`` whose workers ru
 :func:`~autowu_bench.platform.worker.train_loop_per_worker`, forwards their reports to Tune with
 ``TuneReportCallback``, and writes the trial's outcome (``summary.json``) in the trial folder,
 whatever happens.
+
+Tracking never decides a trial's outcome: the child run is opened and closed through the trial's spool
+(``tracking.open_trial`` / ``close_trial``), each waiting a bounded time for MLflow and never raising for
+it; what MLflow did not take stays spooled and is sent later (the suite's end, ``--sync``, ``--resume``).
 """
 
 from __future__ import annotations
@@ -33,16 +37,17 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from autowu_bench.platform.controller import start_controller, stop_controller
-    from autowu_bench.platform.tracking import end_trial_run, start_trial_run
+    from autowu_bench.platform.tracking import close_trial, open_trial, spooled_run_id
     from autowu_bench.platform.worker import train_loop_per_worker
 
     spec = TrialSpec.from_dict(config["spec"])
     folder = trial_dir(run_dir, spec.trial_id)
     os.makedirs(folder, exist_ok=True)
     run_id = controller = fit_started = None
+    finished = False
     metrics: dict[str, Any] = {}
     try:  # from here on, whatever fails is recorded in the trial's summary (and its MLflow run, if any)
-        run_id = start_trial_run(tracking_uri, parent_run_id, spec)
+        run_id = open_trial(tracking_uri, parent_run_id, spec, folder)
         controller = start_controller(spec.autowu_kwargs()) if spec.kind == "autowu" else None
         resources = {"CPU": spec.cpus_per_worker}
         if spec.use_gpu:
@@ -77,19 +82,21 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
             )
         outcome = TrialOutcome.from_report(
             spec, metrics, status=TrialStatus(status), started=started,
-            ended=time.time(), fit_started=fit_started, mlflow_run_id=run_id,
+            ended=time.time(), fit_started=fit_started, mlflow_run_id=run_id or spooled_run_id(folder),
         )
         outcome.write(folder)
-        end_trial_run(tracking_uri, run_id, "FINISHED", outcome.to_dict())
+        finished = True
+        close_trial(tracking_uri, folder, "FINISHED", outcome.to_dict())
     except BaseException as exc:
+        if finished:
+            raise  # the trial's summary says finished: nothing after it (an interrupt) turns it into a failure
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         outcome = TrialOutcome.from_report(
             spec, metrics, status=TrialStatus.FAILED, started=started, ended=time.time(),
-            fit_started=fit_started, error=error, mlflow_run_id=run_id,
+            fit_started=fit_started, error=error, mlflow_run_id=run_id or spooled_run_id(folder),
         )
         outcome.write(folder)
-        if run_id is not None:
-            end_trial_run(tracking_uri, run_id, "FAILED", outcome.to_dict())
+        close_trial(tracking_uri, folder, "FAILED", outcome.to_dict())
         raise
     finally:
         if controller is not None:
