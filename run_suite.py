@@ -4,6 +4,7 @@
     python run_suite.py                          # the `quick` suite on a new local Ray instance
     python run_suite.py --suite smoke --dry-run  # validate and list the trials, start nothing
     python run_suite.py --suite suites/my.yaml --set epochs=5 --set data.root=/data --only 4096
+    python run_suite.py --sync runs/quick/20250101-120000   # send what MLflow missed while it was away
     ray submit cluster.yaml run_suite.py -- --suite paper-cifar10   # on a cluster (cluster.yaml)
 
 Command-line flags override the suite file; ``--set key=value`` overrides any field (dotted path,
@@ -13,7 +14,11 @@ YAML value); ``--only`` keeps the named arms, batch sizes or workloads. Defaults
 
 Exit status: 0 every trial ran to its end (finished, or diverged: a loss that blew up is a result);
 2 the suite or the cluster cannot run it (nothing started); 3 the suite ran but some trials failed
-with an error (see the table and their summary.json); 130 interrupted (SIGINT or SIGTERM).
+with an error (see the table and their summary.json); 4 every trial ran to its end but tracking is
+incomplete: MLflow was away at the end, the tables and the report are written in the run folder and
+what MLflow missed waits in its spools (``--sync RUN_DIR`` sends it; failed trials take precedence:
+3); 130 interrupted (SIGINT or SIGTERM). ``--sync``: 0 when nothing is left to send, 4 otherwise, 2
+when the folder is not a run folder or names no tracking store.
 """
 
 from __future__ import annotations
@@ -31,7 +36,11 @@ from autowu_bench.platform.preflight import data_problems, schedule_warnings
 from autowu_bench.platform.suite_errors import SuiteError
 from autowu_bench.platform.suites import load_suite, suite_to_yaml
 
-EXIT_OK, EXIT_INVALID, EXIT_TRIALS_FAILED, EXIT_INTERRUPTED = 0, 2, 3, 130
+EXIT_OK, EXIT_INVALID, EXIT_TRIALS_FAILED, EXIT_TRACKING_INCOMPLETE, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
+# How long the suite's end waits for MLflow to take what the trials spooled: long enough for the local
+# server's watchdog to restart a server that died; a remote one gets less.
+END_PATIENCE_LOCAL, END_PATIENCE_REMOTE = 60.0, 10.0
+SYNC_PATIENCE = 30.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="one line per reported epoch per trial (default: a live progress line and the trials' ends)")
     parser.add_argument("--download", action="store_true",
                         help="fetch data sets missing under data.root with torchvision before starting (not ImageNet)")
+    parser.add_argument("--sync", metavar="RUN_DIR", default=None,
+                        help="send what MLflow missed (the run folder's spools) to the run's tracking store, then exit")
     return parser.parse_args(argv)
 
 
@@ -168,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
             print("\n" + text, flush=True)
             # A diverged trial ended as designed (its loss blew up); only errors count as failures.
             failed = [o.trial_id for o in outcomes if o.status is TrialStatus.FAILED]
-            tracking.log_summary(tracking_uri, parent, {
+            tracking.spool_summary(run_dir, parent, {
                 "trials": len(trials), "trials_failed": len(failed),
                 "device_hours": float(sum(o.device_hours for o in outcomes)),
                 "wall_seconds": time.time() - started,
@@ -184,12 +195,61 @@ def run(args: argparse.Namespace) -> int:
                 print(f"run_suite.py: the tables of the interrupted run were not written ({exc})", file=sys.stderr)
             raise
         finally:
-            tracking.close_open_children(tracking_uri, parent, "KILLED" if status == "KILLED" else "FAILED")
-            tracking.end_run(tracking_uri, parent, status)
+            patience = 0.0 if status == "KILLED" else END_PATIENCE_LOCAL if server is not None else END_PATIENCE_REMOTE
+            tracked = end_tracking(run_dir, tracking_uri, parent, status, patience=patience)
     if failed:
         print(f"{len(failed)} of {len(trials)} trials did not finish: {failed}", file=sys.stderr)
         return EXIT_TRIALS_FAILED
-    return EXIT_OK
+    return EXIT_OK if tracked.complete else EXIT_TRACKING_INCOMPLETE
+
+
+def end_tracking(run_dir: Path, tracking_uri: str, parent: str, status: str, *, patience: float):
+    """The suite's end in MLflow: the parent run's end spooled after everything else (its children left
+    RUNNING closed, then its status), then every spool of the run folder sent, waiting up to
+    ``patience`` seconds for MLflow; says on stderr what is left and how to send it. Returns
+    ``tracking.send_spools``' report; never raises for MLflow."""
+    from autowu_bench.platform import tracking
+
+    tracking.spool_end(run_dir, parent, status, "KILLED" if status == "KILLED" else "FAILED")
+    report = tracking.send_spools(run_dir, tracking_uri, patience=patience)
+    if not report.complete:
+        print(f"run_suite.py: tracking is incomplete: MLflow at {tracking_uri} did not take everything "
+              f"({report.describe()}). The tables and the report are in {run_dir}; send the rest with: "
+              f"python run_suite.py --sync {run_dir}", file=sys.stderr)
+    return report
+
+
+def sync(args: argparse.Namespace) -> int:
+    """``--sync RUN_DIR``: send what the run folder's spools hold to the run's tracking store (a new local
+    server over the folder the suite's server used, else the suite's tracking URI, else --tracking-uri)."""
+    from autowu_bench.platform import tracking
+    from autowu_bench.platform.mlflow_server import LocalMlflowServer
+    from autowu_bench.platform.run_record import RunRecord
+
+    run_dir = Path(args.sync).expanduser().absolute()
+    try:
+        record = RunRecord.read(run_dir)
+    except ValueError as exc:
+        print(f"run_suite.py --sync: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    with ExitStack() as stack:
+        if record.mlflow_store is not None:
+            server = LocalMlflowServer(record.mlflow_store, log_path=run_dir / "mlflow-server.log")
+            try:
+                tracking_uri = stack.enter_context(server).uri
+            except RuntimeError as exc:
+                print(f"run_suite.py --sync: the MLflow server over {record.mlflow_store} did not start: {exc}",
+                      file=sys.stderr)
+                return EXIT_TRACKING_INCOMPLETE
+        else:
+            tracking_uri = record.tracking_uri or args.tracking_uri
+            if tracking_uri is None:
+                print(f"run_suite.py --sync: {run_dir}/run.json names no tracking store; pass --tracking-uri",
+                      file=sys.stderr)
+                return EXIT_INVALID
+        report = tracking.send_spools(run_dir, tracking_uri, patience=SYNC_PATIENCE)
+    print(f"run_suite.py --sync {run_dir}: {report.describe()}", flush=True)
+    return EXIT_OK if report.complete else EXIT_TRACKING_INCOMPLETE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,7 +257,10 @@ def main(argv: list[str] | None = None) -> int:
 
     apply_process_env()  # before anything imports MLflow; the server and Ray's processes get it from here
     try:
-        return run(parse_args(argv))
+        args = parse_args(argv)
+        if args.sync is not None:
+            return sync(args)
+        return run(args)
     except KeyboardInterrupt:
         print("run_suite.py: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
