@@ -112,9 +112,10 @@ def test_a_trial_with_mlflow_away_throughout_is_spooled_and_sync_sends_it_once(s
         flushes.append(time.monotonic() - before)
     recorder.log_event("rollback", 5, restored_step=0)
     assert not recorder.close(timeout=30)  # it does not wait out its timeout once it found MLflow away
-    assert not tracking.close_trial(away, folder, "FINISHED", {"test_acc": 0.9, "status": "finished"}, wait=20)
+    assert not tracking.close_trial(away, folder, "FINISHED", {"test_acc": 0.9, "status": "finished"}, wait=30)
     # Bounded: seconds of HTTP retries at the start and the end, none at the epoch ends.
-    assert max(flushes) < 5.0 and time.monotonic() - started < 60.0
+    # (Generous bounds: the machine may be shared; what matters is seconds, not MLflow's minutes of retries.)
+    assert max(flushes) < 5.0 and time.monotonic() - started < 120.0
     assert Spool.of(folder).left() > 0
 
     table = run_dir / "table.txt"
@@ -300,8 +301,8 @@ def test_a_killed_local_server_costs_a_trial_seconds_and_mlflow_ends_with_every_
         recorder.close()
         closing = time.monotonic() - before
         tracking.close_trial(server.uri, folder, "FINISHED", {"test_acc": 0.9})
-        assert max(epoch_ends) < 2.0, epoch_ends  # seconds, not minutes: no epoch end waits on MLflow
-        assert closing < tracking.RECORDER_CLOSE_SECONDS + 5.0
+        assert max(epoch_ends) < 10.0, epoch_ends  # seconds, not minutes: no epoch end waits on MLflow
+        assert closing < tracking.RECORDER_CLOSE_SECONDS + 10.0
 
         deadline = time.monotonic() + 300
         while not server.answers():

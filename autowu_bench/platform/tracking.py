@@ -320,8 +320,9 @@ def _metric_key(key: str) -> str:
 # -- the spool: what goes to MLflow goes through a trial's (or the run's) spool --------------------------
 
 # How long the trial driver waits for MLflow at a trial's start and at its end; what is not sent by then
-# stays spooled (the suite's end, --sync and --resume send it).
-DRIVER_WAIT_SECONDS = 20.0
+# stays spooled (the suite's end, --sync and --resume send it). A server that is down fails at once
+# (seconds of retries); this bounds a slow one, as a busy 2-core machine's can be.
+DRIVER_WAIT_SECONDS = 60.0
 # How long rank 0 waits at the trial's end for its sender to empty the spool, only while MLflow answers.
 RECORDER_CLOSE_SECONDS = 10.0
 # The sender's pause between tries while MLflow is away: from the first, doubling up to the last.
@@ -515,8 +516,8 @@ def open_trial(tracking_uri: str | None, parent_run_id: str | None, spec: TrialS
     spool = Spool.of(trial_dir)
     spool.append([{"op": "create", "parent": parent_run_id, "spec": spec.to_dict()}])
     if not _send_within(spool, tracking_uri, wait):
-        warnings.warn(f"MLflow at {tracking_uri} is not answering: trial {spec.trial_id} runs on and its "
-                      f"tracking is spooled in {spool.folder}, sent once MLflow answers")
+        warnings.warn(f"MLflow at {tracking_uri} did not create trial {spec.trial_id}'s run within {wait:.0f} s: the "
+                      f"trial runs on, its tracking spooled in {spool.folder} and sent once MLflow answers")
     return spool.run_id
 
 
