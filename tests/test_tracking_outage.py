@@ -145,6 +145,29 @@ def test_a_trial_with_mlflow_away_throughout_is_spooled_and_sync_sends_it_once(s
     assert len(client.get_metric_history(run_id, "lr")) == 1200
 
 
+def test_sync_starts_a_server_over_the_store_of_a_suite_that_ran_its_own(tmp_path, capsys):
+    """The suite's local server (and its port) ended with the suite; --sync starts one over the same
+    mlflow.db (run.json's mlflow_store) and sends what the trial left."""
+    store, run_dir = tmp_path / "store", tmp_path / "run"
+    with LocalMlflowServer(store) as gone:
+        parent = tracking.start_parent_run(gone.uri, "outage-test", run_name="own server")
+        tracking.spool_end(run_dir, parent, "FINISHED", "FAILED")
+    folder = run_dir / "trials" / "late"
+    away = away_uri()
+    tracking.open_trial(away, parent, spec("late"), folder, wait=10)
+    recorder = TrialRecorder(away, None, folder)
+    recorder.log_steps([1, 2, 3], [0.1, 0.2, 0.3], [1.0, 0.9, 0.8])
+    recorder.close(timeout=1)
+    tracking.close_trial(away, folder, "FINISHED", {"test_acc": 0.7}, wait=10)
+    RunRecord("outage-test", mlflow_store=str(store), parent_run_id=parent).write(run_dir)
+    assert run_suite.main(["--sync", str(run_dir)]) == run_suite.EXIT_OK
+    assert "sent" in capsys.readouterr().out
+    client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")  # the store itself, no server
+    (child,) = children(client, parent)
+    assert steps_of(client, child.info.run_id, "lr") == [1, 2, 3]
+    assert child.info.status == "FINISHED" and client.get_run(parent).info.status == "FINISHED"
+
+
 def test_operations_sent_again_after_a_crash_are_taken_once(server, tmp_path):
     """A sender that dies after MLflow took an operation but before the spool noted it sends it again:
     the spooled metrics carry their timestamps, so MLflow keeps one row of each."""
