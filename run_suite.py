@@ -4,6 +4,7 @@
     python run_suite.py                          # the `quick` suite on a new local Ray instance
     python run_suite.py --suite smoke --dry-run  # validate and list the trials, start nothing
     python run_suite.py --suite suites/my.yaml --set epochs=5 --set data.root=/data --only 4096
+    python run_suite.py --sync runs/quick/20250101-120000   # send what MLflow missed while it was away
     ray submit cluster.yaml run_suite.py -- --suite paper-cifar10   # on a cluster (cluster.yaml)
     python run_suite.py --resume runs/quick/20261201-101500   # go on with an interrupted run
 
@@ -13,8 +14,13 @@ YAML value); ``--only`` keeps the named arms, batch sizes or workloads. Defaults
 (cluster.yaml sets them on the head node).
 
 Exit status: 0 every trial ran to its end (finished, or diverged: a loss that blew up is a result);
-2 the suite, a flag or this machine cannot run it (nothing started); 3 the suite ran but some trials failed
-with an error (see the table and their summary.json); 130 interrupted (SIGINT or SIGTERM).
+2 the suite, a flag or this machine cannot run it (nothing started), or the folder given to --resume
+cannot be resumed; 3 the suite ran but some trials failed
+with an error (see the table and their summary.json); 4 every trial ran to its end but tracking is
+incomplete: MLflow was away at the end, the tables and the report are written in the run folder and
+what MLflow missed waits in its spools (``--sync RUN_DIR`` sends it; failed trials take precedence:
+3); 130 interrupted (SIGINT or SIGTERM). ``--sync``: 0 when nothing is left to send, 4 otherwise, 2
+when the folder is not a run folder or names no tracking store.
 """
 
 from __future__ import annotations
@@ -41,7 +47,11 @@ from autowu_bench.platform.suite_errors import SuiteError
 from autowu_bench.platform.suites import load_suite, suite_to_yaml
 from autowu_bench.workloads.optimizers import optimizer_note
 
-EXIT_OK, EXIT_INVALID, EXIT_TRIALS_FAILED, EXIT_INTERRUPTED = 0, 2, 3, 130
+EXIT_OK, EXIT_INVALID, EXIT_TRIALS_FAILED, EXIT_TRACKING_INCOMPLETE, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
+# How long the suite's end waits for MLflow to take what the trials spooled: long enough for the local
+# server's watchdog to restart a server that died; a remote one gets less.
+END_PATIENCE_LOCAL, END_PATIENCE_REMOTE = 60.0, 10.0
+SYNC_PATIENCE = 30.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -69,6 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="go on with an interrupted run: trials that ended are kept, the others continue from "
                              "their last checkpoint, in the same MLflow runs (--address, --tracking-uri, --num-cpus "
                              "and --verbose may be given again; the suite is the run's)")
+    parser.add_argument("--sync", metavar="RUN_DIR", default=None,
+                        help="send what MLflow missed (the run folder's spools) to the run's tracking store, then exit")
     args = parser.parse_args(argv)
     if args.num_cpus is not None and args.address is not None:
         parser.error(f"--num-cpus sizes a new local Ray instance, but --address {args.address!r} joins a cluster "
@@ -280,6 +292,12 @@ def run(args: argparse.Namespace) -> int:
         ui = MAKE_UI_URL if server is not None else None
         if record is not None and record.parent_run_id is not None:
             parent = record.parent_run_id
+            # What MLflow missed before the interruption goes first, in order (each trial's spool, then
+            # the parent's, which may end the parent KILLED); then the parent is RUNNING again.
+            left = tracking.send_spools(run_dir, tracking_uri, patience=END_PATIENCE_REMOTE)
+            if not left.complete:
+                print(f"warning: tracking of the earlier run still incomplete ({left.describe()}); it stays "
+                      "spooled and is sent at the end", file=sys.stderr, flush=True)
             tracking.reopen_run(tracking_uri, parent)
         else:
             parent = tracking.start_parent_run(
@@ -301,7 +319,7 @@ def run(args: argparse.Namespace) -> int:
             print("\n" + text, flush=True)
             # A diverged trial ended as designed (its loss blew up); only errors count as failures.
             failed = [o.trial_id for o in outcomes if o.status is TrialStatus.FAILED]
-            tracking.log_summary(tracking_uri, parent, {
+            tracking.spool_summary(run_dir, parent, {
                 "trials": len(trials), "trials_failed": len(failed),
                 "device_hours": float(sum(o.device_hours for o in outcomes)),
                 "wall_seconds": time.time() - started,
@@ -318,12 +336,61 @@ def run(args: argparse.Namespace) -> int:
             print(f"run_suite.py: interrupted; resume with: {resume_command(run_dir, args)}", file=sys.stderr)
             raise
         finally:
-            tracking.close_open_children(tracking_uri, parent, "KILLED" if status == "KILLED" else "FAILED")
-            tracking.end_run(tracking_uri, parent, status)
+            patience = 0.0 if status == "KILLED" else END_PATIENCE_LOCAL if server is not None else END_PATIENCE_REMOTE
+            tracked = end_tracking(run_dir, tracking_uri, parent, status, patience=patience)
     if failed:
         print(f"{len(failed)} of {len(trials)} trials did not finish: {failed}", file=sys.stderr)
         return EXIT_TRIALS_FAILED
-    return EXIT_OK
+    return EXIT_OK if tracked.complete else EXIT_TRACKING_INCOMPLETE
+
+
+def end_tracking(run_dir: Path, tracking_uri: str, parent: str, status: str, *, patience: float):
+    """The suite's end in MLflow: the parent run's end spooled after everything else (its children left
+    RUNNING closed, then its status), then every spool of the run folder sent, waiting up to
+    ``patience`` seconds for MLflow; says on stderr what is left and how to send it. Returns
+    ``tracking.send_spools``' report; never raises for MLflow."""
+    from autowu_bench.platform import tracking
+
+    tracking.spool_end(run_dir, parent, status, "KILLED" if status == "KILLED" else "FAILED")
+    report = tracking.send_spools(run_dir, tracking_uri, patience=patience)
+    if not report.complete:
+        print(f"run_suite.py: tracking is incomplete: MLflow at {tracking_uri} did not take everything "
+              f"({report.describe()}). The tables and the report are in {run_dir}; send the rest with: "
+              f"python run_suite.py --sync {run_dir}", file=sys.stderr)
+    return report
+
+
+def sync(args: argparse.Namespace) -> int:
+    """``--sync RUN_DIR``: send what the run folder's spools hold to the run's tracking store (a new local
+    server over the folder the suite's server used, else the suite's tracking URI, else --tracking-uri)."""
+    from autowu_bench.platform import tracking
+    from autowu_bench.platform.mlflow_server import LocalMlflowServer
+    from autowu_bench.platform.run_record import RunRecord
+
+    run_dir = Path(args.sync).expanduser().absolute()
+    try:
+        record = RunRecord.read(run_dir)
+    except ValueError as exc:
+        print(f"run_suite.py --sync: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    with ExitStack() as stack:
+        if record.mlflow_store is not None:
+            server = LocalMlflowServer(record.mlflow_store, log_path=run_dir / "mlflow-server.log")
+            try:
+                tracking_uri = stack.enter_context(server).uri
+            except RuntimeError as exc:
+                print(f"run_suite.py --sync: the MLflow server over {record.mlflow_store} did not start: {exc}",
+                      file=sys.stderr)
+                return EXIT_TRACKING_INCOMPLETE
+        else:
+            tracking_uri = record.tracking_uri or args.tracking_uri
+            if tracking_uri is None:
+                print(f"run_suite.py --sync: {run_dir}/run.json names no tracking store; pass --tracking-uri",
+                      file=sys.stderr)
+                return EXIT_INVALID
+        report = tracking.send_spools(run_dir, tracking_uri, patience=SYNC_PATIENCE)
+    print(f"run_suite.py --sync {run_dir}: {report.describe()}", flush=True)
+    return EXIT_OK if report.complete else EXIT_TRACKING_INCOMPLETE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -331,7 +398,10 @@ def main(argv: list[str] | None = None) -> int:
 
     apply_process_env()  # before anything imports MLflow; the server and Ray's processes get it from here
     try:
-        return run(parse_args(argv))
+        args = parse_args(argv)
+        if args.sync is not None:
+            return sync(args)
+        return run(args)
     except KeyboardInterrupt:
         print("run_suite.py: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -158,21 +158,34 @@ def test_each_epoch_left_a_checkpoint_with_the_full_state(run):
 
 
 def test_a_trial_that_fails_before_training_leaves_a_failed_summary_with_the_error(tmp_path, monkeypatch):
-    """A trial that fails before training (here: MLflow unreachable) is recorded as failed with its error,
-    not left "missing" with the error only in Ray's log."""
-    from autowu_bench.platform import tracking, trial_driver
+    """A trial that fails before training (here: its Tune callback cannot be built) is recorded as failed with
+    its error, not left "missing" with the error only in Ray's log. MLflow being away (nothing listens
+    at the URI) neither fails it nor holds it up: its run's creation and end wait in the trial's spool."""
+    import ray.tune.integration.ray_train
 
-    def unreachable(*args, **kwargs):
-        raise RuntimeError("API request to http://mlflow:5000 failed")
+    from autowu_bench.platform import trial_driver
+    from autowu_bench.platform.mlflow_env import MLFLOW_ENV
+    from autowu_bench.platform.mlflow_server import free_port
+    from autowu_bench.platform.spool import Spool
 
-    monkeypatch.setattr(tracking, "start_trial_run", unreachable)
+    for key, value in MLFLOW_ENV.items():  # the client's few quick retries, as a trial driver has them
+        monkeypatch.setenv(key, value)
+
+    def no_trainer(*args, **kwargs):
+        raise RuntimeError("no worker group can start here")
+
+    monkeypatch.setattr(ray.tune.integration.ray_train, "TuneReportCallback", no_trainer)
     spec = _spec(str(tmp_path), trial_id="t", arm="baseline", kind="baseline", peak_lr=0.1, warmup_epochs=1)
-    with pytest.raises(RuntimeError, match="mlflow:5000"):
+    with pytest.raises(RuntimeError, match="no worker group"):
         trial_driver.run_trial({"spec": spec.to_dict()}, run_dir=str(tmp_path),
-                             tracking_uri="http://mlflow:5000", parent_run_id="p")
-    with open(os.path.join(trial_driver.trial_dir(str(tmp_path), "t"), SUMMARY_FILE)) as f:
+                               tracking_uri=f"http://127.0.0.1:{free_port()}", parent_run_id="p")
+    folder = trial_driver.trial_dir(str(tmp_path), "t")
+    with open(os.path.join(folder, SUMMARY_FILE)) as f:
         summary = json.load(f)
-    assert summary["status"] == "failed" and "mlflow:5000" in summary["error"]
+    assert summary["status"] == "failed" and "no worker group" in summary["error"]
+    assert summary["mlflow_run_id"] is None
+    ops = [op["op"] for _, op in Spool.of(folder).pending()]
+    assert ops[0] == "create" and ops[-1] == "status"
 
 
 def test_a_baseline_that_blows_up_ends_as_diverged_in_its_summary(run):

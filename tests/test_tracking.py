@@ -3,6 +3,7 @@ server's watchdog (no orphans); the MLflow environment set where processes start
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -125,7 +126,8 @@ def test_step_metrics_go_in_batches(server, parent, tmp_path, monkeypatch):
         recorder.log_steps(list(chunk), [1e-3 * t / steps for t in chunk], [2.0 - t / steps for t in chunk])
     recorder.log_epoch(1, steps, {"val_loss": 0.5, "val_acc": 0.8, "epoch_seconds": 3.0, "images_per_second": 900.0})
     assert calls == []  # nothing sent before the flush
-    recorder.flush()
+    recorder.flush()  # spools them and wakes the sender: it does not wait for MLflow
+    assert recorder.close(timeout=60)
     # 2 x 1200 step metrics + 5 epoch metrics, 1000 a request
     assert calls == [1000, 1000, 405]
     client = MlflowClient(server.uri)
@@ -145,7 +147,7 @@ def test_tests_events_and_failed_status(server, parent, tmp_path):
          "start_lr": 0.003},
     ])
     recorder.log_event("rollback", 2, to_step=1)
-    recorder.flush()
+    assert recorder.close(timeout=60)
     tracking.end_trial_run(server.uri, run_id, "FAILED", {"test_acc": None, "best_val_acc": 0.4, "rollbacks": 1,
                                                           "status": "failed", "error": "boom"})
     run = client.get_run(run_id)
@@ -155,6 +157,7 @@ def test_tests_events_and_failed_status(server, parent, tmp_path):
     assert [m.value for m in client.get_metric_history(run_id, "autowu_decision")] == [0, 2]
     assert sorted((m.step, m.value) for m in client.get_metric_history(run_id, "autowu_p_1")) == [(10, 0.97), (20, 0.98)]
     assert client.get_metric_history(run_id, "event_rollback")[0].step == 2
+    assert json.loads(run.data.tags["event.rollback"]) == {"step": 2, "to_step": 1}
     assert math.isnan(client.get_metric_history(run_id, "train_loss")[-1].value)
 
 
@@ -310,10 +313,11 @@ def test_a_killed_owner_leaves_no_server_behind(tmp_path):
 
 
 @_LINUX
-def test_the_watchdog_ends_when_the_server_exits_on_its_own(tmp_path):
+def test_the_watchdog_ends_when_the_server_exits_on_its_own_and_may_not_restart_it(tmp_path):
     pid_file = tmp_path / "pids"
     watchdog = subprocess.Popen(
-        [sys.executable, "-m", WATCHDOG_MODULE, str(os.getpid()), sys.executable, "-c", _PID_WRITER, str(pid_file), "0"],
+        [sys.executable, "-m", WATCHDOG_MODULE, "--restarts", "0", str(os.getpid()), sys.executable, "-c",
+         _PID_WRITER, str(pid_file), "0"],
         env=watchdog_env(), cwd=tmp_path, start_new_session=True,
     )
     try:
@@ -327,8 +331,38 @@ def test_the_watchdog_ends_when_the_server_exits_on_its_own(tmp_path):
         _kill_left(pid_file)
 
 
+@_LINUX
+def test_the_watchdog_restarts_a_server_that_died_up_to_its_cap(tmp_path):
+    """The server dies and leaves its child (as ``mlflow server`` leaves uvicorn, which holds the port):
+    the watchdog kills the child, starts the same command again and says so in the log; past the cap it
+    gives up and takes the group down."""
+    pid_file, log = tmp_path / "pids", tmp_path / "server.log"
+    with open(log, "wb") as out:
+        watchdog = subprocess.Popen(
+            [sys.executable, "-m", WATCHDOG_MODULE, "--restarts", "1", str(os.getpid()), sys.executable, "-c",
+             _PID_WRITER, str(pid_file), "600"],
+            env=watchdog_env(), cwd=tmp_path, start_new_session=True, stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        first = _started(pid_file, log)
+        pid_file.unlink()
+        os.kill(first[0], signal.SIGKILL)
+        second = _started(pid_file, log)
+        assert second[0] != first[0] and _gone(first, 10.0)
+        assert "restart 1 of at most 1" in log.read_text()
+        os.kill(second[0], signal.SIGKILL)
+        assert watchdog.wait(timeout=60) == -signal.SIGKILL  # the cap: no second restart
+        assert _gone(second, 5.0) and "not restarted" in log.read_text()
+    finally:
+        if watchdog.poll() is None:
+            os.killpg(watchdog.pid, signal.SIGKILL)
+            watchdog.wait()
+        _kill_left(pid_file)
+
+
 def test_the_watchdog_refuses_a_command_line_without_owner_and_command(capsys):
     assert watchdog_main([]) == 2 and watchdog_main(["123"]) == 2 and watchdog_main(["me", "sleep"]) == 2
+    assert watchdog_main(["--restarts", "x", "123", "sleep"]) == 2 and watchdog_main(["--restarts"]) == 2
     assert "usage" in capsys.readouterr().err
 
 
@@ -362,7 +396,8 @@ def test_importing_the_platform_leaves_the_environment_alone():
 def test_apply_process_env_sets_defaults_and_a_users_value_wins():
     environ = {"MLFLOW_DISABLE_TELEMETRY": "false"}
     apply_process_env(environ)
-    assert environ == {"MLFLOW_DISABLE_TELEMETRY": "false", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+    assert environ == {**MLFLOW_ENV, "MLFLOW_DISABLE_TELEMETRY": "false"}
+    assert environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] == "true"
 
 
 def test_mlflow_reads_the_defaults_as_telemetry_off_and_no_url_print(monkeypatch):
@@ -374,6 +409,20 @@ def test_mlflow_reads_the_defaults_as_telemetry_off_and_no_url_print(monkeypatch
     assert MLFLOW_DISABLE_TELEMETRY.get() is True and MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT.get() is True
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "false")
     assert MLFLOW_DISABLE_TELEMETRY.get() is False
+
+
+def test_mlflow_reads_the_defaults_as_a_few_quick_retries(monkeypatch):
+    """A server that is away costs a call seconds, not MLflow's minutes of retries (the spool retries)."""
+    from mlflow.environment_variables import (
+        MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR,
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+        MLFLOW_HTTP_REQUEST_TIMEOUT,
+    )
+
+    for key, value in MLFLOW_ENV.items():
+        monkeypatch.setenv(key, value)
+    assert (MLFLOW_HTTP_REQUEST_MAX_RETRIES.get(), MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get(),
+            MLFLOW_HTTP_REQUEST_TIMEOUT.get()) == (2, 1, 10)
 
 
 def test_ray_trial_processes_get_the_mlflow_environment(monkeypatch):

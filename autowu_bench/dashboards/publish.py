@@ -19,8 +19,11 @@ def publish(run_dir: str | Path, *, title: str, tracking_uri: str | None = None,
     files under "report/"); returns the text table. The report links each trial to its run in the
     MLflow UI at ``tracking_ui`` (default: the tracking URI, when it is a web address).
 
-    A report that fails to build is reported on stderr and does not fail the suite: the table and the
-    tables are already written, and the report can be rebuilt from them."""
+    Everything is written to the run folder before MLflow is asked for anything, and MLflow never fails
+    this: the uploads go through the run's spool (``tracking.spool_artifacts``) and one sending pass;
+    while MLflow is away they stay spooled (``run_suite.py --sync`` sends them) and the report has no
+    links to the runs. A report that fails to build is reported on stderr and does not fail the suite:
+    the table and the tables are already written, and the report can be rebuilt from them."""
     run_dir = Path(run_dir)
     paths = results.collect(run_dir)
     table = head_to_head(results.load(run_dir, "trials"))
@@ -28,15 +31,19 @@ def publish(run_dir: str | Path, *, title: str, tracking_uri: str | None = None,
     write_atomic(run_dir / "table.txt", text)
     write_atomic(run_dir / "table.md", format_markdown(table))
     tracked = tracking_uri is not None and parent_run_id is not None
+    report = _write_report(run_dir, tracking_uri if tracked else None, parent_run_id if tracked else None,
+                           tracking_ui)
     if tracked:
         from autowu_bench.platform import tracking
 
-        tracking.log_artifacts(tracking_uri, parent_run_id, [run_dir / "table.txt", run_dir / "table.md"])
-        tracking.log_artifacts(tracking_uri, parent_run_id, paths.values(), "results")
-    report = _write_report(run_dir, tracking_uri if tracked else None, parent_run_id if tracked else None,
-                           tracking_ui)
-    if tracked and report is not None:
-        tracking.log_artifacts(tracking_uri, parent_run_id, sorted(report.parent.iterdir()), "report")
+        tracking.spool_artifacts(run_dir, parent_run_id, [run_dir / "table.txt", run_dir / "table.md"])
+        tracking.spool_artifacts(run_dir, parent_run_id, paths.values(), "results")
+        if report is not None:
+            tracking.spool_artifacts(run_dir, parent_run_id, sorted(report.parent.iterdir()), "report")
+        sent = tracking.send_spools(run_dir, tracking_uri)
+        if not sent.complete:
+            print(f"publish: MLflow did not take everything ({sent.describe()}); it stays spooled in {run_dir}",
+                  file=sys.stderr)
     return text
 
 
@@ -44,12 +51,17 @@ def _write_report(run_dir: Path, tracking_uri: str | None, parent_run_id: str | 
                   tracking_ui: str | None) -> Path | None:
     from autowu_bench.dashboards.report import write_report
 
-    try:
-        ui = experiment = None
-        if tracking_uri is not None and tracking_uri.startswith(("http://", "https://")):
-            from autowu_bench.platform import tracking
+    ui = experiment = None
+    if tracking_uri is not None and tracking_uri.startswith(("http://", "https://")):
+        from autowu_bench.platform import tracking
 
+        try:
             ui, experiment = tracking_ui or tracking_uri, tracking.run_experiment_id(tracking_uri, parent_run_id)
+        except Exception as exc:  # noqa: BLE001 - MLflow away: the report, without links to the runs
+            ui = None
+            print(f"publish: MLflow did not answer ({type(exc).__name__}); the report has no links to the runs",
+                  file=sys.stderr)
+    try:
         return write_report(run_dir, tracking_ui=ui, experiment_id=experiment)
     except Exception as exc:  # noqa: BLE001 - the suite's results stand without the report
         print(f"publish: the report of {run_dir} failed ({type(exc).__name__}: {exc}); rebuild it with "

@@ -9,6 +9,11 @@ of this package never edits ``os.environ``.
   ``log_batch`` and kill a trial.
 * ``MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT``: MLflow prints a "View run" link per finished run, one line
   per trial of noise; ``run_suite.py`` prints where the runs are once.
+* ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` / ``_BACKOFF_FACTOR`` / ``_TIMEOUT``: MLflow's defaults (7 retries
+  with a backoff doubling from 2 s, 120 s a request) make one call to a server that is away last
+  minutes. Every tracking call here goes through a spool that tries again later (``spool``,
+  ``tracking.send_spools``), so a request gives up after 2 quick retries (about 3 s when nothing
+  listens) and 10 s without an answer. Raise them for a remote server that is slow to answer.
 
 Who gets them: ``run_suite.py``'s main calls :func:`apply_process_env`; the local MLflow server gets
 them from ``LocalMlflowServer`` (inherited, or these defaults); Ray trial drivers and workers through
@@ -19,11 +24,14 @@ them from ``LocalMlflowServer`` (inherited, or these defaults); Ray trial driver
 from __future__ import annotations
 
 import os
-from typing import MutableMapping
+from collections.abc import MutableMapping
 
 MLFLOW_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
 }
 
 

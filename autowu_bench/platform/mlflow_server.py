@@ -1,9 +1,12 @@
-"""A local ``mlflow server`` for a suite run, under a watchdog that outlives no owner.
+"""A local ``mlflow server`` for a suite run, under a watchdog that restarts it and outlives no owner.
 
 With no tracking URI given, ``run_suite.py`` runs :class:`LocalMlflowServer`: ``mlflow server`` on
 127.0.0.1 over ``sqlite:///<working folder>/mlflow.db`` with artifacts in ``<working folder>/
 mlflow-artifacts``, so every trial process talks HTTP to one writer and the sqlite file is never locked
-by two processes; ``make ui`` shows the same file afterwards. Standard library only at import.
+by two processes; ``make ui`` shows the same file afterwards. Its watchdog (``server_watchdog``)
+restarts a server that dies on the same port (at most ``max_restarts`` times, a line in the server's log
+each time), so the URI stays valid; meanwhile the trials' tracking waits in their spools. Standard
+library only at import.
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 from autowu_bench.platform.mlflow_env import MLFLOW_ENV
+from autowu_bench.platform.server_watchdog import MAX_RESTARTS
 
 WATCHDOG_MODULE = "autowu_bench.platform.server_watchdog"
 # The folder holding the autowu_bench package: the watchdog runs with the server's working folder as
@@ -55,6 +58,7 @@ class LocalMlflowServer:
         log_path: where the server's output goes (default ``workdir/mlflow-server.log``).
         port: None picks a free port.
         startup_timeout: seconds to wait for the server to answer ``/health``.
+        max_restarts: how many times the watchdog restarts a server that died (0: never).
     """
 
     def __init__(
@@ -65,6 +69,7 @@ class LocalMlflowServer:
         host: str = "127.0.0.1",
         port: int | None = None,
         startup_timeout: float = 180.0,
+        max_restarts: int = MAX_RESTARTS,
     ) -> None:
         self.workdir = Path(workdir).absolute()
         self.db_path = self.workdir / "mlflow.db"
@@ -73,6 +78,7 @@ class LocalMlflowServer:
         self.host = host
         self.port = port or free_port(host)
         self.startup_timeout = startup_timeout
+        self.max_restarts = max_restarts
         self._process: subprocess.Popen | None = None
 
     @property
@@ -93,23 +99,24 @@ class LocalMlflowServer:
             "--artifacts-destination", str(self.artifacts),
         ]
 
-    def start(self) -> "LocalMlflowServer":
+    def start(self) -> LocalMlflowServer:
         """Launch the server and wait until it answers."""
         return self.launch().wait_ready()
 
-    def launch(self) -> "LocalMlflowServer":
+    def launch(self) -> LocalMlflowServer:
         """Launch the server without waiting (``wait_ready`` waits), so other start-up can overlap."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", WATCHDOG_MODULE, str(os.getpid()), *self.command()],
+                [sys.executable, "-m", WATCHDOG_MODULE, "--restarts", str(self.max_restarts), str(os.getpid()),
+                 *self.command()],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=watchdog_env(),
                 cwd=self.workdir, start_new_session=True,
             )
         return self
 
-    def wait_ready(self) -> "LocalMlflowServer":
+    def wait_ready(self) -> LocalMlflowServer:
         if self._process is None:
             raise RuntimeError("the MLflow server was not launched; call launch() or start() first")
         deadline = time.monotonic() + self.startup_timeout
@@ -150,8 +157,8 @@ class LocalMlflowServer:
             except subprocess.TimeoutExpired:
                 continue
 
-    def __enter__(self) -> "LocalMlflowServer":
+    def __enter__(self) -> LocalMlflowServer:
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -1,12 +1,17 @@
-"""Runs the MLflow server and takes it down when its owner dies, so a killed ``run_suite.py`` (even by
-SIGKILL) leaves no server behind.
+"""Runs the MLflow server, restarts it when it dies, and takes it down when its owner dies, so a killed
+``run_suite.py`` (even by SIGKILL) leaves no server behind.
 
-    python -m autowu_bench.platform.server_watchdog <owner pid> <server command ...>
+    python -m autowu_bench.platform.server_watchdog [--restarts N] <owner pid> <server command ...>
 
-The watchdog leads its own process group, which the server and everything it starts join. It stops the
-group when its parent is no longer the owner (the owner died and it was reparented) or when the server
-exits: SIGTERM, then SIGKILL after 5 s for anything left (itself included). ``LocalMlflowServer.stop``
-stops the same group. Standard library only, so it starts fast.
+The watchdog leads its own process group, which the server and everything it starts join. When the
+server exits while the owner lives and nobody asked the watchdog to stop, it kills what is left of
+that server (the rest of its group: ``mlflow server`` runs uvicorn as a child, which could keep the
+port) and starts the same command again, so the server comes back on the same port and the URI the
+trials hold stays valid; it prints a line to its output (the server's log) each time, and gives up
+after ``N`` restarts (default :data:`MAX_RESTARTS`; 0: never restart). It stops the group when its
+parent is no longer the owner (the owner died and it was reparented), when it gives up, or on SIGTERM
+(which ``LocalMlflowServer.stop`` sends to the whole group): SIGTERM, then SIGKILL after 5 s for
+anything left (itself included). Standard library only, so it starts fast.
 """
 
 from __future__ import annotations
@@ -16,26 +21,87 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 POLL_SECONDS = 0.2
 GRACE_SECONDS = 5.0
+MAX_RESTARTS = 5
+RESTART_PAUSE_SECONDS = 1.0
+USAGE = "usage: python -m autowu_bench.platform.server_watchdog [--restarts N] <owner pid> <command ...>"
+
+
+def _log(message: str) -> None:
+    print(f"server_watchdog {time.strftime('%Y-%m-%d %H:%M:%S')}: {message}", flush=True)
+
+
+def _rest_of_group() -> list[int]:
+    """The other live processes of this group (Linux: read from /proc; elsewhere none are known)."""
+    me, group = os.getpid(), os.getpgrp()
+    pids = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        pid = int(entry.name)
+        if pid == me:
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if stat[0] not in ("Z", "X") and int(stat[2]) == group:
+            pids.append(pid)
+    return pids
+
+
+def _kill_leftovers() -> None:
+    """SIGKILL what the dead server left in the group and wait (up to 5 s) until it is gone."""
+    deadline = time.monotonic() + GRACE_SECONDS
+    while (left := _rest_of_group()) and time.monotonic() < deadline:
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = sys.argv[1:] if argv is None else list(argv)
+    max_restarts = MAX_RESTARTS
+    if argv[:1] == ["--restarts"]:
+        if len(argv) < 2 or not argv[1].isdigit():
+            print(USAGE, file=sys.stderr)
+            return 2
+        max_restarts, argv = int(argv[1]), argv[2:]
     if len(argv) < 2 or not argv[0].isdigit():
-        print("usage: python -m autowu_bench.platform.server_watchdog <owner pid> <command ...>", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
     owner, command = int(argv[0]), argv[1:]
     if os.getpgrp() != os.getpid():
         # Lead a group of its own: the group it stops must never be its caller's.
         os.setsid()
+    stopping = []
     server = subprocess.Popen(command)
-    # Installed after the server starts (an ignored signal would be inherited by it), so the group's
-    # SIGTERM stops the server while the watchdog stays to SIGKILL any straggler.
-    signal.signal(signal.SIGTERM, lambda *_: None)
-    while server.poll() is None and os.getppid() == owner:
-        time.sleep(POLL_SECONDS)
+    # Installed after the server starts (an ignored signal would be inherited by it; a handler is not),
+    # so the group's SIGTERM stops the server while the watchdog stays to SIGKILL any straggler.
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    restarts = 0
+    while not stopping and os.getppid() == owner:
+        if server.poll() is None:
+            time.sleep(POLL_SECONDS)
+            continue
+        if stopping:
+            break
+        if restarts >= max_restarts:
+            _log(f"the server exited with status {server.returncode}; not restarted "
+                 f"({restarts} restarts, the most allowed is {max_restarts})")
+            break
+        restarts += 1
+        _log(f"the server exited with status {server.returncode}; restart {restarts} of at most "
+             f"{max_restarts}: {' '.join(command)}")
+        _kill_leftovers()
+        time.sleep(RESTART_PAUSE_SECONDS)
+        if stopping or os.getppid() != owner:
+            break
+        server = subprocess.Popen(command)
     os.killpg(0, signal.SIGTERM)
     try:
         server.wait(timeout=GRACE_SECONDS)

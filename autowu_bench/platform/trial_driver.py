@@ -7,6 +7,10 @@ the workers in their config, builds and fits a ``TorchTrainer`` whose workers ru
 ``TuneReportCallback``, and writes the trial's outcome (``summary.json``) in the trial folder,
 whatever happens (when even that write fails, a full disk, the trial's error is what it raises: Tune
 records it and the runner takes it from there).
+
+Tracking never decides a trial's outcome: the child run is opened and closed through the trial's spool
+(``tracking.open_trial`` / ``close_trial``), each waiting a bounded time for MLflow and never raising for
+it; what MLflow did not take stays spooled and is sent later (the suite's end, ``--sync``, ``--resume``).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
         start_controller,
         stop_controller,
     )
-    from autowu_bench.platform.tracking import end_trial_run, start_trial_run
+    from autowu_bench.platform.tracking import close_trial, open_trial, spooled_run_id
     from autowu_bench.platform.worker import ATTEMPTS_FILE, train_loop_per_worker
 
     spec = TrialSpec.from_dict(config["spec"])
@@ -51,9 +55,10 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
     # Worker-group starts by the drivers of earlier, interrupted runs of the suite: not restarts.
     starts_before = read_count(os.path.join(folder, ATTEMPTS_FILE))
     run_id = controller = fit_started = None
+    finished = False
     metrics: dict[str, Any] = {}
     try:  # from here on, whatever fails is recorded in the trial's summary (and its MLflow run, if any)
-        run_id = start_trial_run(tracking_uri, parent_run_id, spec)
+        run_id = open_trial(tracking_uri, parent_run_id, spec, folder)
         if spec.kind == "autowu":
             controller = start_controller(spec.autowu_kwargs(), name=controller_name(spec.trial_id),
                                           max_restarts=spec.max_failures)
@@ -90,23 +95,25 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
             )
         outcome = TrialOutcome.from_report(
             spec, metrics, status=TrialStatus(status), started=started,
-            ended=time.time(), fit_started=fit_started, mlflow_run_id=run_id,
+            ended=time.time(), fit_started=fit_started, mlflow_run_id=run_id or spooled_run_id(folder),
         )
         outcome.write(folder)
-        end_trial_run(tracking_uri, run_id, "FINISHED", outcome.to_dict())
+        finished = True
+        close_trial(tracking_uri, folder, "FINISHED", outcome.to_dict())
     except BaseException as exc:
+        if finished:
+            raise  # the trial's summary says finished: nothing after it (an interrupt) turns it into a failure
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         outcome = TrialOutcome.from_report(
             spec, metrics, status=TrialStatus.FAILED, started=started, ended=time.time(),
-            fit_started=fit_started, error=error, mlflow_run_id=run_id,
+            fit_started=fit_started, error=error, mlflow_run_id=run_id or spooled_run_id(folder),
         )
         try:
             outcome.write(folder)
         except OSError as write_error:  # a full disk: the trial's own error, raised below, is what Tune records
             print(f"trial {spec.trial_id}: its summary was not written ({write_error}); it failed with: {error}",
                   file=sys.stderr, flush=True)
-        if run_id is not None:
-            end_trial_run(tracking_uri, run_id, "FAILED", outcome.to_dict())
+        close_trial(tracking_uri, folder, "FAILED", outcome.to_dict())
         raise
     finally:
         if controller is not None:

@@ -511,8 +511,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
-        worker(None).run()
-        return
-    with checkpoint.as_directory() as folder:
-        trial_worker = worker(folder)
+        trial_worker = worker(None)
+    else:
+        with checkpoint.as_directory() as folder:
+            trial_worker = worker(folder)
     trial_worker.run()
+    if recorder is not None:
+        recorder.close()  # a bounded wait for MLflow; what is left stays in the trial's spool
