@@ -308,12 +308,18 @@ def run(args: argparse.Namespace) -> int:
         RunRecord(suite.name, tracking_uri=suite.tracking_uri, address=args.address, parent_run_id=parent,
                   mlflow_store=None if server is None else str(server.workdir)).write(run_dir)
         status, started = "FAILED", time.time()
+        patience = 0.0
         try:
             runner.run_trials(
                 pending, run_dir=str(run_dir), tracking_uri=tracking_uri, parent_run_id=parent,
                 max_concurrent=suite.resources.max_concurrent_trials, verbose=args.verbose,
             )
             outcomes = runner.collect_outcomes(trials, str(run_dir))
+            # What the trials left spooled first, waiting for MLflow (a local server its watchdog is
+            # restarting), so that the report can link to their runs.
+            patience = END_PATIENCE_LOCAL if server is not None else END_PATIENCE_REMOTE
+            if not tracking.send_spools(run_dir, tracking_uri, patience=patience).complete:
+                patience = 0.0  # waited once already: the end below tries once more
             text = publish(run_dir, title=f"{suite.name}: test accuracy, mean (std) over seeds  [{run_dir}]",
                            tracking_uri=tracking_uri, parent_run_id=parent, tracking_ui=ui)
             print("\n" + text, flush=True)
@@ -336,8 +342,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"run_suite.py: interrupted; resume with: {resume_command(run_dir, args)}", file=sys.stderr)
             raise
         finally:
-            patience = 0.0 if status == "KILLED" else END_PATIENCE_LOCAL if server is not None else END_PATIENCE_REMOTE
-            tracked = end_tracking(run_dir, tracking_uri, parent, status, patience=patience)
+            tracked = end_tracking(run_dir, tracking_uri, parent, status, patience=0.0 if status == "KILLED" else patience)
     if failed:
         print(f"{len(failed)} of {len(trials)} trials did not finish: {failed}", file=sys.stderr)
         return EXIT_TRIALS_FAILED
