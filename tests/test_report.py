@@ -280,3 +280,12 @@ def test_the_report_labels_a_reconstruction_and_shows_the_steps(run_dir):
     assert "baseline best <small>(clars-chunked, reconstruction)</small>" in page
     assert "CLARS (reconstruction, chunked)" in page and "breaks at batch" in page
     assert (run_dir / "report" / "fmnist-mlp-batch.png").is_file()
+
+
+def test_arms_without_a_grid_get_no_heat_map(tmp_path):
+    from autowu_bench.dashboards import figures
+
+    one = pd.DataFrame([{"trial_id": f"p{b}", "batch_size": b, "arm": "prodigy", "kind": "baseline", "peak_lr": 1.0,
+                         "warmup_epochs": 0.0, "final_val_acc": 0.8, "test_acc": 0.8, "status": "finished"}
+                        for b in (256, 512)])
+    assert figures.grid_heatmaps(one, tmp_path / "grid.png") is None

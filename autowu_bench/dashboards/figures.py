@@ -190,13 +190,21 @@ def _edges(values: np.ndarray) -> np.ndarray:
 
 
 def grid_heatmaps(trials: pd.DataFrame, path: Path) -> Path | None:
-    """Per batch size and baseline arm: peak LR (log) x warmup epochs -> mean validation accuracy,
-    diverged / failed / missing cells labelled; AutoWU's decay start LR and switch epoch as markers."""
+    """Per batch size and baseline arm with a grid (two points or more): peak LR (log) x warmup epochs ->
+    mean validation accuracy, diverged / failed / missing cells labelled; AutoWU's decay start LR and
+    switch epoch as markers. None when no arm has a grid."""
     base = trials[trials["kind"] == "baseline"]
     if base.empty:
         return None
+
+    def points(batch: int, arm: str) -> int:
+        cell = base[(base["batch_size"] == batch) & (base["arm"] == arm)]
+        return len(cell.groupby(["peak_lr", "warmup_epochs"]))
+
     panels = [(b, a) for b in sorted(base["batch_size"].unique()) for a in dict.fromkeys(base["arm"])
-              if len(base[(base["batch_size"] == b) & (base["arm"] == a)])]
+              if points(b, a) > 1]
+    if not panels:
+        return None
     fig, axes = _panels(1, len(panels), h=3.6)
     for col, (batch, arm) in enumerate(panels):
         ax = axes[0, col]

@@ -116,9 +116,9 @@ def _trial_table(trials: pd.DataFrame, tracking_ui: str | None, experiment_id: s
             f"<th>device-h</th><th>MLflow run</th><th>error</th></tr>{''.join(rows)}</table>")
 
 
-def _img(folder: Path, path: Path | None, alt: str) -> str:
+def _img(folder: Path, path: Path | None, alt: str, none: str = "nothing recorded") -> str:
     if path is None:
-        return f"<p><i>{_e(alt)}: nothing recorded.</i></p>"
+        return f"<p><i>{_e(alt)}: {_e(none)}.</i></p>"
     return f'<p><img src="{_e(path.relative_to(folder).as_posix())}" alt="{_e(alt)}"></p>'
 
 
@@ -147,7 +147,8 @@ def _workload_section(name: str, tables: dict[str, pd.DataFrame], table: pd.Data
     parts += ["<h3>The baseline grid</h3>",
               "<p><small>Mean validation accuracy per grid point (what <i>best</i> is chosen on); markers: "
               "AutoWU's decay start LR and switch epoch.</small></p>",
-              _img(folder, figures.grid_heatmaps(trials, folder / f"{slug}-grid.png"), "grid heat map")]
+              _img(folder, figures.grid_heatmaps(trials, folder / f"{slug}-grid.png"), "grid heat map",
+                   none="no baseline arm has more than one grid point")]
     by_batch = figures.accuracy_vs_batch(mine, folder / f"{slug}-batch.png", rd.planned_steps(trials),
                                          rd.chance_accuracy(name))
     if by_batch is not None:
