@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 
 import pyarrow.parquet as pq
 import pytest
@@ -17,9 +16,6 @@ from torch import nn
 from autowu_bench.platform.spec import TrialSpec
 from autowu_bench.platform.worker import (
     CHECKPOINT_FILE,
-    TrialWorker,
-    WorkerEnv,
-    rank0_schedule,
 )
 from autowu_bench.workloads import build_optimizer
 from autowu_bench.workloads.data import fashion_mnist
@@ -29,6 +25,7 @@ from autowu_bench.workloads.optimizers import (
     optimizer_note,
 )
 from tests.data_fixtures import write_fashion_mnist_idx
+from tests.test_worker import _run  # one harness for a single-process TrialWorker run
 
 # (optimizer, peak LR, warmup epochs, decay): each as its suites run it (suites/batch-limit.yaml)
 ARMS = {
@@ -51,21 +48,6 @@ def _spec(optimizer: str, **kw) -> TrialSpec:
     }
     values.update(kw)
     return TrialSpec(**values)
-
-
-def _run(spec: TrialSpec, trial_dir: str, keep: str | None = None, resume: str | None = None):
-    os.makedirs(trial_dir, exist_ok=True)
-    reports = []
-
-    def report(metrics, folder):
-        reports.append(metrics)
-        if folder is not None and keep is not None:
-            shutil.copytree(folder, os.path.join(keep, f"epoch{metrics['epoch']}"))
-
-    env = WorkerEnv(0, 1, torch.device("cpu"), trial_dir, report, rank0_schedule(spec, None), None, resume)
-    worker = TrialWorker(spec, env)
-    worker.run()
-    return reports, worker
 
 
 @pytest.mark.skipif(not REAL_DATA, reason="needs Debian's dataset-fashion-mnist (make test installs it)")
