@@ -28,7 +28,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from autowu_bench.platform.expansion import expand
+from autowu_bench.platform.expansion import expand, search_jobs
 from autowu_bench.platform.preflight import data_problems, schedule_warnings
 from autowu_bench.platform.suite_errors import SuiteError
 from autowu_bench.platform.suites import load_suite, suite_to_yaml
@@ -75,11 +75,14 @@ def resolve_suite(args: argparse.Namespace):
                       results=args.results, download=args.download)
 
 
-def describe(suite, trials) -> str:
-    """The trial list that --dry-run prints (and every run prints before it starts)."""
-    lines = [f"suite {suite.name}: {len(trials)} trials  (workloads {suite.workloads}, batch sizes "
-             f"{suite.batch_sizes}, arms {[a.name for a in suite.arms]}, seeds {suite.seeds})"]
-    width = max(len(t.trial_id) for t in trials)
+def describe(suite, trials, jobs=()) -> str:
+    """The trial list that --dry-run prints (and every run prints before it starts), then the searches."""
+    searched = sum(job.search.trials for job in jobs)
+    lines = [f"suite {suite.name}: {len(trials)} trials" + (f" + {len(jobs)} Tune searches of {searched} trials"
+                                                             if jobs else "")
+             + f"  (workloads {suite.workloads}, batch sizes {suite.batch_sizes}, arms {[a.name for a in suite.arms]}, "
+             f"seeds {suite.seeds})"]
+    width = max([len(t.trial_id) for t in trials] + [len(j.name) for j in jobs] + [1])
     for t in trials:
         if t.kind == "autowu":
             what = " ".join([f"AutoWU {t.decay}"] + [f"{k}={v}" for k, v in sorted(t.autowu.items())])
@@ -87,6 +90,12 @@ def describe(suite, trials) -> str:
             what = f"linear warmup {t.warmup_epochs:g} ep to lr {t.peak_lr:.4g}" + (" (untuned default)" if t.is_default else "")
         lines.append(f"  {t.trial_id:<{width}}  {t.epochs} ep  {t.num_workers} x {'GPU' if t.use_gpu else 'CPU'} "
                      f"worker(s)  {t.optimizer}  {what}")
+    for job in jobs:
+        s = job.search
+        space = ", ".join(f"{k} {v.model_dump() if hasattr(v, 'model_dump') else v}" for k, v in s.space.items())
+        asha = "" if s.scheduler is None else f", ASHA grace {s.scheduler.grace_period} x{s.scheduler.reduction_factor:g}"
+        lines.append(f"  {job.name:<{width}}  {job.base.epochs} ep  search: {s.searcher}{asha}, {s.trials} trials, "
+                     f"seed {s.seed}, over {space}")
     return "\n".join(lines)
 
 
@@ -146,7 +155,7 @@ def _new_run(args: argparse.Namespace):
     missing = data_problems(suite)
     if missing and not args.dry_run:
         raise SuiteError(missing, source=suite.source)
-    print(describe(suite, trials), flush=True)
+    print(describe(suite, trials, search_jobs(suite)), flush=True)
     for warning in schedule_warnings(trials):
         print(f"warning: {warning}", flush=True)
     if args.dry_run:
@@ -181,6 +190,11 @@ def _resumed_run(args: argparse.Namespace):
     except ValueError as exc:
         raise SuiteError([f"--resume: {exc}"]) from None
     suite = load_suite(run_dir / "suite.yaml", tracking_uri=args.tracking_uri)
+    searched = [a.name for a in suite.arms if a.search is not None]
+    if searched:
+        raise SuiteError([f"--resume: {run_dir} has search arms {searched}; a Tune search is not resumed (its "
+                          "searcher's state is not kept); start a new run (the same searcher seed proposes the "
+                          "same points)"])
     trials = results.read_specs(run_dir)
     if not trials:
         raise SuiteError([f"--resume: {run_dir} has no trial list ({results.SPECS_FILE}); it cannot be resumed"])
@@ -201,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
     suite, trials, run_dir, record = planned
 
     from autowu_bench.dashboards import publish
-    from autowu_bench.platform import ray_cluster, runner, tracking
+    from autowu_bench.platform import ray_cluster, runner, search, tracking
     from autowu_bench.platform.mlflow_server import MAKE_UI_URL, LocalMlflowServer
     from autowu_bench.platform.outcome import TrialStatus
     from autowu_bench.platform.run_record import RunRecord
@@ -226,7 +240,8 @@ def run(args: argparse.Namespace) -> int:
             stack.callback(server.stop)
         session = stack.enter_context(ray_cluster.ray_session(args.address, num_cpus=args.num_cpus))
         stop.install(session)  # after ray.init, which installs its own SIGTERM handler
-        problems = ray_cluster.cluster_problems(trials, can_grow=args.address is not None)
+        jobs = search_jobs(suite)
+        problems = ray_cluster.cluster_problems(trials + [job.base for job in jobs], can_grow=args.address is not None)
         if problems:
             print("run_suite.py: the cluster cannot run the suite:\n" + "\n".join(f"  - {p}" for p in problems),
                   file=sys.stderr)
@@ -253,6 +268,11 @@ def run(args: argparse.Namespace) -> int:
                 pending, run_dir=str(run_dir), tracking_uri=tracking_uri, parent_run_id=parent,
                 max_concurrent=suite.resources.max_concurrent_trials, verbose=args.verbose,
             )
+            for job in jobs:  # each search is its own Tune job; its trials join `trials` as they start
+                search.run_search(job, run_dir=str(run_dir), tracking_uri=tracking_uri, parent_run_id=parent,
+                                  specs=trials, verbose=args.verbose,
+                                  default_concurrency=(suite.resources.max_concurrent_trials
+                                                       or ray_cluster.default_concurrency([job.base])))
             outcomes = runner.read_outcomes(str(run_dir), trials)
             text = publish(run_dir, title=f"{suite.name}: test accuracy, mean (std) over seeds  [{run_dir}]",
                            tracking_uri=tracking_uri, parent_run_id=parent, tracking_ui=ui)

@@ -5,23 +5,42 @@ trial's MLflow child run, starts the AutoWU controller actor (AutoWU trials) and
 the workers in their config, builds and fits a ``TorchTrainer`` whose workers run
 :func:`~autowu_bench.platform.worker.train_loop_per_worker`, forwards their reports to Tune with
 ``TuneReportCallback``, and writes the trial's outcome (``summary.json``) in the trial folder,
-whatever happens.
+whatever happens. It also keeps ``driver.json`` (its start time, the MLflow child run) in the trial
+folder: what a Tune callback needs to write the summary of a trial that Tune's scheduler stopped
+(``platform/search.py``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import traceback
 from typing import Any
 
-from autowu_bench.platform.files import read_count
+from autowu_bench.platform.files import read_count, write_atomic
 from autowu_bench.platform.outcome import TrialOutcome, TrialStatus
 from autowu_bench.platform.spec import TrialSpec
+
+DRIVER_FILE = "driver.json"
 
 
 def trial_dir(run_dir: str, trial_id: str) -> str:
     return os.path.join(run_dir, "trials", trial_id)
+
+
+def read_json(path: str) -> dict[str, Any]:
+    """A small JSON file's mapping; empty when it is absent or unreadable."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _note(folder: str, **values: Any) -> None:
+    path = os.path.join(folder, DRIVER_FILE)
+    write_atomic(path, json.dumps({**read_json(path), **values}))
 
 
 def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
@@ -49,7 +68,9 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
     run_id = controller = fit_started = None
     metrics: dict[str, Any] = {}
     try:  # from here on, whatever fails is recorded in the trial's summary (and its MLflow run, if any)
+        _note(folder, started=started)
         run_id = start_trial_run(tracking_uri, parent_run_id, spec)
+        _note(folder, mlflow_run_id=run_id)
         if spec.kind == "autowu":
             controller = start_controller(spec.autowu_kwargs(), name=controller_name(spec.trial_id),
                                           max_restarts=spec.max_failures)
@@ -75,6 +96,7 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
             ),
         )
         fit_started = time.time()
+        _note(folder, fit_started=fit_started)
         result = trainer.fit()
         metrics = dict(result.metrics or {})
         status = metrics.get("status")
@@ -91,6 +113,9 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
         outcome.write(folder)
         end_trial_run(tracking_uri, run_id, "FINISHED", outcome.to_dict())
     except BaseException as exc:
+        earlier = TrialOutcome.read(folder)
+        if earlier is not None and earlier.status is TrialStatus.STOPPED and (earlier.ended_at or 0) >= started:
+            raise  # Tune's scheduler stopped this trial and its summary says so (platform/search.py)
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         outcome = TrialOutcome.from_report(
             spec, metrics, status=TrialStatus.FAILED, started=started, ended=time.time(),
