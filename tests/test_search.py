@@ -71,6 +71,15 @@ def test_schema_rejects_what_a_search_cannot_run():
     assert "a log range needs low > 0" in text
 
 
+def test_a_resolved_search_suite_loads_again():
+    from autowu_bench.platform.suites import suite_to_yaml
+
+    s = suite(search_arm(), {"name": "k", "kind": "autowu", "search": {"searcher": "grid", "space": {"patience": [2, 3]}}})
+    again = validate_suite(yaml.safe_load(suite_to_yaml(s)))
+    assert [j.name for j in search_jobs(again)] == [j.name for j in search_jobs(s)]
+    assert "include_default" in problems(search_arm() | {"include_default": False})
+
+
 def test_a_search_arm_is_one_job_per_batch_and_seed_and_no_fixed_trials():
     s = suite({"name": "a", "kind": "autowu"}, search_arm() | {"scaling": "linear"}, seeds=(0, 1))
     assert [t.trial_id for t in expand(s)] == ["a_fmnist-mlp_b256_s0", "a_fmnist-mlp_b256_s1"]

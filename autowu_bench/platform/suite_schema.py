@@ -277,8 +277,9 @@ class BaselineArm(_Strict):
         return self
 
     def _search_only(self) -> BaselineArm:
+        # Set to anything but its default (a resolved suite.yaml writes the defaults out: still loadable).
         grid = [f for f in ("peak_lrs", "base_lrs", "warmup_epochs", "include_default", "default_warmup_epochs")
-                if f in self.model_fields_set]
+                if f in self.model_fields_set and getattr(self, f) != type(self).model_fields[f].default]
         if grid:
             raise ValueError(f"{grid} describe a grid; an arm with `search` takes its points from search.space; "
                              "remove them (or the search)")
