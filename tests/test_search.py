@@ -230,3 +230,23 @@ def test_public_trainable_config():
         spec_from_config({"peak_lrr": 0.1}, "t4")
     with pytest.raises(ValueError, match="takes no AutoWU options"):
         spec_from_config({"schedule": "baseline", "patience": 2}, "t5")
+
+
+class _FakeTrial:
+    def __init__(self, n, config):
+        self.trial_id, self.experiment_tag, self.config, self.last_result = f"id{n}", f"{n}_x", config, {}
+
+
+def test_a_trial_that_dies_before_its_driver_writes_is_listed_and_failed(tmp_path):
+    from autowu_bench.platform import results
+    from autowu_bench.platform.outcome import TrialOutcome
+    from autowu_bench.platform.search import SearchBook
+
+    job = search_jobs(suite(search_arm("tpe")))[0]
+    specs = []
+    book = SearchBook(job, run_dir=str(tmp_path), tracking_uri=None, specs=specs)
+    book.on_trial_error(0, [], _FakeTrial(2, {"peak_lr": 0.01, "warmup_epochs": 1.0}))
+    (spec,) = results.read_specs(tmp_path)
+    assert spec.trial_id == "rs_fmnist-mlp_b256_s0_t002" and spec.peak_lr == 0.01
+    outcome = TrialOutcome.read(tmp_path / "trials" / spec.trial_id)
+    assert outcome.status is TrialStatus.FAILED and "died" in outcome.error

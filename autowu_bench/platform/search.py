@@ -195,6 +195,22 @@ class SearchBook:
             self.specs.append(spec)
             results.write_specs(self.run_dir, self.specs)
 
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """A trial whose actor died (e.g. killed for memory) before its driver wrote a summary: listed in
+        ``trial_specs.json`` and summarised as failed, so that the tables count it."""
+        self.on_trial_start(iteration, trials, trial)
+        spec = self.spec_of(trial)
+        folder = trial_dir(self.run_dir, spec.trial_id)
+        if TrialOutcome.read(folder) is None:
+            driver = read_json(os.path.join(folder, DRIVER_FILE))
+            now = time.time()
+            os.makedirs(folder, exist_ok=True)
+            TrialOutcome.from_report(
+                spec, dict(getattr(trial, "last_result", None) or {}), status=TrialStatus.FAILED,
+                started=driver.get("started", now), ended=now, mlflow_run_id=driver.get("mlflow_run_id"),
+                error="the trial's process died before its driver wrote a summary (see Ray's logs)",
+            ).write(folder)
+
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         from autowu_bench.platform.tracking import end_trial_run
 
