@@ -41,7 +41,7 @@ from autowu_bench.platform.environment import (
     environment_problems,
     tracking_problems,
 )
-from autowu_bench.platform.expansion import expand
+from autowu_bench.platform.expansion import expand, search_jobs
 from autowu_bench.platform.preflight import data_problems, schedule_warnings
 from autowu_bench.platform.suite_errors import SuiteError
 from autowu_bench.platform.suites import load_suite, suite_to_yaml
@@ -114,11 +114,14 @@ def resolve_suite(args: argparse.Namespace):
                       results=args.results, download=args.download)
 
 
-def describe(suite, trials) -> str:
-    """The trial list that --dry-run prints (and every run prints before it starts)."""
-    lines = [f"suite {suite.name}: {len(trials)} trials  (workloads {suite.workloads}, batch sizes "
-             f"{suite.batch_sizes}, arms {[a.name for a in suite.arms]}, seeds {suite.seeds})"]
-    width = max(len(t.trial_id) for t in trials)
+def describe(suite, trials, jobs=()) -> str:
+    """The trial list that --dry-run prints (and every run prints before it starts), then the searches."""
+    searched = sum(job.search.trials for job in jobs)
+    lines = [f"suite {suite.name}: {len(trials)} trials" + (f" + {len(jobs)} Tune searches of {searched} trials"
+                                                             if jobs else "")
+             + f"  (workloads {suite.workloads}, batch sizes {suite.batch_sizes}, arms {[a.name for a in suite.arms]}, "
+             f"seeds {suite.seeds})"]
+    width = max([len(t.trial_id) for t in trials] + [len(j.name) for j in jobs] + [1])
     for t in trials:
         if t.kind == "autowu":
             what = " ".join([f"AutoWU {t.decay}"] + [f"{k}={v}" for k, v in sorted(t.autowu.items())])
@@ -132,6 +135,12 @@ def describe(suite, trials) -> str:
         what += f" [{note}]" if note else ""
         lines.append(f"  {t.trial_id:<{width}}  {t.epochs} ep  {t.num_workers} x {'GPU' if t.use_gpu else 'CPU'} "
                      f"worker(s)  {t.optimizer}  {what}")
+    for job in jobs:
+        s = job.search
+        space = ", ".join(f"{k} {v.model_dump() if hasattr(v, 'model_dump') else v}" for k, v in s.space.items())
+        asha = "" if s.scheduler is None else f", ASHA grace {s.scheduler.grace_period} x{s.scheduler.reduction_factor:g}"
+        lines.append(f"  {job.name:<{width}}  {job.base.epochs} ep  search: {s.searcher}{asha}, {s.trials} trials, "
+                     f"seed {s.seed}, over {space}")
     return "\n".join(lines)
 
 
@@ -146,8 +155,17 @@ def new_run_dir(results: str, suite_name: str) -> Path:
     return run_dir
 
 
+def resume_hint(suite, run_dir: Path, args: argparse.Namespace) -> str:
+    """What to do if the run stops (printed at the start and at an interruption): the command that picks
+    ``run_dir`` up again, or, for a suite with search arms (not resumable), to start it again."""
+    if any(arm.search is not None for arm in suite.arms):
+        return ("start it again (a run with Tune searches is not resumed; the same searcher seeds propose the "
+                "same points)")
+    return f"resume with: {resume_command(run_dir, args)}"
+
+
 def resume_command(run_dir: Path, args: argparse.Namespace) -> str:
-    """The command that picks ``run_dir`` up again (printed at the start and at an interruption)."""
+    """The command that picks ``run_dir`` up again."""
     words = ["python", "run_suite.py", "--resume", str(run_dir)]
     if args.address:
         words += ["--address", args.address]
@@ -194,7 +212,7 @@ def _new_run(args: argparse.Namespace):
                                                           network=not args.dry_run)
     if missing and not args.dry_run:
         raise SuiteError(missing, source=suite.source)
-    print(describe(suite, trials), flush=True)
+    print(describe(suite, trials, search_jobs(suite)), flush=True)
     for warning in schedule_warnings(trials):
         print(f"warning: {warning}", flush=True)
     if args.dry_run:
@@ -229,6 +247,11 @@ def _resumed_run(args: argparse.Namespace):
     except ValueError as exc:
         raise SuiteError([f"--resume: {exc}"]) from None
     suite = load_suite(run_dir / "suite.yaml", tracking_uri=args.tracking_uri)
+    searched = [a.name for a in suite.arms if a.search is not None]
+    if searched:
+        raise SuiteError([f"--resume: {run_dir} has search arms {searched}; a Tune search is not resumed (its "
+                          "searcher's state is not kept); start a new run (the same searcher seed proposes the "
+                          "same points)"])
     trials = results.read_specs(run_dir)
     if not trials:
         raise SuiteError([f"--resume: {run_dir} has no trial list ({results.SPECS_FILE}); it cannot be resumed"])
@@ -250,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
     suite, trials, run_dir, record = planned
 
     from autowu_bench.dashboards import publish
-    from autowu_bench.platform import ray_cluster, runner, tracking
+    from autowu_bench.platform import ray_cluster, runner, search, tracking
     from autowu_bench.platform.mlflow_server import MAKE_UI_URL, LocalMlflowServer
     from autowu_bench.platform.outcome import TrialStatus
     from autowu_bench.platform.run_record import RunRecord
@@ -260,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
     if record is not None:
         print(f"resuming: {len(trials) - len(pending)} of {len(trials)} trials ended before, "
               f"{len(pending)} to run: {[t.trial_id for t in pending]}", flush=True)
-    print(f"if it stops, resume with: {resume_command(run_dir, args)}", flush=True)
+    print(f"if it stops, {resume_hint(suite, run_dir, args)}", flush=True)
 
     stop = _Stop()
     failed: list[str] = []
@@ -280,7 +303,8 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return EXIT_INVALID
         stop.install(session)  # after ray.init, which installs its own SIGTERM handler
-        problems = ray_cluster.cluster_problems(trials, can_grow=args.address is not None)
+        jobs = search_jobs(suite)
+        problems = ray_cluster.cluster_problems(trials + [job.base for job in jobs], can_grow=args.address is not None)
         if problems:
             print("run_suite.py: the cluster cannot run the suite:\n" + "\n".join(f"  - {p}" for p in problems),
                   file=sys.stderr)
@@ -314,6 +338,11 @@ def run(args: argparse.Namespace) -> int:
                 pending, run_dir=str(run_dir), tracking_uri=tracking_uri, parent_run_id=parent,
                 max_concurrent=suite.resources.max_concurrent_trials, verbose=args.verbose,
             )
+            for job in jobs:  # each search is its own Tune job; its trials join `trials` as they start
+                search.run_search(job, run_dir=str(run_dir), tracking_uri=tracking_uri, parent_run_id=parent,
+                                  specs=trials, verbose=args.verbose,
+                                  default_concurrency=(suite.resources.max_concurrent_trials
+                                                       or ray_cluster.default_concurrency([job.base])))
             outcomes = runner.collect_outcomes(trials, str(run_dir))
             # What the trials left spooled first, waiting for MLflow (a local server its watchdog is
             # restarting), so that the report can link to their runs.
@@ -339,7 +368,7 @@ def run(args: argparse.Namespace) -> int:
                         tracking_uri=tracking_uri, parent_run_id=parent, tracking_ui=ui)
             except Exception as exc:  # noqa: BLE001 - the interrupt, not this, is what the user must see
                 print(f"run_suite.py: the tables of the interrupted run were not written ({exc})", file=sys.stderr)
-            print(f"run_suite.py: interrupted; resume with: {resume_command(run_dir, args)}", file=sys.stderr)
+            print(f"run_suite.py: interrupted; {resume_hint(suite, run_dir, args)}", file=sys.stderr)
             raise
         finally:
             tracked = end_tracking(run_dir, tracking_uri, parent, status, patience=0.0 if status == "KILLED" else patience)

@@ -290,3 +290,65 @@ def cost(trials: pd.DataFrame, table: pd.DataFrame, path: Path) -> tuple[Path | 
         ax.set_title(f"batch {batch}: the grid as it completes", fontsize=9)
         ax.legend(fontsize=7, loc="lower right")
     return _save(fig, path), order
+
+
+def search_progress(trials: pd.DataFrame, table: pd.DataFrame, path: Path) -> Path | None:
+    """Per batch size, one set of axes: test accuracy of the best so far (chosen on validation accuracy
+    among the completed trials) against cumulative device-hours as each grid and each Tune search
+    completes its trials (lowest seed); AutoWU's one-run arms as points. None without searches."""
+    from autowu_bench.dashboards.table import is_search
+
+    if not is_search(trials).any():
+        return None
+    batches = sorted(trials["batch_size"].unique())
+    fig, axes = _panels(1, len(batches), w=5.6, h=3.8)
+    for col, batch in enumerate(batches):
+        ax = axes[0, col]
+        cell = trials[trials["batch_size"] == batch]
+        searched = is_search(cell)
+        for i, arm in enumerate(dict.fromkeys(cell.loc[(cell["kind"] == "baseline") | searched, "arm"])):
+            mine = cell[cell["arm"] == arm]
+            curve = rd.search_curve(mine)
+            label = f"{arm} ({mine['search'].dropna().iloc[0]})" if is_search(mine).any() else f"{arm} (full grid)"
+            ax.step(curve["device_hours"], curve["best_test_acc"], where="post", color=COLORS[i % len(COLORS)],
+                    marker=".", label=label)
+        rows = table[(table["batch_size"] == batch) & table["row"].isin(set(cell.loc[cell["kind"] == "autowu", "arm"]))]
+        for i, (_, r) in enumerate(rows.iterrows()):
+            ax.plot(r["device_hours"], r["test_acc_mean"], "*^sDv"[i % 5], color="black", ms=10 if i == 0 else 7,
+                    label=f"{r['row']} (one run)")
+        ax.set_xlabel("cumulative device-hours")
+        ax.set_ylabel("test acc of the best so far")
+        ax.set_title(f"batch {batch}: accuracy against device-hours", fontsize=9)
+        ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
+
+
+def sensitivity(trials: pd.DataFrame, path: Path) -> Path | None:
+    """Per batch size: every completed trial's test accuracy of each arm that explores a space (a
+    baseline grid or search, an AutoWU search over its own options), as dots over a box: AutoWU's
+    spread across its knobs beside the baseline's across its space. None without an AutoWU search."""
+    from autowu_bench.dashboards.table import COMPLETED, is_search
+
+    searched = is_search(trials)
+    if not (searched & (trials["kind"] == "autowu")).any():
+        return None
+    batches = sorted(trials["batch_size"].unique())
+    fig, axes = _panels(1, len(batches), w=5.6, h=3.8)
+    for col, batch in enumerate(batches):
+        ax = axes[0, col]
+        cell = trials[(trials["batch_size"] == batch) & trials["status"].astype(str).isin(COMPLETED)]
+        spread = is_search(cell) | (cell["kind"] == "baseline")
+        arms = list(dict.fromkeys(cell.loc[spread, "arm"]))
+        values = [cell.loc[cell["arm"] == arm, "test_acc"].dropna().to_numpy() for arm in arms]
+        if not arms:
+            continue
+        ax.boxplot(values, widths=0.5, showfliers=False)
+        rng = np.random.default_rng(0)
+        for i, (arm, v) in enumerate(zip(arms, values), start=1):
+            kind = cell.loc[cell["arm"] == arm, "kind"].iloc[0]
+            ax.scatter(i + rng.uniform(-0.12, 0.12, len(v)), v, s=14, zorder=3,
+                       color=COLORS[0] if kind == "autowu" else COLORS[1])
+        ax.set_xticks(range(1, len(arms) + 1), [f"{a}\n({len(v)} trials)" for a, v in zip(arms, values)], fontsize=7)
+        ax.set_ylabel("test acc (completed trials)")
+        ax.set_title(f"batch {batch}: spread across each arm's space (blue: AutoWU's knobs)", fontsize=9)
+    return _save(fig, path)

@@ -20,6 +20,7 @@ import pandas as pd
 
 from autowu_bench.dashboards import figures
 from autowu_bench.dashboards import report_data as rd
+from autowu_bench.dashboards.table import is_search
 from autowu_bench.platform.outcome import TrialStatus
 from autowu_bench.workloads.optimizers import optimizer_note
 
@@ -122,9 +123,29 @@ def _img(folder: Path, path: Path | None, alt: str, none: str = "nothing recorde
     return f'<p><img src="{_e(path.relative_to(folder).as_posix())}" alt="{_e(alt)}"></p>'
 
 
+def _search_section(trials: pd.DataFrame, table: pd.DataFrame, folder: Path, slug: str) -> list[str]:
+    """The Tune searches: their rows, the best so far against device-hours, AutoWU's own sensitivity."""
+    rows = table[table["search"].notna()]
+    items = [f"<li>batch {int(r['batch_size'])}, {_e(r['row'])}: test acc {_e(_acc(r['test_acc_mean'], r['test_acc_std']))}, "
+             f"{r['device_hours']:.3f} device-h; {_e(r['setting'])}</li>" for _, r in rows.iterrows()]
+    parts = ["<h3>Tune searches</h3>", "<ul>" + "".join(items) + "</ul>",
+             ("<p><small>Each search's winner is its completed trial with the best final validation accuracy; its "
+              "test accuracy is shown. Device-hours: every trial the search ran, trials stopped early by ASHA for "
+              "the epochs they ran.</small></p>"),
+             _img(folder, figures.search_progress(trials, table, folder / f"{slug}-search.png"),
+                  "best so far against device-hours")]
+    spread = figures.sensitivity(trials, folder / f"{slug}-sensitivity.png")
+    if spread is not None:
+        parts += ["<h3>AutoWU's own sensitivity</h3>",
+                  ("<p><small>Test accuracy of every completed trial: AutoWU over its own knobs (blue) beside the "
+                   "baseline over its space.</small></p>"), _img(folder, spread, "sensitivity")]
+    return parts
+
+
 def _workload_section(name: str, tables: dict[str, pd.DataFrame], table: pd.DataFrame, folder: Path,
                       tracking_ui: str | None, experiment_id: str | None) -> str:
-    trials = tables["trials"][tables["trials"]["workload"] == name]
+    every = tables["trials"][tables["trials"]["workload"] == name]
+    trials = every[~is_search(every)]  # the sections below are about the fixed arms and grids
     mine = table[table["workload"] == name]
     slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
     answers = rd.answers(mine, trials)
@@ -132,34 +153,38 @@ def _workload_section(name: str, tables: dict[str, pd.DataFrame], table: pd.Data
     parts += [f"<li>{_e(a.text)}</li>" for a in answers] or ["<li>No AutoWU arm in this run.</li>"]
     parts.append("</ul>")
     parts += ["<h3>Test accuracy per arm and batch size (the paper's Table 1 layout)</h3>",
-              _arm_table(mine, trials, name), _optimizer_notes(trials)]
-    parts += ["<h3>Learning rate and training loss (the paper's Figure 2)</h3>",
-              "<p><small>Solid: AutoWU arms; dashed: the grid's best point and the default; dotted: AutoWU's "
-              "switch. Lowest seed of each arm.</small></p>",
-              _img(folder, figures.schedules(trials, tables["curves"], folder / f"{slug}-schedules.png"),
-                   "LR and training loss")]
-    parts += ["<h3>AutoWU's tests</h3>",
-              "<p><small>p of every vote at every test; dashed: the confidence a vote must exceed; triangles: "
-              "positive tests (k in a row switch); dotted: the switch and its reason.</small></p>",
-              _img(folder, figures.vote_record(trials, tables["tests"], folder / f"{slug}-tests.png"), "test record"),
-              _img(folder, figures.gp_at_switch(trials, tables["tests"], tables["curves"], folder / f"{slug}-gp.png"),
-                   "GP mean at the switch")]
-    parts += ["<h3>The baseline grid</h3>",
-              "<p><small>Mean validation accuracy per grid point (what <i>best</i> is chosen on); markers: "
-              "AutoWU's decay start LR and switch epoch.</small></p>",
-              _img(folder, figures.grid_heatmaps(trials, folder / f"{slug}-grid.png"), "grid heat map",
-                   none="no baseline arm has more than one grid point")]
-    by_batch = figures.accuracy_vs_batch(mine, folder / f"{slug}-batch.png", rd.planned_steps(trials),
-                                         rd.chance_accuracy(name))
-    if by_batch is not None:
-        parts += ["<h3>Accuracy against batch size</h3>",
-                  ("<p><small>The same epochs at every batch size, so each doubling halves the steps (under "
-                   "each size). Solid: AutoWU arms; dashed: the other arms' rows.</small></p>"),
-                  _img(folder, by_batch, "accuracy against batch size"), _limits_table(mine)]
-    cost_png, order = figures.cost(trials, mine, folder / f"{slug}-cost.png")
-    parts += ["<h3>Cost</h3>", f"<p><small>The grid's best so far: the point chosen on validation accuracy among "
-              f"the trials done, its test accuracy; completion order: {_e(order)}.</small></p>",
-              _img(folder, cost_png, "cost")]
+              _arm_table(mine, trials, name), _optimizer_notes(every)]
+    if len(trials):  # fixed arms and grids (a run of searches only has none)
+        parts += ["<h3>Learning rate and training loss (the paper's Figure 2)</h3>",
+                  "<p><small>Solid: AutoWU arms; dashed: the grid's best point and the default; dotted: AutoWU's "
+                  "switch. Lowest seed of each arm.</small></p>",
+                  _img(folder, figures.schedules(trials, tables["curves"], folder / f"{slug}-schedules.png"),
+                       "LR and training loss")]
+        parts += ["<h3>AutoWU's tests</h3>",
+                  "<p><small>p of every vote at every test; dashed: the confidence a vote must exceed; triangles: "
+                  "positive tests (k in a row switch); dotted: the switch and its reason.</small></p>",
+                  _img(folder, figures.vote_record(trials, tables["tests"], folder / f"{slug}-tests.png"), "test record"),
+                  _img(folder, figures.gp_at_switch(trials, tables["tests"], tables["curves"], folder / f"{slug}-gp.png"),
+                       "GP mean at the switch")]
+        parts += ["<h3>The baseline grid</h3>",
+                  "<p><small>Mean validation accuracy per grid point (what <i>best</i> is chosen on); markers: "
+                  "AutoWU's decay start LR and switch epoch.</small></p>",
+                  _img(folder, figures.grid_heatmaps(trials, folder / f"{slug}-grid.png"), "grid heat map",
+                       none="no baseline arm has more than one grid point")]
+        by_batch = figures.accuracy_vs_batch(mine, folder / f"{slug}-batch.png", rd.planned_steps(trials),
+                                             rd.chance_accuracy(name))
+        if by_batch is not None:
+            parts += ["<h3>Accuracy against batch size</h3>",
+                      ("<p><small>The same epochs at every batch size, so each doubling halves the steps (under "
+                       "each size). Solid: AutoWU arms; dashed: the other arms' rows.</small></p>"),
+                      _img(folder, by_batch, "accuracy against batch size"), _limits_table(mine)]
+        cost_png, order = figures.cost(trials, mine, folder / f"{slug}-cost.png")
+        parts += ["<h3>Cost</h3>", f"<p><small>The grid's best so far: the point chosen on validation accuracy among "
+                  f"the trials done, its test accuracy; completion order: {_e(order)}.</small></p>",
+                  _img(folder, cost_png, "cost")]
+    if is_search(every).any():
+        parts += _search_section(every, mine, folder, slug)
+    trials = every
     problems = rd.problem_trials(trials)
     parts.append("<h3>Trials that did not finish</h3>")
     parts.append(_trial_table(problems, tracking_ui, experiment_id) if len(problems) else "<p>None: every trial finished.</p>")

@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from autowu_bench.dashboards.paper import BASELINE, paper_cell
-from autowu_bench.dashboards.table import best_grid_point, head_to_head
+from autowu_bench.dashboards.table import best_grid_point, head_to_head, search_winners
 from autowu_bench.platform import results
 from autowu_bench.platform.outcome import TrialStatus
 from autowu_bench.schedulers.autowu import autowu_defaults
@@ -87,7 +87,7 @@ def answers(table: pd.DataFrame, trials: pd.DataFrame) -> list[Answer]:
     autowu_arms = set(trials.loc[trials["kind"] == "autowu", "arm"])
     out = []
     for (workload, batch), cell in table.groupby(["workload", "batch_size"], sort=True):
-        bests = cell[cell["row"].str.endswith(" best")]
+        bests = cell[cell["row"].str.endswith(" best") & cell["grid_points"].notna()]  # grids, not searches
         for _, auto in cell[cell["row"].isin(autowu_arms)].iterrows():
             out.append(_answer(workload, int(batch), auto, bests.iloc[0] if len(bests) else None))
     return out
@@ -208,6 +208,25 @@ def problem_trials(trials: pd.DataFrame) -> pd.DataFrame:
     """Trials that are diverged, failed or missing, each with its status and error (never dropped)."""
     status = trials["status"].astype(str)
     return trials[status.isin([TrialStatus.DIVERGED, TrialStatus.FAILED, TrialStatus.MISSING, TrialStatus.RUNNING])]
+
+
+def search_curve(trials: pd.DataFrame, select_by: str = SELECT_BY) -> pd.DataFrame:
+    """Best so far against cumulative device-hours as one arm's trials complete (grid or search; the
+    lowest seed): after each trial, the completed trial with the best ``select_by`` among those done
+    (``table.search_winners``'s rule) and its test accuracy. Stopped and failed trials add their hours."""
+    if trials.empty:
+        return pd.DataFrame(columns=["trial_id", "device_hours", "best_test_acc"])
+    first = trials[trials["seed"] == trials["seed"].min()]
+    ordered, _ = completion_order(first)
+    rows, hours = [], 0.0
+    for i in range(len(ordered)):
+        done = ordered.iloc[: i + 1]
+        trial = done.iloc[-1]
+        hours += 0.0 if math.isnan(trial["device_hours"]) else float(trial["device_hours"])
+        winner = search_winners(done, select_by)
+        acc = float(winner["test_acc"].iloc[0]) if len(winner) and pd.notna(winner["test_acc"].iloc[0]) else math.nan
+        rows.append({"trial_id": trial["trial_id"], "device_hours": hours, "best_test_acc": acc})
+    return pd.DataFrame(rows, columns=["trial_id", "device_hours", "best_test_acc"])
 
 
 def mlflow_link(run_id: object, tracking_ui: str | None, experiment_id: str | None) -> str | None:

@@ -8,7 +8,14 @@ batch size:
   averaged over seeds; its test accuracy is reported, so the choice never sees test data. Its
   device-hours are those of the whole grid: the price of finding that point;
 - ``<baseline arm> default``: the point the scaling rule gives untuned (the recipe's base LR scaled to
-  the batch size, the recipe's warmup epochs).
+  the batch size, the recipe's warmup epochs);
+- ``<search arm> best`` (an arm searched by a Ray Tune job, ``platform/search.py``; baseline or AutoWU):
+  per seed, the search's winner, the completed trial (finished or diverged; a trial stopped early by
+  ASHA has no test accuracy and cannot win) with the highest final validation accuracy (ties: the
+  earlier trial); its test accuracy is reported, mean (std) over seeds (each seed its own search). Its
+  device-hours are those of every trial the searches ran, stopped ones for the epochs they ran; the
+  setting says how many trials ran, completed and were stopped early (also the columns
+  ``search_trials``, ``search_completed``, ``search_stopped``).
 
 Columns (``head_to_head`` names, then the printed header):
     test_acc_mean / test_acc_std  "test acc": mean (std) over seeds of the final model's test accuracy
@@ -31,6 +38,7 @@ Columns (``head_to_head`` names, then the printed header):
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -43,8 +51,9 @@ from autowu_bench.workloads.optimizers import optimizer_note
 COLUMNS = (
     "workload", "batch_size", "row", "setting", "test_acc_mean", "test_acc_std", "val_acc_mean", "seeds",
     "trials", "diverged", "device_hours", "switch_epoch", "switch_reason", "decay_start_lr", "restarts", "grid_points",
-    "grid_points_without_result",
+    "grid_points_without_result", "search", "search_trials", "search_completed", "search_stopped",
 )
+COMPLETED = (TrialStatus.FINISHED, TrialStatus.DIVERGED)
 
 
 def _stats(group: pd.DataFrame, select_by: str) -> dict[str, Any]:
@@ -79,6 +88,51 @@ def best_grid_point(grid: pd.DataFrame, select_by: str = "final_val_acc") -> tup
     return tuple(float(v) for v in best.index[0])
 
 
+def is_search(trials: pd.DataFrame) -> pd.Series:
+    """Which trials a Tune search proposed (their ``search`` is set; tables from before searches: none)."""
+    if "search" not in trials:
+        return pd.Series(False, index=trials.index)
+    return trials["search"].notna() & (trials["search"].astype(str) != "")
+
+
+def search_winners(group: pd.DataFrame, select_by: str = "final_val_acc") -> pd.DataFrame:
+    """One search arm's winners, one row per seed: the completed trial with the highest ``select_by``
+    (ties: the lower trial id, i.e. the earlier proposal). A seed with no completed trial has none."""
+    done = group[group["status"].astype(str).isin(COMPLETED) & group[select_by].notna()]
+    if done.empty:
+        return done
+    ranked = done.sort_values([select_by, "trial_id"], ascending=[False, True], kind="stable")
+    return ranked.groupby("seed", sort=True).head(1).sort_values("seed", kind="stable")
+
+
+def search_setting(trial: pd.Series) -> str:
+    """The point of a search trial: peak LR and warmup (baseline), or the searched AutoWU options."""
+    if trial["kind"] != "autowu":
+        return _baseline_setting(trial["peak_lr"], trial["warmup_epochs"], trial)
+    options = trial.get("autowu")
+    options = json.loads(options) if isinstance(options, str) else dict(options or {})
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(options.items())) or "defaults"
+
+
+def _search_row(key: dict[str, Any], arm: str, group: pd.DataFrame, select_by: str) -> dict[str, Any] | None:
+    status = group["status"].astype(str)
+    counts = {"search": str(group["search"].dropna().iloc[0]), "search_trials": len(group),
+              "search_completed": int(status.isin(COMPLETED).sum()),
+              "search_stopped": int((status == TrialStatus.STOPPED).sum())}
+    winners = search_winners(group, select_by)
+    stats = _stats(winners, select_by) if len(winners) else {
+        "test_acc_mean": math.nan, "test_acc_std": math.nan, "val_acc_mean": math.nan, "seeds": 0, "trials": 0,
+        "diverged": 0, "restarts": 0}
+    stats["device_hours"] = group["device_hours"].sum(min_count=1)  # the whole search's cost
+    stats["restarts"] = _restarts(group)
+    point = search_setting(winners.iloc[0]) if len(winners) else "no completed trial"
+    seeds = group["seed"].nunique()
+    note = (f"{counts['search']}: {counts['search_trials']} trials, {counts['search_completed']} completed, "
+            f"{counts['search_stopped']} stopped early" + (f"; seed {int(winners.iloc[0]['seed'])}'s winner of "
+                                                             f"{seeds} searches" if seeds > 1 and len(winners) else ""))
+    return {**key, "row": f"{arm} best", "setting": f"{point} ({note})" + _note(group.iloc[0]), **stats, **counts}
+
+
 def head_to_head(trials: pd.DataFrame, select_by: str = "final_val_acc") -> pd.DataFrame:
     """The table as a DataFrame with ``COLUMNS``, one row per (workload, batch size, row)."""
     rows: list[dict[str, Any]] = []
@@ -89,6 +143,9 @@ def head_to_head(trials: pd.DataFrame, select_by: str = "final_val_acc") -> pd.D
             if group.empty:
                 continue
             key = {"workload": workload, "batch_size": int(batch)}
+            if is_search(group).any():
+                rows.append(_search_row(key, arm, group[is_search(group)], select_by))
+                continue
             if group["kind"].iloc[0] == "autowu":
                 reasons = group["switch_reason"].dropna()
                 rows.append({

@@ -1,4 +1,5 @@
-"""A validated suite as trials: one ``TrialSpec`` per workload x batch size x arm x grid point x seed."""
+"""A validated suite as trials: one ``TrialSpec`` per workload x batch size x arm x grid point x seed, and
+one ``SearchJob`` per workload x batch size x search arm x seed (its points are proposed while it runs)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autowu_bench import workloads
+from autowu_bench.platform.search import SearchJob
 from autowu_bench.platform.spec import TrialSpec
 from autowu_bench.platform.suite_errors import SuiteError
 from autowu_bench.platform.suite_schema import AutoWUArm, BaselineArm, Suite
@@ -52,13 +54,9 @@ def _lr_tag(lr: float) -> str:
     return f"{lr:.4g}"
 
 
-def expand(suite: Suite) -> list[TrialSpec]:
-    """One TrialSpec per workload x batch size x arm x grid point x seed, in that order.
-
-    Trial ids are stable (a function of the suite's values) and unique; they name the trial folders and
-    MLflow child runs: ``autowu-cos_fmnist-mlp_b4096_s0``, ``baseline_fmnist-mlp_b4096_lr0.003_w5_s0``.
-    """
-    trials: list[TrialSpec] = []
+def _arm_bases(suite: Suite):
+    """(workload, batch size, arm, recipe of the arm, the spec fields every trial of it shares), in the
+    order workload x batch size x arm."""
     res, train, data = suite.resources, suite.training, suite.data
     common = dict(
         suite=suite.name, data_root=data.root, train_subset=data.train_subset, val_size=data.val_size,
@@ -73,29 +71,67 @@ def expand(suite: Suite) -> list[TrialSpec]:
             for arm in suite.arms:
                 # An arm with another optimizer takes that optimizer's base LR and weight decay.
                 arm_recipe = recipe.with_optimizer(arm.optimizer) if arm.optimizer not in (None, recipe.optimizer) else recipe
-                optimizer = arm_recipe.optimizer
                 weight_decay = arm.weight_decay if arm.weight_decay is not None else arm_recipe.weight_decay
                 base = dict(common, arm=arm.name, workload=workload, batch_size=batch, epochs=epochs,
-                            optimizer=optimizer, weight_decay=float(weight_decay))
-                if isinstance(arm, AutoWUArm):
-                    for seed in suite.seeds:
-                        trials.append(TrialSpec(
-                            trial_id=f"{arm.name}_{workload}_b{batch}_s{seed}", kind="autowu", seed=seed,
-                            decay=arm.decay, autowu=arm.autowu.kwargs(), **base,
-                        ))
-                    continue
-                for point in baseline_grid(arm, arm_recipe, batch):
-                    for seed in suite.seeds:
-                        trials.append(TrialSpec(
-                            trial_id=(f"{arm.name}_{workload}_b{batch}_lr{_lr_tag(point.peak_lr)}"
-                                      f"_w{point.warmup_epochs:g}_s{seed}"),
-                            kind="baseline", seed=seed, peak_lr=point.peak_lr,
-                            warmup_epochs=point.warmup_epochs, is_default=point.is_default, decay=arm.decay,
-                            decay_power=arm.decay_power if arm.decay == "polynomial" else None, **base,
-                        ))
+                            optimizer=arm_recipe.optimizer, weight_decay=float(weight_decay), decay=arm.decay,
+                            # only a baseline decays polynomially (AutoWU's decays: cosine, const-cos)
+                            decay_power=arm.decay_power if arm.decay == "polynomial" else None)
+                yield workload, batch, arm, arm_recipe, base
+
+
+def expand(suite: Suite) -> list[TrialSpec]:
+    """One TrialSpec per workload x batch size x arm x grid point x seed, in that order (search arms:
+    see :func:`search_jobs`).
+
+    Trial ids are stable (a function of the suite's values) and unique; they name the trial folders and
+    MLflow child runs: ``autowu-cos_fmnist-mlp_b4096_s0``, ``baseline_fmnist-mlp_b4096_lr0.003_w5_s0``.
+    """
+    trials: list[TrialSpec] = []
+    for workload, batch, arm, arm_recipe, base in _arm_bases(suite):
+        if arm.search is not None:
+            continue
+        if isinstance(arm, AutoWUArm):
+            for seed in suite.seeds:
+                trials.append(TrialSpec(
+                    trial_id=f"{arm.name}_{workload}_b{batch}_s{seed}", kind="autowu", seed=seed,
+                    autowu=arm.autowu.kwargs(), **base,
+                ))
+            continue
+        for point in baseline_grid(arm, arm_recipe, batch):
+            for seed in suite.seeds:
+                trials.append(TrialSpec(
+                    trial_id=(f"{arm.name}_{workload}_b{batch}_lr{_lr_tag(point.peak_lr)}"
+                              f"_w{point.warmup_epochs:g}_s{seed}"),
+                    kind="baseline", seed=seed, peak_lr=point.peak_lr,
+                    warmup_epochs=point.warmup_epochs, is_default=point.is_default, **base,
+                ))
     ids = [t.trial_id for t in trials]
     clashes = sorted({i for i in ids if ids.count(i) > 1})
     if clashes:
         raise SuiteError([f"arms: grid points that round to the same trial id {clashes}; "
                           "make the peak LRs differ in their first 4 significant digits"])
     return trials
+
+
+def search_jobs(suite: Suite) -> list[SearchJob]:
+    """One Tune search per workload x batch size x search arm x seed, in that order.
+
+    With several seeds each seed gets its own search (same searcher seed, the trials' own seed): each
+    picks its winner on validation accuracy, and the table averages the winners' test accuracies.
+    """
+    jobs = []
+    for workload, batch, arm, arm_recipe, base in _arm_bases(suite):
+        if arm.search is None:
+            continue
+        for seed in suite.seeds:
+            name = f"{arm.name}_{workload}_b{batch}_s{seed}"
+            if isinstance(arm, AutoWUArm):
+                spec = TrialSpec(trial_id=name, kind="autowu", seed=seed,
+                                 autowu=arm.autowu.kwargs(), search=arm.search.label, **base)
+                jobs.append(SearchJob(name, spec, arm.search))
+                continue
+            spec = TrialSpec(trial_id=name, kind="baseline", seed=seed, warmup_epochs=float(arm_recipe.warmup_epochs),
+                             search=arm.search.label, **base)
+            scaling = (arm.scaling or arm_recipe.scaling, arm.base_batch or arm_recipe.base_batch)
+            jobs.append(SearchJob(name, spec, arm.search, scaling))
+    return jobs

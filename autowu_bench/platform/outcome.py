@@ -23,6 +23,7 @@ class TrialStatus(StrEnum):
     RUNNING = "running"  # what the workers report while epochs remain
     FINISHED = "finished"  # every epoch trained and evaluated
     DIVERGED = "diverged"  # the loss blew up where no rollback was left: a result, not an error
+    STOPPED = "stopped"  # ended early by a Tune scheduler (ASHA) of a search: a result, not an error
     FAILED = "failed"  # an error ended the trial (or it never started)
     MISSING = "missing"  # no summary in the run folder (the results tables only)
 

@@ -27,8 +27,9 @@ from typing import Any, Callable, Iterable, TextIO
 
 from autowu_bench.platform.outcome import TrialStatus
 
-PENDING, RUNNING, FINISHED, DIVERGED, FAILED = (
-    TrialStatus.PENDING, TrialStatus.RUNNING, TrialStatus.FINISHED, TrialStatus.DIVERGED, TrialStatus.FAILED
+PENDING, RUNNING, FINISHED, DIVERGED, STOPPED, FAILED = (
+    TrialStatus.PENDING, TrialStatus.RUNNING, TrialStatus.FINISHED, TrialStatus.DIVERGED, TrialStatus.STOPPED,
+    TrialStatus.FAILED
 )
 DONE = (FINISHED, DIVERGED)
 
@@ -55,13 +56,14 @@ class TrialState:
     @property
     def epochs_left(self) -> int:
         """Epochs still to train: none once the trial ended, however it ended."""
-        return 0 if self.status in DONE + (FAILED,) else max(0, self.epochs - self.epochs_done)
+        return 0 if self.status in DONE + (STOPPED, FAILED) else max(0, self.epochs - self.epochs_done)
 
 
 @dataclass(frozen=True)
 class Counts:
-    finished: int  # finished or diverged: trials that ran to their end
+    finished: int  # finished, diverged or stopped by a search's scheduler: trials that ended
     diverged: int
+    stopped: int
     running: int
     pending: int
     failed: int
@@ -73,8 +75,9 @@ class Counts:
 
 def count(states: Iterable[TrialState]) -> Counts:
     states = list(states)
-    by = {s: sum(1 for t in states if t.status == s) for s in (PENDING, RUNNING, FINISHED, DIVERGED, FAILED)}
-    return Counts(finished=by[FINISHED] + by[DIVERGED], diverged=by[DIVERGED], running=by[RUNNING],
+    by = {s: sum(1 for t in states if t.status == s) for s in (PENDING, RUNNING, FINISHED, DIVERGED, STOPPED, FAILED)}
+    return Counts(finished=by[FINISHED] + by[DIVERGED] + by[STOPPED], diverged=by[DIVERGED], stopped=by[STOPPED],
+                  running=by[RUNNING],
                   pending=by[PENDING], failed=by[FAILED])
 
 
@@ -120,7 +123,8 @@ def progress_line(states: Iterable[TrialState], elapsed: float) -> str:
     """The progress line (see the module docstring)."""
     states = list(states)
     c = count(states)
-    done = f"trials {c.finished}/{c.total} done" + (f" ({c.diverged} diverged)" if c.diverged else "")
+    notes = [f"{n} {what}" for n, what in ((c.diverged, "diverged"), (c.stopped, "stopped early")) if n]
+    done = f"trials {c.finished}/{c.total} done" + (f" ({', '.join(notes)})" if notes else "")
     left = remaining_seconds(states, elapsed)
     eta = "estimating what is left" if left is None else f"~{format_duration(left)} left"
     best = ", ".join(f"{workload} b{batch} {'-' if acc is None else f'{acc:.4f}'}"
@@ -167,12 +171,15 @@ class ProgressReporter:
         interval: off a terminal, seconds between progress lines (besides those after a trial's end).
         error_of: ``error_of(trial_id)`` -> the error of a failed trial (the trial driver's summary), or None.
         clock: ``time.monotonic``-like.
+        spec_of: ``spec_of(tune_trial)`` -> the trial's spec dict (default: its ``config["spec"]``; a
+            search trial's config holds only the proposed values).
     """
 
     def __init__(self, specs: Iterable[Any], *, verbose: bool = False, stream: TextIO | None = None,
                  live: bool | None = None, interval: float = 60.0,
                  error_of: Callable[[str], str | None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 spec_of: Callable[[Any], dict[str, Any]] | None = None) -> None:
         self.states = {s.trial_id: s for s in map(TrialState.from_spec, specs)}
         self.verbose = verbose
         self._stream = stream  # None: sys.stdout when writing (Tune pickles its callbacks; a console stream does not pickle)
@@ -180,6 +187,7 @@ class ProgressReporter:
         self.interval = interval
         self.error_of = error_of
         self.clock = clock
+        self.spec_of = spec_of
         self.started = clock()
         self._last_line_at: float | None = None
         self._drawn = False  # a live line is on screen, to be cleared before any other line
@@ -221,7 +229,8 @@ class ProgressReporter:
         state = self._state(trial)
         last = getattr(trial, "last_result", None) or {}
         self._update(state, last)
-        state.status = DIVERGED if last.get("status") == DIVERGED else FINISHED
+        # Ended without its last epoch: stopped by the search's scheduler (ASHA).
+        state.status = last.get("status") if last.get("status") in DONE else STOPPED
         self._print(end_line(state))
         self._progress(force=True)
 
@@ -248,7 +257,7 @@ class ProgressReporter:
     # -- internals -------------------------------------------------------------------------------
 
     def _state(self, trial: Any) -> TrialState:
-        spec = trial.config["spec"]
+        spec = self.spec_of(trial) if self.spec_of is not None else trial.config["spec"]
         trial_id = spec["trial_id"]
         if trial_id not in self.states:  # a trial the reporter was not told of
             self.states[trial_id] = TrialState.from_spec(spec)

@@ -108,9 +108,10 @@ def collect_outcomes(trials: list[TrialSpec], run_dir: str,
 
 
 def pending_trials(run_dir: str, trials: list[TrialSpec]) -> list[TrialSpec]:
-    """The trials a resumed run still has to run: all but those whose summary says they ended (finished
-    or diverged). A failed or interrupted trial runs again, from its last checkpoint when it has one."""
-    ended = (TrialStatus.FINISHED, TrialStatus.DIVERGED)
+    """The trials a resumed run still has to run: all but those whose summary says they ended (finished,
+    diverged, or stopped by a search's scheduler). A failed or interrupted trial runs again, from its last
+    checkpoint when it has one."""
+    ended = (TrialStatus.FINISHED, TrialStatus.DIVERGED, TrialStatus.STOPPED)
     return [spec for spec in trials
             if (outcome := TrialOutcome.read(trial_dir(run_dir, spec.trial_id))) is None or outcome.status not in ended]
 

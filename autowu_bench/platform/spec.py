@@ -27,6 +27,8 @@ class TrialSpec:
         is_default: the baseline grid point that the scaling rule gives untuned (the paper's default).
         micro_batch: per-worker micro-batch for gradient accumulation; None means no accumulation.
         max_failures: Ray Train worker-group restarts (each from the last checkpoint) before the trial fails.
+        search: for a trial proposed by an arm's Tune search, the search (``"tpe"``, ``"random+asha"``,
+            ...; ``platform/search.py``); None for a trial of a fixed grid or an AutoWU arm's one run.
     """
 
     trial_id: str
@@ -57,6 +59,7 @@ class TrialSpec:
     channels_last: bool = False
     compile: bool = False
     max_failures: int = 3
+    search: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -33,6 +33,18 @@ Schema (every field but ``name``, ``workloads``, ``batch_sizes`` and ``arms`` ha
         warmup_epochs: [1, 5]      # 0: no warmup (the decay starts at the peak LR)
         include_default: true      # add the untuned default: the recipe's base LR scaled by the rule,
         default_warmup_epochs: null  # with this many warmup epochs (null: the recipe's, 5 in the paper)
+      - name: baseline-tpe         # a baseline (or AutoWU) arm searched by Ray Tune instead of a grid
+        kind: baseline             # (no peak_lrs/base_lrs/warmup_epochs/include_default then)
+        search:
+          searcher: tpe            # "grid" | "random" | "tpe" (OptunaSearch) | "hyperopt" (HyperOptSearch)
+          space:                   # a list (a choice; grid: every value) or a range {low, high, log, integer}
+            peak_lr: {low: 0.001, high: 0.1, log: true}   # or base_lr (scaled by `scaling`)
+            warmup_epochs: {low: 0, high: 5}              # AutoWU arms: AutoWU options (patience: [2, 3])
+          num_samples: 6           # trials (grid: its size, leave unset)
+          max_concurrent: null     # null: resources.max_concurrent_trials, else what the cluster holds
+          scheduler: null          # or {kind: asha, grace_period: 2, reduction_factor: 3}
+          seed: 0                  # the searcher's seed: a rerun proposes the same points
+          initial_points: null     # tpe/hyperopt: random trials before the model (null: num_samples // 3)
     resources:
       workers_per_trial: 2         # Ray Train workers (data-parallel ranks) per trial
       use_gpu: false
@@ -50,6 +62,7 @@ Schema (every field but ``name``, ``workloads``, ``batch_sizes`` and ``arms`` ha
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -139,8 +152,85 @@ class AutoWUOptions(_Strict):
         return self.model_dump(exclude_none=True)
 
 
+class Range(_Strict):
+    """A continuous (or integer) range of a search space: uniform, or log-uniform with ``log``."""
+
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if not self.low < self.high:
+            raise ValueError(f"low={self.low:g} must be below high={self.high:g}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0 (low={self.low:g}); raise low or set log: false")
+        return self
+
+    def bounds(self) -> list[float]:
+        return [self.low, self.high]
+
+
+SpaceValue = Annotated[list[int | float | str], Field(min_length=1)] | Range
+SEARCHERS = ("grid", "random", "tpe", "hyperopt")
+BASELINE_SEARCH_KEYS = ("peak_lr", "base_lr", "warmup_epochs")
+
+
+class Asha(_Strict):
+    """Ray Tune's ASHA (``ASHAScheduler``) on the epochs, reading validation accuracy."""
+
+    kind: Literal["asha"] = "asha"
+    grace_period: PositiveInt = 1
+    reduction_factor: Annotated[float, Field(gt=1)] = 3.0
+
+
+class Search(_Strict):
+    """An arm's Ray Tune search job (``platform/search.py``): its space, searcher, scheduler and budget."""
+
+    searcher: Literal[SEARCHERS]
+    space: Annotated[dict[str, SpaceValue], Field(min_length=1)]
+    num_samples: PositiveInt | None = None
+    max_concurrent: PositiveInt | None = None
+    scheduler: Asha | None = None
+    seed: NonNegativeInt = 0
+    initial_points: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _budget(self) -> Search:
+        if self.searcher == "grid":
+            ranges = [k for k, v in self.space.items() if isinstance(v, Range)]
+            if ranges:
+                raise ValueError(below("space", f"the grid searcher needs a list for every key; {ranges} are ranges"))
+            size = math.prod(len(v) for v in self.space.values())
+            if self.num_samples is not None and self.num_samples != size:
+                raise ValueError(below("num_samples", f"num_samples={self.num_samples} but the grid has {size} points; "
+                                       "leave num_samples unset for the grid searcher"))
+        elif self.num_samples is None:
+            raise ValueError(below("num_samples", f"the {self.searcher} searcher needs num_samples (its trial budget)"))
+        if self.initial_points is not None and self.searcher not in ("tpe", "hyperopt"):
+            raise ValueError(below("initial_points", "initial_points is for the tpe and hyperopt searchers only"))
+        return self
+
+    @property
+    def trials(self) -> int:
+        """The trial budget: num_samples, or the grid's size."""
+        if self.num_samples is not None:
+            return self.num_samples
+        return math.prod(len(v) for v in self.space.values())
+
+    @property
+    def label(self) -> str:
+        """``tpe``, ``random+asha``: the ``search`` field of its trials and the name in the table."""
+        return self.searcher + (f"+{self.scheduler.kind}" if self.scheduler is not None else "")
+
+
+def _values(value: Any) -> list:
+    return value.bounds() if isinstance(value, Range) else list(value)
+
+
 class AutoWUArm(_Strict):
-    """AutoWU with one decay."""
+    """AutoWU with one decay (one run per seed, or a Tune ``search`` over AutoWU's own options)."""
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     kind: Literal["autowu"]
@@ -148,6 +238,24 @@ class AutoWUArm(_Strict):
     optimizer: Literal[OPTIMIZERS] | None = None
     weight_decay: Annotated[float, Field(ge=0)] | None = None
     autowu: AutoWUOptions = AutoWUOptions()
+    search: Search | None = None
+
+    @model_validator(mode="after")
+    def _searchable(self) -> AutoWUArm:
+        if self.search is None:
+            return self
+        known = [n for n in autowu_defaults() if n not in ("decay", "seed")]
+        lines = [below(f"search.space.{k}", f"{k!r} is not an AutoWU option; searchable: {known}")
+                 for k in self.search.space if k not in known]
+        for key, value in self.search.space.items():
+            if key not in known:
+                continue
+            for v in _values(value):
+                for message in autowu_option_problems(**{**self.autowu.kwargs(), key: v}).values():
+                    lines.append(below(f"search.space.{key}", f"value {v!r}: {message}"))
+        if lines:
+            raise ValueError("\n".join(lines))
+        return self
 
 
 class BaselineArm(_Strict):
@@ -168,6 +276,7 @@ class BaselineArm(_Strict):
     warmup_epochs: list[Annotated[float, Field(ge=0)]] = [5.0]
     include_default: bool = True
     default_warmup_epochs: Annotated[float, Field(ge=0)] | None = None
+    search: Search | None = None
 
     @field_validator("peak_lrs", "base_lrs", "warmup_epochs")
     @classmethod
@@ -176,6 +285,8 @@ class BaselineArm(_Strict):
 
     @model_validator(mode="after")
     def _one_grid(self) -> "BaselineArm":
+        if self.search is not None:
+            return self._search_only()
         if self.peak_lrs is not None and self.base_lrs is not None:
             raise ValueError(
                 "give either peak_lrs (the same for every batch size) or base_lrs (scaled to each batch "
@@ -183,6 +294,28 @@ class BaselineArm(_Strict):
             )
         if self.peak_lrs is None and self.base_lrs is None and not self.include_default:
             raise ValueError("the grid is empty: give peak_lrs or base_lrs, or set include_default: true")
+        return self
+
+    def _search_only(self) -> BaselineArm:
+        # Set to anything but its default (a resolved suite.yaml writes the defaults out: still loadable).
+        grid = [f for f in ("peak_lrs", "base_lrs", "warmup_epochs", "include_default", "default_warmup_epochs")
+                if f in self.model_fields_set and getattr(self, f) != type(self).model_fields[f].default]
+        if grid:
+            raise ValueError(f"{grid} describe a grid; an arm with `search` takes its points from search.space; "
+                             "remove them (or the search)")
+        space = self.search.space
+        lines = [below(f"search.space.{k}", f"{k!r} cannot be searched on a baseline arm; use {list(BASELINE_SEARCH_KEYS)}")
+                 for k in space if k not in BASELINE_SEARCH_KEYS]
+        if ("peak_lr" in space) == ("base_lr" in space):
+            lines.append(below("search.space", "give exactly one of peak_lr (the same for every batch size) or "
+                               "base_lr (scaled by `scaling` to each batch size)"))
+        for key in ("peak_lr", "base_lr"):
+            if key in space and any(not isinstance(v, (int, float)) or v <= 0 for v in _values(space[key])):
+                lines.append(below(f"search.space.{key}", "learning rates must be numbers > 0"))
+        if "warmup_epochs" in space and any(not isinstance(v, (int, float)) or v < 0 for v in _values(space["warmup_epochs"])):
+            lines.append(below("search.space.warmup_epochs", "warmup epochs must be numbers >= 0"))
+        if lines:
+            raise ValueError("\n".join(lines))
         return self
 
     def default_warmup(self, recipe: Any) -> float:
@@ -325,6 +458,13 @@ class Suite(_Strict):
             epochs = info.data.get("epochs") or recipe.epochs
             for i, arm in enumerate(arms):
                 if not isinstance(arm, BaselineArm):
+                    continue
+                if arm.search is not None:
+                    warmups = arm.search.space.get("warmup_epochs")
+                    longest = max(_values(warmups)) if warmups is not None else recipe.warmup_epochs
+                    if isinstance(longest, (int, float)) and longest >= epochs:
+                        problems.append(below(f"[{i}].search.space.warmup_epochs", f"warmup epochs up to {longest:g} "
+                                              f"not below the {epochs} epochs of {name}; shorten the warmups"))
                     continue
                 too_long = [w for w in arm.warmup_epochs if w >= epochs]
                 if too_long:

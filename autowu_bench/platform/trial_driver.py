@@ -11,25 +11,44 @@ records it and the runner takes it from there).
 Tracking never decides a trial's outcome: the child run is opened and closed through the trial's spool
 (``tracking.open_trial`` / ``close_trial``), each waiting a bounded time for MLflow and never raising for
 it; what MLflow did not take stays spooled and is sent later (the suite's end, ``--sync``, ``--resume``).
+
+It also keeps ``driver.json`` (its start time) in the trial folder: what a Tune callback needs to
+write the summary of a trial that Tune's scheduler stopped (``platform/search.py``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
 import traceback
 from typing import Any
 
-from autowu_bench.platform.files import read_count
+from autowu_bench.platform.files import read_count, write_atomic
 from autowu_bench.platform.outcome import TrialOutcome, TrialStatus
 from autowu_bench.platform.spec import TrialSpec
 
 CHECKPOINTS_KEPT = 2  # per trial, in Ray Train's storage under the run folder (the free-disk check counts them)
+DRIVER_FILE = "driver.json"
 
 
 def trial_dir(run_dir: str, trial_id: str) -> str:
     return os.path.join(run_dir, "trials", trial_id)
+
+
+def read_json(path: str) -> dict[str, Any]:
+    """A small JSON file's mapping; empty when it is absent or unreadable."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _note(folder: str, **values: Any) -> None:
+    path = os.path.join(folder, DRIVER_FILE)
+    write_atomic(path, json.dumps({**read_json(path), **values}))
 
 
 def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
@@ -58,6 +77,7 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
     finished = False
     metrics: dict[str, Any] = {}
     try:  # from here on, whatever fails is recorded in the trial's summary (and its MLflow run, if any)
+        _note(folder, started=started)
         run_id = open_trial(tracking_uri, parent_run_id, spec, folder)
         if spec.kind == "autowu":
             controller = start_controller(spec.autowu_kwargs(), name=controller_name(spec.trial_id),
@@ -84,6 +104,7 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
             ),
         )
         fit_started = time.time()
+        _note(folder, fit_started=fit_started)
         result = trainer.fit()
         metrics = dict(result.metrics or {})
         status = metrics.get("status")
@@ -103,6 +124,9 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
     except BaseException as exc:
         if finished:
             raise  # the trial's summary says finished: nothing after it (an interrupt) turns it into a failure
+        earlier = TrialOutcome.read(folder)
+        if earlier is not None and earlier.status is TrialStatus.STOPPED and (earlier.ended_at or 0) >= started:
+            raise  # Tune's scheduler stopped this trial and its summary says so (platform/search.py)
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         outcome = TrialOutcome.from_report(
             spec, metrics, status=TrialStatus.FAILED, started=started, ended=time.time(),

@@ -1,0 +1,277 @@
+"""A search arm as a Ray Tune job: Tune's own searcher (grid / random through ``BasicVariantGenerator``,
+TPE through ``OptunaSearch``, HyperOpt through ``HyperOptSearch``) and optionally Tune's ASHA over the
+arm's search space, each proposed point one ordinary trial (``trial_driver.run_trial``).
+
+One job per arm, workload, batch size and seed (``expansion.search_jobs``). Every searcher and ASHA read
+``val_acc`` (validation accuracy, reported each epoch; never the test set), in mode max. A trial's id
+is ``<job>_t<NNN>``, numbered in the order Tune creates the trials, e.g.
+``baseline-tpe_fmnist-mlp_b4096_s0_t003``.
+
+Reproducible: the searcher's seed is the suite's ``search.seed``. Grid and random proposals depend on
+the seed only. TPE and HyperOpt also learn from results, so they run in batches of ``max_concurrent``
+(``ConcurrencyLimiter(batch=True)``): each batch is proposed once the one before has completed, so
+the same results (the platform's trials are deterministic) give the same points whatever the timing.
+
+A trial stopped by ASHA: Tune stops its actor, which tears down the trial's ``TorchTrainer`` (its Ray
+Train controller and workers are the actor's own). Its driver cannot write its summary, so
+:class:`SearchBook` (a Tune callback in the driver's process) writes it: status ``stopped``, the
+epochs it reported, its wall time from its driver's start to the stop (device-hours counted for what it
+ran), and ends its MLflow child run (through the trial's spool) as KILLED with ``summary.status = stopped``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from autowu_bench.platform.outcome import TrialOutcome, TrialStatus
+from autowu_bench.platform.spec import TrialSpec
+from autowu_bench.platform.suite_schema import Range, Search
+from autowu_bench.platform.tracking import close_trial, spooled_run_id
+from autowu_bench.platform.trial_driver import (
+    DRIVER_FILE,
+    read_json,
+    run_trial,
+    trial_dir,
+)
+from autowu_bench.schedulers.lr_functions import scaled_peak_lr
+
+METRIC, MODE = "val_acc", "max"
+TIME_ATTR = "epoch"
+# How long the Tune loop waits for MLflow to take a trial's end that a callback writes; what is left
+# stays in the trial's spool, sent at the suite's end (or by --sync).
+CALLBACK_WAIT_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class SearchJob:
+    """One Tune search: ``base`` is every trial's spec but the searched values (its ``trial_id`` is the
+    job's name); ``scaling`` = (rule, base batch) turns a searched ``base_lr`` into the trial's peak LR."""
+
+    name: str
+    base: TrialSpec
+    search: Search
+    scaling: tuple[str, int] | None = None
+
+    def trial_id(self, n: int) -> str:
+        return f"{self.name}_t{n:03d}"
+
+    def planned(self) -> list[TrialSpec]:
+        """The job's trials before Tune proposes their points (ids ``_t001`` ... as :func:`trial_name`
+        numbers them; the base spec's values otherwise): what the progress line counts as pending."""
+        return [replace(self.base, trial_id=self.trial_id(n)) for n in range(1, self.search.trials + 1)]
+
+    def spec(self, config: dict[str, Any], trial_id: str) -> TrialSpec:
+        """The trial of a proposed ``config`` (searched key -> value)."""
+        values = {k: _plain(v) for k, v in config.items() if k in self.search.space}
+        if self.base.kind == "autowu":
+            return replace(self.base, trial_id=trial_id, autowu={**self.base.autowu, **values})
+        peak = values.get("peak_lr")
+        if "base_lr" in values:
+            rule, base_batch = self.scaling
+            peak = scaled_peak_lr(rule, float(values["base_lr"]), self.base.batch_size, base_batch)
+        warmup = values.get("warmup_epochs", self.base.warmup_epochs)
+        return replace(self.base, trial_id=trial_id, peak_lr=float(peak), warmup_epochs=float(warmup))
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def param_space(job: SearchJob) -> dict[str, Any]:
+    """Tune's search space: a range is (log-)uniform (``randint`` / ``lograndint`` when integer); a list
+    is a ``choice``, or a ``grid_search`` for the grid searcher."""
+    from ray import tune
+
+    space = {}
+    for key, value in job.search.space.items():
+        if isinstance(value, Range):
+            if value.integer:
+                low, high = int(value.low), int(value.high) + 1  # Tune's upper bound is exclusive
+                space[key] = tune.lograndint(low, high) if value.log else tune.randint(low, high)
+            else:
+                space[key] = tune.loguniform(value.low, value.high) if value.log else tune.uniform(value.low, value.high)
+        elif job.search.searcher == "grid":
+            space[key] = tune.grid_search(list(value))
+        else:
+            space[key] = tune.choice(list(value))
+    return space
+
+
+def concurrency(job: SearchJob, default: int) -> int:
+    return max(1, min(job.search.max_concurrent or default, job.search.trials))
+
+
+def searcher(job: SearchJob, max_concurrent: int):
+    """Tune's search algorithm for the job, seeded with ``search.seed``."""
+    s = job.search
+    if s.searcher in ("grid", "random"):
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        return BasicVariantGenerator(random_state=s.seed, max_concurrent=max_concurrent)
+    from ray.tune.search import ConcurrencyLimiter
+
+    initial = s.initial_points or max(1, s.trials // 3)
+    if s.searcher == "tpe":
+        import optuna
+        from ray.tune.search.optuna import OptunaSearch
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        alg = OptunaSearch(sampler=optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=initial))
+    else:
+        from ray.tune.search.hyperopt import HyperOptSearch
+
+        alg = HyperOptSearch(n_initial_points=initial, random_state_seed=s.seed)
+    return ConcurrencyLimiter(alg, max_concurrent=max_concurrent, batch=True)
+
+
+def scheduler(job: SearchJob):
+    """ASHA on the epochs (the trial's own ``epoch`` metric), or Tune's FIFO without one.
+
+    ``max_t`` is one past the last epoch, so that ASHA never stops a trial at its final report (its
+    driver then writes the summary with the test accuracy itself)."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    asha = job.search.scheduler
+    if asha is None:
+        return FIFOScheduler()
+    return ASHAScheduler(time_attr=TIME_ATTR, max_t=job.base.epochs + 1, grace_period=asha.grace_period,
+                         reduction_factor=asha.reduction_factor)
+
+
+def trial_name(job: SearchJob, trial: Any) -> str:
+    """Tune's ``trial_name_creator`` of a job: ``<job>_t001``, ... in the order Tune creates the trials.
+
+    The number is the one Tune puts first in the trial's ``experiment_tag`` (its own count of created
+    trials: from 0 in ``BasicVariantGenerator``, from 1 in ``SearchGenerator``), so every copy of the
+    job's callbacks (Tune copies them) names a trial alike."""
+    n = int(str(trial.experiment_tag).split("_", 1)[0])
+    return job.trial_id(n + 1 if job.search.searcher in ("grid", "random") else n)
+
+
+def run_search_trial(config: dict[str, Any], *, job: SearchJob, run_dir: str, tracking_uri: str | None,
+                     parent_run_id: str | None) -> None:
+    """Tune function trainable of a search trial: its spec from the proposed ``config``, then the
+    ordinary trial driver."""
+    from ray import tune
+
+    spec = job.spec(config, tune.get_context().get_trial_name())
+    run_trial({"spec": spec.to_dict()}, run_dir=run_dir, tracking_uri=tracking_uri, parent_run_id=parent_run_id)
+
+
+def stopped_outcome(spec: TrialSpec, last: dict[str, Any], folder: str, now: float) -> TrialOutcome:
+    """The outcome of a trial that Tune ended before its driver could (ASHA): from its last reported
+    metrics; ``finished`` / ``diverged`` if that report was its last, else ``stopped``."""
+    driver = read_json(os.path.join(folder, DRIVER_FILE))
+    status = last.get("status")
+    status = TrialStatus(status) if status in (TrialStatus.FINISHED, TrialStatus.DIVERGED) else TrialStatus.STOPPED
+    started = driver.get("started", now)
+    return TrialOutcome.from_report(spec, last, status=status, started=started, ended=now,
+                                    fit_started=driver.get("fit_started"), mlflow_run_id=spooled_run_id(folder))
+
+
+class SearchBook:
+    """Tune callback methods of a search job (made a ``tune.Callback`` by :func:`run_search`): names
+    the trials, records each proposed trial's spec (``trial_specs.json``, as it starts) and writes the
+    summary of a trial that Tune stopped."""
+
+    def __init__(self, job: SearchJob, *, run_dir: str, tracking_uri: str | None, specs: list[TrialSpec]) -> None:
+        self.job, self.run_dir, self.tracking_uri = job, run_dir, tracking_uri
+        self.specs = specs  # the run's trials so far; this job's are appended
+        self.mine: dict[str, TrialSpec] = {}
+
+    def name(self, trial: Any) -> str:
+        return trial_name(self.job, trial)
+
+    def spec_of(self, trial: Any) -> TrialSpec:
+        name = self.name(trial)
+        if name not in self.mine:
+            self.mine[name] = self.job.spec(trial.config, name)
+        return self.mine[name]
+
+    def spec_dict(self, trial: Any) -> dict[str, Any]:
+        return self.spec_of(trial).to_dict()
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        from autowu_bench.platform import results
+
+        spec = self.spec_of(trial)
+        if spec not in self.specs:
+            self.specs.append(spec)
+            results.write_specs(self.run_dir, self.specs)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """A trial whose actor died (e.g. killed for memory) before its driver wrote a summary: listed in
+        ``trial_specs.json`` and summarised as failed, so that the tables count it."""
+        self.on_trial_start(iteration, trials, trial)
+        spec = self.spec_of(trial)
+        folder = trial_dir(self.run_dir, spec.trial_id)
+        if TrialOutcome.read(folder) is None:
+            driver = read_json(os.path.join(folder, DRIVER_FILE))
+            now = time.time()
+            os.makedirs(folder, exist_ok=True)
+            outcome = TrialOutcome.from_report(
+                spec, dict(getattr(trial, "last_result", None) or {}), status=TrialStatus.FAILED,
+                started=driver.get("started", now), ended=now, mlflow_run_id=spooled_run_id(folder),
+                error="the trial's process died before its driver wrote a summary (see Ray's logs)",
+            )
+            outcome.write(folder)
+            close_trial(self.tracking_uri, folder, "FAILED", outcome.to_dict(), wait=CALLBACK_WAIT_SECONDS)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        spec = self.spec_of(trial)
+        folder = trial_dir(self.run_dir, spec.trial_id)
+        if TrialOutcome.read(folder) is not None:
+            return  # the driver wrote it: the trial ran to its end
+        outcome = stopped_outcome(spec, dict(getattr(trial, "last_result", None) or {}), folder, time.time())
+        os.makedirs(folder, exist_ok=True)
+        outcome.write(folder)
+        close_trial(self.tracking_uri, folder, "KILLED", outcome.to_dict(), wait=CALLBACK_WAIT_SECONDS)
+
+
+def run_search(job: SearchJob, *, run_dir: str, tracking_uri: str | None, parent_run_id: str | None,
+               specs: list[TrialSpec], default_concurrency: int, verbose: bool = False,
+               progress_interval: float = 60.0) -> list[TrialSpec]:
+    """Run one search job through its own ``tune.Tuner``; returns the trials it ran (their specs are
+    also appended to ``specs`` and written to ``trial_specs.json`` as they start)."""
+    from ray import tune
+
+    from autowu_bench.platform.progress import progress_callback
+
+    run_dir = os.path.abspath(run_dir)
+
+    class SearchBookCallback(SearchBook, tune.Callback):
+        pass
+
+    book = SearchBookCallback(job, run_dir=run_dir, tracking_uri=tracking_uri, specs=specs)
+    limit = concurrency(job, default_concurrency)
+    trainable = tune.with_parameters(run_search_trial, job=job, run_dir=run_dir, tracking_uri=tracking_uri,
+                                     parent_run_id=parent_run_id)
+    trainable = tune.with_resources(trainable, {"CPU": 0, "memory": 1})  # as runner.run_trials: the workers get the cores
+    grid = job.search.searcher == "grid"
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space(job),
+        tune_config=tune.TuneConfig(
+            metric=METRIC, mode=MODE, search_alg=searcher(job, limit), scheduler=scheduler(job),
+            num_samples=1 if grid else job.search.trials, reuse_actors=False,
+            trial_name_creator=functools.partial(trial_name, job),
+            trial_dirname_creator=functools.partial(trial_name, job),
+        ),
+        run_config=tune.RunConfig(
+            name=f"search-{job.name}", storage_path=os.path.join(run_dir, "ray"), verbose=0,
+            callbacks=[book, progress_callback(job.planned(), verbose=verbose, interval=progress_interval,
+                                               spec_of=book.spec_dict)],
+            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+        ),
+    )
+    print(f"search {job.name}: {job.search.label}, {job.search.trials} trials, up to {limit} at once, "
+          f"seed {job.search.seed}", flush=True)
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    tuner.fit()
+    return list(book.mine.values())
+

@@ -1,0 +1,276 @@
+"""Search arms without training: the schema, the jobs a suite expands into, the searchers' proposals
+(Ray Tune's own classes, driven as Tune drives them), the summary of a stopped trial, the table's
+search rows against values computed by hand, and the public trainable's config."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+import yaml
+
+from autowu_bench.dashboards import head_to_head
+from autowu_bench.dashboards.report_data import search_curve
+from autowu_bench.platform.expansion import expand, search_jobs
+from autowu_bench.platform.outcome import TrialStatus, device_hours
+from autowu_bench.platform.search import (
+    SearchJob,
+    param_space,
+    searcher,
+    stopped_outcome,
+)
+from autowu_bench.platform.spool import Spool
+from autowu_bench.platform.suite_errors import SuiteError
+from autowu_bench.platform.suites import load_suite, validate_suite
+from autowu_bench.tune import spec_from_config
+
+SPACE = {"peak_lr": {"low": 1e-3, "high": 1e-1, "log": True}, "warmup_epochs": {"low": 0, "high": 3}}
+
+
+def suite(*arms, seeds=(0,)):
+    return validate_suite({
+        "name": "s", "workloads": ["fmnist-mlp"], "batch_sizes": [256], "epochs": 5, "seeds": list(seeds),
+        "arms": list(arms), "resources": {"workers_per_trial": 1}, "data": {"train_subset": 1024, "val_size": 256},
+    })
+
+
+def search_arm(searcher="random", name="rs", **more):
+    return {"name": name, "kind": "baseline", "search": {"searcher": searcher, "space": SPACE, "num_samples": 5,
+                                                          **more}}
+
+
+def problems(*arms) -> str:
+    with pytest.raises(SuiteError) as info:
+        suite(*arms)
+    return str(info.value)
+
+
+def test_schema_rejects_what_a_search_cannot_run():
+    text = problems(
+        {"name": "a", "kind": "baseline", "peak_lrs": [0.01], "search": {"searcher": "random", "space": SPACE,
+                                                                         "num_samples": 2}},
+        {"name": "b", "kind": "baseline", "search": {"searcher": "grid", "space": SPACE}},
+        {"name": "c", "kind": "baseline", "search": {"searcher": "tpe", "space": SPACE}},
+        {"name": "d", "kind": "baseline", "search": {"searcher": "random", "num_samples": 2,
+                                                     "space": {"warmup_epochs": [1, 9], "momentum": [0.9]}}},
+        {"name": "e", "kind": "autowu", "search": {"searcher": "random", "num_samples": 2,
+                                                   "space": {"patience": [0, 2], "lr": [1]}}},
+        {"name": "f", "kind": "baseline", "search": {"searcher": "random", "num_samples": 2,
+                                                     "space": {"peak_lr": {"low": 0, "high": 1, "log": True}}}},
+    )
+    assert "arms[0]: ['peak_lrs'] describe a grid" in text
+    assert "arms[1].search.space: the grid searcher needs a list for every key" in text
+    assert "arms[2].search.num_samples: the tpe searcher needs num_samples" in text
+    assert "arms[3].search.space.momentum" in text and "exactly one of peak_lr" in text
+    text_fit = problems({"name": "g", "kind": "baseline", "search": {
+        "searcher": "grid", "space": {"peak_lr": [0.01], "warmup_epochs": [1, 9]}}})
+    assert "arms[0].search.space.warmup_epochs: warmup epochs up to 9 not below the 5 epochs" in text_fit
+    assert "arms[4].search.space.lr: 'lr' is not an AutoWU option" in text
+    assert "arms[4].search.space.patience: value 0" in text
+    assert "a log range needs low > 0" in text
+
+
+def test_a_resolved_search_suite_loads_again():
+    from autowu_bench.platform.suites import suite_to_yaml
+
+    s = suite(search_arm(), {"name": "k", "kind": "autowu", "search": {"searcher": "grid", "space": {"patience": [2, 3]}}})
+    again = validate_suite(yaml.safe_load(suite_to_yaml(s)))
+    assert [j.name for j in search_jobs(again)] == [j.name for j in search_jobs(s)]
+    assert "include_default" in problems(search_arm() | {"include_default": False})
+
+
+def test_a_search_arm_is_one_job_per_batch_and_seed_and_no_fixed_trials():
+    s = suite({"name": "a", "kind": "autowu"}, search_arm() | {"scaling": "linear"}, seeds=(0, 1))
+    assert [t.trial_id for t in expand(s)] == ["a_fmnist-mlp_b256_s0", "a_fmnist-mlp_b256_s1"]
+    jobs = search_jobs(s)
+    assert [j.name for j in jobs] == ["rs_fmnist-mlp_b256_s0", "rs_fmnist-mlp_b256_s1"]
+    assert [j.base.seed for j in jobs] == [0, 1] and jobs[0].base.search == "random"
+    spec = jobs[1].spec({"peak_lr": 0.02, "warmup_epochs": 1.5}, "rs_fmnist-mlp_b256_s1_t004")
+    assert (spec.trial_id, spec.peak_lr, spec.warmup_epochs, spec.seed, spec.kind) == (
+        "rs_fmnist-mlp_b256_s1_t004", 0.02, 1.5, 1, "baseline")
+
+
+def test_base_lr_is_scaled_and_autowu_knobs_merge_into_the_arm_options():
+    s = suite({"name": "b", "kind": "baseline", "scaling": "sqrt", "base_batch": 64,
+               "search": {"searcher": "grid", "space": {"base_lr": [0.001], "warmup_epochs": [0, 2]}}},
+              {"name": "k", "kind": "autowu", "autowu": {"test_interval": "auto"},
+               "search": {"searcher": "random", "num_samples": 3, "space": {"patience": [2, 3]}}})
+    grid, knobs = search_jobs(s)
+    assert grid.search.trials == 2
+    assert grid.spec({"base_lr": 0.001, "warmup_epochs": 2}, "x").peak_lr == pytest.approx(0.002)  # sqrt(256/64)
+    spec = knobs.spec({"patience": 3}, "y")
+    assert spec.autowu == {"test_interval": "auto", "patience": 3} and spec.autowu_kwargs()["patience"] == 3
+
+
+def _noop(config):
+    pass
+
+
+def _proposals(job: SearchJob, n: int, score) -> list[dict]:
+    """The job's searcher driven as Tune drives it: trials from ``next_trial``; when it has none to give
+    (a TPE / HyperOpt batch is full), the live trials complete with ``score`` of their point."""
+    from ray.tune.experiment import Experiment
+    from ray.tune.search import Searcher, SearchGenerator
+
+    alg = searcher(job, max_concurrent=2)
+    gen = SearchGenerator(alg) if isinstance(alg, Searcher) else alg
+    space = param_space(job)
+    gen.set_search_properties("val_acc", "max", space)
+    gen.add_configurations([Experiment("proposals", run=_noop, config=space, num_samples=n)])
+    out, live = [], []
+    while len(out) < n:
+        trial = gen.next_trial()
+        if trial is None:
+            assert live, "the searcher proposed nothing with no trial running"
+            for t in live:
+                gen.on_trial_complete(t.trial_id, {"val_acc": score(t.config)})
+            live = []
+            continue
+        out.append({k: trial.config[k] for k in job.search.space})
+        live.append(trial)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["random", "tpe", "hyperopt"])
+def test_searchers_propose_points_inside_the_space_the_same_for_the_same_seed(kind):
+    job = search_jobs(suite(search_arm(kind, initial_points=2) if kind != "random" else search_arm(kind)))[0]
+
+    def score(cfg):  # a deterministic objective with an optimum inside the space
+        return -abs(math.log10(cfg["peak_lr"]) + 2) - 0.1 * cfg["warmup_epochs"]
+
+    first, again = _proposals(job, 6, score), _proposals(job, 6, score)
+    assert len(first) == 6 and first == again
+    for point in first:
+        assert 1e-3 <= point["peak_lr"] <= 1e-1 and 0 <= point["warmup_epochs"] <= 3
+    assert len({round(p["peak_lr"], 12) for p in first}) == 6
+    other = search_jobs(suite(search_arm(kind, seed=7, **({"initial_points": 2} if kind != "random" else {}))))[0]
+    assert _proposals(other, 6, score) != first
+
+
+def test_a_stopped_trial_is_priced_for_what_it_ran(tmp_path):
+    spec = search_jobs(suite(search_arm(scheduler={"kind": "asha", "grace_period": 1})))[0].spec(
+        {"peak_lr": 0.01, "warmup_epochs": 1.0}, "rs_t002")
+    folder = tmp_path / "rs_t002"
+    folder.mkdir()
+    (folder / "driver.json").write_text(json.dumps({"started": 1000.0, "fit_started": 1003.0}))
+    Spool.of(folder).set_run_id("r1")  # the trial's child run, as its driver's open_trial left it
+    last = {"epoch": 2, "step": 16, "val_acc": 0.61, "best_val_acc": 0.63, "status": "running",
+            "worker_created_at": 1005.0, "training_started_at": 1007.0}
+    outcome = stopped_outcome(spec, last, str(folder), now=1090.0)
+    assert outcome.status is TrialStatus.STOPPED and outcome.epochs_done == 2 and outcome.steps == 16
+    assert outcome.test_acc is None and outcome.best_val_acc == 0.63 and outcome.mlflow_run_id == "r1"
+    assert outcome.wall_seconds == 90.0 and outcome.device_hours == device_hours(spec, 90.0) > 0
+    # A trial that Tune ended at its final report keeps that report's status.
+    assert stopped_outcome(spec, {**last, "status": "finished", "test_acc": 0.7}, str(folder), 1090.0).status \
+        is TrialStatus.FINISHED
+
+
+def trial(arm, n, seed, status, val, test, hours, lr=0.01, wu=1.0, ended=0.0, search="random+asha"):
+    return {"trial_id": f"{arm}_s{seed}_t{n:03d}", "workload": "fmnist-mlp", "batch_size": 256, "arm": arm,
+                "kind": "baseline", "search": search, "seed": seed, "peak_lr": lr, "warmup_epochs": wu, "is_default": False,
+                "decay": None, "test_interval": None, "autowu": "{}", "status": status, "final_val_acc": val, "test_acc": test,
+                "device_hours": hours, "ended_at": ended, "switch_epoch": None, "switch_reason": None, "decay_start_lr": None}
+
+
+def test_search_rows_match_the_trial_rows_by_hand():
+    rows = [trial("asha", 1, 0, "finished", 0.80, 0.79, 0.010, lr=0.02, ended=3),
+            trial("asha", 2, 0, "stopped", None, None, 0.002, ended=1),
+            trial("asha", 3, 0, "finished", 0.84, 0.82, 0.011, lr=0.005, wu=2.0, ended=4),
+            trial("asha", 4, 0, "failed", None, None, 0.001, ended=2),
+            trial("asha", 1, 1, "finished", 0.86, 0.85, 0.012, ended=5),
+            trial("asha", 2, 1, "stopped", None, None, 0.003, ended=6),
+            trial("asha", 3, 1, "diverged", 0.20, 0.21, 0.004, ended=7)]
+    table = head_to_head(pd.DataFrame(rows))
+    (row,) = table.to_dict("records")
+    assert row["row"] == "asha best" and row["search"] == "random+asha"
+    # winners: seed 0 -> t003 (val 0.84), seed 1 -> t001 (val 0.86)
+    assert row["test_acc_mean"] == pytest.approx((0.82 + 0.85) / 2)
+    assert row["test_acc_std"] == pytest.approx(pd.Series([0.82, 0.85]).std())
+    assert row["val_acc_mean"] == pytest.approx((0.84 + 0.86) / 2)
+    assert row["device_hours"] == pytest.approx(0.010 + 0.002 + 0.011 + 0.001 + 0.012 + 0.003 + 0.004)
+    assert (row["search_trials"], row["search_completed"], row["search_stopped"]) == (7, 4, 2)
+    assert (row["seeds"], row["trials"]) == (2, 2)
+    assert row["setting"].startswith("lr 0.005, wu 2 (random+asha: 7 trials, 4 completed, 2 stopped early; seed 0")
+    curve = search_curve(pd.DataFrame(rows))  # seed 0 in end order: t002, t004, t001, t003
+    assert curve["trial_id"].tolist() == ["asha_s0_t002", "asha_s0_t004", "asha_s0_t001", "asha_s0_t003"]
+    assert curve["device_hours"].tolist() == pytest.approx([0.002, 0.003, 0.013, 0.024])
+    assert curve["best_test_acc"].tolist()[2:] == [0.79, 0.82] and curve["best_test_acc"].isna().tolist()[:2] == [True] * 2
+
+
+def test_packaged_search_quick_suite_is_valid():
+    s = load_suite("search-quick")
+    jobs = search_jobs(s)
+    assert {j.search.label for j in jobs} == {"random", "tpe", "random+asha"}
+    assert {j.search.trials for j in jobs} == {6} and len(expand(s)) == 7  # AutoWU + the 3 x 2 grid
+    assert any(j.base.kind == "autowu" for j in jobs)
+
+
+@pytest.mark.parametrize("name", ["paper-cifar10", "paper-cifar100", "paper-imagenet", "paper-imagenet-models"])
+def test_the_paper_suites_search_options_are_valid_when_uncommented(name):
+    from autowu_bench.platform.suites import find_suite
+
+    lines = find_suite(name).read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if "# search arms (options)" in line)
+    end = next(i for i, line in enumerate(lines) if "# end of search arms" in line)
+    block = [line.replace("# ", "", 1) for line in lines[start + 3:end]]
+    raw = yaml.safe_load("\n".join(lines))
+    raw["arms"] += yaml.safe_load("\n".join(block))
+    labels = {j.search.label for j in search_jobs(validate_suite(raw))}
+    assert labels == {"random", "tpe", "random+asha"}
+
+
+def test_public_trainable_config():
+    spec = spec_from_config({"batch_size": 1024, "peak_lr": 0.01, "epochs": 3}, "t1")
+    assert (spec.kind, spec.peak_lr, spec.epochs, spec.workload, spec.trial_id) == ("baseline", 0.01, 3, "fmnist-mlp", "t1")
+    auto = spec_from_config({"patience": 2, "decay": "const-cos", "num_workers": 2}, "t2")
+    assert auto.kind == "autowu" and auto.autowu == {"patience": 2} and auto.num_workers == 2
+    default = spec_from_config({"schedule": "baseline", "batch_size": 1024}, "t3")
+    assert default.peak_lr > 0 and default.warmup_epochs is not None
+    with pytest.raises(ValueError, match="unknown config keys"):
+        spec_from_config({"peak_lrr": 0.1}, "t4")
+    with pytest.raises(ValueError, match="takes no AutoWU options"):
+        spec_from_config({"schedule": "baseline", "patience": 2}, "t5")
+
+
+class _FakeTrial:
+    def __init__(self, n, config):
+        self.trial_id, self.experiment_tag, self.config, self.last_result = f"id{n}", f"{n}_x", config, {}
+
+
+def test_a_trial_that_dies_before_its_driver_writes_is_listed_and_failed(tmp_path):
+    from autowu_bench.platform import results
+    from autowu_bench.platform.outcome import TrialOutcome
+    from autowu_bench.platform.search import SearchBook
+
+    job = search_jobs(suite(search_arm("tpe")))[0]
+    specs = []
+    book = SearchBook(job, run_dir=str(tmp_path), tracking_uri=None, specs=specs)
+    book.on_trial_error(0, [], _FakeTrial(2, {"peak_lr": 0.01, "warmup_epochs": 1.0}))
+    (spec,) = results.read_specs(tmp_path)
+    assert spec.trial_id == "rs_fmnist-mlp_b256_s0_t002" and spec.peak_lr == 0.01
+    outcome = TrialOutcome.read(tmp_path / "trials" / spec.trial_id)
+    assert outcome.status is TrialStatus.FAILED and "died" in outcome.error
+
+
+@pytest.mark.parametrize("kind", ["random", "tpe"])
+def test_the_progress_line_counts_the_points_not_yet_proposed(kind):
+    """A search's progress line counts its whole budget from the start (pending until Tune proposes a
+    point), and the trial Tune names is the planned one it replaces."""
+    import io
+
+    from autowu_bench.platform.progress import ProgressReporter
+    from autowu_bench.platform.search import SearchBook
+
+    job = search_jobs(suite(search_arm(kind)))[0]
+    book = SearchBook(job, run_dir="unused", tracking_uri=None, specs=[])
+    reporter = ProgressReporter(job.planned(), stream=io.StringIO(), live=False, spec_of=book.spec_dict)
+    assert reporter.line().startswith("trials 0/5 done, 0 running, 5 pending, 0 failed")
+    first = _FakeTrial(0 if kind == "random" else 1, {"peak_lr": 0.01, "warmup_epochs": 1.0})  # Tune's first tag
+    reporter.on_trial_start(0, [], first)
+    reporter.on_trial_result(0, [], first, {"epoch": 5, "val_acc": 0.5, "status": "finished", "test_acc": 0.49})
+    first.last_result = {"epoch": 5, "val_acc": 0.5, "status": "finished", "test_acc": 0.49}
+    reporter.on_trial_complete(0, [], first)
+    assert reporter.line().startswith("trials 1/5 done, 0 running, 4 pending, 0 failed")
+    assert len(reporter.states) == 5
