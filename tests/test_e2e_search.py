@@ -126,7 +126,9 @@ def test_the_table_search_rows_match_the_trial_rows(search_run):
 
 
 def test_resume_refuses_a_run_with_search_arms(search_run):
-    work, run_dir, _ = search_run
+    work, run_dir, stdout = search_run
+    # the run did not offer a --resume command that would be refused
+    assert "if it stops, start it again" in stdout and "--resume" not in stdout
     proc = subprocess.run([sys.executable, str(REPO / "run_suite.py"), "--resume", str(run_dir)], cwd=work,
                           capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 2 and "search arms ['asha', 'tpe']" in proc.stderr
