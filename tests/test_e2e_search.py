@@ -146,3 +146,31 @@ def test_the_example_runs_a_users_own_tuner_over_the_trainable(tmp_path):
     summaries = [json.loads(p.read_text()) for p in (out / "trials").glob("*/summary.json")]
     assert summaries and all(s["status"] in ("finished", "stopped") for s in summaries)
     assert any(s["status"] == "finished" and s["test_acc"] > 0.3 for s in summaries)
+
+
+def test_a_trial_asha_stopped_gives_its_cores_back(tmp_path):
+    """On one core, a 3-point grid with ASHA: the second point (an LR that barely moves) is stopped at
+    the first rung, and the third needs the core the stopped trial's Ray Train workers held. With Ray's
+    dashboard (hence its State API) off, that core stayed taken and the search waited forever."""
+    suite = {
+        "name": "asha-cores", "workloads": ["fmnist-mlp"], "batch_sizes": [64], "epochs": 3, "seeds": [0],
+        "arms": [{"name": "asha", "kind": "baseline", "search": {
+            "searcher": "grid", "seed": 0, "space": {"peak_lr": [0.01, 1e-7, 0.003], "warmup_epochs": [0]},
+            "scheduler": {"kind": "asha", "grace_period": 1, "reduction_factor": 2}}}],
+        "resources": {"workers_per_trial": 1, "cpus_per_worker": 1.0, "max_concurrent_trials": 1},
+        "data": {"train_subset": 512, "val_size": 256},
+    }
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "run_suite.py"), "--suite", str(tmp_path / "suite.yaml"), "--results",
+         str(tmp_path / "runs"), "--num-cpus", "1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False,
+    )
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    (run_dir,) = (tmp_path / "runs" / "asha-cores").iterdir()
+    trials = _trials(run_dir).set_index("trial_id")
+    assert trials.loc["asha_fmnist-mlp_b64_s0_t001", "status"] == "finished"
+    assert trials.loc["asha_fmnist-mlp_b64_s0_t002", "status"] == "stopped"
+    # the third trial got the core: it trained (ASHA may stop it too at a rung)
+    third = trials.loc["asha_fmnist-mlp_b64_s0_t003"]
+    assert third.status in ("finished", "stopped") and third.epochs_done >= 1

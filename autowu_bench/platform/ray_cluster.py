@@ -46,14 +46,9 @@ _SETUP_HOOK = "autowu_bench.platform.ray_cluster.quiet_ray_logs"
 PLANNING_WARNINGS = (r"test_interval=.* lets the LR grow",)
 
 
-class _DropStateApiNoise(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "State API may be temporarily unavailable" not in record.getMessage()
-
-
 def quiet_ray_logs() -> None:
-    """Ray worker setup hook: Train's INFO lines and the state-API retries (the dashboard, which serves
-    that API, is off here) would drown the progress line; warnings and errors still show, except
+    """Ray worker setup hook: Train's INFO lines would drown the progress line; warnings and errors
+    still show, except
     :data:`PLANNING_WARNINGS`, which ``run_suite.py`` already printed once at planning (AutoWU used
     directly, outside these Ray processes, still warns).
 
@@ -64,10 +59,7 @@ def quiet_ray_logs() -> None:
 
     os.environ.setdefault("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
     silence_planning_warnings()
-    train_logger = logging.getLogger("ray.train")
-    train_logger.setLevel(logging.WARNING)
-    for name in ("ray.train", "ray.train.v2._internal.execution.controller.placement_group_cleaner"):
-        logging.getLogger(name).addFilter(_DropStateApiNoise())
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
 
 
 def silence_planning_warnings() -> None:
@@ -114,7 +106,8 @@ def ray_session(
 
     Args:
         address: None starts a new local Ray instance, never attaching to another one on the machine
-            (the object store bounded, the dashboard off); "auto" or "ray://..." joins a cluster.
+            (the object store bounded, the dashboard on 127.0.0.1: see below); "auto" or "ray://..."
+            joins a cluster.
         num_cpus: CPUs of the local instance (default: all of the machine's).
         object_store_memory: bytes of the local object store (default 300 MB: trials pass little data).
     """
@@ -129,7 +122,13 @@ def ray_session(
             address="local",
             num_cpus=num_cpus,
             object_store_memory=object_store_memory or 300 * 1024**2,
-            include_dashboard=False,
+            # The dashboard serves Ray's State API, which Ray Train's placement-group cleaner asks
+            # whether a trial's Train controller is still alive. A controller killed from outside (Tune
+            # stopping a trial ASHA cut short, a trial's process dying) leaves its worker group's
+            # placement group, and the cores it holds, to that cleaner: without the State API it never
+            # learns the controller died, and the next trials wait for those cores forever.
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
             log_to_driver=True,
             configure_logging=True,
             logging_level="WARNING",
