@@ -117,7 +117,7 @@ def resolve_suite(args: argparse.Namespace):
 def describe(suite, trials, jobs=()) -> str:
     """The trial list that --dry-run prints (and every run prints before it starts), then the searches."""
     searched = sum(job.search.trials for job in jobs)
-    lines = [f"suite {suite.name}: {len(trials)} trials" + (f" + {len(jobs)} Tune searches of {searched} trials"
+    lines = [f"suite {suite.name}: {len(trials)} trials" + (f" + {len(jobs)} Tune search{'es' if len(jobs) != 1 else ''} of {searched} trials"
                                                              if jobs else "")
              + f"  (workloads {suite.workloads}, batch sizes {suite.batch_sizes}, arms {[a.name for a in suite.arms]}, "
              f"seeds {suite.seeds})"]

@@ -204,7 +204,16 @@ def test_packaged_search_quick_suite_is_valid():
     jobs = search_jobs(s)
     assert {j.search.label for j in jobs} == {"random", "tpe", "random+asha"}
     assert {j.search.trials for j in jobs} == {6} and len(expand(s)) == 7  # AutoWU + the 3 x 2 grid
-    assert any(j.base.kind == "autowu" for j in jobs)
+    assert all(j.base.kind == "baseline" for j in jobs)
+
+
+def test_packaged_search_knobs_suite_searches_autowus_options_beside_the_grid():
+    s = load_suite("search-knobs")
+    (job,) = search_jobs(s)
+    assert job.base.kind == "autowu" and job.search.trials == 6
+    assert set(job.search.space) == {"max_warmup_fraction", "patience", "confidence", "test_interval"}
+    fixed = expand(s)
+    assert len(fixed) == 7 and sum(t.kind == "baseline" for t in fixed) == 6  # the grid: the baseline's spread
 
 
 @pytest.mark.parametrize("name", ["paper-cifar10", "paper-cifar100", "paper-imagenet", "paper-imagenet-models"])
