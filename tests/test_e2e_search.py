@@ -30,7 +30,7 @@ EPOCHS = 4
 SUITE = {
     "name": "search-e2e", "workloads": ["fmnist-mlp"], "batch_sizes": [64], "epochs": EPOCHS, "seeds": [0],
     "arms": [
-        # LRs up to 0.3 diverge or crawl: ASHA (rungs at epochs 1 and 2) has poor trials to stop
+        # LRs up to 0.3 diverge or crawl: ASHA (rungs at epochs 1, 2 and 4, the last) has poor trials to stop
         {"name": "asha", "kind": "baseline", "search": {
             "searcher": "random", "num_samples": 4, "seed": 3,
             "space": {"peak_lr": {"low": 1e-4, "high": 0.3, "log": True}, "warmup_epochs": [0, 1]},

@@ -70,6 +70,8 @@ def test_schema_rejects_what_a_search_cannot_run():
     assert "arms[4].search.space.lr: 'lr' is not an AutoWU option" in text
     assert "arms[4].search.space.patience: value 0" in text
     assert "a log range needs low > 0" in text
+    late = problems(search_arm(scheduler={"kind": "asha", "grace_period": 6}))  # the suite has 5 epochs
+    assert "arms[0].search.scheduler.grace_period: grace_period 6 is past the 5 epochs" in late
 
 
 def test_a_resolved_search_suite_loads_again():
@@ -283,3 +285,32 @@ def test_the_progress_line_counts_the_points_not_yet_proposed(kind):
     reporter.on_trial_complete(0, [], first)
     assert reporter.line().startswith("trials 1/5 done, 0 running, 4 pending, 0 failed")
     assert len(reporter.states) == 5
+
+
+@pytest.mark.parametrize("last_status, run_status, summary_status", [
+    ("running", "KILLED", "stopped"),      # cut short at a rung
+    ("finished", "FINISHED", "finished"),  # stopped at a rung on its last epoch, after its final report
+])
+def test_the_callback_records_a_trial_tune_stopped(tmp_path, last_status, run_status, summary_status):
+    """What SearchBook writes when Tune ends a trial whose driver wrote no summary: the summary from the
+    last report and the end of its MLflow run, queued in the trial's spool (no MLflow needed here)."""
+    from autowu_bench.platform.outcome import TrialOutcome
+    from autowu_bench.platform.search import SearchBook
+
+    job = search_jobs(suite(search_arm(scheduler={"kind": "asha", "grace_period": 1})))[0]
+    book = SearchBook(job, run_dir=str(tmp_path), tracking_uri="http://127.0.0.1:9", specs=[])
+    trial = _FakeTrial(0, {"peak_lr": 0.01, "warmup_epochs": 1.0})  # random: Tune's tag counts from 0
+    folder = tmp_path / "trials" / "rs_fmnist-mlp_b256_s0_t001"
+    folder.mkdir(parents=True)
+    (folder / "driver.json").write_text(json.dumps({"started": 1.0}))
+    Spool.of(folder).set_run_id("r7")
+    trial.last_result = {"epoch": 5 if last_status == "finished" else 2, "val_acc": 0.6, "best_val_acc": 0.6,
+                         "status": last_status, **({"test_acc": 0.58} if last_status == "finished" else {})}
+    with pytest.warns(UserWarning, match="did not take"):  # nothing listens on port 9: it stays spooled
+        book.on_trial_complete(0, [], trial)
+    outcome = TrialOutcome.read(folder)
+    assert outcome.status == summary_status and outcome.mlflow_run_id == "r7"
+    ops = [json.loads(line) for line in (folder / "mlflow-spool" / "ops.jsonl").read_text().splitlines()]
+    assert ops[-1] == {"op": "status", "status": run_status}
+    assert {"summary.status": summary_status}.items() <= {k: v for op in ops if op["op"] == "tags"
+                                                          for k, v in op["t"].items()}.items()

@@ -132,8 +132,9 @@ def searcher(job: SearchJob, max_concurrent: int):
 def scheduler(job: SearchJob):
     """ASHA on the epochs (the trial's own ``epoch`` metric), or Tune's FIFO without one.
 
-    ``max_t`` is one past the last epoch, so that ASHA never stops a trial at its final report (its
-    driver then writes the summary with the test accuracy itself)."""
+    ``max_t`` is one past the last epoch, so that ASHA's own end (it stops every trial at ``max_t``)
+    never comes at a trial's final report; a rung can still fall on the last epoch (4 epochs, grace 1, factor 2: rungs 1, 2, 4), and a
+    trial stopped there has made its final report: :class:`SearchBook` then records it as it ended."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     asha = job.search.scheduler
@@ -230,7 +231,9 @@ class SearchBook:
         outcome = stopped_outcome(spec, dict(getattr(trial, "last_result", None) or {}), folder, time.time())
         os.makedirs(folder, exist_ok=True)
         outcome.write(folder)
-        close_trial(self.tracking_uri, folder, "KILLED", outcome.to_dict(), wait=CALLBACK_WAIT_SECONDS)
+        # Stopped at a rung on its last epoch, the trial ended as it would have: its run ends FINISHED.
+        status = "KILLED" if outcome.status is TrialStatus.STOPPED else "FINISHED"
+        close_trial(self.tracking_uri, folder, status, outcome.to_dict(), wait=CALLBACK_WAIT_SECONDS)
 
 
 def run_search(job: SearchJob, *, run_dir: str, tracking_uri: str | None, parent_run_id: str | None,

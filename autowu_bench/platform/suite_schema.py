@@ -457,6 +457,11 @@ class Suite(_Strict):
             recipe = workloads.get_workload(name).recipe
             epochs = info.data.get("epochs") or recipe.epochs
             for i, arm in enumerate(arms):
+                asha = arm.search.scheduler if arm.search is not None else None
+                if asha is not None and asha.grace_period > epochs:
+                    problems.append(below(f"[{i}].search.scheduler.grace_period", f"grace_period {asha.grace_period} "
+                                          f"is past the {epochs} epochs of {name}: ASHA would never stop a trial; "
+                                          f"give at most {epochs}, or drop the scheduler"))
                 if not isinstance(arm, BaselineArm):
                     continue
                 if arm.search is not None:

@@ -125,8 +125,10 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
         if finished:
             raise  # the trial's summary says finished: nothing after it (an interrupt) turns it into a failure
         earlier = TrialOutcome.read(folder)
-        if earlier is not None and earlier.status is TrialStatus.STOPPED and (earlier.ended_at or 0) >= started:
-            raise  # Tune's scheduler stopped this trial and its summary says so (platform/search.py)
+        if earlier is not None and earlier.status is not TrialStatus.FAILED and (earlier.ended_at or 0) >= started:
+            # Tune's scheduler stopped this trial and the search's callback wrote its summary (stopped, or
+            # finished when the stop came at its last epoch's report): platform/search.py
+            raise
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         outcome = TrialOutcome.from_report(
             spec, metrics, status=TrialStatus.FAILED, started=started, ended=time.time(),
