@@ -16,15 +16,17 @@ Train ``TorchTrainer`` of ``num_workers`` data-parallel workers, the AutoWU cont
 AutoWU trial, a ``summary.json``, Parquet fragments and (with a tracking URI) an MLflow run.
 
 Config keys (all optional; unknown keys are an error, so a typo is not silently ignored):
-    schedule          "baseline" (linear warmup to ``peak_lr``, then cosine to 0) or "autowu"; default:
-                      "autowu" if any AutoWU option below is given, else "baseline"
+    schedule          "baseline" (linear warmup to ``peak_lr``, then ``decay``) or "autowu"; default:
+                      "autowu" if any AutoWU option below (or decay "const-cos") is given, else "baseline"
     workload          a name of ``autowu_bench.workloads`` (default "fmnist-mlp")
     batch_size        global batch (default: the recipe's base batch); epochs (default: the recipe's);
                       seed (default 0)
     optimizer, weight_decay   default: the recipe's
     peak_lr, warmup_epochs    baseline; default: the recipe's base LR scaled to ``batch_size`` by its
                       rule, and the recipe's warmup epochs
-    decay             AutoWU's decay ("cosine" or "const-cos"); and any AutoWU option: lr_min, lr_max,
+    decay             baseline: "cosine" (default), "polynomial" (with ``decay_power``, default 2) or
+                      "constant"; AutoWU: "cosine" or "const-cos"
+    AutoWU options    lr_min, lr_max,
                       max_warmup_fraction, warmup, confidence, patience, const_fraction, test_interval,
                       divergence_factor (unset ones keep AutoWU's defaults)
     num_workers (1), cpus_per_worker (1.0), use_gpu (False), gpus_per_worker, max_failures (3)
@@ -48,7 +50,10 @@ deep under ``<run_dir>/ray/train/<trial name>``; a worker-group restart resumes 
 
 Resources: the trainable itself needs no CPU (its Train workers take ``num_workers`` x
 ``cpus_per_worker``): wrap it with ``tune.with_resources(trainable, RESOURCES)``. A trial that your
-scheduler stops early leaves its per-epoch rows and MLflow metrics, but no ``summary.json``.
+scheduler stops early leaves its per-epoch rows and MLflow metrics, but no ``summary.json``, and its
+MLflow run stays RUNNING (run_suite.py's searches record both through a Tune callback,
+``platform/search.py``'s ``SearchBook``). Start Ray with its dashboard (``include_dashboard=True``): Ray
+Train frees the cores of a trial stopped from outside through the State API the dashboard serves.
 """
 
 from __future__ import annotations
@@ -59,7 +64,8 @@ import re
 from typing import Any
 
 from autowu_bench.platform.spec import TrialSpec
-from autowu_bench.schedulers.autowu import autowu_defaults
+from autowu_bench.schedulers.autowu import DECAYS, autowu_defaults
+from autowu_bench.schedulers.lr_functions import BASELINE_DECAYS
 
 RESOURCES = {"CPU": 0, "memory": 1}  # Tune refuses an all-zero request; one byte of memory costs nothing
 AUTOWU_OPTIONS = tuple(n for n in autowu_defaults() if n not in ("decay", "seed"))
@@ -78,7 +84,9 @@ def spec_from_config(config: dict[str, Any], trial_id: str) -> TrialSpec:
     if unknown:
         raise ValueError(f"autowu_bench.tune.trainable: unknown config keys {unknown}; known: {sorted(known)}")
     autowu = {k: _plain(config[k]) for k in AUTOWU_OPTIONS if k in config}
-    schedule = config.get("schedule") or ("autowu" if autowu or "decay" in config else "baseline")
+    decay = config.get("decay")
+    only_autowu = set(DECAYS) - set(BASELINE_DECAYS)
+    schedule = config.get("schedule") or ("autowu" if autowu or decay in only_autowu else "baseline")
     if schedule not in ("baseline", "autowu"):
         raise ValueError(f"schedule={schedule!r} must be 'baseline' or 'autowu'")
     workload = config.get("workload", "fmnist-mlp")
@@ -94,12 +102,21 @@ def spec_from_config(config: dict[str, Any], trial_id: str) -> TrialSpec:
     if "data_root" in values and values["data_root"] is not None:
         values["data_root"] = os.path.abspath(os.path.expanduser(values["data_root"]))
     if schedule == "autowu":
+        if decay is not None and decay not in DECAYS or "decay_power" in config:
+            raise ValueError(f"schedule 'autowu': decay={decay!r} must be one of {list(DECAYS)}, without decay_power")
         values.pop("peak_lr", None)
         values.pop("warmup_epochs", None)
         values.setdefault("decay", autowu_defaults()["decay"])
         return TrialSpec(trial_id=trial_id, arm="autowu", kind="autowu", autowu=autowu, **values)
-    if autowu or "decay" in config:
-        raise ValueError(f"schedule 'baseline' takes no AutoWU options; got {sorted(autowu) + (['decay'] if 'decay' in config else [])}")
+    if autowu:
+        raise ValueError(f"schedule 'baseline' takes no AutoWU options; got {sorted(autowu)}")
+    values.setdefault("decay", "cosine")
+    if values["decay"] not in BASELINE_DECAYS:
+        raise ValueError(f"schedule 'baseline': decay={values['decay']!r} must be one of {list(BASELINE_DECAYS)}")
+    if values["decay"] == "polynomial":
+        values["decay_power"] = float(values.get("decay_power") or 2.0)
+    elif "decay_power" in values:
+        raise ValueError(f"decay_power is for decay 'polynomial', not {values['decay']!r}; remove it")
     values["peak_lr"] = float(values.get("peak_lr") or scaled_peak_lr(recipe.scaling, recipe.base_lr, batch, recipe.base_batch))
     values["warmup_epochs"] = float(values.get("warmup_epochs", recipe.warmup_epochs))
     return TrialSpec(trial_id=trial_id, arm="baseline", kind="baseline", **values)

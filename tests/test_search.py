@@ -243,6 +243,15 @@ def test_public_trainable_config():
         spec_from_config({"peak_lrr": 0.1}, "t4")
     with pytest.raises(ValueError, match="takes no AutoWU options"):
         spec_from_config({"schedule": "baseline", "patience": 2}, "t5")
+    # a baseline's decay, as a suite's baseline arm takes it
+    poly = spec_from_config({"peak_lr": 0.01, "decay": "polynomial", "decay_power": 3}, "t6")
+    assert (poly.kind, poly.decay, poly.decay_power) == ("baseline", "polynomial", 3.0)
+    assert spec_from_config({"decay": "constant"}, "t7").decay == "constant"
+    assert spec_from_config({"decay": "polynomial"}, "t8").decay_power == 2.0
+    with pytest.raises(ValueError, match="decay_power is for decay 'polynomial'"):
+        spec_from_config({"decay": "cosine", "decay_power": 2}, "t9")
+    with pytest.raises(ValueError, match="must be one of"):
+        spec_from_config({"schedule": "autowu", "decay": "polynomial"}, "t10")
 
 
 class _FakeTrial:
