@@ -34,17 +34,18 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from autowu_bench.platform.environment import (
+from autowu_bench.platform.checks.environment import (
     address_endpoint,
     address_problems,
     checkpoint_disk_problems,
     environment_problems,
     tracking_problems,
 )
-from autowu_bench.platform.expansion import expand, search_jobs
-from autowu_bench.platform.preflight import data_problems, schedule_warnings
-from autowu_bench.platform.suite_errors import SuiteError
-from autowu_bench.platform.suites import load_suite, suite_to_yaml
+from autowu_bench.platform.suite.expansion import expand, search_jobs
+from autowu_bench.platform.checks.data import data_problems
+from autowu_bench.platform.checks.schedules import schedule_warnings
+from autowu_bench.platform.suite.errors import SuiteError
+from autowu_bench.platform.suite.loader import load_suite, suite_to_yaml
 from autowu_bench.workloads.optimizers import optimizer_note
 
 EXIT_OK, EXIT_INVALID, EXIT_TRIALS_FAILED, EXIT_TRACKING_INCOMPLETE, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
@@ -221,19 +222,19 @@ def _new_run(args: argparse.Namespace):
         if missing:
             print("warning: without that a launch stops with exit status 2 before starting", flush=True)
         return None
-    from autowu_bench.platform import results
+    from autowu_bench.platform.records import tables
 
     run_dir = new_run_dir(suite.results, suite.name)
     (run_dir / "suite.yaml").write_text(suite_to_yaml(suite))
-    results.write_specs(run_dir, trials)
+    tables.write_specs(run_dir, trials)
     return suite, trials, run_dir, None
 
 
 def _resumed_run(args: argparse.Namespace):
     """(suite, trials, run folder, its RunRecord) of ``--resume RUN_DIR``: the suite and trials as that
     run resolved them; SuiteError when the folder cannot be resumed."""
-    from autowu_bench.platform import results
-    from autowu_bench.platform.run_record import RunRecord
+    from autowu_bench.platform.records import tables
+    from autowu_bench.platform.records.run_record import RunRecord
 
     fixed = [flag for flag, given in (("--suite", args.suite_given), ("--set", args.sets), ("--only", args.only),
                                       ("--results", args.results_given), ("--download", args.download),
@@ -252,9 +253,9 @@ def _resumed_run(args: argparse.Namespace):
         raise SuiteError([f"--resume: {run_dir} has search arms {searched}; a Tune search is not resumed (its "
                           "searcher's state is not kept); start a new run (the same searcher seed proposes the "
                           "same points)"])
-    trials = results.read_specs(run_dir)
+    trials = tables.read_specs(run_dir)
     if not trials:
-        raise SuiteError([f"--resume: {run_dir} has no trial list ({results.SPECS_FILE}); it cannot be resumed"])
+        raise SuiteError([f"--resume: {run_dir} has no trial list ({tables.SPECS_FILE}); it cannot be resumed"])
     missing = (data_problems(suite) + checkpoint_disk_problems(trials, str(run_dir))
                + tracking_problems(suite.tracking_uri, network=True) + address_problems(args.address))
     if missing:
@@ -273,10 +274,13 @@ def run(args: argparse.Namespace) -> int:
     suite, trials, run_dir, record = planned
 
     from autowu_bench.dashboards import publish
-    from autowu_bench.platform import ray_cluster, runner, search, tracking
-    from autowu_bench.platform.mlflow_server import MAKE_UI_URL, LocalMlflowServer
-    from autowu_bench.platform.outcome import TrialStatus
-    from autowu_bench.platform.run_record import RunRecord
+    from autowu_bench.platform.execution import ray_cluster
+    from autowu_bench.platform.execution import runner
+    from autowu_bench.platform.execution import search
+    from autowu_bench.platform import tracking
+    from autowu_bench.platform.tracking.server import MAKE_UI_URL, LocalMlflowServer
+    from autowu_bench.platform.records.outcome import TrialStatus
+    from autowu_bench.platform.records.run_record import RunRecord
 
     pending = runner.pending_trials(str(run_dir), trials)
     print(f"results: {run_dir}", flush=True)
@@ -398,8 +402,8 @@ def sync(args: argparse.Namespace) -> int:
     """``--sync RUN_DIR``: send what the run folder's spools hold to the run's tracking store (a new local
     server over the folder the suite's server used, else the suite's tracking URI, else --tracking-uri)."""
     from autowu_bench.platform import tracking
-    from autowu_bench.platform.mlflow_server import LocalMlflowServer
-    from autowu_bench.platform.run_record import RunRecord
+    from autowu_bench.platform.tracking.server import LocalMlflowServer
+    from autowu_bench.platform.records.run_record import RunRecord
 
     run_dir = Path(args.sync).expanduser().absolute()
     try:
@@ -428,7 +432,7 @@ def sync(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from autowu_bench.platform.mlflow_env import apply_process_env
+    from autowu_bench.platform.tracking.env import apply_process_env
 
     apply_process_env()  # before anything imports MLflow; the server and Ray's processes get it from here
     try:

@@ -52,7 +52,7 @@ Resources: the trainable itself needs no CPU (its Train workers take ``num_worke
 ``cpus_per_worker``): wrap it with ``tune.with_resources(trainable, RESOURCES)``. A trial that your
 scheduler stops early leaves its per-epoch rows and MLflow metrics, but no ``summary.json``, and its
 MLflow run stays RUNNING (run_suite.py's searches record both through a Tune callback,
-``platform/search.py``'s ``SearchBook``). Start Ray with its dashboard (``include_dashboard=True``): Ray
+``platform/execution/search.py``'s ``SearchBook``). Start Ray with its dashboard (``include_dashboard=True``): Ray
 Train frees the cores of a trial stopped from outside through the State API the dashboard serves.
 """
 
@@ -63,7 +63,7 @@ import os
 import re
 from typing import Any
 
-from autowu_bench.platform.spec import TrialSpec
+from autowu_bench.platform.records.spec import TrialSpec
 from autowu_bench.schedulers.autowu import DECAYS, autowu_defaults
 from autowu_bench.schedulers.lr_functions import BASELINE_DECAYS
 
@@ -130,7 +130,7 @@ def trainable(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: one platform trial from ``config`` (see the module docstring)."""
     from ray import tune
 
-    from autowu_bench.platform.trial_driver import run_trial
+    from autowu_bench.platform.execution.trial_driver import run_trial
 
     context = tune.get_context()
     trial_id = re.sub(r"[^A-Za-z0-9_.-]", "_", context.get_trial_name() or context.get_trial_id())

@@ -2,7 +2,7 @@
 
 Both loops train the CIFAR-shaped ResNet-18 of the ``cifar10-resnet18`` workload with the same
 settings (bf16 autocast, channels_last, torch.compile by default on CUDA), the same optimizer and the
-same device-resident batches; the platform loop is ``autowu_bench.platform.loop.TrainStep`` with its
+same device-resident batches; the platform loop is ``autowu_bench.platform.execution.train_step.TrainStep`` with its
 ``LossBuffer`` (losses stay on the device until the end), exactly as the Ray Train worker drives it.
 Timed rounds of the two loops alternate and the best round of each counts, so clock and thermal drift
 hit both alike.
@@ -31,7 +31,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from autowu_bench.platform.loop import LossBuffer, TrainStep  # noqa: E402
+from autowu_bench.platform.execution.train_step import LossBuffer, TrainStep  # noqa: E402
 from autowu_bench.schedulers.lr_functions import linear_warmup_cosine_lr  # noqa: E402
 from autowu_bench.workloads import build_optimizer, get_workload  # noqa: E402
 from autowu_bench.workloads.data.splits import TensorSplit  # noqa: E402

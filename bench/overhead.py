@@ -26,9 +26,9 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from autowu_bench.platform.ray_cluster import ray_session  # noqa: E402
-from autowu_bench.platform.runner import run_trials  # noqa: E402
-from autowu_bench.platform.spec import TrialSpec  # noqa: E402
+from autowu_bench.platform.execution.ray_cluster import ray_session  # noqa: E402
+from autowu_bench.platform.execution.runner import run_trials  # noqa: E402
+from autowu_bench.platform.records.spec import TrialSpec  # noqa: E402
 
 
 def epoch_rows(run_dir: str, trial_id: str) -> dict[int, dict]:

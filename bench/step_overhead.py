@@ -20,7 +20,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from autowu_bench.platform.loop import LossBuffer, TrainStep  # noqa: E402
+from autowu_bench.platform.execution.train_step import LossBuffer, TrainStep  # noqa: E402
 
 
 def tiny_deep_model() -> nn.Module:

@@ -36,7 +36,7 @@ SUITE = "tracking-load"
 
 
 def _spec(trial_id: str, epochs: int):
-    from autowu_bench.platform.spec import TrialSpec
+    from autowu_bench.platform.records.spec import TrialSpec
 
     return TrialSpec(trial_id=trial_id, suite=SUITE, arm="baseline", kind="baseline", workload="fmnist-mlp",
                      batch_size=64, epochs=epochs, seed=0, optimizer="sgd", weight_decay=0.0, peak_lr=0.1,
@@ -46,7 +46,7 @@ def _spec(trial_id: str, epochs: int):
 def replay_trials(job: tuple) -> dict:
     """One process: replay the trials ``trial_ids`` one after the other; returns its timings."""
     tracking_uri, parent, run_dir, trial_ids, steps, steps_per_epoch = job
-    from autowu_bench.platform.mlflow_env import apply_process_env
+    from autowu_bench.platform.tracking.env import apply_process_env
 
     apply_process_env()
     from autowu_bench.platform import tracking
@@ -118,13 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--store", default=None, help="the local server's folder (default: a temporary one, removed)")
     args = p.parse_args(argv)
 
-    from autowu_bench.platform.mlflow_env import apply_process_env
+    from autowu_bench.platform.tracking.env import apply_process_env
 
     apply_process_env()
     from mlflow.tracking import MlflowClient
 
     from autowu_bench.platform import tracking
-    from autowu_bench.platform.mlflow_server import LocalMlflowServer
+    from autowu_bench.platform.tracking.server import LocalMlflowServer
 
     work = Path(tempfile.mkdtemp(prefix="tracking-load-"))
     store = Path(args.store) if args.store else work / "store"

@@ -77,9 +77,9 @@ def run_plain(args: argparse.Namespace) -> float:
 def run_platform(args: argparse.Namespace) -> float:
     import pyarrow.parquet as pq
 
-    from autowu_bench.platform.ray_cluster import ray_session
-    from autowu_bench.platform.runner import run_trials
-    from autowu_bench.platform.spec import TrialSpec
+    from autowu_bench.platform.execution.ray_cluster import ray_session
+    from autowu_bench.platform.execution.runner import run_trials
+    from autowu_bench.platform.records.spec import TrialSpec
 
     spec = TrialSpec(
         trial_id="platform", suite="bench-throughput", arm="baseline", kind="baseline", workload=args.workload,

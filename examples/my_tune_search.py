@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid:
 
     out = os.path.abspath(args.out)
     # The dashboard (ray[default]) serves the State API through which Ray Train frees the cores of a
-    # trial that ASHA stopped; without it those cores stay taken (autowu_bench/platform/ray_cluster.py).
+    # trial that ASHA stopped; without it those cores stay taken (autowu_bench/platform/execution/ray_cluster.py).
     ray.init(num_cpus=args.num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", ignore_reinit_error=True)
     param_space = {
         # the search space: yours

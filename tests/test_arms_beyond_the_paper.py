@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from autowu_bench.platform.spec import TrialSpec
-from autowu_bench.platform.worker import (
+from autowu_bench.platform.records.spec import TrialSpec
+from autowu_bench.platform.execution.worker import (
     CHECKPOINT_FILE,
 )
 from autowu_bench.workloads import build_optimizer
@@ -122,7 +122,7 @@ def test_schedule_free_is_evaluated_and_saved_at_its_averaged_weights(data_root,
         torch.testing.assert_close(saved["model"][name], x, rtol=0, atol=1e-7)
     assert not saved["optimizer"]["param_groups"][0]["train_mode"]  # saved in eval mode, as its authors require
     # the reported accuracy is that of the averaged weights
-    from autowu_bench.platform.loop import evaluate
+    from autowu_bench.platform.execution.train_step import evaluate
 
     with evaluation_weights(opt):
         _, acc = evaluate(model, worker.val_loader, worker.loss_fn)

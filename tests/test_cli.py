@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from data_fixtures import write_fashion_mnist_idx
 
-from autowu_bench.platform.preflight import download_missing_data
+from autowu_bench.platform.suite.loader import download_missing_data
 
 REPO = Path(__file__).resolve().parents[1]
 # run_suite.py is a script at the repository root, not part of the package
@@ -176,9 +176,12 @@ def test_an_interrupted_suite_writes_what_finished_and_exits_130(fmnist_root, tm
     KILLED, the exit status is 130. Ray and MLflow are stood in for: this is run_suite's own path."""
     import contextlib
 
-    from autowu_bench.platform import environment, ray_cluster, runner, tracking
-    from autowu_bench.platform.outcome import TrialOutcome, TrialStatus
-    from autowu_bench.platform.trial_driver import trial_dir
+    from autowu_bench.platform.checks import environment
+    from autowu_bench.platform.execution import ray_cluster
+    from autowu_bench.platform.execution import runner
+    from autowu_bench.platform import tracking
+    from autowu_bench.platform.records.outcome import TrialOutcome, TrialStatus
+    from autowu_bench.platform.execution.trial_driver import trial_dir
 
     ended, closed = [], []
 
@@ -216,8 +219,8 @@ def test_an_interrupted_suite_writes_what_finished_and_exits_130(fmnist_root, tm
 
 def _nothing_starts(monkeypatch) -> None:
     """Make each first step of a launch (the run folder, Ray, the local MLflow server) fail the test."""
-    from autowu_bench.platform import ray_cluster
-    from autowu_bench.platform.mlflow_server import LocalMlflowServer
+    from autowu_bench.platform.execution import ray_cluster
+    from autowu_bench.platform.tracking.server import LocalMlflowServer
 
     monkeypatch.setattr(run_suite, "new_run_dir", _no_start)
     monkeypatch.setattr(ray_cluster, "ray_session", _no_start)
@@ -270,7 +273,7 @@ def test_a_bad_suite_file_exits_2_with_one_message(tmp_path, monkeypatch, capsys
 def test_download_with_a_malformed_data_section_exits_2_and_downloads_nothing(bad, monkeypatch, capsys):
     _nothing_starts(monkeypatch)
     downloads = []
-    monkeypatch.setattr("autowu_bench.platform.suites.download_missing_data", downloads.append)
+    monkeypatch.setattr("autowu_bench.platform.suite.loader.download_missing_data", downloads.append)
     code = run_suite.main(["--suite", "smoke", "--set", "workloads=[cifar10-resnet18]", "--set", bad, "--download"])
     err = capsys.readouterr().err
     assert code == run_suite.EXIT_INVALID and downloads == []
@@ -310,7 +313,7 @@ def test_an_unwritable_results_folder_exits_2_and_is_a_dry_run_warning(fmnist_ro
 
 
 def test_too_little_free_disk_for_the_checkpoints_exits_2_with_the_numbers(fmnist_root, tmp_path, monkeypatch, capsys):
-    from autowu_bench.platform import environment
+    from autowu_bench.platform.checks import environment
 
     _nothing_starts(monkeypatch)
     Usage = namedtuple("Usage", "total used free")
@@ -327,7 +330,7 @@ def test_a_ray_that_does_not_start_is_exit_2_not_a_traceback(fmnist_root, tmp_pa
     """The address answered the check, then ray.init failed (a version mismatch, say)."""
     import contextlib
 
-    from autowu_bench.platform import ray_cluster
+    from autowu_bench.platform.execution import ray_cluster
 
     @contextlib.contextmanager
     def refuses(*args, **kwargs):

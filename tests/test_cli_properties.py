@@ -16,7 +16,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from autowu_bench.platform.suites import load_suite
+from autowu_bench.platform.suite.loader import load_suite
 from autowu_bench.workloads import workload_names
 
 REPO = Path(__file__).resolve().parents[1]

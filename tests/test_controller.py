@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from autowu_bench.platform.controller import AutoWUController, ControllerClient, start_controller, stop_controller
+from autowu_bench.platform.execution.controller import AutoWUController, ControllerClient, start_controller, stop_controller
 from autowu_bench.schedulers import AutoWU, Phase, Schedule
 
 S, E = 20, 20  # T = 400 steps, longest warmup W = 200

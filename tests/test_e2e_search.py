@@ -19,8 +19,8 @@ import yaml
 from mlflow import MlflowClient
 
 from autowu_bench.dashboards import head_to_head
-from autowu_bench.platform.outcome import device_hours
-from autowu_bench.platform.spec import TrialSpec
+from autowu_bench.platform.records.outcome import device_hours
+from autowu_bench.platform.records.spec import TrialSpec
 from autowu_bench.workloads.data import fashion_mnist
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,8 +12,8 @@ from collections import namedtuple
 import pytest
 import torch
 
-from autowu_bench.platform import environment
-from autowu_bench.platform.environment import (
+from autowu_bench.platform.checks import environment
+from autowu_bench.platform.checks.environment import (
     address_endpoint,
     address_problems,
     checkpoint_bytes,
@@ -23,8 +23,8 @@ from autowu_bench.platform.environment import (
     unreachable,
     unwritable,
 )
-from autowu_bench.platform.expansion import expand
-from autowu_bench.platform.suites import load_suite
+from autowu_bench.platform.suite.expansion import expand
+from autowu_bench.platform.suite.loader import load_suite
 from autowu_bench.workloads import build_optimizer, get_workload
 from autowu_bench.workloads.optimizers import OPTIMIZER_INFO, OPTIMIZERS
 

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from autowu_bench.platform.files import replacing, write_atomic, write_parquet_atomic
+from autowu_bench.platform.records.files import replacing, write_atomic, write_parquet_atomic
 
 
 def test_write_atomic_replaces_text_and_bytes_and_leaves_no_temp_file(tmp_path):

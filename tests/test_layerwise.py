@@ -12,7 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from autowu_bench.platform.loop import TrainStep
+from autowu_bench.platform.execution.train_step import TrainStep
 from autowu_bench.workloads import build_optimizer
 from autowu_bench.workloads.layerwise import CLARS, LARS, per_example_gradients
 

@@ -1,4 +1,4 @@
-"""The training step and evaluation of autowu_bench.platform.loop, with and without a process group."""
+"""The training step and evaluation of autowu_bench.platform.execution.train_step, with and without a process group."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from autowu_bench.platform.loop import LossBuffer, TrainStep, evaluate, first_divergent
+from autowu_bench.platform.execution.train_step import LossBuffer, TrainStep, evaluate, first_divergent
 from autowu_bench.profiling import count_kernels
 from autowu_bench.schedulers.schedule import set_lr
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from autowu_bench.platform import processes
+from autowu_bench.platform.execution import processes
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc (Linux)")
 
@@ -38,7 +38,7 @@ def test_a_reused_pid_is_not_the_same_process():
 def test_ray_session_ends_what_is_still_running_under_its_instance(monkeypatch):
     """Ray's own shutdown ends its workers and their children; once it did not (a Train controller was
     left, re-parented to init). A process noted under the instance that ignores SIGTERM stands in for it."""
-    from autowu_bench.platform import ray_cluster
+    from autowu_bench.platform.execution import ray_cluster
 
     stray = subprocess.Popen(["bash", "-c", "trap '' TERM; exec sleep 300"])
     try:

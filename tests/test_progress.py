@@ -9,8 +9,8 @@ import warnings
 
 import pytest
 
-from autowu_bench.platform import progress
-from autowu_bench.platform.progress import (
+from autowu_bench.platform.execution import progress
+from autowu_bench.platform.execution.progress import (
     ProgressReporter, TrialState, best_so_far, count, end_line, epoch_line, format_duration, progress_line,
     remaining_seconds,
 )
@@ -198,7 +198,7 @@ def test_ray_workers_do_not_repeat_the_planning_warning(monkeypatch):
     """The setup hook of every Ray worker (trial driver, controller actor, Train workers) silences it."""
     import ray
 
-    from autowu_bench.platform import ray_cluster
+    from autowu_bench.platform.execution import ray_cluster
 
     class Context:
         gcs_address = "127.0.0.1:6379"

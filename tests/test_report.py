@@ -174,7 +174,7 @@ def test_report_page_lists_every_problem_trial_and_links_mlflow(run_dir):
 
 def test_missing_tables_name_the_folder_and_the_fix(tmp_path, capsys):
     (tmp_path / "trial_specs.json").write_text("[]")
-    with pytest.raises(rd.ReportError, match=re.escape(str(tmp_path)) + ".*results.collect"):
+    with pytest.raises(rd.ReportError, match=re.escape(str(tmp_path)) + ".*tables.collect"):
         rd.load_tables(tmp_path)
     assert dashboards_main(["report", str(tmp_path / "nowhere")]) == 2
     assert "is this a run folder" in capsys.readouterr().err
@@ -182,9 +182,10 @@ def test_missing_tables_name_the_folder_and_the_fix(tmp_path, capsys):
 
 def test_publish_writes_and_logs_the_report_after_a_partial_run(tmp_path, monkeypatch):
     from autowu_bench.dashboards.publish import publish
-    from autowu_bench.platform import results, tracking
-    from autowu_bench.platform.outcome import TrialOutcome, TrialStatus
-    from autowu_bench.platform.spec import TrialSpec
+    from autowu_bench.platform.records import tables
+    from autowu_bench.platform import tracking
+    from autowu_bench.platform.records.outcome import TrialOutcome, TrialStatus
+    from autowu_bench.platform.records.spec import TrialSpec
 
     common = dict(suite="p", workload="fmnist-mlp", batch_size=64, epochs=2, seed=0, optimizer="adamp",
                   weight_decay=0.01, num_workers=1)
@@ -192,7 +193,7 @@ def test_publish_writes_and_logs_the_report_after_a_partial_run(tmp_path, monkey
              TrialSpec(trial_id="base", arm="baseline", kind="baseline", peak_lr=0.001, warmup_epochs=1.0,
                        is_default=True, **common),
              TrialSpec(trial_id="never", arm="baseline", kind="baseline", peak_lr=0.003, warmup_epochs=1.0, **common)]
-    results.write_specs(tmp_path, specs)
+    tables.write_specs(tmp_path, specs)
     for name in ("auto", "base"):
         (tmp_path / "trials" / name).mkdir(parents=True)
     TrialOutcome.from_report(specs[0], {"val_acc": 0.8, "test_acc": 0.79, "switch_epoch": 1.0}, started=0.0,
@@ -205,7 +206,7 @@ def test_publish_writes_and_logs_the_report_after_a_partial_run(tmp_path, monkey
     publish(tmp_path, title="t", tracking_uri="http://127.0.0.1:5999", parent_run_id="parent")
     page = (tmp_path / "report" / "index.html").read_text()
     assert "never" in page.split("Partial run", 1)[1] and "#/experiments/3/runs/run-a" in page
-    trials = results.load(tmp_path, "trials").set_index("trial_id")
+    trials = tables.load(tmp_path, "trials").set_index("trial_id")
     assert trials.loc["auto", "mlflow_run_id"] == "run-a" and trials.loc["base", "ended_at"] == 72.0
     (where, files), = [entry for entry in logged if entry[0] == "report"]
     assert {f.name for f in files} >= {"index.html"} and all(f.parent == tmp_path / "report" for f in files)

@@ -21,8 +21,8 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from autowu_bench.platform.spec import TrialSpec
-from autowu_bench.platform.worker import KILL_HOOK_FILE
+from autowu_bench.platform.records.spec import TrialSpec
+from autowu_bench.platform.execution.worker import KILL_HOOK_FILE
 from tests.data_fixtures import write_fashion_mnist_idx
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -47,9 +47,9 @@ def _spec(data_root: str, trial_id: str) -> TrialSpec:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from autowu_bench.platform.ray_cluster import ray_session
-    from autowu_bench.platform.runner import run_trials
-    from autowu_bench.platform.trial_driver import trial_dir
+    from autowu_bench.platform.execution.ray_cluster import ray_session
+    from autowu_bench.platform.execution.runner import run_trials
+    from autowu_bench.platform.execution.trial_driver import trial_dir
 
     root = tmp_path_factory.mktemp("data")
     write_fashion_mnist_idx(root, n_train=N_TRAIN, n_test=100, seed=0)
@@ -80,7 +80,7 @@ class _ControllerKiller(threading.Thread):
     def run(self) -> None:
         import ray
 
-        from autowu_bench.platform.controller import controller_name
+        from autowu_bench.platform.execution.controller import controller_name
         from autowu_bench.platform.tracking import RECORDED_STEP_FILE
 
         path = os.path.join(self.folder, RECORDED_STEP_FILE)

@@ -1,4 +1,4 @@
-"""results.collect on fragments written by TrialRecorder and on trial summaries."""
+"""tables.collect on fragments written by TrialRecorder and on trial summaries."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import math
 import pandas as pd
 import pytest
 
-from autowu_bench.platform import results
-from autowu_bench.platform.outcome import TrialOutcome, TrialStatus
-from autowu_bench.platform.spec import TrialSpec
+from autowu_bench.platform.records import tables
+from autowu_bench.platform.records.outcome import TrialOutcome, TrialStatus
+from autowu_bench.platform.records.spec import TrialSpec
 from autowu_bench.platform.tracking import TrialRecorder
 
 
@@ -28,7 +28,7 @@ def specs() -> list[TrialSpec]:
 
 @pytest.fixture
 def run_dir(tmp_path):
-    results.write_specs(tmp_path, specs())
+    tables.write_specs(tmp_path, specs())
     auto = TrialRecorder(None, None, tmp_path / "trials" / "auto_s0")
     auto.log_steps([1, 2, 3, 4], [1e-5, 1e-4, 1e-3, 1e-2], [2.3, 2.2, 2.0, 1.9])
     auto.log_tests([{"step": 4, "epoch": 1.0, "p": [0.96, 0.99], "votes": [True, True], "positive": True,
@@ -57,14 +57,14 @@ def run_dir(tmp_path):
 
 
 def test_collect_writes_every_table(run_dir):
-    paths = results.collect(run_dir)
-    assert set(paths) == set(results.TABLES)
+    paths = tables.collect(run_dir)
+    assert set(paths) == set(tables.TABLES)
     assert all(p.is_file() and p.parent == run_dir for p in paths.values())
 
 
 def test_trials_table_joins_specs_and_summaries(run_dir):
-    results.collect(run_dir)
-    trials = results.load(run_dir, "trials").set_index("trial_id")
+    tables.collect(run_dir)
+    trials = tables.load(run_dir, "trials").set_index("trial_id")
     assert list(trials.index) == ["auto_s0", "base_s0", "never_s0"]
     assert trials.loc["auto_s0", "test_acc"] == 0.69 and trials.loc["auto_s0", "switch_reason"] == "test"
     assert trials.loc["auto_s0", "test_interval"] == "auto"
@@ -81,62 +81,62 @@ def test_trials_table_joins_specs_and_summaries(run_dir):
 
 
 def test_replayed_steps_keep_the_last_row(run_dir):
-    results.collect(run_dir)
-    curves = results.load(run_dir, "curves")
+    tables.collect(run_dir)
+    curves = tables.load(run_dir, "curves")
     auto = curves[curves.trial_id == "auto_s0"]
     assert auto["step"].tolist() == [1, 2, 3, 4, 5, 6]
     assert auto["train_loss"].tolist() == [2.3, 2.2, 2.05, 1.95, 1.5, 1.4]
     assert list(curves.columns) == ["trial_id", "step", "lr", "train_loss"]
     assert len(curves[curves.trial_id == "base_s0"]) == 2
-    epochs = results.load(run_dir, "epochs")
+    epochs = tables.load(run_dir, "epochs")
     assert epochs[epochs.trial_id == "auto_s0"]["val_acc"].tolist() == [0.55, 0.7]
 
 
 def test_tests_and_events_tables(run_dir):
-    results.collect(run_dir)
-    tests = results.load(run_dir, "tests")
+    tables.collect(run_dir)
+    tests = tables.load(run_dir, "tests")
     (row,) = tests.to_dict("records")
     assert row["trial_id"] == "auto_s0" and row["decision"] == "switch" and row["start_lr"] == 0.001
     assert list(row["p"]) == [0.96, 0.99] and list(row["votes"]) == [True, True]
-    events = results.load(run_dir, "events")
+    events = tables.load(run_dir, "events")
     assert events[["trial_id", "name", "step"]].values.tolist() == [["auto_s0", "rollback", 4]]
     assert json.loads(events["info"][0]) == {"to_step": 2}
 
 
 def test_an_empty_run_gives_empty_tables_with_columns(tmp_path):
-    results.write_specs(tmp_path, specs()[:1])
-    results.collect(tmp_path)
-    assert results.load(tmp_path, "curves").columns.tolist() == ["trial_id", "step", "lr", "train_loss"]
-    assert results.load(tmp_path, "tests").empty
-    assert results.load(tmp_path, "trials")["status"].tolist() == ["missing"]
+    tables.write_specs(tmp_path, specs()[:1])
+    tables.collect(tmp_path)
+    assert tables.load(tmp_path, "curves").columns.tolist() == ["trial_id", "step", "lr", "train_loss"]
+    assert tables.load(tmp_path, "tests").empty
+    assert tables.load(tmp_path, "trials")["status"].tolist() == ["missing"]
 
 
 def test_load_names_the_fix_when_not_collected(tmp_path):
     with pytest.raises(FileNotFoundError, match="collect"):
-        results.load(tmp_path, "trials")
+        tables.load(tmp_path, "trials")
     with pytest.raises(ValueError, match="curves"):
-        results.load(tmp_path, "curve")
+        tables.load(tmp_path, "curve")
 
 
 def test_specs_round_trip(tmp_path):
-    path = results.write_specs(tmp_path, specs())
-    assert path == tmp_path / results.SPECS_FILE
-    assert results.read_specs(tmp_path) == specs()
+    path = tables.write_specs(tmp_path, specs())
+    assert path == tmp_path / tables.SPECS_FILE
+    assert tables.read_specs(tmp_path) == specs()
     assert json.loads(path.read_text()) == [spec.to_dict() for spec in specs()]
-    assert [p.name for p in tmp_path.iterdir()] == [results.SPECS_FILE]  # no temp file left
+    assert [p.name for p in tmp_path.iterdir()] == [tables.SPECS_FILE]  # no temp file left
 
 
 def test_fragment_writer_numbers_on_across_kinds_and_resumes(tmp_path):
-    writer = results.FragmentWriter(tmp_path / "t_s0")
+    writer = tables.FragmentWriter(tmp_path / "t_s0")
     writer.add("curves", {"trial_id": "t_s0", "step": 1, "lr": 0.1, "train_loss": 2.0})
     writer.add("events", {"trial_id": "t_s0", "name": "rollback", "step": 1, "info": "{}"})
     first = writer.flush()
     assert [p.name for p in first] == ["curves-000001.parquet", "events-000002.parquet"]
     assert writer.flush() == []  # nothing buffered: no empty fragment
-    resumed = results.FragmentWriter(tmp_path / "t_s0")
+    resumed = tables.FragmentWriter(tmp_path / "t_s0")
     resumed.add("epochs", {"trial_id": "t_s0", "epoch": 0, "step": 1, "val_acc": 0.5})
     assert [p.name for p in resumed.flush()] == ["epochs-000003.parquet"]
-    assert sorted(p.name for p in (tmp_path / "t_s0" / results.FRAGMENTS).iterdir()) == [
+    assert sorted(p.name for p in (tmp_path / "t_s0" / tables.FRAGMENTS).iterdir()) == [
         "curves-000001.parquet", "epochs-000003.parquet", "events-000002.parquet"]
     assert pd.read_parquet(first[0]).to_dict("list") == {"trial_id": ["t_s0"], "step": [1], "lr": [0.1],
                                                          "train_loss": [2.0]}
@@ -147,7 +147,7 @@ def test_fragment_writer_numbers_on_across_kinds_and_resumes(tmp_path):
 def test_fragment_rows_with_different_keys_share_one_table_and_plain_values():
     import numpy as np
 
-    row = results.plain({"step": np.int64(3), "p": (np.float32(0.5), 0.25), "votes": np.array([True, False])})
+    row = tables.plain({"step": np.int64(3), "p": (np.float32(0.5), 0.25), "votes": np.array([True, False])})
     assert row == {"step": 3, "p": [0.5, 0.25], "votes": [True, False]} and type(row["step"]) is int
-    table = results._table([{"step": 1}, {"step": 2, "start_lr": 0.1}])
+    table = tables._table([{"step": 1}, {"step": 2, "start_lr": 0.1}])
     assert table.to_pylist() == [{"step": 1, "start_lr": None}, {"step": 2, "start_lr": 0.1}]

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from autowu_bench.platform import processes
+from autowu_bench.platform.execution import processes
 from tests.data_fixtures import write_fashion_mnist_idx
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,10 +91,10 @@ def _has_checkpoint(run_dir: Path, trial_id: str) -> bool:
 
 def _table(run_dir: Path) -> pd.DataFrame:
     from autowu_bench.dashboards.table import head_to_head
-    from autowu_bench.platform import results
+    from autowu_bench.platform.records import tables
 
     # device-h is wall time: the one column that differs between two runs of the same trials.
-    return head_to_head(results.load(run_dir, "trials")).drop(columns=["device_hours"])
+    return head_to_head(tables.load(run_dir, "trials")).drop(columns=["device_hours"])
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from autowu_bench.platform.loop import evaluate
-from autowu_bench.platform.spec import TrialSpec
-from autowu_bench.platform.outcome import SUMMARY_FILE
+from autowu_bench.platform.execution.train_step import evaluate
+from autowu_bench.platform.records.spec import TrialSpec
+from autowu_bench.platform.records.outcome import SUMMARY_FILE
 from autowu_bench.schedulers import fixed_plan
 from autowu_bench.workloads import get_workload
 from tests.data_fixtures import write_fashion_mnist_idx
@@ -40,8 +40,8 @@ def _spec(data_root: str, **kw) -> TrialSpec:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from autowu_bench.platform.ray_cluster import cluster_problems, ray_session
-    from autowu_bench.platform.runner import run_trials
+    from autowu_bench.platform.execution.ray_cluster import cluster_problems, ray_session
+    from autowu_bench.platform.execution.runner import run_trials
 
     root = tmp_path_factory.mktemp("data")
     write_fashion_mnist_idx(root, n_train=N_TRAIN, n_test=100, seed=0)
@@ -163,10 +163,10 @@ def test_a_trial_that_fails_before_training_leaves_a_failed_summary_with_the_err
     at the URI) neither fails it nor holds it up: its run's creation and end wait in the trial's spool."""
     import ray.tune.integration.ray_train
 
-    from autowu_bench.platform import trial_driver
-    from autowu_bench.platform.mlflow_env import MLFLOW_ENV
-    from autowu_bench.platform.mlflow_server import free_port
-    from autowu_bench.platform.spool import Spool
+    from autowu_bench.platform.execution import trial_driver
+    from autowu_bench.platform.tracking.env import MLFLOW_ENV
+    from autowu_bench.platform.tracking.server import free_port
+    from autowu_bench.platform.tracking.spool import Spool
 
     for key, value in MLFLOW_ENV.items():  # the client's few quick retries, as a trial driver has them
         monkeypatch.setenv(key, value)
@@ -222,7 +222,7 @@ def _baseline(tmp_path) -> TrialSpec:
 
 
 def test_a_disk_that_fills_mid_run_leaves_the_real_error_in_the_summary(tmp_path, full_disk):
-    from autowu_bench.platform import trial_driver
+    from autowu_bench.platform.execution import trial_driver
 
     with pytest.raises(OSError, match="No space left on device"):
         trial_driver.run_trial({"spec": _baseline(tmp_path).to_dict()}, run_dir=str(tmp_path), tracking_uri=None,
@@ -237,8 +237,8 @@ def test_a_disk_that_fills_mid_run_leaves_the_real_error_in_the_summary(tmp_path
 def test_when_the_summary_cannot_be_written_the_trial_raises_its_own_error(tmp_path, full_disk, monkeypatch, capsys):
     """The disk is too full for summary.json too: the driver raises the trial's error (what Tune records),
     not the error of writing the summary."""
-    from autowu_bench.platform import trial_driver
-    from autowu_bench.platform.outcome import TrialOutcome
+    from autowu_bench.platform.execution import trial_driver
+    from autowu_bench.platform.records.outcome import TrialOutcome
 
     def full(self, folder):
         raise OSError(errno.ENOSPC, "No space left on device", os.path.join(folder, SUMMARY_FILE))
@@ -255,9 +255,9 @@ def test_when_the_summary_cannot_be_written_the_trial_raises_its_own_error(tmp_p
 def test_a_trial_without_a_summary_takes_the_error_tune_recorded(tmp_path):
     """The runner's fallback: the summary first, else the error Tune recorded (Ray's wrapper of the trial's
     own error), written as the summary; only a trial with neither 'never started'."""
-    from autowu_bench.platform.outcome import TrialOutcome, TrialStatus
-    from autowu_bench.platform.runner import collect_outcomes, error_text
-    from autowu_bench.platform.trial_driver import trial_dir
+    from autowu_bench.platform.records.outcome import TrialOutcome, TrialStatus
+    from autowu_bench.platform.execution.runner import collect_outcomes, error_text
+    from autowu_bench.platform.execution.trial_driver import trial_dir
 
     class RayTaskError(Exception):  # the shape of ray.exceptions.RayTaskError: the trial's error as .cause
         def __init__(self, cause):

@@ -16,7 +16,7 @@ import math
 import pytest
 import torch
 
-from autowu_bench.platform.controller import AutoWUController
+from autowu_bench.platform.execution.controller import AutoWUController
 from autowu_bench.schedulers import AutoWU, Decision, FixedSchedule, LinearWarmupCosine, Phase, Plan, Schedule, SwitchReason
 
 S, E = 10, 12  # T = 120 steps

@@ -13,17 +13,17 @@ import yaml
 
 from autowu_bench.dashboards import head_to_head
 from autowu_bench.dashboards.report_data import search_curve
-from autowu_bench.platform.expansion import expand, search_jobs
-from autowu_bench.platform.outcome import TrialStatus, device_hours
-from autowu_bench.platform.search import (
+from autowu_bench.platform.suite.expansion import expand, search_jobs
+from autowu_bench.platform.records.outcome import TrialStatus, device_hours
+from autowu_bench.platform.execution.search import (
     SearchJob,
     param_space,
     searcher,
     stopped_outcome,
 )
-from autowu_bench.platform.spool import Spool
-from autowu_bench.platform.suite_errors import SuiteError
-from autowu_bench.platform.suites import load_suite, validate_suite
+from autowu_bench.platform.tracking.spool import Spool
+from autowu_bench.platform.suite.errors import SuiteError
+from autowu_bench.platform.suite.loader import load_suite, validate_suite
 from autowu_bench.tune import spec_from_config
 
 SPACE = {"peak_lr": {"low": 1e-3, "high": 1e-1, "log": True}, "warmup_epochs": {"low": 0, "high": 3}}
@@ -75,7 +75,7 @@ def test_schema_rejects_what_a_search_cannot_run():
 
 
 def test_a_resolved_search_suite_loads_again():
-    from autowu_bench.platform.suites import suite_to_yaml
+    from autowu_bench.platform.suite.loader import suite_to_yaml
 
     s = suite(search_arm(), {"name": "k", "kind": "autowu", "search": {"searcher": "grid", "space": {"patience": [2, 3]}}})
     again = validate_suite(yaml.safe_load(suite_to_yaml(s)))
@@ -220,7 +220,7 @@ def test_packaged_search_knobs_suite_searches_autowus_options_beside_the_grid():
 
 @pytest.mark.parametrize("name", ["paper-cifar10", "paper-cifar100", "paper-imagenet", "paper-imagenet-models"])
 def test_the_paper_suites_search_options_are_valid_when_uncommented(name):
-    from autowu_bench.platform.suites import find_suite
+    from autowu_bench.platform.suite.loader import find_suite
 
     lines = find_suite(name).read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if "# search arms (options)" in line)
@@ -260,15 +260,15 @@ class _FakeTrial:
 
 
 def test_a_trial_that_dies_before_its_driver_writes_is_listed_and_failed(tmp_path):
-    from autowu_bench.platform import results
-    from autowu_bench.platform.outcome import TrialOutcome
-    from autowu_bench.platform.search import SearchBook
+    from autowu_bench.platform.records import tables
+    from autowu_bench.platform.records.outcome import TrialOutcome
+    from autowu_bench.platform.execution.search import SearchBook
 
     job = search_jobs(suite(search_arm("tpe")))[0]
     specs = []
     book = SearchBook(job, run_dir=str(tmp_path), tracking_uri=None, specs=specs)
     book.on_trial_error(0, [], _FakeTrial(2, {"peak_lr": 0.01, "warmup_epochs": 1.0}))
-    (spec,) = results.read_specs(tmp_path)
+    (spec,) = tables.read_specs(tmp_path)
     assert spec.trial_id == "rs_fmnist-mlp_b256_s0_t002" and spec.peak_lr == 0.01
     outcome = TrialOutcome.read(tmp_path / "trials" / spec.trial_id)
     assert outcome.status is TrialStatus.FAILED and "died" in outcome.error
@@ -280,8 +280,8 @@ def test_the_progress_line_counts_the_points_not_yet_proposed(kind):
     point), and the trial Tune names is the planned one it replaces."""
     import io
 
-    from autowu_bench.platform.progress import ProgressReporter
-    from autowu_bench.platform.search import SearchBook
+    from autowu_bench.platform.execution.progress import ProgressReporter
+    from autowu_bench.platform.execution.search import SearchBook
 
     job = search_jobs(suite(search_arm(kind)))[0]
     book = SearchBook(job, run_dir="unused", tracking_uri=None, specs=[])
@@ -303,8 +303,8 @@ def test_the_progress_line_counts_the_points_not_yet_proposed(kind):
 def test_the_callback_records_a_trial_tune_stopped(tmp_path, last_status, run_status, summary_status):
     """What SearchBook writes when Tune ends a trial whose driver wrote no summary: the summary from the
     last report and the end of its MLflow run, queued in the trial's spool (no MLflow needed here)."""
-    from autowu_bench.platform.outcome import TrialOutcome
-    from autowu_bench.platform.search import SearchBook
+    from autowu_bench.platform.records.outcome import TrialOutcome
+    from autowu_bench.platform.execution.search import SearchBook
 
     job = search_jobs(suite(search_arm(scheduler={"kind": "asha", "grace_period": 1})))[0]
     book = SearchBook(job, run_dir=str(tmp_path), tracking_uri="http://127.0.0.1:9", specs=[])

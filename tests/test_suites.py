@@ -9,12 +9,12 @@ import pytest
 import yaml
 
 
-from autowu_bench.platform.expansion import expand
-from autowu_bench.platform.preflight import data_problems
-from autowu_bench.platform.suite_errors import SuiteError
-from autowu_bench.platform.suite_overrides import apply_overrides, select
-from autowu_bench.platform.suite_schema import AutoWUOptions
-from autowu_bench.platform.suites import load_suite, read_suite, suite_to_yaml, validate_suite
+from autowu_bench.platform.suite.expansion import expand
+from autowu_bench.platform.checks.data import data_problems
+from autowu_bench.platform.suite.errors import SuiteError
+from autowu_bench.platform.suite.overrides import apply_overrides, select
+from autowu_bench.platform.suite.schema import AutoWUOptions
+from autowu_bench.platform.suite.loader import load_suite, read_suite, suite_to_yaml, validate_suite
 from autowu_bench.schedulers import AutoWUCore
 from autowu_bench.workloads.data.sharding import batch_split_problem
 from autowu_bench.workloads import get_workload, workload_names
@@ -386,7 +386,7 @@ def test_infinite_values_and_seeds_outside_numpys_range_are_refused(fmnist_root)
 
 
 def test_a_test_interval_far_beyond_the_budget_is_a_warning_not_a_crash(fmnist_root):
-    from autowu_bench.platform.preflight import schedule_warnings
+    from autowu_bench.platform.checks.schedules import schedule_warnings
 
     arms = [{"name": "a", "kind": "autowu", "autowu": {"test_interval": 10**20}}]
     (warning,) = schedule_warnings(expand(validate_suite(suite_dict(fmnist_root, batch_sizes=[64], arms=arms))))

@@ -17,10 +17,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from autowu_bench.platform import tracking
-from autowu_bench.platform.mlflow_env import MLFLOW_ENV, apply_process_env
-from autowu_bench.platform.mlflow_server import WATCHDOG_MODULE, LocalMlflowServer, watchdog_env
-from autowu_bench.platform.server_watchdog import main as watchdog_main
-from autowu_bench.platform.spec import TrialSpec
+from autowu_bench.platform.tracking.env import MLFLOW_ENV, apply_process_env
+from autowu_bench.platform.tracking.server import WATCHDOG_MODULE, LocalMlflowServer, watchdog_env
+from autowu_bench.platform.tracking.watchdog import main as watchdog_main
+from autowu_bench.platform.records.spec import TrialSpec
 from autowu_bench.platform.tracking import TrialRecorder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -288,12 +288,12 @@ def test_stop_takes_down_the_server_and_its_children(tmp_path):
 @_LINUX
 def test_a_killed_owner_leaves_no_server_behind(tmp_path):
     """The owner runs without PYTHONPATH and the server in another folder: ``launch`` alone must make
-    ``python -m autowu_bench.platform.server_watchdog`` importable there."""
+    ``python -m autowu_bench.platform.tracking.watchdog`` importable there."""
     workdir = tmp_path / "work"
     owner_code = (
         "import sys, time\n"
         f"sys.path.insert(0, {str(REPO)!r})\n"
-        "from autowu_bench.platform.mlflow_server import LocalMlflowServer\n"
+        "from autowu_bench.platform.tracking.server import LocalMlflowServer\n"
         "class Server(LocalMlflowServer):\n"
         f"    def command(self): return [sys.executable, '-c', {_PID_WRITER!r}, str(self.workdir / 'pids'), '600']\n"
         f"Server({str(workdir)!r}).launch()\n"
@@ -382,7 +382,7 @@ def test_importing_the_platform_leaves_the_environment_alone():
     code = (
         "import json, os\n"
         "before = dict(os.environ)\n"
-        "import autowu_bench.platform.tracking, autowu_bench.platform.results, autowu_bench.platform.ray_cluster\n"
+        "import autowu_bench.platform.tracking, autowu_bench.platform.records.tables, autowu_bench.platform.execution.ray_cluster\n"
         "after = dict(os.environ)\n"
         "print(json.dumps({k: [before.get(k), after.get(k)] for k in before.keys() | after.keys()"
         " if before.get(k) != after.get(k)}))\n"
@@ -429,7 +429,7 @@ def test_ray_trial_processes_get_the_mlflow_environment(monkeypatch):
     """Trial drivers and workers get it from the runtime_env (no Ray is started: init is stopped)."""
     import ray
 
-    from autowu_bench.platform import ray_cluster
+    from autowu_bench.platform.execution import ray_cluster
 
     seen = {}
 

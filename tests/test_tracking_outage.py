@@ -16,12 +16,13 @@ import pytest
 from data_fixtures import write_fashion_mnist_idx
 from mlflow.tracking import MlflowClient
 
-from autowu_bench.platform import results, tracking
-from autowu_bench.platform.mlflow_env import MLFLOW_ENV
-from autowu_bench.platform.mlflow_server import LocalMlflowServer, free_port
-from autowu_bench.platform.run_record import RunRecord
-from autowu_bench.platform.spec import TrialSpec
-from autowu_bench.platform.spool import REJECTED_FILE, Spool
+from autowu_bench.platform.records import tables
+from autowu_bench.platform import tracking
+from autowu_bench.platform.tracking.env import MLFLOW_ENV
+from autowu_bench.platform.tracking.server import LocalMlflowServer, free_port
+from autowu_bench.platform.records.run_record import RunRecord
+from autowu_bench.platform.records.spec import TrialSpec
+from autowu_bench.platform.tracking.spool import REJECTED_FILE, Spool
 from autowu_bench.platform.tracking import TrialRecorder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -215,7 +216,7 @@ def test_steps_replayed_after_a_rollback_are_a_series_of_their_own(server, tmp_p
     assert steps_of(client, run_id, "train_loss") == list(range(1, 21))
     assert [(m.step, m.value) for m in client.get_metric_history(run_id, "replay1/val_acc")] == [(10, 0.6)]
     assert steps_of(client, run_id, "val_acc") == [10, 20]
-    curves = results.fragments_frame(tmp_path, "curves")
+    curves = tables.fragments_frame(tmp_path, "curves")
     assert curves.step.tolist() == list(range(1, 21)) and curves.lr.tolist() == [0.1] * 5 + [0.01] * 15
 
 
@@ -241,11 +242,12 @@ def test_a_suite_that_ends_with_mlflow_away_writes_its_results_and_exits_4(fmnis
     """Ray is stood in for; MLflow is away from the parent run's creation on (the trials' own tracking is
     test_a_trial_with_mlflow_away_throughout...): the tables and the report are written, the parent run's
     end waits in the run folder's spool, the exit status says tracking is incomplete."""
-    from autowu_bench.platform import ray_cluster, runner
-    from autowu_bench.platform.outcome import TrialOutcome, TrialStatus
-    from autowu_bench.platform.trial_driver import trial_dir
+    from autowu_bench.platform.execution import ray_cluster
+    from autowu_bench.platform.execution import runner
+    from autowu_bench.platform.records.outcome import TrialOutcome, TrialStatus
+    from autowu_bench.platform.execution.trial_driver import trial_dir
 
-    from autowu_bench.platform import environment
+    from autowu_bench.platform.checks import environment
 
     monkeypatch.setattr(environment, "unreachable", lambda *a, **k: None)  # it answered the launch's check, then went
     monkeypatch.setattr(ray_cluster, "ray_session", lambda *a, **k: contextlib.nullcontext())

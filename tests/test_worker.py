@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from autowu_bench.platform.controller import AutoWUController
-from autowu_bench.platform.spec import TrialSpec
-from autowu_bench.platform.worker import TrialWorker, WorkerEnv, rank0_schedule
+from autowu_bench.platform.execution.controller import AutoWUController
+from autowu_bench.platform.records.spec import TrialSpec
+from autowu_bench.platform.execution.worker import TrialWorker, WorkerEnv, rank0_schedule
 from tests.data_fixtures import write_fashion_mnist_idx
 
 EPOCHS = 3
@@ -112,7 +112,7 @@ def test_autowu_divergence_rolls_back_past_the_snapshot_whose_weights_gave_the_b
 
 def test_a_loss_that_blows_up_stops_the_trial_within_a_few_steps_not_at_the_epoch_end(data_root, tmp_path):
     from autowu_bench.platform.tracking import TrialRecorder
-    from autowu_bench.platform.worker import DIVERGENCE_CHECK_STEPS
+    from autowu_bench.platform.execution.worker import DIVERGENCE_CHECK_STEPS
 
     spec = _spec(data_root, kind="baseline", arm="baseline", optimizer="sgd", peak_lr=1e8, warmup_epochs=0.5,
                  decay=None, autowu={}, batch_size=20)  # 25 steps per epoch

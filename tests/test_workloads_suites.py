@@ -8,9 +8,9 @@ from itertools import pairwise
 
 import pytest
 
-from autowu_bench.platform.expansion import expand
-from autowu_bench.platform.preflight import data_problems
-from autowu_bench.platform.suites import load_suite
+from autowu_bench.platform.suite.expansion import expand
+from autowu_bench.platform.checks.data import data_problems
+from autowu_bench.platform.suite.loader import load_suite
 from data_fixtures import write_cifar10, write_cifar100, write_fashion_mnist_idx, write_imagenet_folders
 
 SUITES = ["paper-cifar10", "paper-cifar100", "paper-imagenet", "paper-imagenet-models", "paper-ablations", "gpu-quick",

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from autowu_bench.dashboards.table import format_markdown, format_text, head_to_head
-from autowu_bench.platform import results
-from autowu_bench.platform.files import write_atomic
+from autowu_bench.platform.records import tables
+from autowu_bench.platform.records.files import write_atomic
 
 
 def publish(run_dir: str | Path, *, title: str, tracking_uri: str | None = None, parent_run_id: str | None = None,
@@ -25,8 +25,8 @@ def publish(run_dir: str | Path, *, title: str, tracking_uri: str | None = None,
     links to the runs. A report that fails to build is reported on stderr and does not fail the suite:
     the table and the tables are already written, and the report can be rebuilt from them."""
     run_dir = Path(run_dir)
-    paths = results.collect(run_dir)
-    table = head_to_head(results.load(run_dir, "trials"))
+    paths = tables.collect(run_dir)
+    table = head_to_head(tables.load(run_dir, "trials"))
     text = format_text(table, title=title)
     write_atomic(run_dir / "table.txt", text)
     write_atomic(run_dir / "table.md", format_markdown(table))

@@ -21,7 +21,7 @@ import pandas as pd
 from autowu_bench.dashboards import figures
 from autowu_bench.dashboards import report_data as rd
 from autowu_bench.dashboards.table import is_search
-from autowu_bench.platform.outcome import TrialStatus
+from autowu_bench.platform.records.outcome import TrialStatus
 from autowu_bench.workloads.optimizers import optimizer_note
 
 REPORT_DIR = "report"

@@ -26,8 +26,8 @@ import pandas as pd
 
 from autowu_bench.dashboards.paper import BASELINE, paper_cell
 from autowu_bench.dashboards.table import best_grid_point, head_to_head, search_winners
-from autowu_bench.platform import results
-from autowu_bench.platform.outcome import TrialStatus
+from autowu_bench.platform.records import tables
+from autowu_bench.platform.records.outcome import TrialStatus
 from autowu_bench.schedulers.autowu import autowu_defaults
 from autowu_bench.workloads.optimizers import OPTIMIZER_INFO
 
@@ -43,22 +43,22 @@ def load_tables(run_dir: str | Path) -> dict[str, pd.DataFrame]:
     """The collected tables of ``run_dir``; trials.parquet is required, the others may be absent (empty)."""
     run_dir = Path(run_dir)
     if not (run_dir / "trials.parquet").is_file():
-        if (run_dir / results.SPECS_FILE).is_file() or (run_dir / "trials").is_dir():
-            fix = (f"collect them first: python -c \"from autowu_bench.platform import results; "
-                   f"results.collect('{run_dir}')\"")
+        if (run_dir / tables.SPECS_FILE).is_file() or (run_dir / "trials").is_dir():
+            fix = (f"collect them first: python -c \"from autowu_bench.platform.records import tables; "
+                   f"tables.collect('{run_dir}')\"")
         else:
             fix = "is this a run folder? It is <results>/<suite>/<timestamp>/, or a folder holding the collected tables"
         raise ReportError(f"{run_dir}: no trials.parquet; {fix}")
-    tables = {}
-    for name in results.TABLES:
+    frames = {}
+    for name in tables.TABLES:
         path = run_dir / f"{name}.parquet"
-        tables[name] = pd.read_parquet(path) if path.is_file() else pd.DataFrame(columns=["trial_id"])
-    trials = tables["trials"]
+        frames[name] = pd.read_parquet(path) if path.is_file() else pd.DataFrame(columns=["trial_id"])
+    trials = frames["trials"]
     for column in ("mlflow_run_id", "ended_at", "error"):
         if column not in trials:
             trials[column] = None
     trials["ended_at"] = pd.to_numeric(trials["ended_at"], errors="coerce")
-    return tables
+    return frames
 
 
 def cost_ratio(autowu_hours: float, grid_hours: float) -> str:

@@ -9,7 +9,7 @@ batch size:
   device-hours are those of the whole grid: the price of finding that point;
 - ``<baseline arm> default``: the point the scaling rule gives untuned (the recipe's base LR scaled to
   the batch size, the recipe's warmup epochs);
-- ``<search arm> best`` (an arm searched by a Ray Tune job, ``platform/search.py``; baseline or AutoWU):
+- ``<search arm> best`` (an arm searched by a Ray Tune job, ``platform/execution/search.py``; baseline or AutoWU):
   per seed, the search's winner, the completed trial (finished or diverged; a trial stopped early by
   ASHA has no test accuracy and cannot win) with the highest final validation accuracy (ties: the
   earlier trial); its test accuracy is reported, mean (std) over seeds (each seed its own search). Its
@@ -44,7 +44,7 @@ from typing import Any
 
 import pandas as pd
 
-from autowu_bench.platform.outcome import TrialStatus
+from autowu_bench.platform.records.outcome import TrialStatus
 from autowu_bench.schedulers.autowu import autowu_defaults
 from autowu_bench.workloads.optimizers import optimizer_note
 

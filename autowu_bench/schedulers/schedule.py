@@ -1,7 +1,7 @@
 """What every schedule offers a training loop: the ``Schedule`` protocol, and applying an LR.
 
 Two schedules implement the protocol: AutoWU's per-trial controller
-(``autowu_bench.platform.controller``, in-process or as a Ray actor behind a client with the same
+(``autowu_bench.platform.execution.controller``, in-process or as a Ray actor behind a client with the same
 methods) and the baseline's ``FixedSchedule`` (``autowu_bench.schedulers.baseline``). The loop asks
 for a plan once (``configure``), sets every step's LR from ``plan.lr(t)``, hands the step losses
 over when the plan says so (``plan.hands_over_after``) and fetches a new plan only when the old one

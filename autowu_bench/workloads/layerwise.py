@@ -26,7 +26,7 @@ w with gradient g (weight decay ``wd``, momentum ``m``)::
 
   Either way D >= ||g|| (triangle inequality). The training step computes D and hands it over with
   :meth:`CLARS.set_gradient_norms` before every ``step()``
-  (``autowu_bench.platform.loop.TrainStep`` does; under data parallelism the per-rank sums are
+  (``autowu_bench.platform.execution.train_step.TrainStep`` does; under data parallelism the per-rank sums are
   all-reduced, so D is that of one process on the global batch).
 """
 
@@ -138,7 +138,7 @@ class CLARS(LARS):
         if not self._fresh:
             raise RuntimeError(
                 "CLARS.step() needs the mean per-example (or per-chunk) gradient norm of every layer first: "
-                "call set_gradient_norms() (autowu_bench.platform.loop.TrainStep does), e.g. with the norms "
+                "call set_gradient_norms() (autowu_bench.platform.execution.train_step.TrainStep does), e.g. with the norms "
                 "from autowu_bench.workloads.layerwise.per_example_gradients"
             )
         self._fresh = False

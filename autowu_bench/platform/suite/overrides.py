@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import yaml
 
-from autowu_bench.platform.suite_errors import SuiteError
-from autowu_bench.platform.suite_yaml import load_yaml, yaml_problem
+from autowu_bench.platform.suite.errors import SuiteError
+from autowu_bench.platform.suite.yaml_reader import load_yaml, yaml_problem
 
 if TYPE_CHECKING:
-    from autowu_bench.platform.suite_schema import Suite
+    from autowu_bench.platform.suite.schema import Suite
 
 
 def apply_overrides(raw: dict[str, Any], assignments: Iterable[str]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any, Iterable
 
 from pydantic import BaseModel, ValidationError
 
-from autowu_bench.platform.suite_schema import ARM_KINDS, BELOW, Suite
+from autowu_bench.platform.suite.schema import ARM_KINDS, BELOW, Suite
 
 
 class SuiteError(ValueError):

@@ -49,10 +49,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autowu_bench.platform.files import write_atomic
-from autowu_bench.platform.results import FragmentWriter, plain
-from autowu_bench.platform.spec import TrialSpec
-from autowu_bench.platform.spool import REJECTED_FILE, SPOOL_DIR, Spool
+from autowu_bench.platform.records.files import write_atomic
+from autowu_bench.platform.records.tables import FragmentWriter, plain
+from autowu_bench.platform.records.spec import TrialSpec
+from autowu_bench.platform.tracking.spool import REJECTED_FILE, SPOOL_DIR, Spool
 from autowu_bench.schedulers.autowu import Decision
 
 TRIAL_TAGS = ("trial_id", "arm", "kind", "decay", "optimizer", "workload", "batch_size", "seed")
@@ -122,7 +122,7 @@ def provenance() -> dict[str, str]:
         ),
         "command": " ".join(sys.argv),
     }
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     commit = _git(repo, "rev-parse", "HEAD")
     tags["git_commit"] = commit or "unknown (not a git checkout)"
     if commit:

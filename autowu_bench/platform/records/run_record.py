@@ -14,7 +14,7 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from autowu_bench.platform.files import write_atomic
+from autowu_bench.platform.records.files import write_atomic
 
 RUN_FILE = "run.json"
 

@@ -4,14 +4,13 @@ one ``SearchJob`` per workload x batch size x search arm x seed (its points are 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from autowu_bench import workloads
-from autowu_bench.platform.search import SearchJob
-from autowu_bench.platform.spec import TrialSpec
-from autowu_bench.platform.suite_errors import SuiteError
-from autowu_bench.platform.suite_schema import AutoWUArm, BaselineArm, Suite
+from autowu_bench.platform.records.spec import TrialSpec
+from autowu_bench.platform.suite.errors import SuiteError
+from autowu_bench.platform.suite.schema import AutoWUArm, BaselineArm, Search, Suite
 from autowu_bench.schedulers.lr_functions import scaled_peak_lr
 
 
@@ -135,3 +134,38 @@ def search_jobs(suite: Suite) -> list[SearchJob]:
             scaling = (arm.scaling or arm_recipe.scaling, arm.base_batch or arm_recipe.base_batch)
             jobs.append(SearchJob(name, spec, arm.search, scaling))
     return jobs
+
+
+@dataclass(frozen=True)
+class SearchJob:
+    """One Tune search: ``base`` is every trial's spec but the searched values (its ``trial_id`` is the
+    job's name); ``scaling`` = (rule, base batch) turns a searched ``base_lr`` into the trial's peak LR."""
+
+    name: str
+    base: TrialSpec
+    search: Search
+    scaling: tuple[str, int] | None = None
+
+    def trial_id(self, n: int) -> str:
+        return f"{self.name}_t{n:03d}"
+
+    def planned(self) -> list[TrialSpec]:
+        """The job's trials before Tune proposes their points (ids ``_t001`` ... as :func:`trial_name`
+        numbers them; the base spec's values otherwise): what the progress line counts as pending."""
+        return [replace(self.base, trial_id=self.trial_id(n)) for n in range(1, self.search.trials + 1)]
+
+    def spec(self, config: dict[str, Any], trial_id: str) -> TrialSpec:
+        """The trial of a proposed ``config`` (searched key -> value)."""
+        values = {k: _plain(v) for k, v in config.items() if k in self.search.space}
+        if self.base.kind == "autowu":
+            return replace(self.base, trial_id=trial_id, autowu={**self.base.autowu, **values})
+        peak = values.get("peak_lr")
+        if "base_lr" in values:
+            rule, base_batch = self.scaling
+            peak = scaled_peak_lr(rule, float(values["base_lr"]), self.base.batch_size, base_batch)
+        warmup = values.get("warmup_epochs", self.base.warmup_epochs)
+        return replace(self.base, trial_id=trial_id, peak_lr=float(peak), warmup_epochs=float(warmup))
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value

@@ -25,61 +25,25 @@ import functools
 import logging
 import os
 import time
-from dataclasses import dataclass, replace
 from typing import Any
 
-from autowu_bench.platform.outcome import TrialOutcome, TrialStatus
-from autowu_bench.platform.spec import TrialSpec
-from autowu_bench.platform.suite_schema import Range, Search
+from autowu_bench.platform.records.outcome import TrialOutcome, TrialStatus
+from autowu_bench.platform.records.spec import TrialSpec
+from autowu_bench.platform.suite.expansion import SearchJob
+from autowu_bench.platform.suite.schema import Range
 from autowu_bench.platform.tracking import close_trial, spooled_run_id
-from autowu_bench.platform.trial_driver import (
+from autowu_bench.platform.execution.trial_driver import (
     DRIVER_FILE,
     read_json,
     run_trial,
     trial_dir,
 )
-from autowu_bench.schedulers.lr_functions import scaled_peak_lr
 
 METRIC, MODE = "val_acc", "max"
 TIME_ATTR = "epoch"
 # How long the Tune loop waits for MLflow to take a trial's end that a callback writes; what is left
 # stays in the trial's spool, sent at the suite's end (or by --sync).
 CALLBACK_WAIT_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class SearchJob:
-    """One Tune search: ``base`` is every trial's spec but the searched values (its ``trial_id`` is the
-    job's name); ``scaling`` = (rule, base batch) turns a searched ``base_lr`` into the trial's peak LR."""
-
-    name: str
-    base: TrialSpec
-    search: Search
-    scaling: tuple[str, int] | None = None
-
-    def trial_id(self, n: int) -> str:
-        return f"{self.name}_t{n:03d}"
-
-    def planned(self) -> list[TrialSpec]:
-        """The job's trials before Tune proposes their points (ids ``_t001`` ... as :func:`trial_name`
-        numbers them; the base spec's values otherwise): what the progress line counts as pending."""
-        return [replace(self.base, trial_id=self.trial_id(n)) for n in range(1, self.search.trials + 1)]
-
-    def spec(self, config: dict[str, Any], trial_id: str) -> TrialSpec:
-        """The trial of a proposed ``config`` (searched key -> value)."""
-        values = {k: _plain(v) for k, v in config.items() if k in self.search.space}
-        if self.base.kind == "autowu":
-            return replace(self.base, trial_id=trial_id, autowu={**self.base.autowu, **values})
-        peak = values.get("peak_lr")
-        if "base_lr" in values:
-            rule, base_batch = self.scaling
-            peak = scaled_peak_lr(rule, float(values["base_lr"]), self.base.batch_size, base_batch)
-        warmup = values.get("warmup_epochs", self.base.warmup_epochs)
-        return replace(self.base, trial_id=trial_id, peak_lr=float(peak), warmup_epochs=float(warmup))
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
 
 
 def param_space(job: SearchJob) -> dict[str, Any]:
@@ -198,12 +162,12 @@ class SearchBook:
         return self.spec_of(trial).to_dict()
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        from autowu_bench.platform import results
+        from autowu_bench.platform.records import tables
 
         spec = self.spec_of(trial)
         if spec not in self.specs:
             self.specs.append(spec)
-            results.write_specs(self.run_dir, self.specs)
+            tables.write_specs(self.run_dir, self.specs)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """A trial whose actor died (e.g. killed for memory) before its driver wrote a summary: listed in
@@ -243,7 +207,7 @@ def run_search(job: SearchJob, *, run_dir: str, tracking_uri: str | None, parent
     also appended to ``specs`` and written to ``trial_specs.json`` as they start)."""
     from ray import tune
 
-    from autowu_bench.platform.progress import progress_callback
+    from autowu_bench.platform.execution.progress import progress_callback
 
     run_dir = os.path.abspath(run_dir)
 

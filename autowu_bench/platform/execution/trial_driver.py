@@ -3,7 +3,7 @@
 Tune runs :func:`run_trial` holding no CPU, so the trial's Train workers get the cores. It opens the
 trial's MLflow child run, starts the AutoWU controller actor (AutoWU trials) and passes its handle to
 the workers in their config, builds and fits a ``TorchTrainer`` whose workers run
-:func:`~autowu_bench.platform.worker.train_loop_per_worker`, forwards their reports to Tune with
+:func:`~autowu_bench.platform.execution.worker.train_loop_per_worker`, forwards their reports to Tune with
 ``TuneReportCallback``, and writes the trial's outcome (``summary.json``) in the trial folder,
 whatever happens (when even that write fails, a full disk, the trial's error is what it raises: Tune
 records it and the runner takes it from there).
@@ -13,7 +13,7 @@ Tracking never decides a trial's outcome: the child run is opened and closed thr
 it; what MLflow did not take stays spooled and is sent later (the suite's end, ``--sync``, ``--resume``).
 
 It also keeps ``driver.json`` (its start time) in the trial folder: what a Tune callback needs to
-write the summary of a trial that Tune's scheduler stopped (``platform/search.py``).
+write the summary of a trial that Tune's scheduler stopped (``platform/execution/search.py``).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import time
 import traceback
 from typing import Any
 
-from autowu_bench.platform.files import read_count, write_atomic
-from autowu_bench.platform.outcome import TrialOutcome, TrialStatus
-from autowu_bench.platform.spec import TrialSpec
+from autowu_bench.platform.records.files import read_count, write_atomic
+from autowu_bench.platform.records.outcome import TrialOutcome, TrialStatus
+from autowu_bench.platform.records.spec import TrialSpec
 
 CHECKPOINTS_KEPT = 2  # per trial, in Ray Train's storage under the run folder (the free-disk check counts them)
 DRIVER_FILE = "driver.json"
@@ -60,13 +60,13 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from autowu_bench.platform.controller import (
+    from autowu_bench.platform.execution.controller import (
         controller_name,
         start_controller,
         stop_controller,
     )
     from autowu_bench.platform.tracking import close_trial, open_trial, spooled_run_id
-    from autowu_bench.platform.worker import ATTEMPTS_FILE, train_loop_per_worker
+    from autowu_bench.platform.execution.worker import ATTEMPTS_FILE, train_loop_per_worker
 
     spec = TrialSpec.from_dict(config["spec"])
     folder = trial_dir(run_dir, spec.trial_id)
@@ -127,7 +127,7 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
         earlier = TrialOutcome.read(folder)
         if earlier is not None and earlier.status is not TrialStatus.FAILED and (earlier.ended_at or 0) >= started:
             # Tune's scheduler stopped this trial and the search's callback wrote its summary (stopped, or
-            # finished when the stop came at its last epoch's report): platform/search.py
+            # finished when the stop came at its last epoch's report): platform/execution/search.py
             raise
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         outcome = TrialOutcome.from_report(

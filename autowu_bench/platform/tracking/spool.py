@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from autowu_bench.platform.files import write_atomic
+from autowu_bench.platform.records.files import write_atomic
 
 SPOOL_DIR = "mlflow-spool"
 OPS_FILE = "ops.jsonl"

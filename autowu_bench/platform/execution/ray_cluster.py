@@ -11,9 +11,9 @@ import warnings
 from contextlib import contextmanager
 from typing import Iterator
 
-from autowu_bench.platform import processes
-from autowu_bench.platform.mlflow_env import MLFLOW_ENV
-from autowu_bench.platform.spec import TrialSpec
+from autowu_bench.platform.execution import processes
+from autowu_bench.platform.tracking.env import MLFLOW_ENV
+from autowu_bench.platform.records.spec import TrialSpec
 
 # Less start-up work per trial and less noise: no Train/Tune metrics exporters, no state tracking.
 _RAY_ENV = {
@@ -38,9 +38,9 @@ _RAY_ENV = {
     **MLFLOW_ENV,
 }
 
-_SETUP_HOOK = "autowu_bench.platform.ray_cluster.quiet_ray_logs"
+_SETUP_HOOK = "autowu_bench.platform.execution.ray_cluster.quiet_ray_logs"
 
-# AutoWU's warnings about a trial's schedule that ``preflight.schedule_warnings`` prints once at planning,
+# AutoWU's warnings about a trial's schedule that ``checks.schedules.schedule_warnings`` prints once at planning,
 # with the arms and batch sizes they concern; each trial's controller would repeat them through Ray's log
 # forwarding. Regexes of ``warnings.filterwarnings`` (matched at the start of the message).
 PLANNING_WARNINGS = (r"test_interval=.* lets the LR grow",)

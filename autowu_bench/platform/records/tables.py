@@ -7,7 +7,7 @@ A run folder ``<results>/<suite>/<timestamp>/`` holds ``suite.yaml`` (the resolv
 trials.parquet, one row per trial:
     every ``TrialSpec`` field (``autowu`` as a JSON string), ``test_interval`` (AutoWU trials:
     "epoch", "auto" or a step count as text), and every field of the trial's outcome
-    (``autowu_bench.platform.outcome.TrialOutcome``, its ``summary.json``; docs/results.md): status,
+    (``autowu_bench.platform.records.outcome.TrialOutcome``, its ``summary.json``; docs/results.md): status,
     epochs_done, steps, steps_per_epoch, final_val_acc, best_val_acc, final_val_loss, test_acc, test_loss, switch_step,
     switch_epoch, switch_reason ("test", "fallback" or "divergence"), decay_start_lr, rollbacks,
     wall_seconds, device_hours, the start-up breakdown, error.
@@ -35,9 +35,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from autowu_bench.platform.outcome import SUMMARY_FILE, TrialOutcome, TrialStatus
-from autowu_bench.platform.files import replacing, write_atomic, write_parquet_atomic
-from autowu_bench.platform.spec import TrialSpec
+from autowu_bench.platform.records.outcome import SUMMARY_FILE, TrialOutcome, TrialStatus
+from autowu_bench.platform.records.files import replacing, write_atomic, write_parquet_atomic
+from autowu_bench.platform.records.spec import TrialSpec
 
 FRAGMENTS = "fragments"
 SPECS_FILE = "trial_specs.json"
@@ -197,5 +197,5 @@ def load(run_dir: str | os.PathLike, name: str) -> pd.DataFrame:
         raise ValueError(f"name={name!r} must be one of {TABLES}")
     path = Path(run_dir) / f"{name}.parquet"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; run results.collect({str(run_dir)!r}) first")
+        raise FileNotFoundError(f"{path} does not exist; run tables.collect({str(run_dir)!r}) first")
     return pd.read_parquet(path)

@@ -28,7 +28,7 @@ class TrialSpec:
         micro_batch: per-worker micro-batch for gradient accumulation; None means no accumulation.
         max_failures: Ray Train worker-group restarts (each from the last checkpoint) before the trial fails.
         search: for a trial proposed by an arm's Tune search, the search (``"tpe"``, ``"random+asha"``,
-            ...; ``platform/search.py``); None for a trial of a fixed grid or an AutoWU arm's one run.
+            ...; ``platform/execution/search.py``); None for a trial of a fixed grid or an AutoWU arm's one run.
     """
 
     trial_id: str

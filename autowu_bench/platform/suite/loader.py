@@ -1,8 +1,8 @@
 """Loading a suite: find the file, read it, apply ``--set``, validate, apply ``--only``.
 
     suite = load_suite("quick", sets=["epochs=3"], only=["baseline"])
-    trials = expand(suite)                   # autowu_bench.platform.expansion
-    missing = data_problems(suite)           # autowu_bench.platform.preflight
+    trials = expand(suite)                   # autowu_bench.platform.suite.expansion
+    missing = data_problems(suite)           # autowu_bench.platform.checks.data
 
 The schema is in suite_schema, the error messages in suite_errors, the ``--set``/``--only`` language
 in suite_overrides.
@@ -11,6 +11,7 @@ in suite_overrides.
 from __future__ import annotations
 
 import re
+import sys
 from importlib import resources as importlib_resources
 from pathlib import Path
 from typing import Any, Iterable
@@ -18,11 +19,12 @@ from typing import Any, Iterable
 import yaml
 from pydantic import ValidationError
 
-from autowu_bench.platform.preflight import download_missing_data
-from autowu_bench.platform.suite_errors import SuiteError, validation_problems
-from autowu_bench.platform.suite_overrides import apply_overrides, select
-from autowu_bench.platform.suite_schema import NAME_PATTERN, Suite
-from autowu_bench.platform.suite_yaml import load_yaml, yaml_problem
+from autowu_bench import workloads
+
+from autowu_bench.platform.suite.errors import SuiteError, validation_problems
+from autowu_bench.platform.suite.overrides import apply_overrides, select
+from autowu_bench.platform.suite.schema import NAME_PATTERN, Suite
+from autowu_bench.platform.suite.yaml_reader import load_yaml, yaml_problem
 
 
 def load_suite(
@@ -39,7 +41,7 @@ def load_suite(
     In order: ``sets`` (``--set key=value``) override the file; ``tracking_uri`` and ``results``, when
     given, override those fields; the result is validated; ``only`` selects; ``download`` fetches data
     sets missing under ``data.root`` (of the selected workloads). Whether the data is there is not
-    checked here: see ``preflight.data_problems``.
+    checked here: see ``checks.data.data_problems``.
     """
     path = find_suite(name_or_path)
     raw = apply_overrides(read_suite(path), sets)
@@ -110,3 +112,18 @@ def validate_suite(raw: dict[str, Any], source: str | None = None) -> Suite:
 def suite_to_yaml(suite: Suite) -> str:
     """The resolved suite (after overrides and selection) as YAML, loadable by ``load_suite``."""
     return yaml.safe_dump(suite.model_dump(mode="json"), sort_keys=False)
+
+
+def download_missing_data(suite: Suite) -> None:
+    """Fetch each workload's data set into ``data.root`` when it is not there (only on request: nothing
+    downloads at run time). What cannot be fetched is left to ``data_problems`` to report."""
+    root = suite.data.root
+    for name in suite.workloads:
+        workload = workloads.get_workload(name)
+        if root is None or not workload.check_data(root):
+            continue  # the default location is an installed package, or the data is already there
+        print(f"downloading the data of {name} into {root} ...", flush=True)
+        try:
+            workload.load(root, val_size=0, download=True)
+        except workloads.DataError as exc:
+            print(f"download of {name} failed: {exc}", file=sys.stderr, flush=True)

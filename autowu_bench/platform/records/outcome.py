@@ -12,8 +12,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from autowu_bench.platform.files import write_atomic
-from autowu_bench.platform.spec import TrialSpec
+from autowu_bench.platform.records.files import write_atomic
+from autowu_bench.platform.records.spec import TrialSpec
 
 SUMMARY_FILE = "summary.json"
 

@@ -1,6 +1,6 @@
 """The suite schema: the YAML fields, their types and the rules between them (pydantic models).
 
-Validation reads no files: whether the data is there is checked afterwards (``preflight.data_problems``),
+Validation reads no files: whether the data is there is checked afterwards (``checks.data.data_problems``),
 so that a dry run can list a suite whose data lives on the cluster only.
 
 Schema (every field but ``name``, ``workloads``, ``batch_sizes`` and ``arms`` has a default)::
@@ -186,7 +186,7 @@ class Asha(_Strict):
 
 
 class Search(_Strict):
-    """An arm's Ray Tune search job (``platform/search.py``): its space, searcher, scheduler and budget."""
+    """An arm's Ray Tune search job (``platform/execution/search.py``): its space, searcher, scheduler and budget."""
 
     searcher: Literal[SEARCHERS]
     space: Annotated[dict[str, SpaceValue], Field(min_length=1)]

@@ -1,5 +1,5 @@
 """Run a suite's trials through Ray Tune: one function trainable per trial
-(:func:`~autowu_bench.platform.trial_driver.run_trial`), a grid over the trial specs themselves, up to
+(:func:`~autowu_bench.platform.execution.trial_driver.run_trial`), a grid over the trial specs themselves, up to
 ``max_concurrent`` at once (by default as many as the cluster's CPUs, or GPUs, hold), with a live
 progress line (``progress.ProgressReporter``; one line per reported epoch with ``verbose``)."""
 
@@ -11,11 +11,11 @@ import os
 import time
 import traceback
 
-from autowu_bench.platform.outcome import TrialOutcome, TrialStatus
-from autowu_bench.platform.progress import progress_callback
-from autowu_bench.platform.ray_cluster import default_concurrency
-from autowu_bench.platform.spec import TrialSpec
-from autowu_bench.platform.trial_driver import run_trial, trial_dir
+from autowu_bench.platform.records.outcome import TrialOutcome, TrialStatus
+from autowu_bench.platform.execution.progress import progress_callback
+from autowu_bench.platform.execution.ray_cluster import default_concurrency
+from autowu_bench.platform.records.spec import TrialSpec
+from autowu_bench.platform.execution.trial_driver import run_trial, trial_dir
 
 
 def run_trials(

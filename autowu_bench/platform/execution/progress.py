@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, TextIO
 
-from autowu_bench.platform.outcome import TrialStatus
+from autowu_bench.platform.records.outcome import TrialStatus
 
 PENDING, RUNNING, FINISHED, DIVERGED, STOPPED, FAILED = (
     TrialStatus.PENDING, TrialStatus.RUNNING, TrialStatus.FINISHED, TrialStatus.DIVERGED, TrialStatus.STOPPED,

@@ -20,13 +20,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-from autowu_bench.platform.mlflow_env import MLFLOW_ENV
-from autowu_bench.platform.server_watchdog import MAX_RESTARTS
+from autowu_bench.platform.tracking.env import MLFLOW_ENV
+from autowu_bench.platform.tracking.watchdog import MAX_RESTARTS
 
-WATCHDOG_MODULE = "autowu_bench.platform.server_watchdog"
+WATCHDOG_MODULE = "autowu_bench.platform.tracking.watchdog"
 # The folder holding the autowu_bench package: the watchdog runs with the server's working folder as
 # its cwd, so ``-m`` finds the package only through PYTHONPATH.
-_PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
+_PACKAGE_PARENT = str(Path(__file__).resolve().parents[3])
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -1,7 +1,7 @@
 """Runs the MLflow server, restarts it when it dies, and takes it down when its owner dies, so a killed
 ``run_suite.py`` (even by SIGKILL) leaves no server behind.
 
-    python -m autowu_bench.platform.server_watchdog [--restarts N] <owner pid> <server command ...>
+    python -m autowu_bench.platform.tracking.watchdog [--restarts N] <owner pid> <server command ...>
 
 The watchdog leads its own process group, which the server and everything it starts join. When the
 server exits while the owner lives and nobody asked the watchdog to stop, it kills what is left of
@@ -27,7 +27,7 @@ POLL_SECONDS = 0.2
 GRACE_SECONDS = 5.0
 MAX_RESTARTS = 5
 RESTART_PAUSE_SECONDS = 1.0
-USAGE = "usage: python -m autowu_bench.platform.server_watchdog [--restarts N] <owner pid> <command ...>"
+USAGE = "usage: python -m autowu_bench.platform.tracking.watchdog [--restarts N] <owner pid> <command ...>"
 
 
 def _log(message: str) -> None:

@@ -27,7 +27,7 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
-from autowu_bench.platform.collectives import all_reduce_mean_, all_reduce_sum_, is_distributed
+from autowu_bench.platform.execution.collectives import all_reduce_mean_, all_reduce_sum_, is_distributed
 from autowu_bench.schedulers.schedule import set_lr
 from autowu_bench.workloads.layerwise import check_per_example_model, per_example_gradients
 from autowu_bench.workloads.optimizers import gradient_statistic, has_weight_modes

@@ -18,8 +18,8 @@ import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from autowu_bench.platform.spec import TrialSpec
-from autowu_bench.platform.suite_schema import Suite, local_path
+from autowu_bench.platform.records.spec import TrialSpec
+from autowu_bench.platform.suite.schema import Suite, local_path
 
 CONNECT_TIMEOUT_S = 5.0
 RAY_CLIENT_PORT = 10001  # ray://HOST means ray://HOST:10001
@@ -90,7 +90,7 @@ def checkpoint_bytes(workload: str, optimizer: str) -> int:
 def checkpoint_disk_problems(trials: list[TrialSpec], results: str) -> list[str]:
     """Whether the disk of ``results`` has room for every trial's kept checkpoints (Ray Train stores
     them under the run folder, ``CHECKPOINTS_KEPT`` per trial, and a finished trial keeps its own)."""
-    from autowu_bench.platform.trial_driver import CHECKPOINTS_KEPT
+    from autowu_bench.platform.execution.trial_driver import CHECKPOINTS_KEPT
 
     if not trials:
         return []

@@ -48,11 +48,11 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from autowu_bench.platform.collectives import broadcast_object, gather_objects
-from autowu_bench.platform.files import count_up, read_count, write_parquet_atomic
-from autowu_bench.platform.loop import LossBuffer, TrainStep, evaluate, first_divergent
-from autowu_bench.platform.outcome import TrialStatus
-from autowu_bench.platform.spec import TrialSpec
+from autowu_bench.platform.execution.collectives import broadcast_object, gather_objects
+from autowu_bench.platform.records.files import count_up, read_count, write_parquet_atomic
+from autowu_bench.platform.execution.train_step import LossBuffer, TrainStep, evaluate, first_divergent
+from autowu_bench.platform.records.outcome import TrialStatus
+from autowu_bench.platform.records.spec import TrialSpec
 from autowu_bench.schedulers.plan import Phase, Plan, SwitchReason
 from autowu_bench.schedulers.schedule import Schedule
 from autowu_bench.workloads.data.sharding import batch_split_problem
@@ -460,7 +460,7 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
 def rank0_schedule(spec: TrialSpec, controller: Any) -> Schedule:
     """The schedule rank 0 drives: the trial's AutoWU controller (its actor handle, from the driver)
     or the baseline's fixed schedule at the trial's grid point."""
-    from autowu_bench.platform.controller import ControllerClient
+    from autowu_bench.platform.execution.controller import ControllerClient
     from autowu_bench.schedulers.baseline import FixedSchedule
 
     if spec.kind == "autowu":

@@ -1,0 +1,1 @@
+"""What must hold before a suite starts: its data, its schedules, this machine and its network."""
