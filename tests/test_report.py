@@ -172,6 +172,25 @@ def test_report_page_lists_every_problem_trial_and_links_mlflow(run_dir):
     assert "<code>r1</code>" in unlinked and "#/experiments" not in unlinked
 
 
+def test_a_trial_a_scheduler_stopped_is_listed_among_those_that_did_not_finish(run_dir):
+    trials = pd.read_parquet(run_dir / "trials.parquet")
+    trials.loc[trials.trial_id == "a256_s1", "status"] = "stopped"
+    trials.to_parquet(run_dir / "trials.parquet", index=False)
+    problems = write_report(run_dir).read_text().split("Trials that did not finish", 1)[1].split("Every trial", 1)[0]
+    assert re.search(r"<td>a256_s1</td><td>stopped</td>", problems)
+    assert "<td>a256_s0</td>" not in problems  # a finished trial is not listed
+
+
+def test_figures_are_saved_at_150_dpi_or_more(run_dir):
+    from PIL import Image
+
+    page = write_report(run_dir)
+    images = re.findall(r'<img src="([^"]+)"', page.read_text())
+    for src in images:
+        with Image.open(page.parent / src) as image:
+            assert min(image.info["dpi"]) >= 149.5, src  # PNG stores dots per metre: 150 dpi reads back 149.99
+
+
 def test_missing_tables_name_the_folder_and_the_fix(tmp_path, capsys):
     (tmp_path / "trial_specs.json").write_text("[]")
     with pytest.raises(rd.ReportError, match=re.escape(str(tmp_path)) + ".*tables.collect"):

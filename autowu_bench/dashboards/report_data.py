@@ -205,9 +205,11 @@ def cost_curve(grid: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 
 
 def problem_trials(trials: pd.DataFrame) -> pd.DataFrame:
-    """Trials that are diverged, failed or missing, each with its status and error (never dropped)."""
+    """Trials that did not run to their end: diverged, stopped early by a search's scheduler (ASHA), failed,
+    missing or still running, each with its status and error (never dropped)."""
     status = trials["status"].astype(str)
-    return trials[status.isin([TrialStatus.DIVERGED, TrialStatus.FAILED, TrialStatus.MISSING, TrialStatus.RUNNING])]
+    return trials[status.isin([TrialStatus.DIVERGED, TrialStatus.STOPPED, TrialStatus.FAILED, TrialStatus.MISSING,
+                               TrialStatus.RUNNING])]
 
 
 def search_curve(trials: pd.DataFrame, select_by: str = SELECT_BY) -> pd.DataFrame:
