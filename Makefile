@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SUITE ?= quick
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: venv data browser run test bench ui clean
+.PHONY: venv data browser run test test-fast bench ui clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,8 +33,13 @@ browser:
 run: venv data
 	$(BIN)/python run_suite.py --suite $(SUITE) $(ARGS)
 
+# Every test, the end-to-end runs through Ray and MLflow included: what CI runs (README: measured time).
 test: venv data browser
 	$(BIN)/python -m pytest $(ARGS)
+
+# The loop while editing: every test but the end-to-end runs marked slow (README: measured time).
+test-fast: venv data browser
+	$(BIN)/python -m pytest -m "not slow" $(ARGS)
 
 bench: venv
 	$(BIN)/python bench/gp_test.py
