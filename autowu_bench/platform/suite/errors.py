@@ -10,7 +10,7 @@ from typing import Any, Iterable
 
 from pydantic import BaseModel, ValidationError
 
-from autowu_bench.platform.suite.schema import ARM_KINDS, BELOW, Suite
+from autowu_bench.platform.suite.schema import ARM_KINDS, PROBLEMS_BELOW, Suite
 
 
 class SuiteError(ValueError):
@@ -38,12 +38,13 @@ def validation_problems(error: ValidationError, raw: Any) -> list[str]:
     problems = []
     for item in error.errors():
         path = field_path(item["loc"], raw)
+        if item["type"] == PROBLEMS_BELOW:  # schema.problems_below: (subpath, message) pairs, as data
+            for subpath, line in item["ctx"]["problems"]:
+                problems.append(f"{path}{'' if subpath.startswith('[') else '.'}{subpath}: {line}")
+            continue
         if item["type"] == "value_error":
             for line in str(item["msg"]).removeprefix("Value error, ").split("\n"):
-                if line.startswith(BELOW):
-                    subpath, _, line = line[len(BELOW):].partition(" ")
-                    problems.append(f"{path}{'' if subpath.startswith('[') else '.'}{subpath}: {line}")
-                elif isinstance(item.get("input"), (int, float, str)):
+                if isinstance(item.get("input"), (int, float, str)):
                     problems.append(f"{path}: {line} (got {item['input']!r})")
                 else:
                     problems.append(f"{path}: {line}")

@@ -67,6 +67,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
+from pydantic_core import PydanticCustomError
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -88,13 +89,19 @@ from autowu_bench.workloads.data.sharding import batch_split_problem, train_step
 from autowu_bench.workloads.optimizers import OPTIMIZERS
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
-BELOW = "@"  # a validator's message line "@sub.path text" is a problem at <field>.sub.path (see below())
+PROBLEMS_BELOW = "problems_below"  # the pydantic error type of problems at fields below the validated one
 
 
-def below(subpath: str, message: str) -> str:
-    """A problem line for a field below the one being validated (``[0].warmup_epochs``, ``lr_max``):
-    suite_errors reports it at the validated field's path + ``subpath``."""
-    return f"{BELOW}{subpath} {message}"
+def below(subpath: str, message: str) -> tuple[str, str]:
+    """A problem at a field below the one being validated (``[0].warmup_epochs``, ``lr_max``)."""
+    return subpath, message
+
+
+def problems_below(problems: list[tuple[str, str]]) -> PydanticCustomError:
+    """What a validator raises for ``problems`` (each made by :func:`below`): pydantic keeps them as data in
+    the error's context, and ``suite.errors`` reports each at the validated field's path + its subpath."""
+    summary = "; ".join(f"{subpath}: {message}" for subpath, message in problems)
+    return PydanticCustomError(PROBLEMS_BELOW, "{summary}", {"summary": summary, "problems": list(problems)})
 
 
 def _decay_alias(value: Any) -> Any:
@@ -145,7 +152,7 @@ class AutoWUOptions(_Strict):
             note = f" ({', '.join(unset)}: AutoWU's default)" if unset else ""
             lines.append(below(name, message + note))
         if lines:
-            raise ValueError("\n".join(lines))
+            raise problems_below(lines)
         return self
 
     def kwargs(self) -> dict[str, Any]:
@@ -201,15 +208,15 @@ class Search(_Strict):
         if self.searcher == "grid":
             ranges = [k for k, v in self.space.items() if isinstance(v, Range)]
             if ranges:
-                raise ValueError(below("space", f"the grid searcher needs a list for every key; {ranges} are ranges"))
+                raise problems_below([below("space", f"the grid searcher needs a list for every key; {ranges} are ranges")])
             size = math.prod(len(v) for v in self.space.values())
             if self.num_samples is not None and self.num_samples != size:
-                raise ValueError(below("num_samples", f"num_samples={self.num_samples} but the grid has {size} points; "
-                                       "leave num_samples unset for the grid searcher"))
+                raise problems_below([below("num_samples", f"num_samples={self.num_samples} but the grid has {size} points; "
+                                       "leave num_samples unset for the grid searcher")])
         elif self.num_samples is None:
-            raise ValueError(below("num_samples", f"the {self.searcher} searcher needs num_samples (its trial budget)"))
+            raise problems_below([below("num_samples", f"the {self.searcher} searcher needs num_samples (its trial budget)")])
         if self.initial_points is not None and self.searcher not in ("tpe", "hyperopt"):
-            raise ValueError(below("initial_points", "initial_points is for the tpe and hyperopt searchers only"))
+            raise problems_below([below("initial_points", "initial_points is for the tpe and hyperopt searchers only")])
         return self
 
     @property
@@ -254,7 +261,7 @@ class AutoWUArm(_Strict):
                 for message in autowu_option_problems(**{**self.autowu.kwargs(), key: v}).values():
                     lines.append(below(f"search.space.{key}", f"value {v!r}: {message}"))
         if lines:
-            raise ValueError("\n".join(lines))
+            raise problems_below(lines)
         return self
 
 
@@ -315,7 +322,7 @@ class BaselineArm(_Strict):
         if "warmup_epochs" in space and any(not isinstance(v, (int, float)) or v < 0 for v in _values(space["warmup_epochs"])):
             lines.append(below("search.space.warmup_epochs", "warmup epochs must be numbers >= 0"))
         if lines:
-            raise ValueError("\n".join(lines))
+            raise problems_below(lines)
         return self
 
     def default_warmup(self, recipe: Any) -> float:
@@ -439,10 +446,10 @@ class Suite(_Strict):
         workers = resources.workers_per_trial
         empty = [b for b in sizes if train_steps(data.train_subset, batch_size=b // workers, world_size=workers) == 0]
         if empty:
-            raise ValueError(below(
+            raise problems_below([below(
                 "train_subset", f"train_subset={data.train_subset} gives no full batch per epoch at batch size(s) "
                 f"{empty}; raise train_subset to at least {max(empty)} or drop those batch sizes"
-            ))
+            )])
         return data
 
     @field_validator("arms")
@@ -485,7 +492,7 @@ class Suite(_Strict):
                         "or include_default: false"
                     ))
         if problems:
-            raise ValueError("\n".join(problems))
+            raise problems_below(problems)
         return arms
 
 
