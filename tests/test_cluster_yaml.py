@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import copy
+import importlib.metadata
+import re
+import tomllib
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
+from packaging.specifiers import SpecifierSet
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-CLUSTER_YAML = Path(__file__).resolve().parents[1] / "cluster.yaml"
+REPO = Path(__file__).resolve().parents[1]
+CLUSTER_YAML = REPO / "cluster.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +59,26 @@ def test_mlflow_server_on_the_heads_private_ip(cluster):
     for name in ("AUTOWU_RAY_ADDRESS=auto", "MLFLOW_TRACKING_URI=http://", "AUTOWU_RESULTS=/mnt/shared/"):
         assert name in exports
 
+
+
+def test_the_nodes_python_is_one_every_pin_installs_on(cluster):
+    setup = "\n".join(cluster["setup_commands"])
+    python = re.search(r"\|\| (python3\.\d+) -m venv ~/autowu-venv", setup)
+    assert python, "the venv must be made with a named Python, not Ubuntu 22.04's python3 (3.10)"
+    version = python.group(1).removeprefix("python")
+    assert f"apt-get install -y -q {python.group(1)} {python.group(1)}-venv" in setup
+    requires = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert version in SpecifierSet(requires) and "3.10" not in SpecifierSet(requires)
+    pins = [line.split("==")[0] for line in (REPO / "constraints.txt").read_text().splitlines()
+            if "==" in line and not line.startswith("#")]
+    refusing = {}
+    for name in pins:
+        try:
+            wanted = importlib.metadata.metadata(name).get("Requires-Python")
+        except importlib.metadata.PackageNotFoundError:
+            continue  # pinned for another platform or an extra this venv did not install
+        if wanted:
+            assert version in SpecifierSet(wanted), f"{name} needs Python {wanted}, the nodes get {version}"
+            if "3.10" not in SpecifierSet(wanted):
+                refusing[name] = wanted
+    assert {"numpy", "pandas"} <= set(refusing)  # why 3.10 (Ubuntu 22.04's own) cannot run the pins
