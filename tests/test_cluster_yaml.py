@@ -82,3 +82,17 @@ def test_the_nodes_python_is_one_every_pin_installs_on(cluster):
             if "3.10" not in SpecifierSet(wanted):
                 refusing[name] = wanted
     assert {"numpy", "pandas"} <= set(refusing)  # why 3.10 (Ubuntu 22.04's own) cannot run the pins
+
+
+def test_concurrency_on_the_autoscaling_cluster_counts_the_nodes_it_can_add(tmp_path):
+    from autowu_bench.platform.execution.ray_cluster import autoscaler_max_resources, concurrency_for
+    from autowu_bench.platform.records.spec import TrialSpec
+
+    grown = autoscaler_max_resources(str(CLUSTER_YAML))
+    assert grown == {"CPU": 8 + 8 * 8, "GPU": 8}  # the head plus 8 one-GPU workers at most
+    gpu_trial = TrialSpec(trial_id="t", suite="s", arm="a", kind="baseline", workload="fmnist-mlp", batch_size=64,
+                          epochs=1, seed=0, optimizer="adamp", weight_decay=0.0, use_gpu=True, gpus_per_worker=1.0)
+    up_now = {"CPU": 16.0, "GPU": 1.0}  # the head and the one GPU node cluster.yaml keeps up
+    assert concurrency_for([gpu_trial], up_now) == 1
+    assert concurrency_for([gpu_trial], grown) == 8
+    assert autoscaler_max_resources(str(tmp_path / "absent.yaml")) is None

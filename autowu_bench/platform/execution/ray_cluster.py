@@ -193,10 +193,20 @@ def cluster_problems(trials: list[TrialSpec], *, can_grow: bool = False) -> list
 
 
 def default_concurrency(trials: list[TrialSpec]) -> int:
-    """How many trials the cluster holds at once, by the largest trial's CPUs (or GPUs)."""
+    """How many trials the cluster holds at once, by the largest trial's CPUs (or GPUs): what it holds now
+    or, on a joined cluster with an autoscaler, what it can grow to (:func:`autoscaler_max_resources`), so
+    that trials wait for nodes the autoscaler adds instead of running one at a time on the nodes up now."""
     import ray
 
-    resources = ray.cluster_resources()
+    resources = dict(ray.cluster_resources())
+    if not _local_ray_pids():  # a joined cluster (a local instance this driver started cannot grow)
+        for key, value in (autoscaler_max_resources() or {}).items():
+            resources[key] = max(resources.get(key, 0.0), value)
+    return concurrency_for(trials, resources)
+
+
+def concurrency_for(trials: list[TrialSpec], resources: dict[str, float]) -> int:
+    """How many of the largest of ``trials`` fit in ``resources`` at once (at least 1)."""
     fits = []
     for spec in trials:
         if spec.use_gpu:
@@ -206,3 +216,37 @@ def default_concurrency(trials: list[TrialSpec]) -> int:
         if per_trial > 0:
             fits.append(resources.get("CPU", 0.0) / per_trial)
     return max(1, int(math.floor(min(fits)))) if fits else 1
+
+
+# Where `ray up` leaves the cluster's launcher config on the head node (the --autoscaling-config its
+# head_start_ray_commands give); AUTOWU_AUTOSCALING_CONFIG names another one.
+AUTOSCALING_CONFIG = "~/ray_bootstrap_config.yaml"
+
+
+def autoscaler_max_resources(path: str | None = None) -> dict[str, float] | None:
+    """The resources a cluster can grow to under its autoscaler: the head node's plus each worker node
+    type's times its ``max_workers`` (each capped by the cluster's ``max_workers``), from a cluster
+    launcher config (``cluster.yaml``'s form). None when there is no such file or it gives no node types."""
+    import yaml
+
+    path = os.path.expanduser(path or os.environ.get("AUTOWU_AUTOSCALING_CONFIG") or AUTOSCALING_CONFIG)
+    try:
+        with open(path) as f:
+            config = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError):
+        return None
+    types = (config or {}).get("available_node_types") if isinstance(config, dict) else None
+    if not isinstance(types, dict):
+        return None
+    cap = config.get("max_workers")
+    total: dict[str, float] = {}
+    for name, node_type in types.items():
+        resources = node_type.get("resources") or {}
+        if name == config.get("head_node_type"):
+            count = 1
+        else:
+            count = node_type.get("max_workers", node_type.get("min_workers", 0))
+            count = min(count, cap) if isinstance(cap, int) else count
+        for key, value in resources.items():
+            total[key] = total.get(key, 0.0) + float(value) * count
+    return total
