@@ -4,7 +4,7 @@ that answer (each within a few seconds, not after Ray's or MLflow's minutes of r
 it can write when it starts its own MLflow server.
 
 Each check returns problems, one line each, naming the value, what is wrong and the fix, like the suite's
-own (suite_errors). ``run_suite.py`` prints them and exits with status 2 before it creates the run folder;
+own (``suite.errors``). ``run_suite.py`` prints them and exits with status 2 before it creates the run folder;
 ``--dry-run`` prints the local ones as warnings (the folders may exist on the cluster only) and skips
 the network ones (``network=False``). Nothing here writes a file or starts a process.
 """

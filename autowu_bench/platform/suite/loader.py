@@ -4,8 +4,8 @@
     trials = expand(suite)                   # autowu_bench.platform.suite.expansion
     missing = data_problems(suite)           # autowu_bench.platform.checks.data
 
-The schema is in suite_schema, the error messages in suite_errors, the ``--set``/``--only`` language
-in suite_overrides.
+The schema is in ``suite.schema``, the error messages in ``suite.errors``, the ``--set``/``--only`` language
+in ``suite.overrides``.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def find_suite(name_or_path: str | Path) -> Path:
 
 def read_suite(name_or_path: str | Path) -> dict[str, Any]:
     """The raw suite mapping of a packaged suite name or a YAML path: UTF-8 text, YAML with no key
-    given twice (suite_yaml), a mapping at the top; SuiteError naming the file otherwise."""
+    given twice (``suite.yaml_reader``), a mapping at the top; SuiteError naming the file otherwise."""
     path = find_suite(name_or_path)
     try:
         text = path.read_bytes().decode("utf-8")

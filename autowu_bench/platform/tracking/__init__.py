@@ -15,7 +15,7 @@ summary, closing the children, its status) are appended to a spool on disk (``sp
 ``<trial>/mlflow-spool``, ``<run>/mlflow-spool``) and sent from there in order: by rank 0's sender
 thread during the trial, by the trial driver at the start and end (each a bounded wait), by the
 suite's end, ``run_suite.py --sync`` and ``--resume`` (:func:`send_spools`). MLflow's HTTP client
-gives up after seconds (``mlflow_env``); the spool tries again later.
+gives up after seconds (``tracking.env``); the spool tries again later.
 
 Metrics of a child run (MLflow ``step`` = optimizer steps taken, so every chart shares one x axis):
   lr, train_loss                    every step, sent in batches (``log_batch``), never one call a step
@@ -28,9 +28,9 @@ Metrics of a child run (MLflow ``step`` = optimizer steps taken, so every chart 
                                     key holds each step once, ``lr`` the value first logged
   summary metrics                   at the end (test_acc, best_val_acc, switch_epoch, device_hours, ...)
 
-The local server is ``mlflow_server.LocalMlflowServer``; the Parquet fragments that ``TrialRecorder``
-writes beside its metrics are ``results.FragmentWriter``'s. A process that logs sets ``MLFLOW_ENV``
-first (``apply_process_env``, see ``mlflow_env``): importing this module leaves the environment alone.
+The local server is ``tracking.server.LocalMlflowServer``; the Parquet fragments that ``TrialRecorder``
+writes beside its metrics are ``records.tables.FragmentWriter``'s. A process that logs sets ``MLFLOW_ENV``
+first (``apply_process_env``, see ``tracking.env``): importing this module leaves the environment alone.
 """
 
 from __future__ import annotations
@@ -671,7 +671,7 @@ class _Sender:
 
 class TrialRecorder:
     """Rank 0's writer for one trial: MLflow metrics through the trial's spool, and the same rows as
-    Parquet fragments (``results.FragmentWriter``) for the results tables.
+    Parquet fragments (``records.tables.FragmentWriter``) for the results tables.
 
     Everything is buffered; ``flush()`` (every epoch) appends the buffered metrics to the trial's spool
     (``<trial_dir>/mlflow-spool``) in ``log_batch``-sized operations, wakes the recorder's sender thread

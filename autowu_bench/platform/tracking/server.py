@@ -3,7 +3,7 @@
 With no tracking URI given, ``run_suite.py`` runs :class:`LocalMlflowServer`: ``mlflow server`` on
 127.0.0.1 over ``sqlite:///<working folder>/mlflow.db`` with artifacts in ``<working folder>/
 mlflow-artifacts``, so every trial process talks HTTP to one writer and the sqlite file is never locked
-by two processes; ``make ui`` shows the same file afterwards. Its watchdog (``server_watchdog``)
+by two processes; ``make ui`` shows the same file afterwards. Its watchdog (``tracking.watchdog``)
 restarts a server that dies on the same port (at most ``max_restarts`` times, a line in the server's log
 each time), so the URI stays valid; meanwhile the trials' tracking waits in their spools. Standard
 library only at import.
