@@ -41,6 +41,7 @@ from autowu_bench.platform.checks.environment import (
     environment_problems,
     tracking_problems,
 )
+from autowu_bench.platform.records.spec import TrialKind
 from autowu_bench.platform.suite.expansion import expand, search_jobs
 from autowu_bench.platform.checks.data import data_problems
 from autowu_bench.platform.checks.schedules import schedule_warnings
@@ -124,7 +125,7 @@ def describe(suite, trials, jobs=()) -> str:
              f"seeds {suite.seeds})"]
     width = max([len(t.trial_id) for t in trials] + [len(j.name) for j in jobs] + [1])
     for t in trials:
-        if t.kind == "autowu":
+        if t.kind is TrialKind.AUTOWU:
             what = " ".join([f"AutoWU {t.decay}"] + [f"{k}={v}" for k, v in sorted(t.autowu.items())])
         else:
             decay = t.decay or "cosine"

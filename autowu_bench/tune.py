@@ -63,7 +63,7 @@ import os
 import re
 from typing import Any
 
-from autowu_bench.platform.records.spec import TrialSpec
+from autowu_bench.platform.records.spec import TrialKind, TrialSpec
 from autowu_bench.schedulers.autowu import DECAYS, autowu_defaults
 from autowu_bench.schedulers.lr_functions import BASELINE_DECAYS
 
@@ -86,8 +86,8 @@ def spec_from_config(config: dict[str, Any], trial_id: str) -> TrialSpec:
     autowu = {k: _plain(config[k]) for k in AUTOWU_OPTIONS if k in config}
     decay = config.get("decay")
     only_autowu = set(DECAYS) - set(BASELINE_DECAYS)
-    schedule = config.get("schedule") or ("autowu" if autowu or decay in only_autowu else "baseline")
-    if schedule not in ("baseline", "autowu"):
+    schedule = config.get("schedule") or (TrialKind.AUTOWU if autowu or decay in only_autowu else TrialKind.BASELINE)
+    if schedule not in (TrialKind.BASELINE, TrialKind.AUTOWU):
         raise ValueError(f"schedule={schedule!r} must be 'baseline' or 'autowu'")
     workload = config.get("workload", "fmnist-mlp")
     recipe = workloads.get_workload(workload).recipe
@@ -101,13 +101,13 @@ def spec_from_config(config: dict[str, Any], trial_id: str) -> TrialSpec:
                   weight_decay=float(config.get("weight_decay", recipe.weight_decay)))
     if "data_root" in values and values["data_root"] is not None:
         values["data_root"] = os.path.abspath(os.path.expanduser(values["data_root"]))
-    if schedule == "autowu":
+    if schedule == TrialKind.AUTOWU:
         if decay is not None and decay not in DECAYS or "decay_power" in config:
             raise ValueError(f"schedule 'autowu': decay={decay!r} must be one of {list(DECAYS)}, without decay_power")
         values.pop("peak_lr", None)
         values.pop("warmup_epochs", None)
         values.setdefault("decay", autowu_defaults()["decay"])
-        return TrialSpec(trial_id=trial_id, arm="autowu", kind="autowu", autowu=autowu, **values)
+        return TrialSpec(trial_id=trial_id, arm="autowu", kind=TrialKind.AUTOWU, autowu=autowu, **values)
     if autowu:
         raise ValueError(f"schedule 'baseline' takes no AutoWU options; got {sorted(autowu)}")
     values.setdefault("decay", "cosine")
@@ -119,7 +119,7 @@ def spec_from_config(config: dict[str, Any], trial_id: str) -> TrialSpec:
         raise ValueError(f"decay_power is for decay 'polynomial', not {values['decay']!r}; remove it")
     values["peak_lr"] = float(values.get("peak_lr") or scaled_peak_lr(recipe.scaling, recipe.base_lr, batch, recipe.base_batch))
     values["warmup_epochs"] = float(values.get("warmup_epochs", recipe.warmup_epochs))
-    return TrialSpec(trial_id=trial_id, arm="baseline", kind="baseline", **values)
+    return TrialSpec(trial_id=trial_id, arm="baseline", kind=TrialKind.BASELINE, **values)
 
 
 def _plain(value: Any) -> Any:

@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from autowu_bench.dashboards import report_data as rd  # noqa: E402
+from autowu_bench.platform.records.spec import TrialKind  # noqa: E402
 from autowu_bench.schedulers.autowu import Decision, autowu_defaults  # noqa: E402
 
 DPI = 150  # sharp on a high-density screen and in print; 72 made the report's text blurry
@@ -48,7 +49,7 @@ def compared_trials(trials: pd.DataFrame, batch: int) -> list[tuple[str, pd.Seri
     out = []
     for arm in dict.fromkeys(cell["arm"]):
         group = cell[cell["arm"] == arm]
-        if group["kind"].iloc[0] == "autowu":
+        if group["kind"].iloc[0] == TrialKind.AUTOWU:
             trial = _first_seed(group)
             out += [(arm, trial)] if trial is not None else []
             continue
@@ -81,7 +82,7 @@ def schedules(trials: pd.DataFrame, curves: pd.DataFrame, path: Path) -> Path | 
             if curve.empty:
                 continue
             x, color = _epochs(curve, trial), COLORS[i % len(COLORS)]
-            style = "-" if trial["kind"] == "autowu" else "--"
+            style = "-" if trial["kind"] == TrialKind.AUTOWU else "--"
             lr_ax.plot(x, curve["lr"], style, color=color, label=label, lw=1.3)
             loss = curve["train_loss"].where(np.isfinite(curve["train_loss"]))
             window = max(1, int(trial.get("steps_per_epoch") or 1) // 4)
@@ -100,7 +101,7 @@ def schedules(trials: pd.DataFrame, curves: pd.DataFrame, path: Path) -> Path | 
 def _autowu_trials(trials: pd.DataFrame) -> list[tuple[int, str, pd.Series]]:
     """(batch, arm, lowest-seed trial) for every AutoWU arm and batch size."""
     out = []
-    auto = trials[trials["kind"] == "autowu"]
+    auto = trials[trials["kind"] == TrialKind.AUTOWU]
     for batch in sorted(auto["batch_size"].unique()):
         for arm in dict.fromkeys(auto["arm"]):
             trial = _first_seed(auto[(auto["batch_size"] == batch) & (auto["arm"] == arm)])
@@ -193,7 +194,7 @@ def grid_heatmaps(trials: pd.DataFrame, path: Path) -> Path | None:
     """Per batch size and baseline arm with a grid (two points or more): peak LR (log) x warmup epochs ->
     mean validation accuracy, diverged / failed / missing cells labelled; AutoWU's decay start LR and
     switch epoch as markers. None when no arm has a grid."""
-    base = trials[trials["kind"] == "baseline"]
+    base = trials[trials["kind"] == TrialKind.BASELINE]
     if base.empty:
         return None
 
@@ -221,7 +222,7 @@ def grid_heatmaps(trials: pd.DataFrame, path: Path) -> Path | None:
                     color="red" if mark else "white")
         mesh = ax.pcolormesh(_edges(lrs), _edges(wus), np.ma.masked_invalid(acc), cmap="viridis", shading="flat")
         fig.colorbar(mesh, ax=ax, label="val acc (mean over seeds)")
-        auto = trials[(trials["kind"] == "autowu") & (trials["batch_size"] == batch)]
+        auto = trials[(trials["kind"] == TrialKind.AUTOWU) & (trials["batch_size"] == batch)]
         for k, auto_arm in enumerate(dict.fromkeys(auto["arm"])):
             group = auto[auto["arm"] == auto_arm]
             ok = group["decay_start_lr"].notna() & group["switch_epoch"].notna() & (group["decay_start_lr"] > 0)
@@ -279,10 +280,10 @@ def cost(trials: pd.DataFrame, table: pd.DataFrame, path: Path) -> tuple[Path | 
         bar.set_title(f"batch {batch}: device-hours (best = the whole grid)", fontsize=9)
         ax = axes[1, col]
         cell = trials[trials["batch_size"] == batch]
-        for arm in dict.fromkeys(cell.loc[cell["kind"] == "baseline", "arm"]):
+        for arm in dict.fromkeys(cell.loc[cell["kind"] == TrialKind.BASELINE, "arm"]):
             curve, order = rd.cost_curve(cell[cell["arm"] == arm])
             ax.step(curve["device_hours"], curve["best_test_acc"], where="post", label=f"{arm}: best so far")
-        for i, (_, r) in enumerate(rows[rows["row"].isin(set(cell.loc[cell["kind"] == "autowu", "arm"]))].iterrows()):
+        for i, (_, r) in enumerate(rows[rows["row"].isin(set(cell.loc[cell["kind"] == TrialKind.AUTOWU, "arm"]))].iterrows()):
             ax.plot(r["device_hours"], r["test_acc_mean"], "o^sDv"[i % 5], color=COLORS[(i + 1) % len(COLORS)],
                     ms=8, label=r["row"])
         ax.set_xlabel("cumulative device-hours")
@@ -306,13 +307,13 @@ def search_progress(trials: pd.DataFrame, table: pd.DataFrame, path: Path) -> Pa
         ax = axes[0, col]
         cell = trials[trials["batch_size"] == batch]
         searched = is_search(cell)
-        for i, arm in enumerate(dict.fromkeys(cell.loc[(cell["kind"] == "baseline") | searched, "arm"])):
+        for i, arm in enumerate(dict.fromkeys(cell.loc[(cell["kind"] == TrialKind.BASELINE) | searched, "arm"])):
             mine = cell[cell["arm"] == arm]
             curve = rd.search_curve(mine)
             label = f"{arm} ({mine['search'].dropna().iloc[0]})" if is_search(mine).any() else f"{arm} (full grid)"
             ax.step(curve["device_hours"], curve["best_test_acc"], where="post", color=COLORS[i % len(COLORS)],
                     marker=".", label=label)
-        rows = table[(table["batch_size"] == batch) & table["row"].isin(set(cell.loc[cell["kind"] == "autowu", "arm"]))]
+        rows = table[(table["batch_size"] == batch) & table["row"].isin(set(cell.loc[cell["kind"] == TrialKind.AUTOWU, "arm"]))]
         for i, (_, r) in enumerate(rows.iterrows()):
             ax.plot(r["device_hours"], r["test_acc_mean"], "*^sDv"[i % 5], color="black", ms=10 if i == 0 else 7,
                     label=f"{r['row']} (one run)")
@@ -330,14 +331,14 @@ def sensitivity(trials: pd.DataFrame, path: Path) -> Path | None:
     from autowu_bench.dashboards.table import COMPLETED, is_search
 
     searched = is_search(trials)
-    if not (searched & (trials["kind"] == "autowu")).any():
+    if not (searched & (trials["kind"] == TrialKind.AUTOWU)).any():
         return None
     batches = sorted(trials["batch_size"].unique())
     fig, axes = _panels(1, len(batches), w=5.6, h=3.8)
     for col, batch in enumerate(batches):
         ax = axes[0, col]
         cell = trials[(trials["batch_size"] == batch) & trials["status"].astype(str).isin(COMPLETED)]
-        spread = is_search(cell) | (cell["kind"] == "baseline")
+        spread = is_search(cell) | (cell["kind"] == TrialKind.BASELINE)
         arms = list(dict.fromkeys(cell.loc[spread, "arm"]))
         values = [cell.loc[cell["arm"] == arm, "test_acc"].dropna().to_numpy() for arm in arms]
         if not arms:
@@ -347,7 +348,7 @@ def sensitivity(trials: pd.DataFrame, path: Path) -> Path | None:
         for i, (arm, v) in enumerate(zip(arms, values), start=1):
             kind = cell.loc[cell["arm"] == arm, "kind"].iloc[0]
             ax.scatter(i + rng.uniform(-0.12, 0.12, len(v)), v, s=14, zorder=3,
-                       color=COLORS[0] if kind == "autowu" else COLORS[1])
+                       color=COLORS[0] if kind == TrialKind.AUTOWU else COLORS[1])
         ax.set_xticks(range(1, len(arms) + 1), [f"{a}\n({len(v)} trials)" for a, v in zip(arms, values)], fontsize=7)
         ax.set_ylabel("test acc (completed trials)")
         ax.set_title(f"batch {batch}: spread across each arm's space (blue: AutoWU's knobs)", fontsize=9)

@@ -28,6 +28,7 @@ from autowu_bench.dashboards.paper import BASELINE, paper_cell
 from autowu_bench.dashboards.table import best_grid_point, head_to_head, search_winners
 from autowu_bench.platform.records import tables
 from autowu_bench.platform.records.outcome import TrialStatus
+from autowu_bench.platform.records.spec import TrialKind
 from autowu_bench.schedulers.autowu import autowu_defaults
 from autowu_bench.workloads.optimizers import OPTIMIZER_INFO
 
@@ -84,7 +85,7 @@ class Answer:
 def answers(table: pd.DataFrame, trials: pd.DataFrame) -> list[Answer]:
     """One sentence per workload, batch size and AutoWU arm, against that cell's grid best (the first
     baseline arm's, in the suite's order)."""
-    autowu_arms = set(trials.loc[trials["kind"] == "autowu", "arm"])
+    autowu_arms = set(trials.loc[trials["kind"] == TrialKind.AUTOWU, "arm"])
     out = []
     for (workload, batch), cell in table.groupby(["workload", "batch_size"], sort=True):
         bests = cell[cell["row"].str.endswith(" best") & cell["grid_points"].notna()]  # grids, not searches
@@ -145,7 +146,7 @@ def _schedule(trials: pd.DataFrame, workload: str, row: str) -> tuple[str | None
     """The paper's schedule name for a table row: the decay of an AutoWU arm, "baseline" for a default row."""
     mine = trials[trials["workload"] == workload]
     arm = mine[mine["arm"] == row]
-    if len(arm) and arm["kind"].iloc[0] == "autowu":
+    if len(arm) and arm["kind"].iloc[0] == TrialKind.AUTOWU:
         if not _paper_autowu(arm.iloc[0]):
             return None, None  # an ablation or another test interval: the paper has no number for it
         return str(arm["decay"].iloc[0]), str(arm["optimizer"].iloc[0])

@@ -45,6 +45,7 @@ from typing import Any
 import pandas as pd
 
 from autowu_bench.platform.records.outcome import TrialStatus
+from autowu_bench.platform.records.spec import TrialKind
 from autowu_bench.schedulers.autowu import autowu_defaults
 from autowu_bench.workloads.optimizers import optimizer_note
 
@@ -107,7 +108,7 @@ def search_winners(group: pd.DataFrame, select_by: str = "final_val_acc") -> pd.
 
 def search_setting(trial: pd.Series) -> str:
     """The point of a search trial: peak LR and warmup (baseline), or the searched AutoWU options."""
-    if trial["kind"] != "autowu":
+    if trial["kind"] != TrialKind.AUTOWU:
         return _baseline_setting(trial["peak_lr"], trial["warmup_epochs"], trial)
     options = trial.get("autowu")
     options = json.loads(options) if isinstance(options, str) else dict(options or {})
@@ -146,7 +147,7 @@ def head_to_head(trials: pd.DataFrame, select_by: str = "final_val_acc") -> pd.D
             if is_search(group).any():
                 rows.append(_search_row(key, arm, group[is_search(group)], select_by))
                 continue
-            if group["kind"].iloc[0] == "autowu":
+            if group["kind"].iloc[0] == TrialKind.AUTOWU:
                 reasons = group["switch_reason"].dropna()
                 rows.append({
                     **key, "row": arm, "setting": _autowu_setting(group.iloc[0]) + _note(group.iloc[0]),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import warnings
 
 from autowu_bench import workloads
-from autowu_bench.platform.records.spec import TrialSpec
+from autowu_bench.platform.records.spec import TrialKind, TrialSpec
 from autowu_bench.schedulers.autowu import AutoWUCore
 from autowu_bench.workloads.data.sharding import train_steps
 
@@ -23,7 +23,7 @@ def schedule_warnings(trials: list[TrialSpec]) -> list[str]:
     concerns (seeds share a schedule)."""
     concerns: dict[tuple[str, str], tuple[list[str], list[int]]] = {}
     for spec in trials:
-        if spec.kind != "autowu":
+        if spec.kind is not TrialKind.AUTOWU:
             continue
         steps = planned_steps_per_epoch(spec)
         if steps < 1:  # no batch: the validation or the worker says so

@@ -27,7 +27,7 @@ from typing import Any
 
 from autowu_bench.platform.records.files import read_count, write_atomic
 from autowu_bench.platform.records.outcome import TrialOutcome, TrialStatus
-from autowu_bench.platform.records.spec import TrialSpec
+from autowu_bench.platform.records.spec import TrialKind, TrialSpec
 
 CHECKPOINTS_KEPT = 2  # per trial, in Ray Train's storage under the run folder (the free-disk check counts them)
 DRIVER_FILE = "driver.json"
@@ -79,7 +79,7 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
     try:  # from here on, whatever fails is recorded in the trial's summary (and its MLflow run, if any)
         _note(folder, started=started)
         run_id = open_trial(tracking_uri, parent_run_id, spec, folder)
-        if spec.kind == "autowu":
+        if spec.kind is TrialKind.AUTOWU:
             controller = start_controller(spec.autowu_kwargs(), name=controller_name(spec.trial_id),
                                           max_restarts=spec.max_failures)
         resources = {"CPU": spec.cpus_per_worker}

@@ -52,7 +52,7 @@ from autowu_bench.platform.execution.collectives import broadcast_object, gather
 from autowu_bench.platform.records.files import count_up, read_count, write_parquet_atomic
 from autowu_bench.platform.execution.train_step import LossBuffer, TrainStep, evaluate, first_divergent
 from autowu_bench.platform.records.outcome import TrialStatus
-from autowu_bench.platform.records.spec import TrialSpec
+from autowu_bench.platform.records.spec import TrialKind, TrialSpec
 from autowu_bench.schedulers.plan import Phase, Plan, SwitchReason
 from autowu_bench.schedulers.schedule import Schedule
 from autowu_bench.workloads.data.sharding import batch_split_problem
@@ -463,7 +463,7 @@ def rank0_schedule(spec: TrialSpec, controller: Any) -> Schedule:
     from autowu_bench.platform.execution.controller import ControllerClient
     from autowu_bench.schedulers.baseline import FixedSchedule
 
-    if spec.kind == "autowu":
+    if spec.kind is TrialKind.AUTOWU:
         if controller is None:
             raise ValueError(f"AutoWU trial {spec.trial_id!r}: its config has no controller handle ('controller')")
         return ControllerClient(controller)

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from autowu_bench.schedulers.autowu import autowu_defaults
+
+
+class TrialKind(StrEnum):
+    """A trial's schedule: AutoWU's (the controller decides the warmup) or a baseline's (a fixed grid point).
+    A ``str``: it is written, compared and stored as its plain value."""
+
+    AUTOWU = "autowu"
+    BASELINE = "baseline"
 
 
 @dataclass(frozen=True)
@@ -16,7 +25,7 @@ class TrialSpec:
     Attributes:
         trial_id: unique within a suite and safe as a file name, e.g. ``autowu-cos_fmnist-mlp_b4096_s0``.
         arm: the suite's arm name (``autowu-cos``, ``autowu-const-cos``, ``autowu-auto``, ``baseline``...).
-        kind: ``"autowu"`` or ``"baseline"``.
+        kind: :class:`TrialKind` (a plain string in ``to_dict``; a string given is turned into it).
         batch_size: the global batch (all workers, all accumulation steps together).
         decay: the decay after the warmup: AutoWU's ("cosine" or "const-cos") or the baseline's
             ("cosine", "polynomial" or "constant"; None: "cosine").
@@ -34,7 +43,7 @@ class TrialSpec:
     trial_id: str
     suite: str
     arm: str
-    kind: str
+    kind: TrialKind
     workload: str
     batch_size: int
     epochs: int
@@ -61,8 +70,14 @@ class TrialSpec:
     max_failures: int = 3
     search: str | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", TrialKind(self.kind))
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The spec as plain values (``kind`` its string), as trial_specs.json, MLflow and Parquet take it."""
+        values = dataclasses.asdict(self)
+        values["kind"] = self.kind.value
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrialSpec":

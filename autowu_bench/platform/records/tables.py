@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 
 from autowu_bench.platform.records.outcome import SUMMARY_FILE, TrialOutcome, TrialStatus
 from autowu_bench.platform.records.files import replacing, write_atomic, write_parquet_atomic
-from autowu_bench.platform.records.spec import TrialSpec
+from autowu_bench.platform.records.spec import TrialKind, TrialSpec
 
 FRAGMENTS = "fragments"
 SPECS_FILE = "trial_specs.json"
@@ -78,7 +78,7 @@ def trials_frame(run_dir: str | os.PathLike) -> pd.DataFrame:
     for spec in read_specs(run_dir):
         row = spec.to_dict()
         row["autowu"] = json.dumps(row["autowu"], sort_keys=True)
-        row["test_interval"] = str(spec.test_interval) if spec.kind == "autowu" else None
+        row["test_interval"] = str(spec.test_interval) if spec.kind is TrialKind.AUTOWU else None
         rows[spec.trial_id] = row
     for summary_path in sorted((run_dir / "trials").glob(f"*/{SUMMARY_FILE}")):
         summary = TrialOutcome.read(summary_path.parent).to_dict()

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from autowu_bench import workloads
-from autowu_bench.platform.records.spec import TrialSpec
+from autowu_bench.platform.records.spec import TrialKind, TrialSpec
 from autowu_bench.platform.suite.errors import SuiteError
 from autowu_bench.platform.suite.schema import AutoWUArm, BaselineArm, Search, Suite
 from autowu_bench.schedulers.lr_functions import scaled_peak_lr
@@ -92,7 +92,7 @@ def expand(suite: Suite) -> list[TrialSpec]:
         if isinstance(arm, AutoWUArm):
             for seed in suite.seeds:
                 trials.append(TrialSpec(
-                    trial_id=f"{arm.name}_{workload}_b{batch}_s{seed}", kind="autowu", seed=seed,
+                    trial_id=f"{arm.name}_{workload}_b{batch}_s{seed}", kind=TrialKind.AUTOWU, seed=seed,
                     autowu=arm.autowu.kwargs(), **base,
                 ))
             continue
@@ -101,7 +101,7 @@ def expand(suite: Suite) -> list[TrialSpec]:
                 trials.append(TrialSpec(
                     trial_id=(f"{arm.name}_{workload}_b{batch}_lr{_lr_tag(point.peak_lr)}"
                               f"_w{point.warmup_epochs:g}_s{seed}"),
-                    kind="baseline", seed=seed, peak_lr=point.peak_lr,
+                    kind=TrialKind.BASELINE, seed=seed, peak_lr=point.peak_lr,
                     warmup_epochs=point.warmup_epochs, is_default=point.is_default, **base,
                 ))
     ids = [t.trial_id for t in trials]
@@ -125,11 +125,11 @@ def search_jobs(suite: Suite) -> list[SearchJob]:
         for seed in suite.seeds:
             name = f"{arm.name}_{workload}_b{batch}_s{seed}"
             if isinstance(arm, AutoWUArm):
-                spec = TrialSpec(trial_id=name, kind="autowu", seed=seed,
+                spec = TrialSpec(trial_id=name, kind=TrialKind.AUTOWU, seed=seed,
                                  autowu=arm.autowu.kwargs(), search=arm.search.label, **base)
                 jobs.append(SearchJob(name, spec, arm.search))
                 continue
-            spec = TrialSpec(trial_id=name, kind="baseline", seed=seed, warmup_epochs=float(arm_recipe.warmup_epochs),
+            spec = TrialSpec(trial_id=name, kind=TrialKind.BASELINE, seed=seed, warmup_epochs=float(arm_recipe.warmup_epochs),
                              search=arm.search.label, **base)
             scaling = (arm.scaling or arm_recipe.scaling, arm.base_batch or arm_recipe.base_batch)
             jobs.append(SearchJob(name, spec, arm.search, scaling))
@@ -157,7 +157,7 @@ class SearchJob:
     def spec(self, config: dict[str, Any], trial_id: str) -> TrialSpec:
         """The trial of a proposed ``config`` (searched key -> value)."""
         values = {k: _plain(v) for k, v in config.items() if k in self.search.space}
-        if self.base.kind == "autowu":
+        if self.base.kind is TrialKind.AUTOWU:
             return replace(self.base, trial_id=trial_id, autowu={**self.base.autowu, **values})
         peak = values.get("peak_lr")
         if "base_lr" in values:

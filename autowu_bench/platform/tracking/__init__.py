@@ -51,7 +51,7 @@ from typing import Any
 
 from autowu_bench.platform.records.files import write_atomic
 from autowu_bench.platform.records.tables import FragmentWriter, plain
-from autowu_bench.platform.records.spec import TrialSpec
+from autowu_bench.platform.records.spec import TrialKind, TrialSpec
 from autowu_bench.platform.tracking.spool import REJECTED_FILE, SPOOL_DIR, Spool
 from autowu_bench.schedulers.autowu import Decision
 
@@ -218,7 +218,7 @@ def trial_group(spec: TrialSpec) -> str:
 
 def grid_point(spec: TrialSpec) -> str | None:
     """A baseline trial's ``grid_point`` tag, ``"lr 0.004, wu 2"`` (None for other trials)."""
-    if spec.kind != "baseline" or spec.peak_lr is None or spec.warmup_epochs is None:
+    if spec.kind is not TrialKind.BASELINE or spec.peak_lr is None or spec.warmup_epochs is None:
         return None
     return f"lr {spec.peak_lr:.4g}, wu {spec.warmup_epochs:g}"
 
@@ -236,7 +236,7 @@ def trial_tags(spec: TrialSpec) -> dict[str, str]:
         tags["optimizer_label"] = info.label
         if info.note:
             tags["optimizer_note"] = info.note
-    if spec.kind == "autowu":
+    if spec.kind is TrialKind.AUTOWU:
         tags["test_interval"] = str(spec.test_interval)
     else:
         tags.update(peak_lr=f"{spec.peak_lr:g}", warmup_epochs=f"{spec.warmup_epochs:g}",
