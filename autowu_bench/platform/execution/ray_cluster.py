@@ -127,7 +127,7 @@ def ray_session(
             # stopping a trial ASHA cut short, a trial's process dying) leaves its worker group's
             # placement group, and the cores it holds, to that cleaner: without the State API it never
             # learns the controller died, and the next trials wait for those cores forever.
-            include_dashboard=True,
+            include_dashboard=_dashboard_installed(),
             dashboard_host="127.0.0.1",
             log_to_driver=True,
             configure_logging=True,
@@ -141,6 +141,20 @@ def ray_session(
         yield session
     finally:
         session.close()
+
+
+def _dashboard_installed() -> bool:
+    """Whether Ray's dashboard can start here: a minimal Ray (``pip install ray`` without ``[default]``)
+    lacks its packages, and ``include_dashboard=True`` then fails ``ray.init``. Without it a trial whose
+    Train controller is killed from outside keeps its cores (see ``ray_session``): said, not refused."""
+    from ray._private import utils
+
+    error = getattr(utils, "get_dashboard_dependency_error", lambda: None)()  # Ray's private API
+    if error is not None:
+        print(f"warning: Ray's dashboard cannot start ({error}; pip install 'ray[default]'): a trial whose Train "
+              "controller is killed from outside (a search's scheduler stopping it, a crash) keeps its cores "
+              "until the suite ends", file=sys.stderr, flush=True)
+    return error is None
 
 
 def _local_ray_pids() -> list[int]:
