@@ -185,15 +185,20 @@ class _Stop:
     def __init__(self) -> None:
         self.signals = 0
         self.session = None  # the RaySession whose processes a second signal kills
+        self.run_dir: Path | None = None
 
-    def install(self, session) -> None:
-        self.session = session
+    def install(self, session, run_dir: Path) -> None:
+        self.session, self.run_dir = session, run_dir
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame) -> None:
         self.signals += 1
         if self.signals == 1:
+            from autowu_bench.platform.records.run_record import mark_interrupted
+
+            # First, before anything stops: the trials that fail from here on were interrupted.
+            mark_interrupted(self.run_dir, signal.Signals(signum).name)
             print(f"\nrun_suite.py: {signal.Signals(signum).name}: stopping the trials (again to stop at once)",
                   file=sys.stderr, flush=True)
             raise KeyboardInterrupt(signal.Signals(signum).name)
@@ -307,7 +312,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"run_suite.py: Ray did not start ({type(exc).__name__}: {exc}); no trial started",
                   file=sys.stderr)
             return EXIT_INVALID
-        stop.install(session)  # after ray.init, which installs its own SIGTERM handler
+        stop.install(session, run_dir)  # after ray.init, which installs its own SIGTERM handler
         jobs = search_jobs(suite)
         problems = ray_cluster.cluster_problems(trials + [job.base for job in jobs], can_grow=args.address is not None)
         if problems:

@@ -12,6 +12,7 @@ import glob
 import json
 import math
 import os
+import time
 
 import pyarrow.parquet as pq
 import pytest
@@ -157,13 +158,18 @@ def test_each_epoch_left_a_checkpoint_with_the_full_state(run):
     assert state["schedule"]["core"]["switch_reason"] == "divergence"
 
 
-def test_a_trial_that_fails_before_training_leaves_a_failed_summary_with_the_error(tmp_path, monkeypatch):
+@pytest.mark.parametrize("interrupted", [False, True], ids=["error", "suite interrupted"])
+def test_a_trial_that_fails_before_training_leaves_a_failed_summary_with_the_error(tmp_path, monkeypatch,
+                                                                                   interrupted):
     """A trial that fails before training (here: its Tune callback cannot be built) is recorded as failed with
     its error, not left "missing" with the error only in Ray's log. MLflow being away (nothing listens
-    at the URI) neither fails it nor holds it up: its run's creation and end wait in the trial's spool."""
+    at the URI) neither fails it nor holds it up: its run's creation and end wait in the trial's spool.
+    When a signal stopped the suite first (Ray going down under the trial), its run ends KILLED, not
+    FAILED, and its summary says it was interrupted."""
     import ray.tune.integration.ray_train
 
     from autowu_bench.platform.execution import trial_driver
+    from autowu_bench.platform.records.run_record import mark_interrupted
     from autowu_bench.platform.tracking.env import MLFLOW_ENV
     from autowu_bench.platform.tracking.server import free_port
     from autowu_bench.platform.tracking.spool import Spool
@@ -172,6 +178,8 @@ def test_a_trial_that_fails_before_training_leaves_a_failed_summary_with_the_err
         monkeypatch.setenv(key, value)
 
     def no_trainer(*args, **kwargs):
+        if interrupted:  # the signal came while the trial ran
+            mark_interrupted(tmp_path, "SIGINT")
         raise RuntimeError("no worker group can start here")
 
     monkeypatch.setattr(ray.tune.integration.ray_train, "TuneReportCallback", no_trainer)
@@ -183,9 +191,10 @@ def test_a_trial_that_fails_before_training_leaves_a_failed_summary_with_the_err
     with open(os.path.join(folder, SUMMARY_FILE)) as f:
         summary = json.load(f)
     assert summary["status"] == "failed" and "no worker group" in summary["error"]
+    assert summary["error"].startswith("interrupted: SIGINT stopped the suite") == interrupted
     assert summary["mlflow_run_id"] is None
-    ops = [op["op"] for _, op in Spool.of(folder).pending()]
-    assert ops[0] == "create" and ops[-1] == "status"
+    ops = [op for _, op in Spool.of(folder).pending()]
+    assert ops[0]["op"] == "create" and ops[-1] == {"op": "status", "status": "KILLED" if interrupted else "FAILED"}
 
 
 def test_a_baseline_that_blows_up_ends_as_diverged_in_its_summary(run):
@@ -278,3 +287,14 @@ def test_a_trial_without_a_summary_takes_the_error_tune_recorded(tmp_path):
     assert TrialOutcome.read(trial_dir(str(tmp_path), "full")).error == outcomes[1].error
     assert outcomes[2].error == "the trial never started"
     assert error_text(ValueError("plain")) == "ValueError: plain"
+
+
+def test_only_an_interruption_after_the_trial_started_counts(tmp_path):
+    from autowu_bench.platform.records.run_record import interrupted_since, mark_interrupted
+
+    assert interrupted_since(tmp_path, 0.0) is None  # never interrupted
+    before = time.time()
+    mark_interrupted(tmp_path, "SIGTERM")
+    assert interrupted_since(tmp_path, before) == "SIGTERM"
+    # A resumed run's trial starts after the mark its earlier run left: that run's interruption is not its.
+    assert interrupted_since(tmp_path, time.time() + 1.0) is None

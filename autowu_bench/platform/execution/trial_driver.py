@@ -27,6 +27,7 @@ from typing import Any
 
 from autowu_bench.platform.records.files import read_count, write_atomic
 from autowu_bench.platform.records.outcome import TrialOutcome, TrialStatus
+from autowu_bench.platform.records.run_record import interrupted_since
 from autowu_bench.platform.records.spec import TrialKind, TrialSpec
 
 CHECKPOINTS_KEPT = 2  # per trial, in Ray Train's storage under the run folder (the free-disk check counts them)
@@ -130,6 +131,9 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
             # finished when the stop came at its last epoch's report): platform/execution/search.py
             raise
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        interrupted = interrupted_since(run_dir, started)
+        if interrupted is not None:  # Ray stopping under the trial, not a fault of the trial
+            error = f"interrupted: {interrupted} stopped the suite ({error}); --resume runs the trial again"
         outcome = TrialOutcome.from_report(
             spec, metrics, status=TrialStatus.FAILED, started=started, ended=time.time(),
             fit_started=fit_started, error=error, mlflow_run_id=run_id or spooled_run_id(folder),
@@ -139,7 +143,7 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
         except OSError as write_error:  # a full disk: the trial's own error, raised below, is what Tune records
             print(f"trial {spec.trial_id}: its summary was not written ({write_error}); it failed with: {error}",
                   file=sys.stderr, flush=True)
-        close_trial(tracking_uri, folder, "FAILED", outcome.to_dict())
+        close_trial(tracking_uri, folder, "FAILED" if interrupted is None else "KILLED", outcome.to_dict())
         raise
     finally:
         if controller is not None:

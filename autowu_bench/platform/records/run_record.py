@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from autowu_bench.platform.records.files import write_atomic
 
 RUN_FILE = "run.json"
+# Written by run_suite.py the moment a signal stops the suite, before it stops Ray: a trial whose training
+# fails after that was interrupted, not broken (its MLflow run ends KILLED, --resume runs it again).
+INTERRUPTED_FILE = "interrupted.json"
 
 
 @dataclass(frozen=True)
@@ -55,3 +59,18 @@ class RunRecord:
             raise ValueError(f"{path} cannot be read ({exc}); the run folder cannot be picked up again") from None
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def mark_interrupted(run_dir: str | os.PathLike, signal_name: str) -> None:
+    """Record that ``signal_name`` stopped the suite of ``run_dir`` now (see ``INTERRUPTED_FILE``)."""
+    write_atomic(Path(run_dir) / INTERRUPTED_FILE, json.dumps({"at": time.time(), "signal": signal_name}) + "\n")
+
+
+def interrupted_since(run_dir: str | os.PathLike, started: float) -> str | None:
+    """The signal that stopped the suite of ``run_dir`` at or after ``started`` (a Unix time), or None; an
+    interruption of an earlier run of the folder, before ``started``, does not count."""
+    try:
+        mark = json.loads((Path(run_dir) / INTERRUPTED_FILE).read_text())
+        return str(mark["signal"]) if float(mark["at"]) >= started else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
