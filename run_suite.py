@@ -304,7 +304,9 @@ def run(args: argparse.Namespace) -> int:
             # A resumed run's server serves the store the run began in. Launched first so that its
             # start-up overlaps Ray's; stopped on any exit.
             store = record.mlflow_store if record is not None and record.mlflow_store else Path.cwd()
-            server = LocalMlflowServer(store, log_path=run_dir / "mlflow-server.log").launch()
+            # On a joined cluster it listens on this machine's address: the trials on other nodes log to it.
+            server = LocalMlflowServer(store, host=ray_cluster.tracking_host(args.address),
+                                       log_path=run_dir / "mlflow-server.log").launch()
             stack.callback(server.stop)
         try:
             session = stack.enter_context(ray_cluster.ray_session(args.address, num_cpus=args.num_cpus))
@@ -315,6 +317,10 @@ def run(args: argparse.Namespace) -> int:
         stop.install(session, run_dir)  # after ray.init, which installs its own SIGTERM handler
         jobs = search_jobs(suite)
         problems = ray_cluster.cluster_problems(trials + [job.base for job in jobs], can_grow=args.address is not None)
+        if args.address is not None and server is None:
+            problems += [p for p in [ray_cluster.tracking_reach_problem(tracking_uri)] if p]
+            if warning := ray_cluster.tracking_reach_warning(tracking_uri):
+                print(f"warning: {warning}", file=sys.stderr, flush=True)
         if problems:
             print("run_suite.py: the cluster cannot run the suite:\n" + "\n".join(f"  - {p}" for p in problems),
                   file=sys.stderr)
@@ -322,6 +328,9 @@ def run(args: argparse.Namespace) -> int:
         if server is not None:
             tracking_uri = server.wait_ready().uri
         print(f"MLflow: {tracking_uri} (afterwards: make ui)", flush=True)
+        if server is not None and server.host != "127.0.0.1":
+            print(f"note: the suite's MLflow server listens on {server.host}, without authentication, for the "
+                  "cluster's nodes; keep the port closed to the outside, or pass --tracking-uri", flush=True)
         # The local server stops with the suite: the report links to what `make ui` serves afterwards.
         ui = MAKE_UI_URL if server is not None else None
         if record is not None and record.parent_run_id is not None:

@@ -264,3 +264,61 @@ def autoscaler_max_resources(path: str | None = None) -> dict[str, float] | None
         for key, value in resources.items():
             total[key] = total.get(key, 0.0) + float(value) * count
     return total
+
+
+def tracking_host(address: str | None) -> str:
+    """Where the suite's own MLflow server listens: 127.0.0.1 for a local Ray; on a joined cluster this
+    machine's address as Ray's nodes see it, since the trials on other nodes log to it."""
+    if address is None:
+        return "127.0.0.1"
+    import ray.util
+
+    return ray.util.get_node_ip_address()
+
+
+def tracking_reach_problem(tracking_uri: str) -> str | None:
+    """Why trials on other machines of the joined cluster can never log to ``tracking_uri``, or None
+    (call inside :func:`ray_session`): a server on this machine's loopback address while the cluster
+    has, or its autoscaler can add, nodes on other machines."""
+    import ray.util
+    from urllib.parse import urlparse
+
+    parsed = urlparse(tracking_uri)
+    if parsed.scheme not in ("http", "https") or parsed.hostname not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    nodes = _nodes_elsewhere()
+    if nodes is None:
+        return None
+    return (f"the tracking URI {tracking_uri} is this machine's loopback address: the trials on the cluster's "
+            f"{nodes} cannot log to it; use an address they reach "
+            f"(http://{ray.util.get_node_ip_address()}:{parsed.port or 80}), or leave the tracking URI unset "
+            "and the suite's own MLflow server listens where they reach it")
+
+
+def tracking_reach_warning(tracking_uri: str) -> str | None:
+    """A warning when ``tracking_uri`` is a path (a sqlite file, a folder) on a joined cluster with nodes
+    on other machines: their trials log to the same path on their own disks unless a file system every
+    node mounts holds it, which only the user knows. None otherwise (call inside :func:`ray_session`)."""
+    from urllib.parse import urlparse
+
+    if urlparse(tracking_uri).scheme not in ("", "file", "sqlite"):
+        return None
+    nodes = _nodes_elsewhere()
+    if nodes is None:
+        return None
+    return (f"the tracking URI {tracking_uri} is a path: the trials on the cluster's {nodes} write it on their "
+            "own disks unless every node mounts it (a shared file system); otherwise use an MLflow server "
+            "they reach, or leave the tracking URI unset")
+
+
+def _nodes_elsewhere() -> str | None:
+    """The cluster's nodes on other machines than this one, in words ("nodes at 10.0.0.7, ...", or "the
+    nodes its autoscaler adds"); None when every node is this machine and none can be added."""
+    import ray
+    import ray.util
+
+    here = ray.util.get_node_ip_address()
+    elsewhere = sorted({n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")} - {here})
+    if elsewhere:
+        return f"nodes at {', '.join(elsewhere)}"
+    return None if autoscaler_max_resources() is None else "nodes its autoscaler adds"

@@ -97,7 +97,11 @@ class LocalMlflowServer:
             "server", "--host", self.host, "--port", str(self.port), "--workers", "1",
             "--backend-store-uri", f"sqlite:///{self.db_path}",
             "--artifacts-destination", str(self.artifacts),
-        ]
+        ] + ([] if self.host == "127.0.0.1" else [
+            # MLflow answers only Host headers of loopback and private addresses by default (DNS
+            # rebinding): the address it listens on is the one the nodes use, whatever its range.
+            "--allowed-hosts", f"{self.host}:{self.port},{self.host},localhost:*,127.0.0.1:*",
+        ])
 
     def start(self) -> LocalMlflowServer:
         """Launch the server and wait until it answers."""
