@@ -51,14 +51,56 @@ def test_repo_synced_and_package_installed_with_pins(cluster):
 
 
 def test_mlflow_server_on_the_heads_private_ip(cluster):
-    start = "\n".join(cluster["head_start_ray_commands"])
-    assert "mlflow server" in start and "--host $(hostname -I" in start and "0.0.0.0" not in start
-    assert "--artifacts-destination /mnt/shared/" in start
-    assert "--dashboard-host=127.0.0.1" in start
-    exports = "\n".join(cluster["head_setup_commands"])
+    setup = "\n".join(cluster["head_setup_commands"])
+    assert "mlflow server" in setup and "--host $(hostname -I" in setup and "0.0.0.0" not in setup
+    assert "--dashboard-host=127.0.0.1" in "\n".join(cluster["head_start_ray_commands"])
     for name in ("AUTOWU_RAY_ADDRESS=auto", "MLFLOW_TRACKING_URI=http://", "AUTOWU_RESULTS=/mnt/shared/"):
-        assert name in exports
+        assert name in setup
 
+
+def _mlflow_unit(cluster, tmp_path) -> str:
+    """The systemd unit the head's setup writes, made by running its command with sudo, hostname and
+    systemctl standing in (and the unit written under tmp_path, not /etc)."""
+    import subprocess
+
+    (command,) = [c for c in cluster["head_setup_commands"] if "autowu-mlflow.service" in c]
+    unit = tmp_path / "autowu-mlflow.service"
+    command = command.replace("/etc/systemd/system/autowu-mlflow.service", str(unit))
+    command = command.replace("mkdir -p /mnt/shared/autowu-bench/mlflow", f"mkdir -p {tmp_path}/shared")
+    stubs = ("sudo() { \"$@\"; }; systemctl() { echo systemctl \"$@\" >> " + str(tmp_path / "calls") + "; }; "
+             "hostname() { echo '10.0.3.7 172.17.0.1'; }; ")
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/home/ubuntu", "USER": "ubuntu"}
+    subprocess.run(["bash", "-c", stubs + command], check=True, env=env)
+    assert (tmp_path / "calls").read_text().split("\n")[:3] == [
+        "systemctl daemon-reload", "systemctl enable autowu-mlflow", "systemctl restart autowu-mlflow"]
+    return unit.read_text()
+
+
+def test_the_cluster_mlflow_server_is_a_systemd_service_with_its_store_on_shared_storage(cluster, tmp_path):
+    """Supervised (restarted when it dies, started at boot, restarted by name: no pid file), on the head's
+    private IP, its sqlite file and artifacts on the shared file system that outlives `ray down`."""
+    import configparser
+    import shlex
+
+    from click.testing import CliRunner
+    from mlflow.cli import server
+
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str
+    parser.read_string(_mlflow_unit(cluster, tmp_path))
+    service = parser["Service"]
+    assert service["Restart"] == "always" and service["User"] == "ubuntu"
+    assert parser["Install"]["WantedBy"] == "multi-user.target"
+    assert "/mnt/shared" in parser["Unit"]["RequiresMountsFor"]
+    words = shlex.split(service["ExecStart"])
+    assert words[:2] == ["/home/ubuntu/autowu-venv/bin/mlflow", "server"]
+    options = dict(zip(words[2::2], words[3::2]))
+    assert options["--host"] == "10.0.3.7" and options["--workers"] == "1"  # one writer of the sqlite file
+    assert options["--backend-store-uri"].startswith("sqlite:////mnt/shared/")
+    assert options["--artifacts-destination"].startswith("/mnt/shared/")
+    # The options are the pinned MLflow's own: its CLI parses them (--help stops it before serving).
+    result = CliRunner().invoke(server, words[2:] + ["--help"])
+    assert result.exit_code == 0, result.output
 
 
 def test_the_nodes_python_is_one_every_pin_installs_on(cluster):
