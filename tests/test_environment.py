@@ -152,3 +152,20 @@ def test_a_tracking_uri_is_checked_for_what_it_names(tmp_path, monkeypatch):
     (problem,) = tracking_problems(None, network=False)
     assert problem.startswith("tracking_uri: none given, so a local MLflow server would keep mlflow.db in the working")
     assert "--tracking-uri" in problem
+
+
+def test_a_ray_job_refuses_to_write_its_results_and_mlflow_store_where_ray_deletes_them(tmp_path, monkeypatch):
+    """`ray job submit` runs the command in the job's copy of --working-dir, which Ray deletes afterwards."""
+    from autowu_bench.platform.checks.environment import RAY_JOB_ENV, ray_job_problems
+
+    job_copy = tmp_path / "working_dir_files" / "_ray_pkg_0123"
+    job_copy.mkdir(parents=True)
+    monkeypatch.chdir(job_copy)
+    defaults = load_suite("smoke")  # results: runs (relative), tracking_uri: null
+    assert ray_job_problems(defaults) == []  # not a job: ./runs and ./mlflow.db are the user's folder
+    monkeypatch.setenv(RAY_JOB_ENV, "{}")
+    results, tracking = ray_job_problems(defaults)
+    assert results.startswith("results 'runs': a Ray job's folder") and str(job_copy) in results
+    assert "--results" in results and tracking.startswith("tracking: with no tracking URI") and "--tracking-uri" in tracking
+    shared = load_suite("smoke", results=str(tmp_path / "shared" / "runs"), tracking_uri="http://10.0.0.5:5000")
+    assert ray_job_problems(shared) == []

@@ -38,8 +38,34 @@ def environment_problems(suite: Suite, trials: list[TrialSpec], *, address: str 
     if not problems:
         problems += checkpoint_disk_problems(trials, suite.results)
     problems += tracking_problems(suite.tracking_uri, network=network)
+    problems += ray_job_problems(suite)
     if network:
         problems += address_problems(address)
+    return problems
+
+
+# What Ray Jobs sets for a job's command (ray/_private/runtime_env/constants.py); its folder is then the
+# job's copy of --working-dir, which Ray deletes with the job's runtime environment.
+RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+
+
+def ray_job_problems(suite: Suite) -> list[str]:
+    """Run as a Ray job (``ray job submit``): what would be written inside the job's working_dir copy and
+    lost with it (the results folder, the suite's own MLflow store, ``./mlflow.db``)."""
+    if RAY_JOB_ENV not in os.environ:
+        return []
+    here = Path.cwd().resolve()
+    problems = []
+    if Path(suite.results).expanduser().resolve().is_relative_to(here):
+        problems.append(
+            f"results {suite.results!r}: a Ray job's folder ({here}) is its copy of --working-dir, which Ray "
+            "deletes after the job; pass --results with a folder outside it (on cluster.yaml's cluster: "
+            "/mnt/shared/autowu-bench/runs)")
+    if suite.tracking_uri is None:
+        problems.append(
+            f"tracking: with no tracking URI the suite's own MLflow server keeps its store in this folder ({here}), "
+            "a Ray job's copy of --working-dir, which Ray deletes after the job; pass --tracking-uri (on "
+            "cluster.yaml's cluster: the head's server, http://<head private IP>:5000)")
     return problems
 
 
