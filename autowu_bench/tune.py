@@ -76,8 +76,7 @@ _SPEC_KEYS = tuple(f.name for f in dataclasses.fields(TrialSpec)
 
 def spec_from_config(config: dict[str, Any], trial_id: str) -> TrialSpec:
     """The trial a config describes (the keys of the module docstring), defaults from the workload's recipe."""
-    from autowu_bench import workloads
-    from autowu_bench.schedulers.lr_functions import scaled_peak_lr
+    from autowu_bench.platform.suite.trials import RECIPE_FIELDS, ArmRecipe
 
     known = set(_OWN_KEYS) | set(_SPEC_KEYS) | set(AUTOWU_OPTIONS)
     unknown = sorted(set(config) - known)
@@ -90,15 +89,13 @@ def spec_from_config(config: dict[str, Any], trial_id: str) -> TrialSpec:
     if schedule not in (TrialKind.BASELINE, TrialKind.AUTOWU):
         raise ValueError(f"schedule={schedule!r} must be 'baseline' or 'autowu'")
     workload = config.get("workload", "fmnist-mlp")
-    recipe = workloads.get_workload(workload).recipe
-    if config.get("optimizer") not in (None, recipe.optimizer):
-        recipe = recipe.with_optimizer(config["optimizer"])
+    recipe = ArmRecipe.of(workload, optimizer=config.get("optimizer"), weight_decay=_plain(config.get("weight_decay")),
+                          epochs=_plain(config.get("epochs")))
     batch = int(config.get("batch_size", recipe.base_batch))
-    values = {k: _plain(config[k]) for k in _SPEC_KEYS if k in config}
-    values.update(workload=workload, batch_size=batch, optimizer=recipe.optimizer,
-                  suite=config.get("suite", "tune"), epochs=int(config.get("epochs", recipe.epochs)),
-                  seed=int(config.get("seed", 0)),
-                  weight_decay=float(config.get("weight_decay", recipe.weight_decay)))
+    # optimizer, weight decay and epochs: the recipe's, or the config's through the recipe
+    values = {k: _plain(config[k]) for k in _SPEC_KEYS if k in config and k not in RECIPE_FIELDS}
+    values.update(workload=workload, batch_size=batch, suite=config.get("suite", "tune"),
+                  seed=int(config.get("seed", 0)))
     if "data_root" in values and values["data_root"] is not None:
         values["data_root"] = os.path.abspath(os.path.expanduser(values["data_root"]))
     if schedule == TrialKind.AUTOWU:
@@ -107,7 +104,7 @@ def spec_from_config(config: dict[str, Any], trial_id: str) -> TrialSpec:
         values.pop("peak_lr", None)
         values.pop("warmup_epochs", None)
         values.setdefault("decay", autowu_defaults()["decay"])
-        return TrialSpec(trial_id=trial_id, arm="autowu", kind=TrialKind.AUTOWU, autowu=autowu, **values)
+        return recipe.autowu_trial(trial_id, arm="autowu", autowu=autowu, **values)
     if autowu:
         raise ValueError(f"schedule 'baseline' takes no AutoWU options; got {sorted(autowu)}")
     values.setdefault("decay", "cosine")
@@ -117,9 +114,9 @@ def spec_from_config(config: dict[str, Any], trial_id: str) -> TrialSpec:
         values["decay_power"] = float(values.get("decay_power") or 2.0)
     elif "decay_power" in values:
         raise ValueError(f"decay_power is for decay 'polynomial', not {values['decay']!r}; remove it")
-    values["peak_lr"] = float(values.get("peak_lr") or scaled_peak_lr(recipe.scaling, recipe.base_lr, batch, recipe.base_batch))
-    values["warmup_epochs"] = float(values.get("warmup_epochs", recipe.warmup_epochs))
-    return TrialSpec(trial_id=trial_id, arm="baseline", kind=TrialKind.BASELINE, **values)
+    peak_lr = float(values.pop("peak_lr", None) or recipe.peak_lr(batch))
+    warmup_epochs = float(values.pop("warmup_epochs", recipe.warmup_epochs))
+    return recipe.baseline_trial(trial_id, arm="baseline", peak_lr=peak_lr, warmup_epochs=warmup_epochs, **values)
 
 
 def _plain(value: Any) -> Any:

@@ -11,7 +11,7 @@ from autowu_bench import workloads
 from autowu_bench.platform.records.spec import TrialKind, TrialSpec
 from autowu_bench.platform.suite.errors import SuiteError
 from autowu_bench.platform.suite.schema import AutoWUArm, BaselineArm, Search, Suite
-from autowu_bench.schedulers.lr_functions import scaled_peak_lr
+from autowu_bench.platform.suite.trials import ArmRecipe
 
 
 @dataclass(frozen=True)
@@ -21,22 +21,19 @@ class GridPoint:
     is_default: bool
 
 
-def baseline_grid(arm: BaselineArm, recipe: Any, batch_size: int) -> list[GridPoint]:
-    """The baseline arm's grid points at ``batch_size``; the untuned default is flagged (and merged
-    into the grid when it coincides with a grid point)."""
-    rule = arm.scaling or recipe.scaling
-    base_batch = arm.base_batch or recipe.base_batch
+def baseline_grid(arm: BaselineArm, arm_recipe: ArmRecipe, batch_size: int) -> list[GridPoint]:
+    """The baseline arm's grid points at ``batch_size`` (``arm_recipe``: the workload's recipe with the
+    arm's choices); the untuned default is flagged (and merged into the grid when it coincides with a
+    grid point)."""
     if arm.peak_lrs is not None:
         peaks = list(arm.peak_lrs)
     elif arm.base_lrs is not None:
-        peaks = [scaled_peak_lr(rule, lr, batch_size, base_batch) for lr in arm.base_lrs]
+        peaks = [arm_recipe.peak_lr(batch_size, lr) for lr in arm.base_lrs]
     else:
         peaks = []
     points = [GridPoint(p, float(w), False) for p in peaks for w in arm.warmup_epochs]
     if arm.include_default:
-        default = GridPoint(
-            scaled_peak_lr(rule, recipe.base_lr, batch_size, base_batch), float(arm.default_warmup(recipe)), True
-        )
+        default = GridPoint(arm_recipe.peak_lr(batch_size), float(arm.default_warmup(arm_recipe.recipe)), True)
         same = [i for i, p in enumerate(points) if _close(p.peak_lr, default.peak_lr) and p.warmup_epochs == default.warmup_epochs]
         if same:
             points[same[0]] = GridPoint(points[same[0]].peak_lr, points[same[0]].warmup_epochs, True)
@@ -54,8 +51,8 @@ def _lr_tag(lr: float) -> str:
 
 
 def _arm_bases(suite: Suite):
-    """(workload, batch size, arm, recipe of the arm, the spec fields every trial of it shares), in the
-    order workload x batch size x arm."""
+    """(workload, batch size, arm, the arm's ``ArmRecipe``, the spec fields every trial of it shares
+    besides those the recipe decides), in the order workload x batch size x arm."""
     res, train, data = suite.resources, suite.training, suite.data
     common = dict(
         suite=suite.name, data_root=data.root, train_subset=data.train_subset, val_size=data.val_size,
@@ -65,14 +62,15 @@ def _arm_bases(suite: Suite):
     )
     for workload in suite.workloads:
         recipe = workloads.get_workload(workload).recipe
-        epochs = suite.epochs or recipe.epochs
+        # An arm with another optimizer takes that optimizer's base LR and weight decay; only a
+        # baseline arm scales its LRs by its own rule.
+        arm_recipes = [ArmRecipe.of(recipe, optimizer=arm.optimizer, weight_decay=arm.weight_decay, epochs=suite.epochs,
+                                    **({"scaling": arm.scaling, "base_batch": arm.base_batch}
+                                       if isinstance(arm, BaselineArm) else {}))
+                       for arm in suite.arms]
         for batch in suite.batch_sizes:
-            for arm in suite.arms:
-                # An arm with another optimizer takes that optimizer's base LR and weight decay.
-                arm_recipe = recipe.with_optimizer(arm.optimizer) if arm.optimizer not in (None, recipe.optimizer) else recipe
-                weight_decay = arm.weight_decay if arm.weight_decay is not None else arm_recipe.weight_decay
-                base = dict(common, arm=arm.name, workload=workload, batch_size=batch, epochs=epochs,
-                            optimizer=arm_recipe.optimizer, weight_decay=float(weight_decay), decay=arm.decay,
+            for arm, arm_recipe in zip(suite.arms, arm_recipes):
+                base = dict(common, arm=arm.name, workload=workload, batch_size=batch, decay=arm.decay,
                             # only a baseline decays polynomially (AutoWU's decays: cosine, const-cos)
                             decay_power=arm.decay_power if arm.decay == "polynomial" else None)
                 yield workload, batch, arm, arm_recipe, base
@@ -91,18 +89,15 @@ def expand(suite: Suite) -> list[TrialSpec]:
             continue
         if isinstance(arm, AutoWUArm):
             for seed in suite.seeds:
-                trials.append(TrialSpec(
-                    trial_id=f"{arm.name}_{workload}_b{batch}_s{seed}", kind=TrialKind.AUTOWU, seed=seed,
-                    autowu=arm.autowu.kwargs(), **base,
-                ))
+                trials.append(arm_recipe.autowu_trial(f"{arm.name}_{workload}_b{batch}_s{seed}", seed=seed,
+                                                      autowu=arm.autowu.kwargs(), **base))
             continue
         for point in baseline_grid(arm, arm_recipe, batch):
             for seed in suite.seeds:
-                trials.append(TrialSpec(
-                    trial_id=(f"{arm.name}_{workload}_b{batch}_lr{_lr_tag(point.peak_lr)}"
-                              f"_w{point.warmup_epochs:g}_s{seed}"),
-                    kind=TrialKind.BASELINE, seed=seed, peak_lr=point.peak_lr,
-                    warmup_epochs=point.warmup_epochs, is_default=point.is_default, **base,
+                trials.append(arm_recipe.baseline_trial(
+                    f"{arm.name}_{workload}_b{batch}_lr{_lr_tag(point.peak_lr)}_w{point.warmup_epochs:g}_s{seed}",
+                    seed=seed, peak_lr=point.peak_lr, warmup_epochs=point.warmup_epochs,
+                    is_default=point.is_default, **base,
                 ))
     ids = [t.trial_id for t in trials]
     clashes = sorted({i for i in ids if ids.count(i) > 1})
@@ -125,26 +120,26 @@ def search_jobs(suite: Suite) -> list[SearchJob]:
         for seed in suite.seeds:
             name = f"{arm.name}_{workload}_b{batch}_s{seed}"
             if isinstance(arm, AutoWUArm):
-                spec = TrialSpec(trial_id=name, kind=TrialKind.AUTOWU, seed=seed,
-                                 autowu=arm.autowu.kwargs(), search=arm.search.label, **base)
-                jobs.append(SearchJob(name, spec, arm.search))
-                continue
-            spec = TrialSpec(trial_id=name, kind=TrialKind.BASELINE, seed=seed, warmup_epochs=float(arm_recipe.warmup_epochs),
-                             search=arm.search.label, **base)
-            scaling = (arm.scaling or arm_recipe.scaling, arm.base_batch or arm_recipe.base_batch)
-            jobs.append(SearchJob(name, spec, arm.search, scaling))
+                spec = arm_recipe.autowu_trial(name, seed=seed, autowu=arm.autowu.kwargs(),
+                                               search=arm.search.label, **base)
+            else:
+                # the peak LR is proposed (or scaled from a proposed base LR); the warmup is the recipe's
+                # unless proposed
+                spec = arm_recipe.baseline_trial(name, seed=seed, peak_lr=None, warmup_epochs=arm_recipe.warmup_epochs,
+                                                 search=arm.search.label, **base)
+            jobs.append(SearchJob(name, spec, arm.search, arm_recipe))
     return jobs
 
 
 @dataclass(frozen=True)
 class SearchJob:
     """One Tune search: ``base`` is every trial's spec but the searched values (its ``trial_id`` is the
-    job's name); ``scaling`` = (rule, base batch) turns a searched ``base_lr`` into the trial's peak LR."""
+    job's name); ``recipe`` (the arm's ``ArmRecipe``) turns a searched ``base_lr`` into the trial's peak LR."""
 
     name: str
     base: TrialSpec
     search: Search
-    scaling: tuple[str, int] | None = None
+    recipe: ArmRecipe
 
     def trial_id(self, n: int) -> str:
         return f"{self.name}_t{n:03d}"
@@ -161,8 +156,7 @@ class SearchJob:
             return replace(self.base, trial_id=trial_id, autowu={**self.base.autowu, **values})
         peak = values.get("peak_lr")
         if "base_lr" in values:
-            rule, base_batch = self.scaling
-            peak = scaled_peak_lr(rule, float(values["base_lr"]), self.base.batch_size, base_batch)
+            peak = self.recipe.peak_lr(self.base.batch_size, float(values["base_lr"]))
         warmup = values.get("warmup_epochs", self.base.warmup_epochs)
         return replace(self.base, trial_id=trial_id, peak_lr=float(peak), warmup_epochs=float(warmup))
 
