@@ -5,7 +5,8 @@
     python run_suite.py --suite smoke --dry-run  # validate and list the trials, start nothing
     python run_suite.py --suite suites/my.yaml --set epochs=5 --set data.root=/data --only 4096
     python run_suite.py --sync runs/quick/20250101-120000   # send what MLflow missed while it was away
-    ray submit cluster.yaml run_suite.py -- --suite paper-cifar10   # on a cluster (cluster.yaml)
+    ray job submit --address http://127.0.0.1:8265 --working-dir . -- python run_suite.py --address auto \\
+        --suite paper-cifar10 --results /mnt/shared/runs --tracking-uri http://HEAD:5000   # a Ray job
     python run_suite.py --resume runs/quick/20261201-101500   # go on with an interrupted run
 
 Command-line flags override the suite file; ``--set key=value`` overrides any field (dotted path,
@@ -59,6 +60,8 @@ SYNC_PATIENCE = 30.0
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="run_suite.py", description=__doc__.split("\n\n")[0],
+        # The examples, the environment's defaults and the exit statuses: the rest of this docstring.
+        epilog=__doc__.split("\n\n", 1)[1].replace("``", "`"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--suite", help="packaged suite name or a YAML path (default: quick)")

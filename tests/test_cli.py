@@ -343,3 +343,16 @@ def test_a_ray_that_does_not_start_is_exit_2_not_a_traceback(fmnist_root, tmp_pa
     err = capsys.readouterr().err
     assert code == run_suite.EXIT_INVALID
     assert "Ray did not start (ConnectionError: Version mismatch: the cluster runs Ray 2.9); no trial started" in err
+
+
+def test_help_shows_the_examples_the_environments_defaults_and_the_exit_statuses():
+    proc = subprocess.run([sys.executable, str(REPO / "run_suite.py"), "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    assert "usage: run_suite.py" in text and "--resume RUN_DIR" in text
+    assert "python run_suite.py --suite smoke --dry-run" in text and "ray job submit" in text
+    for name in ("AUTOWU_RAY_ADDRESS", "MLFLOW_TRACKING_URI", "AUTOWU_RESULTS"):
+        assert name in text
+    assert "Exit status: 0 every trial ran to its end" in text and "130 interrupted" in text
+    assert "``" not in text  # reST literals shown as plain backquotes
