@@ -1,0 +1,89 @@
+"""A suite submitted as a Ray job (`ray job submit`), end to end, to a Ray head with a dashboard that this
+test starts on this machine: how a suite survives the submitting machine's SSH session (README: Running on
+a cluster). The job's command runs in Ray's copy of --working-dir and joins the head with --address auto."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from autowu_bench.platform.execution import processes
+from autowu_bench.platform.tracking.server import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+RAY = Path(sys.executable).with_name("ray")
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+# What the upload of --working-dir leaves out: environments, data and results (as cluster.yaml's rsync does).
+EXCLUDES = [".venv", ".bundle", ".data", ".git", "results", "runs", "docs/images", "mlflow.db", "mlflow-artifacts",
+            ".pytest_cache", ".hypothesis", ".ruff_cache"]
+
+
+@pytest.fixture
+def head(tmp_path):
+    """A Ray head with the dashboard (Ray Jobs' server) on free ports; its processes killed afterwards (never
+    `ray stop`, which stops every Ray instance of the machine). Yields the dashboard's URL."""
+    temp = tempfile.mkdtemp(prefix="rayjob", dir="/tmp")  # Ray's socket paths must stay short
+    dashboard = free_port()
+    log = open(tmp_path / "ray-head.log", "w")
+    command = [str(RAY), "start", "--head", "--block", f"--port={free_port()}", f"--dashboard-port={dashboard}",
+               "--dashboard-host=127.0.0.1", "--include-dashboard=true", "--num-cpus=2",
+               "--object-store-memory=150000000", f"--temp-dir={temp}", "--disable-usage-stats",
+               f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+               f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
+               f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}"]
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{dashboard}"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/api/version", timeout=2):
+                break
+        except OSError:
+            assert proc.poll() is None, (tmp_path / "ray-head.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the Ray head's dashboard never answered"
+            time.sleep(1)
+    try:
+        yield url
+    finally:
+        below = processes.descendants([proc.pid])
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        processes.kill_survivors(below)
+        log.close()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_a_suite_submitted_as_a_ray_job_runs_to_its_end_and_leaves_its_results_outside_the_job(head, tmp_path):
+    results, store = tmp_path / "runs", tmp_path / "mlflow.db"
+    entrypoint = (f"{sys.executable} run_suite.py --suite smoke --set epochs=3 --only 32 --address auto "
+                  f"--results {results} --tracking-uri sqlite:///{store}")
+    proc = subprocess.run(
+        [str(RAY), "job", "submit", "--address", head, "--working-dir", str(REPO),
+         "--runtime-env-json", json.dumps({"excludes": EXCLUDES}), "--", *entrypoint.split()],
+        capture_output=True, text=True, timeout=1500, cwd=tmp_path,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "succeeded" in out, out[-5000:]
+    assert "Running entrypoint for job" in out and "smoke: test accuracy" in out  # the suite's table, streamed
+    (run_dir,) = (results / "smoke").iterdir()
+    trials = pd.read_parquet(run_dir / "trials.parquet")
+    assert len(trials) == 3 and (trials.status == "finished").all(), trials[["trial_id", "status", "error"]]
+    assert (run_dir / "table.txt").is_file() and (run_dir / "report" / "index.html").is_file()
+    client = MlflowClient(tracking_uri=f"sqlite:///{store}")
+    runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
+    assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}  # the parent and 3 trials
