@@ -3,16 +3,18 @@ mid-warmup, after the first checkpoint, and the worker group restarts from that 
 the trial's AutoWU controller actor.
 
 Three copies of one AutoWU trial (same seed) run in one Ray session, under a run folder that is not the
-working folder: one uninterrupted, one whose rank 1 kills itself after step ``KILL_AT`` on its first
-attempt (the worker's ``KILL_HOOK_FILE`` test hook), and one whose controller's process the test
-SIGKILLs once the trial has recorded ``CONTROLLER_KILL_AFTER`` steps. Each restarted trial must finish
-with ``restarts == 1`` and the very same LR trace, switch step and decay start LR as the uninterrupted
-one; rank 0's curves hold each step once. Also without Ray: the recorder's skip of already-sent steps.
+working folder: one uninterrupted, one whose rank 1 the test SIGKILLs (the process its ``WORKER_FILE``
+names) once the trial has recorded ``WORKER_KILL_AFTER`` steps, and one whose controller's process the
+test SIGKILLs once the trial has recorded ``CONTROLLER_KILL_AFTER`` steps. Each restarted trial must
+finish with ``restarts == 1`` and the very same LR trace, switch step and decay start LR as the
+uninterrupted one; rank 0's curves hold each step once. Also without Ray: the recorder's skip of
+already-sent steps.
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import os
 import signal
 import threading
@@ -22,7 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from autowu_bench.platform.records.spec import TrialSpec
-from autowu_bench.platform.execution.worker import KILL_HOOK_FILE
+from autowu_bench.platform.execution.worker import WORKER_FILE
 from tests.data_fixtures import write_fashion_mnist_idx
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -30,10 +32,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 EPOCHS = 6
 BATCH = 200
 N_TRAIN, VAL = 1200, 200  # 5 steps per epoch, 30 steps; the longest warmup is 27 steps (rho 0.9)
-# In epoch 4, mid-warmup: three epoch ends after the first checkpoint, so Ray Train, which registers a
-# reported checkpoint at its next poll of the workers, has registered at least one.
-KILL_AT = 18
-CONTROLLER_KILL_AFTER = 10  # steps recorded (two epoch ends, so a checkpoint), still in the warmup
+# Steps recorded (at epoch ends) before the kill, mid-warmup: three epoch ends after the first checkpoint,
+# so Ray Train, which registers a reported checkpoint at its next poll of the workers, has registered one.
+WORKER_KILL_AFTER = 15
+CONTROLLER_KILL_AFTER = 10  # two epoch ends, so a checkpoint; still in the warmup
 
 
 def _spec(data_root: str, trial_id: str) -> TrialSpec:
@@ -56,31 +58,46 @@ def run(tmp_path_factory):
     run_dir = str(tmp_path_factory.mktemp("run"))
     assert os.path.abspath(run_dir) != os.getcwd()
     trials = [_spec(str(root), "uninterrupted"), _spec(str(root), "killed"), _spec(str(root), "controller-killed")]
-    killed = trial_dir(run_dir, "killed")
-    os.makedirs(killed)
-    with open(os.path.join(killed, KILL_HOOK_FILE), "w") as f:
-        f.write(f"1 {KILL_AT}")
     with ray_session(None, num_cpus=2, object_store_memory=200 * 1024**2):
-        killer = _ControllerKiller(trial_dir(run_dir, "controller-killed"), "controller-killed")
-        killer.start()
+        killers = {"killed": _Killer(trial_dir(run_dir, "killed"), WORKER_KILL_AFTER, _rank1_pid),
+                   "controller-killed": _Killer(trial_dir(run_dir, "controller-killed"), CONTROLLER_KILL_AFTER,
+                                                _controller_pid)}
+        for killer in killers.values():
+            killer.start()
         outcomes = run_trials(trials, run_dir=run_dir, tracking_uri=None, parent_run_id=None)
-        killer.join(timeout=5)
-    return run_dir, {o.trial_id: o for o in outcomes}, killer
+        for killer in killers.values():
+            killer.join(timeout=5)
+    return run_dir, {o.trial_id: o for o in outcomes}, killers
 
 
-class _ControllerKiller(threading.Thread):
-    """SIGKILLs the trial's controller actor's process once the trial has recorded ``CONTROLLER_KILL_AFTER``
-    steps; ``recorded_at_kill`` is the recorded step at that moment (the kill is within one epoch of it)."""
+def _rank1_pid(folder: str) -> int:
+    """Rank 1's process in the trial's first worker group, from the record its worker keeps."""
+    with open(os.path.join(folder, WORKER_FILE.format(rank=1))) as f:
+        record = json.load(f)
+    assert record["group"] == 1 and record["node_id"], record
+    return record["pid"]
 
-    def __init__(self, folder: str, trial_id: str) -> None:
+
+def _controller_pid(folder: str) -> int:
+    import ray
+
+    from autowu_bench.platform.execution.controller import controller_name
+
+    handle = ray.get_actor(controller_name(os.path.basename(folder)))
+    return ray.get(handle.__ray_call__.remote(lambda controller: os.getpid()))
+
+
+class _Killer(threading.Thread):
+    """SIGKILLs, from outside, the process ``pid_of(folder)`` names once the trial in ``folder`` has recorded
+    ``after`` steps; ``recorded_at_kill`` is the recorded step at that moment (the kill is within one epoch
+    of it)."""
+
+    def __init__(self, folder: str, after: int, pid_of) -> None:
         super().__init__(daemon=True)
-        self.folder, self.trial_id = folder, trial_id
+        self.folder, self.after, self.pid_of = folder, after, pid_of
         self.recorded_at_kill = self.pid = None
 
     def run(self) -> None:
-        import ray
-
-        from autowu_bench.platform.execution.controller import controller_name
         from autowu_bench.platform.tracking import RECORDED_STEP_FILE
 
         path = os.path.join(self.folder, RECORDED_STEP_FILE)
@@ -91,9 +108,8 @@ class _ControllerKiller(threading.Thread):
                     recorded = int(f.read())
             except (OSError, ValueError):
                 recorded = 0
-            if recorded >= CONTROLLER_KILL_AFTER:
-                handle = ray.get_actor(controller_name(self.trial_id))
-                self.pid = ray.get(handle.__ray_call__.remote(lambda controller: os.getpid()))
+            if recorded >= self.after:
+                self.pid = self.pid_of(self.folder)
                 os.kill(self.pid, signal.SIGKILL)
                 self.recorded_at_kill = recorded
                 return
@@ -106,13 +122,10 @@ def _trace(run_dir: str, trial_id: str, rank: int) -> dict[str, list]:
 
 def test_the_killed_trial_restarted_once_and_finished(run):
     run_dir, outcomes, _ = run
-    assert not os.path.exists(os.path.join(run_dir, "trials", "killed", KILL_HOOK_FILE))  # the hook fired
     for trial_id, restarts in (("uninterrupted", 0), ("killed", 1), ("controller-killed", 1)):
         o = outcomes[trial_id]
         assert o.status == "finished", o
         assert (o.restarts, o.epochs_done, o.steps) == (restarts, EPOCHS, EPOCHS * 5)
-    # The kill was mid-warmup: the uninterrupted trial switched after the killed step.
-    assert outcomes["uninterrupted"].switch_step > KILL_AT
 
 
 @pytest.mark.parametrize("trial_id", ["killed", "controller-killed"])
@@ -126,11 +139,17 @@ def test_the_restarted_trial_is_the_uninterrupted_one_exactly(run, trial_id):
     assert (b.final_val_acc, b.test_acc, b.final_val_loss) == (a.final_val_acc, a.test_acc, a.final_val_loss)
 
 
-def test_the_controller_was_killed_mid_warmup(run):
-    _, outcomes, killer = run
-    assert killer.pid is not None, "the controller was never killed"
+@pytest.mark.parametrize("trial_id", ["killed", "controller-killed"])
+def test_the_kill_came_mid_warmup(run, trial_id):
+    run_dir, outcomes, killers = run
+    killer = killers[trial_id]
+    assert killer.pid is not None, f"{trial_id}: nothing was killed"
     # Within an epoch (5 steps) of the recorded step, and before the uninterrupted trial's switch.
     assert killer.recorded_at_kill + 5 < outcomes["uninterrupted"].switch_step
+    if trial_id == "killed":  # the restarted group's rank 1 is another process
+        with open(os.path.join(run_dir, "trials", trial_id, WORKER_FILE.format(rank=1))) as f:
+            record = json.load(f)
+        assert record["group"] == 2 and record["pid"] != killer.pid
 
 
 def test_each_step_is_recorded_once_and_the_restart_is_an_event(run):

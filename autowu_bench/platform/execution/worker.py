@@ -35,9 +35,10 @@ the steps already sent (``TrialRecorder.resume``), so MLflow gets each replayed 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import random
-import signal
+import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ import pyarrow as pa
 import torch
 
 from autowu_bench.platform.execution.collectives import broadcast_object, gather_objects
-from autowu_bench.platform.records.files import count_up, read_count, write_parquet_atomic
+from autowu_bench.platform.records.files import count_up, read_count, write_atomic, write_parquet_atomic
 from autowu_bench.platform.execution.train_step import LossBuffer, TrainStep, evaluate, first_divergent
 from autowu_bench.platform.records.outcome import TrialStatus
 from autowu_bench.platform.records.spec import TrialKind, TrialSpec
@@ -64,9 +65,9 @@ CHECKPOINT_FILE = "state.pt"
 DIVERGENCE_CHECK_STEPS = 8
 ATTEMPTS_FILE = "attempts"  # worker-group starts of the trial (rank 0)
 RESTARTS_FILE = "restarts"  # those of them that followed a failure (rank 0)
-# Test hook (tests/test_restarts.py), inert unless the file exists: "<rank> <step>" in the trial folder
-# makes that rank remove the file and SIGKILL its own process right after that step.
-KILL_HOOK_FILE = "_test_kill_worker_at"
+# Where each rank of the latest worker group runs (pid, host, Ray node, group start), in the trial folder:
+# which process and node to look at when a rank fails, or to stop from outside.
+WORKER_FILE = "worker-rank{rank}.json"
 
 
 class SyncOutcome(StrEnum):
@@ -182,7 +183,7 @@ class TrialWorker:
             self.recorder.resume()
             event = "restart" if group - env.group_starts_before > 1 else "resume"
             self.recorder.log_event(event, self.step, restarts=self.restarts, epoch=self.epoch)
-        self._kill_at = _kill_hook(env.trial_dir, self.rank)
+        _note_worker(env.trial_dir, self.rank, group)
 
     # -- the training loop -----------------------------------------------------------------------
 
@@ -211,9 +212,6 @@ class TrialWorker:
             self.buffer.append(self.step_fn(x, y, lr))
             self.step += 1
             self.trace.append((self.step, lr))
-            if self.step == self._kill_at:
-                os.remove(os.path.join(self.env.trial_dir, KILL_HOOK_FILE))
-                os.kill(os.getpid(), signal.SIGKILL)
             if self.plan.hands_over_after(self.step) or self._divergence_check_due():
                 outcome = self._sync()
                 if outcome is not SyncOutcome.CONTINUE:
@@ -431,13 +429,14 @@ def _count_start(env: WorkerEnv) -> tuple[int, int]:
     return group, count_up(restarts) if group - env.group_starts_before > 1 else read_count(restarts)
 
 
-def _kill_hook(trial_dir: str, rank: int) -> int | None:
-    """The step after which this rank kills itself (see ``KILL_HOOK_FILE``), or None (always, outside tests)."""
-    path = os.path.join(trial_dir, KILL_HOOK_FILE)
-    if not os.path.isfile(path):
-        return None
-    hook_rank, step = (int(v) for v in open(path).read().split())
-    return step if hook_rank == rank else None
+def _note_worker(trial_dir: str, rank: int, group: int) -> None:
+    """Write ``WORKER_FILE`` for this rank: its process, host and Ray node in the worker group ``group``."""
+    import ray
+
+    node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None  # None: a test's loop
+    record = {"rank": rank, "pid": os.getpid(), "host": socket.gethostname(), "node_id": node, "group": group,
+              "at": time.time()}
+    write_atomic(os.path.join(trial_dir, WORKER_FILE.format(rank=rank)), json.dumps(record) + "\n")
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
