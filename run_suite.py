@@ -257,11 +257,6 @@ def _resumed_run(args: argparse.Namespace):
     except ValueError as exc:
         raise SuiteError([f"--resume: {exc}"]) from None
     suite = load_suite(run_dir / "suite.yaml", tracking_uri=args.tracking_uri)
-    searched = [a.name for a in suite.arms if a.search is not None]
-    if searched:
-        raise SuiteError([f"--resume: {run_dir} has search arms {searched}; a Tune search is not resumed (its "
-                          "searcher's state is not kept); start a new run (the same searcher seed proposes the "
-                          "same points)"])
     trials = tables.read_specs(run_dir)
     if not trials:
         raise SuiteError([f"--resume: {run_dir} has no trial list ({tables.SPECS_FILE}); it cannot be resumed"])
@@ -291,11 +286,18 @@ def run(args: argparse.Namespace) -> int:
     from autowu_bench.platform.records.outcome import TrialStatus
     from autowu_bench.platform.records.run_record import RunRecord
 
-    pending = runner.pending_trials(str(run_dir), trials)
+    jobs = search_jobs(suite)
+    # A search's trials (those of an earlier run of the folder too) are its job's: it runs again, and
+    # replays those that ended (search.recorded_reports).
+    fixed = [t for t in trials if not any(job.owns(t) for job in jobs)]
+    pending = runner.pending_trials(str(run_dir), fixed)
     print(f"results: {run_dir}", flush=True)
     if record is not None:
-        print(f"resuming: {len(trials) - len(pending)} of {len(trials)} trials ended before, "
+        print(f"resuming: {len(fixed) - len(pending)} of {len(fixed)} trials ended before, "
               f"{len(pending)} to run: {[t.trial_id for t in pending]}", flush=True)
+        if jobs:
+            print(f"resuming: the searches {[job.name for job in jobs]} run again with their seeds; their trials "
+                  "that ended are replayed to the searcher, not trained again", flush=True)
     print(f"if it stops, {resume_hint(suite, run_dir, args)}", flush=True)
 
     stop = _Stop()
@@ -318,7 +320,6 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return EXIT_INVALID
         stop.install(session, run_dir)  # after ray.init, which installs its own SIGTERM handler
-        jobs = search_jobs(suite)
         problems = ray_cluster.cluster_problems(trials + [job.base for job in jobs], can_grow=args.address is not None)
         if args.address is not None and server is None:
             problems += [p for p in [ray_cluster.tracking_reach_problem(tracking_uri)] if p]

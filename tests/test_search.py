@@ -323,3 +323,28 @@ def test_the_callback_records_a_trial_tune_stopped(tmp_path, last_status, run_st
     assert ops[-1] == {"op": "status", "status": run_status}
     assert {"summary.status": summary_status}.items() <= {k: v for op in ops if op["op"] == "tags"
                                                           for k, v in op["t"].items()}.items()
+
+
+def test_a_resumed_search_replays_a_trial_that_ended_from_its_records_and_refuses_another_point(tmp_path):
+    from autowu_bench.platform.execution.search import recorded_reports
+    from autowu_bench.platform.records import tables
+    from autowu_bench.platform.records.outcome import TrialOutcome
+
+    job = search_jobs(suite(search_arm()))[0]
+    spec = job.spec({"peak_lr": 0.01, "warmup_epochs": 1.0}, job.trial_id(1))
+    assert job.owns(spec) and not job.owns(expand(suite(search_arm(), {"name": "grid", "kind": "baseline",
+                                                                         "peak_lrs": [0.01], "warmup_epochs": [1]}))[0])
+    tables.write_specs(tmp_path, [spec])
+    writer = tables.FragmentWriter(tmp_path / "trials" / spec.trial_id)
+    for epoch, acc in ((1, 0.5), (2, 0.6), (2, 0.65), (3, 0.7)):  # epoch 2 twice: a restart replayed it
+        writer.add("epochs", {"trial_id": spec.trial_id, "epoch": epoch, "step": 4 * epoch, "val_loss": 1 - acc,
+                              "val_acc": acc})
+    writer.flush()
+    ended = TrialOutcome.from_report(spec, {"epoch": 3, "step": 12}, status=TrialStatus.STOPPED, started=0.0,
+                                     ended=1.0)
+    reports = recorded_reports(str(tmp_path), spec, ended)
+    assert [(r["epoch"], r["step"], r["val_acc"], r["status"]) for r in reports] == [
+        (1, 4, 0.5, "running"), (2, 8, 0.65, "running"), (3, 12, 0.7, "stopped")]
+    other = job.spec({"peak_lr": 0.02, "warmup_epochs": 1.0}, job.trial_id(1))
+    with pytest.raises(ValueError, match="proposed another point than in the run being resumed"):
+        recorded_reports(str(tmp_path), other, ended)

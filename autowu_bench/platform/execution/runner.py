@@ -11,7 +11,7 @@ import os
 import time
 import traceback
 
-from autowu_bench.platform.records.outcome import TrialOutcome, TrialStatus
+from autowu_bench.platform.records.outcome import ENDED, TrialOutcome, TrialStatus
 from autowu_bench.platform.execution.progress import progress_callback
 from autowu_bench.platform.execution.ray_cluster import default_concurrency
 from autowu_bench.platform.records.spec import TrialSpec
@@ -111,9 +111,8 @@ def pending_trials(run_dir: str, trials: list[TrialSpec]) -> list[TrialSpec]:
     """The trials a resumed run still has to run: all but those whose summary says they ended (finished,
     diverged, or stopped by a search's scheduler). A failed or interrupted trial runs again, from its last
     checkpoint when it has one."""
-    ended = (TrialStatus.FINISHED, TrialStatus.DIVERGED, TrialStatus.STOPPED)
     return [spec for spec in trials
-            if (outcome := TrialOutcome.read(trial_dir(run_dir, spec.trial_id))) is None or outcome.status not in ended]
+            if (outcome := TrialOutcome.read(trial_dir(run_dir, spec.trial_id))) is None or outcome.status not in ENDED]
 
 
 def error_text(error: BaseException) -> str:

@@ -27,7 +27,7 @@ import os
 import time
 from typing import Any
 
-from autowu_bench.platform.records.outcome import TrialOutcome, TrialStatus
+from autowu_bench.platform.records.outcome import ENDED, TrialOutcome, TrialStatus
 from autowu_bench.platform.records.spec import TrialSpec
 from autowu_bench.platform.suite.expansion import SearchJob
 from autowu_bench.platform.suite.schema import Range
@@ -125,7 +125,34 @@ def run_search_trial(config: dict[str, Any], *, job: SearchJob, run_dir: str, tr
     from ray import tune
 
     spec = job.spec(config, tune.get_context().get_trial_name())
+    earlier = TrialOutcome.read(trial_dir(run_dir, spec.trial_id))
+    if earlier is not None and earlier.status in ENDED:
+        for report in recorded_reports(run_dir, spec, earlier):
+            tune.report(report)
+        return
     run_trial({"spec": spec.to_dict()}, run_dir=run_dir, tracking_uri=tracking_uri, parent_run_id=parent_run_id)
+
+
+def recorded_reports(run_dir: str, spec: TrialSpec, outcome: TrialOutcome) -> list[dict[str, Any]]:
+    """A search trial that ended in an earlier run of the folder (``--resume``), as Tune saw it then:
+    its epochs' reports again, from the trial's records, so that the searcher and the scheduler learn
+    what they learned the first time and propose the same points after it (the trial does not train
+    again). ValueError when the searcher proposed another point under the trial's id than it did then."""
+    from autowu_bench.platform.records import tables
+
+    recorded = {s.trial_id: s for s in tables.read_specs(run_dir)}.get(spec.trial_id)
+    if recorded is not None and recorded != spec:
+        raise ValueError(
+            f"search trial {spec.trial_id}: the searcher proposed another point than in the run being resumed "
+            f"({recorded.peak_lr=}, {recorded.warmup_epochs=}, {recorded.autowu=} then; {spec.peak_lr=}, "
+            f"{spec.warmup_epochs=}, {spec.autowu=} now): its search cannot be resumed; start a new run")
+    epochs = tables.fragments_frame(run_dir, "epochs", spec.trial_id)
+    reports = [{"epoch": int(row.epoch), "step": int(row.step), "val_acc": float(row.val_acc),
+                "val_loss": float(row.val_loss), "status": str(TrialStatus.RUNNING)}
+               for row in epochs.itertuples() if row.epoch <= outcome.epochs_done]
+    if reports:
+        reports[-1]["status"] = str(outcome.status)
+    return reports
 
 
 def stopped_outcome(spec: TrialSpec, last: dict[str, Any], folder: str, now: float) -> TrialOutcome:

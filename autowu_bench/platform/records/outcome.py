@@ -28,6 +28,11 @@ class TrialStatus(StrEnum):
     MISSING = "missing"  # no summary in the run folder (the results tables only)
 
 
+# A trial whose summary says one of these has ended: a resumed run keeps it (a failed or interrupted one
+# runs again, from its last checkpoint).
+ENDED = frozenset({TrialStatus.FINISHED, TrialStatus.DIVERGED, TrialStatus.STOPPED})
+
+
 def device_hours(spec: TrialSpec, wall_seconds: float) -> float:
     """Wall time x the devices the trial's workers hold: GPUs, or CPUs on a CPU-only trial."""
     per_worker = (spec.gpus_per_worker or 1.0) if spec.use_gpu else spec.cpus_per_worker

@@ -157,13 +157,13 @@ def _table(rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist([{name: row.get(name) for name in names} for row in rows])
 
 
-def fragments_frame(run_dir: str | os.PathLike, kind: str) -> pd.DataFrame:
-    """Every trial's fragments of ``kind`` ("curves", "epochs", "tests" or "events"), in the order they
-    were written, with replayed keys deduplicated (the last row wins)."""
+def fragments_frame(run_dir: str | os.PathLike, kind: str, trial_id: str | None = None) -> pd.DataFrame:
+    """Every trial's (or only ``trial_id``'s) fragments of ``kind`` ("curves", "epochs", "tests" or
+    "events"), in the order they were written, with replayed keys deduplicated (the last row wins)."""
     if kind not in _KEYS:
         raise ValueError(f"kind={kind!r} must be one of {sorted(_KEYS)}")
     frames = []
-    for trial in sorted((Path(run_dir) / "trials").glob(f"*/{FRAGMENTS}")):
+    for trial in sorted((Path(run_dir) / "trials").glob(f"{trial_id or '*'}/{FRAGMENTS}")):
         paths = sorted(trial.glob(f"{kind}-*.parquet"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
         frames += [pq.read_table(p).to_pandas() for p in paths]
     frames = [f for f in frames if not f.empty]

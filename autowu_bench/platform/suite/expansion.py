@@ -144,6 +144,10 @@ class SearchJob:
     def trial_id(self, n: int) -> str:
         return f"{self.name}_t{n:03d}"
 
+    def owns(self, spec: TrialSpec) -> bool:
+        """Whether ``spec`` is one of this job's trials (by its id, ``trial_id``'s form)."""
+        return spec.trial_id.startswith(f"{self.name}_t")
+
     def planned(self) -> list[TrialSpec]:
         """The job's trials before Tune proposes their points (ids ``_t001`` ... as :func:`trial_name`
         numbers them; the base spec's values otherwise): what the progress line counts as pending."""
