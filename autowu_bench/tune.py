@@ -63,11 +63,11 @@ import os
 import re
 from typing import Any
 
+from autowu_bench.platform.execution.tuner import RESOURCES  # noqa: F401 (public: the trainable's request)
 from autowu_bench.platform.records.spec import TrialKind, TrialSpec
 from autowu_bench.schedulers.autowu import DECAYS, autowu_defaults
 from autowu_bench.schedulers.lr_functions import BASELINE_DECAYS
 
-RESOURCES = {"CPU": 0, "memory": 1}  # Tune refuses an all-zero request; one byte of memory costs nothing
 AUTOWU_OPTIONS = tuple(n for n in autowu_defaults() if n not in ("decay", "seed"))
 _OWN_KEYS = ("schedule", "run_dir", "tracking_uri", "mlflow_parent_run_id")
 _SPEC_KEYS = tuple(f.name for f in dataclasses.fields(TrialSpec)

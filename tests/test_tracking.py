@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -216,7 +217,7 @@ _PID_WRITER = (
     "os.replace(sys.argv[1] + '.tmp', sys.argv[1])\n"
     "time.sleep(float(sys.argv[2]))\n"
 )
-_LINUX = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc (Linux)")
+_POSIX = pytest.mark.skipif(os.name != "posix", reason="process groups and signals (POSIX)")
 
 
 class _PidServer(LocalMlflowServer):
@@ -229,10 +230,9 @@ class _PidServer(LocalMlflowServer):
 def _alive(pid: int) -> bool:
     """Whether ``pid`` is a live process (a zombie is not: it has exited and only waits to be reaped)."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
+        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
-    return state not in ("Z", "X")
 
 
 def _started(pid_file: Path, log: Path | None = None, seconds: float = 90.0) -> list[int]:
@@ -271,7 +271,7 @@ def _gone(pids: list[int], seconds: float) -> bool:
     return True
 
 
-@_LINUX
+@_POSIX
 def test_stop_takes_down_the_server_and_its_children(tmp_path):
     server = _PidServer(tmp_path).launch()
     try:
@@ -285,7 +285,7 @@ def test_stop_takes_down_the_server_and_its_children(tmp_path):
         _kill_left(tmp_path / "pids")
 
 
-@_LINUX
+@_POSIX
 def test_a_killed_owner_leaves_no_server_behind(tmp_path):
     """The owner runs without PYTHONPATH and the server in another folder: ``launch`` alone must make
     ``python -m autowu_bench.platform.tracking.watchdog`` importable there."""
@@ -312,7 +312,7 @@ def test_a_killed_owner_leaves_no_server_behind(tmp_path):
         _kill_left(workdir / "pids")
 
 
-@_LINUX
+@_POSIX
 def test_the_watchdog_ends_when_the_server_exits_on_its_own_and_may_not_restart_it(tmp_path):
     pid_file = tmp_path / "pids"
     watchdog = subprocess.Popen(
@@ -331,7 +331,7 @@ def test_the_watchdog_ends_when_the_server_exits_on_its_own_and_may_not_restart_
         _kill_left(pid_file)
 
 
-@_LINUX
+@_POSIX
 def test_the_watchdog_restarts_a_server_that_died_up_to_its_cap(tmp_path):
     """The server dies and leaves its child (as ``mlflow server`` leaves uvicorn, which holds the port):
     the watchdog kills the child, starts the same command again and says so in the log; past the cap it

@@ -12,6 +12,7 @@ import signal
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from data_fixtures import write_fashion_mnist_idx
 from mlflow.tracking import MlflowClient
@@ -30,7 +31,7 @@ _spec = importlib.util.spec_from_file_location("run_suite", REPO / "run_suite.py
 run_suite = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(run_suite)
 
-_LINUX = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the server's processes in /proc")
+_POSIX = pytest.mark.skipif(os.name != "posix", reason="process groups and signals (POSIX)")
 
 
 @pytest.fixture(autouse=True)
@@ -288,8 +289,7 @@ def _kill_server(server: LocalMlflowServer) -> list[int]:
     """SIGKILL every process of the server's group but its watchdog (the group's leader): the server dies
     as it would of a crash or the OOM killer."""
     killed = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        pid = int(entry.name)
+    for pid in psutil.pids():
         try:
             if pid != server.pid and os.getpgid(pid) == server.pid:
                 os.kill(pid, signal.SIGKILL)
@@ -299,7 +299,7 @@ def _kill_server(server: LocalMlflowServer) -> list[int]:
     return killed
 
 
-@_LINUX
+@_POSIX
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_a_killed_local_server_costs_a_trial_seconds_and_mlflow_ends_with_every_step_once(tmp_path):

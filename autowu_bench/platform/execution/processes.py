@@ -1,68 +1,67 @@
-"""The processes a local Ray instance started, so that none outlives the suite (Linux /proc).
+"""The processes a local Ray instance started, so that none outlives the suite (through psutil).
 
 ``ray.shutdown()`` stops the raylet and GCS, and their workers normally exit with them, but nothing
 guarantees it: a process re-parented to init outlives the instance (tests/test_processes.py). The
 ``ray_cluster.ray_session`` notes every process under the local instance's own processes before shutting down and kills
 whatever is still alive a few seconds later. A (pid, start time) pair names a process, so a reused PID
-is never touched. Elsewhere than Linux this finds nothing and does nothing.
+is never touched. A process that is gone, or that this user may not read, is left out.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import time
-from pathlib import Path
 
-Process = tuple[int, int]  # (pid, start time in clock ticks since boot)
+import psutil
 
+Process = tuple[int, float]  # (pid, start time: psutil's create_time(), seconds since the epoch)
 
-def _stat(pid: int) -> tuple[str, int, int] | None:
-    """(state, parent pid, start time) of ``pid``, or None when it is gone or unreadable."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2 :].split()  # the command name may hold spaces and parentheses
-    return fields[0], int(fields[1]), int(fields[19])
+# A process psutil cannot see, may not read, or that has exited (a zombie waits only to be reaped).
+_GONE = (psutil.NoSuchProcess, psutil.AccessDenied)  # ZombieProcess is a NoSuchProcess
+_DEAD = (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
 
 
 def descendants(roots: list[int]) -> set[Process]:
     """The ``roots`` and every process below them, as (pid, start time)."""
-    parent_of: dict[int, int] = {}
-    started: dict[int, int] = {}
-    for entry in Path("/proc").glob("[0-9]*") if Path("/proc").is_dir() else []:
-        info = _stat(int(entry.name))
-        if info is not None:
-            _, parent_of[int(entry.name)], started[int(entry.name)] = info
-    children: dict[int, list[int]] = {}
-    for pid, ppid in parent_of.items():
-        children.setdefault(ppid, []).append(pid)
-    found, todo = set(), [pid for pid in roots if pid in started]
-    while todo:
-        pid = todo.pop()
-        found.add((pid, started[pid]))
-        todo += children.get(pid, [])
+    found: set[Process] = set()
+    for root in roots:
+        try:
+            parent = psutil.Process(root)
+            below = parent.children(recursive=True)
+            found.add((root, parent.create_time()))
+        except _GONE:
+            continue
+        for child in below:
+            try:
+                found.add((child.pid, child.create_time()))
+            except _GONE:
+                pass
     return found
+
+
+def _same(pid: int, start: float) -> psutil.Process | None:
+    """The process ``pid`` if it is still the one started at ``start`` and has not exited, else None."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.create_time() == start and proc.status() not in _DEAD:
+            return proc
+    except _GONE:
+        pass
+    return None
 
 
 def alive(processes: set[Process]) -> set[Process]:
     """Those of ``processes`` still running (the same process: same pid and start time; not a zombie)."""
-    out = set()
-    for pid, start in processes:
-        info = _stat(pid)
-        if info is not None and info[2] == start and info[0] != "Z":
-            out.add((pid, start))
-    return out
+    return {(pid, start) for pid, start in processes if _same(pid, start) is not None}
 
 
 def kill_now(processes: set[Process]) -> None:
     """SIGKILL ``processes`` (those still the same processes), without waiting."""
-    for pid, _ in alive(processes):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
+    for pid, start in processes:
+        if (proc := _same(pid, start)) is not None:
+            try:
+                proc.kill()  # psutil checks again that the pid was not reused meanwhile
+            except _GONE:
+                pass
 
 
 def kill_survivors(processes: set[Process], *, grace_s: float = 5.0) -> set[Process]:

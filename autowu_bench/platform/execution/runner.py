@@ -6,7 +6,6 @@ progress line (``progress.ProgressReporter``; one line per reported epoch with `
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import time
 import traceback
@@ -16,6 +15,7 @@ from autowu_bench.platform.execution.progress import progress_callback
 from autowu_bench.platform.execution.ray_cluster import default_concurrency
 from autowu_bench.platform.records.spec import TrialSpec
 from autowu_bench.platform.execution.trial_driver import run_trial, trial_dir
+from autowu_bench.platform.execution.tuner import build_tuner
 
 
 def run_trials(
@@ -52,29 +52,15 @@ def run_trials(
     run_dir = os.path.abspath(run_dir)
     os.makedirs(run_dir, exist_ok=True)
     concurrency = max_concurrent or default_concurrency(trials)
-    trainable = tune.with_parameters(
-        run_trial, run_dir=run_dir, tracking_uri=tracking_uri, parent_run_id=parent_run_id,
-    )
-    # The driver holds no CPU, so the trial's Train workers get the cores. Tune refuses an all-zero
-    # request; one byte of the "memory" resource (present on every node) is a request that costs nothing.
-    trainable = tune.with_resources(trainable, {"CPU": 0, "memory": 1})
-    tuner = tune.Tuner(
-        trainable,
+    tuner = build_tuner(
+        run_trial, run_dir=run_dir, tracking_uri=tracking_uri, parent_run_id=parent_run_id, name="tune",
         param_space={"spec": tune.grid_search([t.to_dict() for t in trials])},
-        tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, trial_name_creator=_trial_name,
-                                    trial_dirname_creator=_trial_name),
-        run_config=tune.RunConfig(
-            name="tune",
-            storage_path=os.path.join(run_dir, "ray"),
-            verbose=0,
-            callbacks=[progress_callback(trials, verbose=verbose, interval=progress_interval,
-                                         error_of=functools.partial(_error_of, run_dir))],
-            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
-        ),
+        trial_name=_trial_name,
+        callbacks=[progress_callback(trials, verbose=verbose, interval=progress_interval,
+                                     error_of=functools.partial(_error_of, run_dir))],
+        max_concurrent_trials=concurrency,
     )
     print(f"running {len(trials)} trials, up to {concurrency} at once", flush=True)
-    # With Tune's result files off, its end-of-run summary would warn that it cannot read them.
-    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     grid = tuner.fit()
     recorded = {r.config["spec"]["trial_id"]: r.error for r in grid if r.error is not None and r.config}
     return collect_outcomes(trials, run_dir, recorded)

@@ -22,7 +22,6 @@ ran), and ends its MLflow child run (through the trial's spool) as KILLED with `
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import time
 from typing import Any
@@ -38,6 +37,7 @@ from autowu_bench.platform.execution.trial_driver import (
     run_trial,
     trial_dir,
 )
+from autowu_bench.platform.execution.tuner import build_tuner
 
 METRIC, MODE = "val_acc", "max"
 TIME_ATTR = "epoch"
@@ -243,29 +243,18 @@ def run_search(job: SearchJob, *, run_dir: str, tracking_uri: str | None, parent
 
     book = SearchBookCallback(job, run_dir=run_dir, tracking_uri=tracking_uri, specs=specs)
     limit = concurrency(job, default_concurrency)
-    trainable = tune.with_parameters(run_search_trial, job=job, run_dir=run_dir, tracking_uri=tracking_uri,
-                                     parent_run_id=parent_run_id)
-    trainable = tune.with_resources(trainable, {"CPU": 0, "memory": 1})  # as runner.run_trials: the workers get the cores
     grid = job.search.searcher == "grid"
-    tuner = tune.Tuner(
-        trainable,
-        param_space=param_space(job),
-        tune_config=tune.TuneConfig(
-            metric=METRIC, mode=MODE, search_alg=searcher(job, limit), scheduler=scheduler(job),
-            num_samples=1 if grid else job.search.trials, reuse_actors=False,
-            trial_name_creator=functools.partial(trial_name, job),
-            trial_dirname_creator=functools.partial(trial_name, job),
-        ),
-        run_config=tune.RunConfig(
-            name=f"search-{job.name}", storage_path=os.path.join(run_dir, "ray"), verbose=0,
-            callbacks=[book, progress_callback(job.planned(), verbose=verbose, interval=progress_interval,
-                                               spec_of=book.spec_dict)],
-            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
-        ),
+    tuner = build_tuner(
+        run_search_trial, run_dir=run_dir, tracking_uri=tracking_uri, parent_run_id=parent_run_id,
+        bound={"job": job}, name=f"search-{job.name}", param_space=param_space(job),
+        trial_name=functools.partial(trial_name, job),
+        callbacks=[book, progress_callback(job.planned(), verbose=verbose, interval=progress_interval,
+                                           spec_of=book.spec_dict)],
+        metric=METRIC, mode=MODE, search_alg=searcher(job, limit), scheduler=scheduler(job),
+        num_samples=1 if grid else job.search.trials, reuse_actors=False,
     )
     print(f"search {job.name}: {job.search.label}, {job.search.trials} trials, up to {limit} at once, "
           f"seed {job.search.seed}", flush=True)
-    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     tuner.fit()
     return list(book.mine.values())
 

@@ -11,7 +11,7 @@ trials hold stays valid; it prints a line to its output (the server's log) each 
 after ``N`` restarts (default :data:`MAX_RESTARTS`; 0: never restart). It stops the group when its
 parent is no longer the owner (the owner died and it was reparented), when it gives up, or on SIGTERM
 (which ``LocalMlflowServer.stop`` sends to the whole group): SIGTERM, then SIGKILL after 5 s for
-anything left (itself included). Standard library only, so it starts fast.
+anything left (itself included). The standard library and psutil only, so it starts fast.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
+
+import psutil
 
 POLL_SECONDS = 0.2
 GRACE_SECONDS = 5.0
@@ -35,19 +36,17 @@ def _log(message: str) -> None:
 
 
 def _rest_of_group() -> list[int]:
-    """The other live processes of this group (Linux: read from /proc; elsewhere none are known)."""
+    """The other live processes of this group (a zombie has exited: it only waits to be reaped)."""
     me, group = os.getpid(), os.getpgrp()
     pids = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        pid = int(entry.name)
-        if pid == me:
+    for proc in psutil.process_iter():
+        if proc.pid == me:
             continue
         try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+            if proc.status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD) and os.getpgid(proc.pid) == group:
+                pids.append(proc.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, OSError):  # gone meanwhile (ZombieProcess included)
             continue
-        if stat[0] not in ("Z", "X") and int(stat[2]) == group:
-            pids.append(pid)
     return pids
 
 
