@@ -81,7 +81,7 @@ class _ControllerKiller(threading.Thread):
         import ray
 
         from autowu_bench.platform.execution.controller import controller_name
-        from autowu_bench.platform.tracking import RECORDED_STEP_FILE
+        from autowu_bench.platform.tracking.recorder import RECORDED_STEP_FILE
 
         path = os.path.join(self.folder, RECORDED_STEP_FILE)
         deadline = time.monotonic() + 600
@@ -146,7 +146,7 @@ def test_each_step_is_recorded_once_and_the_restart_is_an_event(run):
 
 
 def test_a_resumed_recorder_skips_what_the_failed_attempt_sent(tmp_path):
-    from autowu_bench.platform.tracking import RECORDED_STEP_FILE, TrialRecorder
+    from autowu_bench.platform.tracking.recorder import RECORDED_STEP_FILE, TrialRecorder
 
     trial = tmp_path / "trials" / "t"
     first = TrialRecorder(None, None, trial)
