@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,19 +33,29 @@ from autowu_bench.platform.tracking.spool import Spool
 
 @dataclass(frozen=True)
 class Operation:
-    """One spooled MLflow operation. Subclasses name their ``KIND`` (the line's ``"op"``) and carry out
-    themselves in ``apply``."""
+    """One spooled MLflow operation. A subclass names its ``KIND`` (the line's ``"op"``), the JSON key of
+    each of its fields (``KEYS``, in the line's order; those in ``OPTIONAL`` may be missing from a line:
+    None) and carries itself out in ``apply``."""
 
     KIND: ClassVar[str]
+    KEYS: ClassVar[dict[str, str]]  # field -> the line's key
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset()
     # Whether the spool must already name its MLflow run (every kind but the run's creation).
     NEEDS_RUN: ClassVar[bool] = True
 
     def to_json(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The spool line: ``{"op": KIND, key: value, ...}``, plain JSON values (a status as its string)."""
+        line: dict[str, Any] = {"op": self.KIND}
+        for name, key in self.KEYS.items():
+            value = getattr(self, name)
+            line[key] = str(value) if isinstance(value, StrEnum) else value
+        return line
 
     @classmethod
     def parse(cls, line: dict[str, Any]) -> Operation:
-        raise NotImplementedError
+        """The operation of a line of this kind; KeyError for a key it must have."""
+        return cls(**{name: line.get(key) if key in cls.OPTIONAL else line[key]
+                      for name, key in cls.KEYS.items()})
 
     def apply(self, tracking_uri: str, mlflow: Any, spool: Spool, run_id: str | None) -> int:
         """Carry the operation out (``mlflow``: an ``MlflowClient`` of ``tracking_uri``; ``run_id``: the
@@ -57,16 +68,11 @@ class CreateRun(Operation):
     """The trial's child run under ``parent``, from its spec (``TrialSpec.to_dict()``, kept as written)."""
 
     KIND: ClassVar[str] = "create"
+    KEYS: ClassVar[dict[str, str]] = {"parent": "parent", "spec": "spec"}
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"parent"})
     NEEDS_RUN: ClassVar[bool] = False
     parent: str | None
     spec: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"op": self.KIND, "parent": self.parent, "spec": self.spec}
-
-    @classmethod
-    def parse(cls, line: dict[str, Any]) -> CreateRun:
-        return cls(parent=line.get("parent"), spec=line["spec"])
 
     def apply(self, tracking_uri: str, mlflow: Any, spool: Spool, run_id: str | None) -> int:
         if run_id is None:
@@ -81,14 +87,8 @@ class LogMetrics(Operation):
     """Metric points ``[key, value, timestamp ms, step]`` (at most ``METRICS_PER_CALL``)."""
 
     KIND: ClassVar[str] = "metrics"
+    KEYS: ClassVar[dict[str, str]] = {"points": "m"}
     points: list[list]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"op": self.KIND, "m": self.points}
-
-    @classmethod
-    def parse(cls, line: dict[str, Any]) -> LogMetrics:
-        return cls(points=line["m"])
 
     def apply(self, tracking_uri: str, mlflow: Any, spool: Spool, run_id: str | None) -> int:
         from mlflow.entities import Metric
@@ -102,14 +102,8 @@ class SetTags(Operation):
     """Tags ``{key: value}`` (at most ``PARAMS_PER_CALL``)."""
 
     KIND: ClassVar[str] = "tags"
+    KEYS: ClassVar[dict[str, str]] = {"tags": "t"}
     tags: dict[str, str]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"op": self.KIND, "t": self.tags}
-
-    @classmethod
-    def parse(cls, line: dict[str, Any]) -> SetTags:
-        return cls(tags=line["t"])
 
     def apply(self, tracking_uri: str, mlflow: Any, spool: Spool, run_id: str | None) -> int:
         from mlflow.entities import RunTag
@@ -123,14 +117,8 @@ class SetStatus(Operation):
     """The run's status: RUNNING again, or its end (one of ``client.STATUSES``)."""
 
     KIND: ClassVar[str] = "status"
+    KEYS: ClassVar[dict[str, str]] = {"status": "status"}
     status: str  # a RunStatus; read from a spool, the string as written (``end_run`` checks it)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"op": self.KIND, "status": str(self.status)}
-
-    @classmethod
-    def parse(cls, line: dict[str, Any]) -> SetStatus:
-        return cls(status=line["status"])
 
     def apply(self, tracking_uri: str, mlflow: Any, spool: Spool, run_id: str | None) -> int:
         if self.status == RunStatus.RUNNING:
@@ -145,15 +133,10 @@ class LogArtifacts(Operation):
     """Files uploaded to the run under ``dir`` (None: its root), as they are when sent."""
 
     KIND: ClassVar[str] = "artifacts"
+    KEYS: ClassVar[dict[str, str]] = {"paths": "paths", "dir": "dir"}
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"dir"})
     paths: list[str]
     dir: str | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"op": self.KIND, "paths": self.paths, "dir": self.dir}
-
-    @classmethod
-    def parse(cls, line: dict[str, Any]) -> LogArtifacts:
-        return cls(paths=line["paths"], dir=line.get("dir"))
 
     def apply(self, tracking_uri: str, mlflow: Any, spool: Spool, run_id: str | None) -> int:
         client.log_artifacts(tracking_uri, run_id, [Path(p) for p in self.paths], self.dir)
@@ -165,14 +148,8 @@ class CloseChildren(Operation):
     """The parent run's children still RUNNING, ended with ``status`` (``client.close_open_children``)."""
 
     KIND: ClassVar[str] = "close_children"
+    KEYS: ClassVar[dict[str, str]] = {"status": "status"}
     status: str  # a RunStatus, as for SetStatus
-
-    def to_json(self) -> dict[str, Any]:
-        return {"op": self.KIND, "status": str(self.status)}
-
-    @classmethod
-    def parse(cls, line: dict[str, Any]) -> CloseChildren:
-        return cls(status=line["status"])
 
     def apply(self, tracking_uri: str, mlflow: Any, spool: Spool, run_id: str | None) -> int:
         client.close_open_children(tracking_uri, run_id, self.status)
