@@ -281,8 +281,10 @@ def run(args: argparse.Namespace) -> int:
     from autowu_bench.platform.execution import ray_cluster
     from autowu_bench.platform.execution import runner
     from autowu_bench.platform.execution import search
-    from autowu_bench.platform import tracking
+    from autowu_bench.platform.tracking.client import RunStatus, reopen_run, start_parent_run
+    from autowu_bench.platform.tracking.lifecycle import spool_summary
     from autowu_bench.platform.tracking.server import MAKE_UI_URL, LocalMlflowServer
+    from autowu_bench.platform.tracking.sync import send_spools
     from autowu_bench.platform.records.outcome import TrialStatus
     from autowu_bench.platform.records.run_record import RunRecord
 
@@ -341,20 +343,20 @@ def run(args: argparse.Namespace) -> int:
             parent = record.parent_run_id
             # What MLflow missed before the interruption goes first, in order (each trial's spool, then
             # the parent's, which may end the parent KILLED); then the parent is RUNNING again.
-            left = tracking.send_spools(run_dir, tracking_uri, patience=END_PATIENCE_REMOTE)
+            left = send_spools(run_dir, tracking_uri, patience=END_PATIENCE_REMOTE)
             if not left.complete:
                 print(f"warning: tracking of the earlier run still incomplete ({left.describe()}); it stays "
                       "spooled and is sent at the end", file=sys.stderr, flush=True)
-            tracking.reopen_run(tracking_uri, parent)
+            reopen_run(tracking_uri, parent)
         else:
-            parent = tracking.start_parent_run(
+            parent = start_parent_run(
                 tracking_uri, suite.name, run_name=f"{suite.name} {run_dir.name}", suite_file=suite.source,
                 resolved_suite=suite_to_yaml(suite),
                 params={"suite": suite.name, "trials": len(trials), "run_dir": str(run_dir), "address": args.address},
             )
         RunRecord(suite.name, tracking_uri=suite.tracking_uri, address=args.address, parent_run_id=parent,
                   mlflow_store=None if server is None else str(server.workdir)).write(run_dir)
-        status, started = "FAILED", time.time()
+        status, started = RunStatus.FAILED, time.time()
         patience = 0.0
         try:
             runner.run_trials(
@@ -370,21 +372,21 @@ def run(args: argparse.Namespace) -> int:
             # What the trials left spooled first, waiting for MLflow (a local server its watchdog is
             # restarting), so that the report can link to their runs.
             patience = END_PATIENCE_LOCAL if server is not None else END_PATIENCE_REMOTE
-            if not tracking.send_spools(run_dir, tracking_uri, patience=patience).complete:
+            if not send_spools(run_dir, tracking_uri, patience=patience).complete:
                 patience = 0.0  # waited once already: the end below tries once more
             text = publish(run_dir, title=f"{suite.name}: test accuracy, mean (std) over seeds  [{run_dir}]",
                            tracking_uri=tracking_uri, parent_run_id=parent, tracking_ui=ui)
             print("\n" + text, flush=True)
             # A diverged trial ended as designed (its loss blew up); only errors count as failures.
             failed = [o.trial_id for o in outcomes if o.status is TrialStatus.FAILED]
-            tracking.spool_summary(run_dir, parent, {
+            spool_summary(run_dir, parent, {
                 "trials": len(trials), "trials_failed": len(failed),
                 "device_hours": float(sum(o.device_hours for o in outcomes)),
                 "wall_seconds": time.time() - started,
             })
-            status = "FINISHED"
+            status = RunStatus.FINISHED
         except KeyboardInterrupt:
-            status = "KILLED"
+            status = RunStatus.KILLED
             session.close()  # the trials stop before the tables of what finished are collected
             try:
                 publish(run_dir, title=f"{suite.name} (interrupted): test accuracy, mean (std) over seeds  [{run_dir}]",
@@ -394,7 +396,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"run_suite.py: interrupted; {resume_hint(suite, run_dir, args)}", file=sys.stderr)
             raise
         finally:
-            tracked = end_tracking(run_dir, tracking_uri, parent, status, patience=0.0 if status == "KILLED" else patience)
+            tracked = end_tracking(run_dir, tracking_uri, parent, status, patience=0.0 if status == RunStatus.KILLED else patience)
     if failed:
         print(f"{len(failed)} of {len(trials)} trials did not finish: {failed}", file=sys.stderr)
         return EXIT_TRIALS_FAILED
@@ -405,11 +407,13 @@ def end_tracking(run_dir: Path, tracking_uri: str, parent: str, status: str, *, 
     """The suite's end in MLflow: the parent run's end spooled after everything else (its children left
     RUNNING closed, then its status), then every spool of the run folder sent, waiting up to
     ``patience`` seconds for MLflow; says on stderr what is left and how to send it. Returns
-    ``tracking.send_spools``' report; never raises for MLflow."""
-    from autowu_bench.platform import tracking
+    ``tracking.sync.send_spools``' report; never raises for MLflow."""
+    from autowu_bench.platform.tracking.client import RunStatus
+    from autowu_bench.platform.tracking.lifecycle import spool_end
+    from autowu_bench.platform.tracking.sync import send_spools
 
-    tracking.spool_end(run_dir, parent, status, "KILLED" if status == "KILLED" else "FAILED")
-    report = tracking.send_spools(run_dir, tracking_uri, patience=patience)
+    spool_end(run_dir, parent, status, RunStatus.KILLED if status == RunStatus.KILLED else RunStatus.FAILED)
+    report = send_spools(run_dir, tracking_uri, patience=patience)
     if not report.complete:
         print(f"run_suite.py: tracking is incomplete: MLflow at {tracking_uri} did not take everything "
               f"({report.describe()}). The tables and the report are in {run_dir}; send the rest with: "
@@ -420,8 +424,8 @@ def end_tracking(run_dir: Path, tracking_uri: str, parent: str, status: str, *, 
 def sync(args: argparse.Namespace) -> int:
     """``--sync RUN_DIR``: send what the run folder's spools hold to the run's tracking store (a new local
     server over the folder the suite's server used, else the suite's tracking URI, else --tracking-uri)."""
-    from autowu_bench.platform import tracking
     from autowu_bench.platform.tracking.server import LocalMlflowServer
+    from autowu_bench.platform.tracking.sync import send_spools
     from autowu_bench.platform.records.run_record import RunRecord
 
     run_dir = Path(args.sync).expanduser().absolute()
@@ -445,7 +449,7 @@ def sync(args: argparse.Namespace) -> int:
                 print(f"run_suite.py --sync: {run_dir}/run.json names no tracking store; pass --tracking-uri",
                       file=sys.stderr)
                 return EXIT_INVALID
-        report = tracking.send_spools(run_dir, tracking_uri, patience=SYNC_PATIENCE)
+        report = send_spools(run_dir, tracking_uri, patience=SYNC_PATIENCE)
     print(f"run_suite.py --sync {run_dir}: {report.describe()}", flush=True)
     return EXIT_OK if report.complete else EXIT_TRACKING_INCOMPLETE
 

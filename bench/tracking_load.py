@@ -49,15 +49,17 @@ def replay_trials(job: tuple) -> dict:
     from autowu_bench.platform.tracking.env import apply_process_env
 
     apply_process_env()
-    from autowu_bench.platform import tracking
+    from autowu_bench.platform.tracking.client import RunStatus
+    from autowu_bench.platform.tracking.lifecycle import close_trial, open_trial
+    from autowu_bench.platform.tracking.recorder import TrialRecorder
 
     epochs = max(1, -(-steps // steps_per_epoch))
     flushes, unsent = [], 0
     began = time.time()  # after the imports: the window measured is the logging itself
     for trial_id in trial_ids:
         folder = Path(run_dir) / "trials" / trial_id
-        run_id = tracking.open_trial(tracking_uri, parent, _spec(trial_id, epochs), folder, wait=120)
-        recorder = tracking.TrialRecorder(tracking_uri, run_id, folder)
+        run_id = open_trial(tracking_uri, parent, _spec(trial_id, epochs), folder, wait=120)
+        recorder = TrialRecorder(tracking_uri, run_id, folder)
         for epoch in range(1, epochs + 1):
             first, last = (epoch - 1) * steps_per_epoch + 1, min(epoch * steps_per_epoch, steps)
             chunk = list(range(first, last + 1))
@@ -70,7 +72,7 @@ def replay_trials(job: tuple) -> dict:
         # Wait for the sender (the bench measures what the server takes), then end the trial as the driver does.
         recorder.wait(None)
         recorder.close()
-        if not tracking.close_trial(tracking_uri, folder, "FINISHED", {"test_acc": 0.5}, wait=120):
+        if not close_trial(tracking_uri, folder, RunStatus.FINISHED, {"test_acc": 0.5}, wait=120):
             unsent += 1
     return {"flushes": flushes, "unsent": unsent, "began": began, "ended": time.time()}
 
@@ -123,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     apply_process_env()
     from mlflow.tracking import MlflowClient
 
-    from autowu_bench.platform import tracking
+    from autowu_bench.platform.tracking.client import experiment_id
     from autowu_bench.platform.tracking.server import LocalMlflowServer
+    from autowu_bench.platform.tracking.sync import send_spools
 
     work = Path(tempfile.mkdtemp(prefix="tracking-load-"))
     store = Path(args.store) if args.store else work / "store"
@@ -134,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             server = LocalMlflowServer(store, log_path=work / "mlflow-server.log").start()
         uri = args.tracking_uri or server.uri
         client = MlflowClient(uri)
-        parent = client.create_run(tracking.experiment_id(uri, SUITE), run_name=f"load {time.strftime('%H%M%S')}",
+        parent = client.create_run(experiment_id(uri, SUITE), run_name=f"load {time.strftime('%H%M%S')}",
                                    tags={"role": "suite"}).info.run_id
         ids = [f"load{i:04d}" for i in range(args.trials)]
         jobs = [(uri, parent, str(work / "run"), ids[i :: args.concurrent], args.steps, args.steps_per_epoch)
@@ -145,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
             done = pool.map(replay_trials, jobs)
         seconds = max(d["ended"] for d in done) - min(d["began"] for d in done)
-        left = tracking.send_spools(work / "run", uri)  # anything a trial's end left (none when all went well)
+        left = send_spools(work / "run", uri)  # anything a trial's end left (none when all went well)
         counts = count_local(store / "mlflow.db", parent) if server else count_remote(uri, parent)
 
         expected = args.trials * args.steps * len(KEYS)

@@ -179,7 +179,7 @@ def test_an_interrupted_suite_writes_what_finished_and_exits_130(fmnist_root, tm
     from autowu_bench.platform.checks import environment
     from autowu_bench.platform.execution import ray_cluster
     from autowu_bench.platform.execution import runner
-    from autowu_bench.platform import tracking
+    from autowu_bench.platform.tracking import client as tracking_client
     from autowu_bench.platform.records.outcome import TrialOutcome, TrialStatus
     from autowu_bench.platform.execution.trial_driver import trial_dir
 
@@ -192,11 +192,11 @@ def test_an_interrupted_suite_writes_what_finished_and_exits_130(fmnist_root, tm
     monkeypatch.setattr(environment, "unreachable", lambda *a, **k: None)  # the stand-in server "answers"
     monkeypatch.setattr(ray_cluster, "ray_session", lambda *a, **k: contextlib.nullcontext(Session()))
     monkeypatch.setattr(ray_cluster, "cluster_problems", lambda *a, **k: [])
-    monkeypatch.setattr(tracking, "start_parent_run", lambda *a, **k: "parent")
-    monkeypatch.setattr(tracking, "log_artifacts", lambda *a, **k: None)
-    monkeypatch.setattr(tracking, "run_experiment_id", lambda *a, **k: "0")
-    monkeypatch.setattr(tracking, "close_open_children", lambda *a, **k: [])
-    monkeypatch.setattr(tracking, "end_run", lambda uri, run_id, status: ended.append(status))
+    monkeypatch.setattr(tracking_client, "start_parent_run", lambda *a, **k: "parent")
+    monkeypatch.setattr(tracking_client, "log_artifacts", lambda *a, **k: None)
+    monkeypatch.setattr(tracking_client, "run_experiment_id", lambda *a, **k: "0")
+    monkeypatch.setattr(tracking_client, "close_open_children", lambda *a, **k: [])
+    monkeypatch.setattr(tracking_client, "end_run", lambda uri, run_id, status: ended.append(status))
 
     def first_trial_then_interrupt(trials, *, run_dir, **kwargs):
         done = trials[0]

@@ -202,7 +202,7 @@ def test_missing_tables_name_the_folder_and_the_fix(tmp_path, capsys):
 def test_publish_writes_and_logs_the_report_after_a_partial_run(tmp_path, monkeypatch):
     from autowu_bench.dashboards.publish import publish
     from autowu_bench.platform.records import tables
-    from autowu_bench.platform import tracking
+    from autowu_bench.platform.tracking import client as tracking_client
     from autowu_bench.platform.records.outcome import TrialOutcome, TrialStatus
     from autowu_bench.platform.records.spec import TrialSpec
 
@@ -220,8 +220,8 @@ def test_publish_writes_and_logs_the_report_after_a_partial_run(tmp_path, monkey
     TrialOutcome.from_report(specs[1], {"val_acc": 0.7, "test_acc": 0.69}, started=0.0, ended=72.0,
                              status=TrialStatus.FINISHED).write(tmp_path / "trials" / "base")
     logged = []
-    monkeypatch.setattr(tracking, "log_artifacts", lambda uri, run, paths, where=None: logged.append((where, list(paths))))
-    monkeypatch.setattr(tracking, "run_experiment_id", lambda uri, run: "3")
+    monkeypatch.setattr(tracking_client, "log_artifacts", lambda uri, run, paths, where=None: logged.append((where, list(paths))))
+    monkeypatch.setattr(tracking_client, "run_experiment_id", lambda uri, run: "3")
     publish(tmp_path, title="t", tracking_uri="http://127.0.0.1:5999", parent_run_id="parent")
     page = (tmp_path / "report" / "index.html").read_text()
     assert "never" in page.split("Partial run", 1)[1] and "#/experiments/3/runs/run-a" in page

@@ -98,7 +98,7 @@ class _Killer(threading.Thread):
         self.recorded_at_kill = self.pid = None
 
     def run(self) -> None:
-        from autowu_bench.platform.tracking import RECORDED_STEP_FILE
+        from autowu_bench.platform.tracking.recorder import RECORDED_STEP_FILE
 
         path = os.path.join(self.folder, RECORDED_STEP_FILE)
         deadline = time.monotonic() + 600
@@ -165,7 +165,7 @@ def test_each_step_is_recorded_once_and_the_restart_is_an_event(run):
 
 
 def test_a_resumed_recorder_skips_what_the_failed_attempt_sent(tmp_path):
-    from autowu_bench.platform.tracking import RECORDED_STEP_FILE, TrialRecorder
+    from autowu_bench.platform.tracking.recorder import RECORDED_STEP_FILE, TrialRecorder
 
     trial = tmp_path / "trials" / "t"
     first = TrialRecorder(None, None, trial)

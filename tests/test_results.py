@@ -11,7 +11,7 @@ import pytest
 from autowu_bench.platform.records import tables
 from autowu_bench.platform.records.outcome import TrialOutcome, TrialStatus
 from autowu_bench.platform.records.spec import TrialSpec
-from autowu_bench.platform.tracking import TrialRecorder
+from autowu_bench.platform.tracking.recorder import TrialRecorder
 
 
 def specs() -> list[TrialSpec]:

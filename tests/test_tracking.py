@@ -17,12 +17,19 @@ import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 
-from autowu_bench.platform import tracking
+from autowu_bench.platform.tracking.client import (
+    close_open_children,
+    end_trial_run,
+    grid_point,
+    start_parent_run,
+    start_trial_run,
+    trial_tags,
+)
 from autowu_bench.platform.tracking.env import MLFLOW_ENV, apply_process_env
 from autowu_bench.platform.tracking.server import WATCHDOG_MODULE, LocalMlflowServer, watchdog_env
 from autowu_bench.platform.tracking.watchdog import main as watchdog_main
 from autowu_bench.platform.records.spec import TrialSpec
-from autowu_bench.platform.tracking import TrialRecorder
+from autowu_bench.platform.tracking.recorder import TrialRecorder
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,8 +52,8 @@ def server(tmp_path_factory):
 def parent(server, tmp_path_factory):
     suite_file = tmp_path_factory.mktemp("suite") / "tracking-test.yaml"
     suite_file.write_text("name: tracking-test\n")
-    return tracking.start_parent_run(server.uri, "tracking-test", run_name="invocation", suite_file=suite_file,
-                                     resolved_suite="name: tracking-test\nepochs: 3\n", params={"trials": 2})
+    return start_parent_run(server.uri, "tracking-test", run_name="invocation", suite_file=suite_file,
+                            resolved_suite="name: tracking-test\nepochs: 3\n", params={"trials": 2})
 
 
 def test_server_stores_in_the_working_folder(server):
@@ -70,7 +77,7 @@ def test_parent_run_has_provenance_and_the_suite_file(server, parent):
 
 def test_child_run_is_nested_with_params_and_tags(server, parent):
     client = MlflowClient(server.uri)
-    run_id = tracking.start_trial_run(server.uri, parent, spec())
+    run_id = start_trial_run(server.uri, parent, spec())
     run = client.get_run(run_id)
     assert run.info.experiment_id == client.get_run(parent).info.experiment_id
     assert run.info.run_name == "autowu-auto_fmnist-mlp_b64_s0" and run.info.status == "RUNNING"
@@ -84,7 +91,7 @@ def test_child_run_is_nested_with_params_and_tags(server, parent):
     assert len(params) == len(spec().to_dict())  # every TrialSpec field (autowu flattened, one key here)
     # a restarted trial gets its run back rather than a second one
     client.set_terminated(run_id, "FAILED")
-    assert tracking.start_trial_run(server.uri, parent, spec()) == run_id
+    assert start_trial_run(server.uri, parent, spec()) == run_id
     assert client.get_run(run_id).info.status == "RUNNING"
 
 
@@ -92,8 +99,8 @@ def test_tags_group_the_trials_that_compete_for_the_ui(server, parent):
     """``group`` (workload and batch size) and ``arm`` are what the README's comparison groups by;
     a baseline's ``grid_point`` names it in charts; searchable with the UI's filter syntax."""
     client = MlflowClient(server.uri)
-    autowu = tracking.start_trial_run(server.uri, parent, spec("autowu-auto_fmnist-mlp_b4096_s0", batch_size=4096))
-    baseline = tracking.start_trial_run(server.uri, parent, spec(
+    autowu = start_trial_run(server.uri, parent, spec("autowu-auto_fmnist-mlp_b4096_s0", batch_size=4096))
+    baseline = start_trial_run(server.uri, parent, spec(
         "baseline_fmnist-mlp_b4096_lr0.004_w2_s0", arm="baseline", kind="baseline", decay=None, autowu={},
         batch_size=4096, peak_lr=0.004, warmup_epochs=2.0))
     a, b = client.get_run(autowu).data.tags, client.get_run(baseline).data.tags
@@ -105,13 +112,13 @@ def test_tags_group_the_trials_that_compete_for_the_ui(server, parent):
     found = client.search_runs([experiment], filter_string=f"tags.`mlflow.parentRunId` = '{parent}' and "
                                                            "tags.group = 'fmnist-mlp b4096'")
     assert {r.info.run_id for r in found} == {autowu, baseline}
-    assert tracking.grid_point(spec(kind="baseline", peak_lr=3.5355e-4, warmup_epochs=0.5)) == "lr 0.0003536, wu 0.5"
+    assert grid_point(spec(kind="baseline", peak_lr=3.5355e-4, warmup_epochs=0.5)) == "lr 0.0003536, wu 0.5"
 
 
 def test_step_metrics_go_in_batches(server, parent, tmp_path, monkeypatch):
-    run_id = tracking.start_trial_run(server.uri, parent, spec("baseline_b64_s0", arm="baseline", kind="baseline",
-                                                               decay=None, autowu={}, peak_lr=0.001,
-                                                               warmup_epochs=1.0))
+    run_id = start_trial_run(server.uri, parent, spec("baseline_b64_s0", arm="baseline", kind="baseline",
+                                                      decay=None, autowu={}, peak_lr=0.001,
+                                                      warmup_epochs=1.0))
     calls = []
     real = MlflowClient.log_batch
 
@@ -139,7 +146,7 @@ def test_step_metrics_go_in_batches(server, parent, tmp_path, monkeypatch):
 
 def test_tests_events_and_failed_status(server, parent, tmp_path):
     client = MlflowClient(server.uri)
-    run_id = tracking.start_trial_run(server.uri, parent, spec("autowu-auto_b128_s0", batch_size=128))
+    run_id = start_trial_run(server.uri, parent, spec("autowu-auto_b128_s0", batch_size=128))
     recorder = TrialRecorder(server.uri, run_id, tmp_path / "t")
     recorder.log_steps([1, 2], [1e-5, 2e-5], [2.3, math.nan])
     recorder.log_tests([
@@ -149,8 +156,8 @@ def test_tests_events_and_failed_status(server, parent, tmp_path):
     ])
     recorder.log_event("rollback", 2, to_step=1)
     assert recorder.close(timeout=60)
-    tracking.end_trial_run(server.uri, run_id, "FAILED", {"test_acc": None, "best_val_acc": 0.4, "rollbacks": 1,
-                                                          "status": "failed", "error": "boom"})
+    end_trial_run(server.uri, run_id, "FAILED", {"test_acc": None, "best_val_acc": 0.4, "rollbacks": 1,
+                                                 "status": "failed", "error": "boom"})
     run = client.get_run(run_id)
     assert run.info.status == "FAILED"
     assert run.data.metrics["best_val_acc"] == 0.4 and run.data.metrics["rollbacks"] == 1
@@ -164,17 +171,17 @@ def test_tests_events_and_failed_status(server, parent, tmp_path):
 
 def test_children_left_running_are_closed(server, parent):
     client = MlflowClient(server.uri)
-    left = tracking.start_trial_run(server.uri, parent, spec("killed_s0"))
-    done = tracking.start_trial_run(server.uri, parent, spec("done_s0"))
-    tracking.end_trial_run(server.uri, done, "FINISHED", {"test_acc": 0.9})
-    closed = tracking.close_open_children(server.uri, parent, "KILLED")
+    left = start_trial_run(server.uri, parent, spec("killed_s0"))
+    done = start_trial_run(server.uri, parent, spec("done_s0"))
+    end_trial_run(server.uri, done, "FINISHED", {"test_acc": 0.9})
+    closed = close_open_children(server.uri, parent, "KILLED")
     assert left in closed and done not in closed
     assert client.get_run(left).info.status == "KILLED" and client.get_run(done).info.status == "FINISHED"
 
 
 def test_end_run_rejects_an_unknown_status(server, parent):
     with pytest.raises(ValueError, match="RUNNING"):
-        tracking.end_trial_run(server.uri, parent, "RUNNING", {})
+        end_trial_run(server.uri, parent, "RUNNING", {})
 
 
 def test_recorder_without_tracking_appends_numbered_fragments(tmp_path):
@@ -382,7 +389,8 @@ def test_importing_the_platform_leaves_the_environment_alone():
     code = (
         "import json, os\n"
         "before = dict(os.environ)\n"
-        "import autowu_bench.platform.tracking, autowu_bench.platform.records.tables, autowu_bench.platform.execution.ray_cluster\n"
+        "import autowu_bench.platform.records.tables, autowu_bench.platform.execution.ray_cluster\n"
+        "from autowu_bench.platform.tracking import client, lifecycle, operations, recorder, sync\n"
         "after = dict(os.environ)\n"
         "print(json.dumps({k: [before.get(k), after.get(k)] for k in before.keys() | after.keys()"
         " if before.get(k) != after.get(k)}))\n"
@@ -451,8 +459,108 @@ def test_ray_trial_processes_get_the_mlflow_environment(monkeypatch):
 
 
 def test_a_reconstructed_optimizer_is_tagged_so():
-    clars = tracking.trial_tags(spec("clars_b64_s0", arm="clars", kind="baseline", decay="polynomial", autowu={},
-                                     optimizer="clars-chunked", peak_lr=0.04, warmup_epochs=0.0))
+    clars = trial_tags(spec("clars_b64_s0", arm="clars", kind="baseline", decay="polynomial", autowu={},
+                            optimizer="clars-chunked", peak_lr=0.04, warmup_epochs=0.0))
     assert clars["optimizer_note"] == "reconstruction" and "reconstruction" in clars["optimizer_label"]
     assert clars["decay"] == "polynomial" and clars["warmup_epochs"] == "0"
-    assert "optimizer_note" not in tracking.trial_tags(spec()) and tracking.trial_tags(spec())["optimizer_label"] == "AdamP"
+    assert "optimizer_note" not in trial_tags(spec()) and trial_tags(spec())["optimizer_label"] == "AdamP"
+
+
+# -- the spool's operations: today's JSON lines, read, written and sent unchanged ----------------------------
+
+# Lines as the spool's writers wrote them before the operations were dataclasses (``Spool.append``:
+# compact JSON, one operation a line); a run folder holding them must still be sent as it was.
+TODAYS_LINES = [
+    '{"op":"create","parent":"PARENT","spec":SPEC}',
+    '{"op":"metrics","m":[["lr",0.1,1796408582152,1],["train_loss",2.0,1796408582152,1],'
+    '["replay1/lr",0.3,1796408582153,1],["val_acc",NaN,1796408582153,2]]}',
+    '{"op":"tags","t":{"event.rollback":"{\\"step\\": 2, \\"to\\": 1}","summary.status":"stopped"}}',
+    '{"op":"status","status":"RUNNING"}',
+    '{"op":"status","status":"KILLED"}',
+    '{"op":"artifacts","paths":["/run/table.txt"],"dir":"results"}',
+    '{"op":"artifacts","paths":["/run/table.md"],"dir":null}',
+    '{"op":"close_children","status":"FAILED"}',
+    '{"op":"status","status":"FINISHED"}',
+]
+
+
+def _todays_line(line: str, parent: str = "parent-run", trial_id: str = "todays-format_s0") -> str:
+    return line.replace("PARENT", parent).replace("SPEC", json.dumps(spec(trial_id).to_dict(), separators=(",", ":")))
+
+
+def test_todays_spool_lines_round_trip_through_the_operations():
+    from autowu_bench.platform.tracking import operations
+
+    kinds = []
+    for text in map(_todays_line, TODAYS_LINES):
+        line = json.loads(text)
+        operation = operations.from_json(line)
+        kinds.append(type(operation).__name__)
+        again = operation.to_json()
+        assert list(again) == list(line)  # the same keys, in the same order
+        assert json.dumps(again, separators=(",", ":")) == text  # so the same bytes in ops.jsonl
+        assert operations.from_json(again) == operation
+    assert kinds == ["CreateRun", "LogMetrics", "SetTags", "SetStatus", "SetStatus", "LogArtifacts", "LogArtifacts",
+                     "CloseChildren", "SetStatus"]
+    with pytest.raises(ValueError, match="unknown spooled operation 'params'"):
+        operations.from_json({"op": "params", "p": {}})
+    with pytest.raises(KeyError):
+        operations.from_json({"op": "metrics"})
+
+
+def test_the_writers_spool_todays_lines(tmp_path):
+    from autowu_bench.platform.tracking.client import RunStatus
+    from autowu_bench.platform.tracking.lifecycle import spool_artifacts, spool_end, spool_summary
+    from autowu_bench.platform.tracking.spool import Spool
+
+    spool_artifacts(tmp_path, "parent-run", ["/run/table.txt"], "results")
+    spool_artifacts(tmp_path, "parent-run", ["/run/table.md"])
+    spool_summary(tmp_path, "parent-run", {"trials": 2, "note": "x"})
+    spool_end(tmp_path, "parent-run", RunStatus.FINISHED, "FAILED")
+    lines = (Spool.of(tmp_path).ops_path).read_text().splitlines()
+    assert lines[:2] == [TODAYS_LINES[5], TODAYS_LINES[6]] and lines[-2:] == [TODAYS_LINES[7], TODAYS_LINES[8]]
+    (point,), = [json.loads(lines[2])["m"]]
+    assert json.loads(lines[2])["op"] == "metrics" and point[0] == "trials" and point[1:] == [2.0, point[2], 0]
+    assert lines[3] == '{"op":"tags","t":{"summary.note":"x"}}'
+    assert Spool.of(tmp_path).run_id == "parent-run"
+
+
+def test_a_run_folder_spooled_in_todays_format_is_sent(server, tmp_path):
+    """A run folder whose spools hold today's lines (a suite interrupted before this code) is sent by
+    ``send_spools`` (as ``--sync`` and ``--resume`` do) into the runs those lines describe."""
+    from autowu_bench.platform.tracking.spool import Spool
+    from autowu_bench.platform.tracking.sync import send_spools
+
+    parent = start_parent_run(server.uri, "tracking-test", run_name="spooled in today's format")
+    run_dir = tmp_path / "run"
+    trial = Spool.of(run_dir / "trials" / "todays-format_s0")
+    trial.folder.mkdir(parents=True)
+    trial_lines = [TODAYS_LINES[0], TODAYS_LINES[1], TODAYS_LINES[2], TODAYS_LINES[4]]
+    trial.ops_path.write_text("".join(_todays_line(line, parent) + "\n" for line in trial_lines))
+    other = start_trial_run(server.uri, parent, spec("todays-left-running_s0"))
+    suite = Spool.of(run_dir)
+    suite.set_run_id(parent)
+    suite.ops_path.write_text(f'{TODAYS_LINES[3]}\n{TODAYS_LINES[7]}\n')
+
+    report = send_spools(run_dir, server.uri)
+    assert report.complete and report.sent == 6 and report.points == 4 and report.rejected == 0
+    client = MlflowClient(server.uri)
+    run = client.get_run(trial.run_id)
+    assert run.data.tags["mlflow.parentRunId"] == parent and run.data.tags["trial_id"] == "todays-format_s0"
+    assert run.info.status == "KILLED" and run.data.tags["summary.status"] == "stopped"
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "lr")] == [0.1]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "replay1/lr")] == [1]
+    assert math.isnan(client.get_metric_history(run.info.run_id, "val_acc")[0].value)
+    assert client.get_run(other).info.status == "FAILED"  # the parent's close_children
+    assert client.get_run(parent).info.status == "RUNNING"
+
+
+def test_run_status_is_mlflows_string():
+    from autowu_bench.platform.tracking.client import STATUSES, RunStatus, end_status
+
+    assert [str(s) for s in RunStatus] == ["RUNNING", "FINISHED", "FAILED", "KILLED"]
+    assert RunStatus.KILLED == "KILLED" and "FAILED" in STATUSES and "RUNNING" not in STATUSES
+    assert json.dumps({"status": RunStatus.FINISHED}) == '{"status": "FINISHED"}'
+    assert end_status("FAILED") is RunStatus.FAILED
+    with pytest.raises(ValueError, match=r"status='RUNNING' must be one of \('FINISHED', 'FAILED', 'KILLED'\)"):
+        end_status("RUNNING")

@@ -18,13 +18,16 @@ from data_fixtures import write_fashion_mnist_idx
 from mlflow.tracking import MlflowClient
 
 from autowu_bench.platform.records import tables
-from autowu_bench.platform import tracking
+from autowu_bench.platform.tracking import client as tracking_client
+from autowu_bench.platform.tracking.client import start_parent_run, start_trial_run
+from autowu_bench.platform.tracking.lifecycle import close_trial, open_trial, spool_artifacts, spool_end, spool_summary
+from autowu_bench.platform.tracking.recorder import RECORDER_CLOSE_SECONDS, TrialRecorder
+from autowu_bench.platform.tracking.sync import send_spools
 from autowu_bench.platform.tracking.env import MLFLOW_ENV
 from autowu_bench.platform.tracking.server import LocalMlflowServer, free_port
 from autowu_bench.platform.records.run_record import RunRecord
 from autowu_bench.platform.records.spec import TrialSpec
 from autowu_bench.platform.tracking.spool import REJECTED_FILE, Spool
-from autowu_bench.platform.tracking import TrialRecorder
 
 REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("run_suite", REPO / "run_suite.py")
@@ -97,12 +100,12 @@ def test_the_spool_keeps_whole_lines_in_order_until_they_are_acknowledged(tmp_pa
 
 def test_a_trial_with_mlflow_away_throughout_is_spooled_and_sync_sends_it_once(server, tmp_path, capsys):
     client = MlflowClient(server.uri)
-    parent = tracking.start_parent_run(server.uri, "outage-test", run_name="away throughout")
+    parent = start_parent_run(server.uri, "outage-test", run_name="away throughout")
     run_dir = tmp_path / "run"
     folder = run_dir / "trials" / "t"
     away = away_uri()
     started = time.monotonic()
-    assert tracking.open_trial(away, parent, spec("t"), folder, wait=20) is None
+    assert open_trial(away, parent, spec("t"), folder, wait=20) is None
     recorder = TrialRecorder(away, None, folder)
     flushes = []
     for epoch in range(1, 4):
@@ -114,7 +117,7 @@ def test_a_trial_with_mlflow_away_throughout_is_spooled_and_sync_sends_it_once(s
         flushes.append(time.monotonic() - before)
     recorder.log_event("rollback", 5, restored_step=0)
     assert not recorder.close(timeout=30)  # it does not wait out its timeout once it found MLflow away
-    assert not tracking.close_trial(away, folder, "FINISHED", {"test_acc": 0.9, "status": "finished"}, wait=30)
+    assert not close_trial(away, folder, "FINISHED", {"test_acc": 0.9, "status": "finished"}, wait=30)
     # Bounded: seconds of HTTP retries at the start and the end, none at the epoch ends.
     # (Generous bounds: the machine may be shared; what matters is seconds, not MLflow's minutes of retries.)
     assert max(flushes) < 5.0 and time.monotonic() - started < 120.0
@@ -122,9 +125,9 @@ def test_a_trial_with_mlflow_away_throughout_is_spooled_and_sync_sends_it_once(s
 
     table = run_dir / "table.txt"
     table.write_text("the table\n")
-    tracking.spool_artifacts(run_dir, parent, [table])
-    tracking.spool_summary(run_dir, parent, {"trials": 1, "trials_failed": 0})
-    tracking.spool_end(run_dir, parent, "FINISHED", "FAILED")
+    spool_artifacts(run_dir, parent, [table])
+    spool_summary(run_dir, parent, {"trials": 1, "trials_failed": 0})
+    spool_end(run_dir, parent, "FINISHED", "FAILED")
     RunRecord("outage-test", tracking_uri=server.uri, parent_run_id=parent).write(run_dir)
 
     assert run_suite.main(["--sync", str(run_dir)]) == run_suite.EXIT_OK
@@ -152,15 +155,15 @@ def test_sync_starts_a_server_over_the_store_of_a_suite_that_ran_its_own(tmp_pat
     mlflow.db (run.json's mlflow_store) and sends what the trial left."""
     store, run_dir = tmp_path / "store", tmp_path / "run"
     with LocalMlflowServer(store) as gone:
-        parent = tracking.start_parent_run(gone.uri, "outage-test", run_name="own server")
-        tracking.spool_end(run_dir, parent, "FINISHED", "FAILED")
+        parent = start_parent_run(gone.uri, "outage-test", run_name="own server")
+        spool_end(run_dir, parent, "FINISHED", "FAILED")
     folder = run_dir / "trials" / "late"
     away = away_uri()
-    tracking.open_trial(away, parent, spec("late"), folder, wait=10)
+    open_trial(away, parent, spec("late"), folder, wait=10)
     recorder = TrialRecorder(away, None, folder)
     recorder.log_steps([1, 2, 3], [0.1, 0.2, 0.3], [1.0, 0.9, 0.8])
     recorder.close(timeout=1)
-    tracking.close_trial(away, folder, "FINISHED", {"test_acc": 0.7}, wait=10)
+    close_trial(away, folder, "FINISHED", {"test_acc": 0.7}, wait=10)
     RunRecord("outage-test", mlflow_store=str(store), parent_run_id=parent).write(run_dir)
     assert run_suite.main(["--sync", str(run_dir)]) == run_suite.EXIT_OK
     assert "sent" in capsys.readouterr().out
@@ -176,18 +179,18 @@ def test_operations_sent_again_after_a_crash_are_taken_once(server, tmp_path):
     client = MlflowClient(server.uri)
     folder = tmp_path / "trials" / "again"
     away = away_uri()
-    tracking.open_trial(away, None, spec("again"), folder, wait=10)
+    open_trial(away, None, spec("again"), folder, wait=10)
     recorder = TrialRecorder(away, None, folder)
     recorder.log_steps(list(range(1, 301)), [0.01] * 300, [1.0] * 300)
     recorder.close(timeout=1)
-    tracking.close_trial(away, folder, "FINISHED", {"test_acc": 0.5}, wait=1)
+    close_trial(away, folder, "FINISHED", {"test_acc": 0.5}, wait=1)
     spool = Spool.of(folder)
     spooled = spool.ops_path.read_bytes()
-    first = tracking.send_spools(tmp_path, server.uri, patience=30)
+    first = send_spools(tmp_path, server.uri, patience=30)
     assert first.complete and first.points == 601
     spool.ops_path.write_bytes(spooled)  # as if none of it had been acknowledged
     spool.ack(0)
-    again = tracking.send_spools(tmp_path, server.uri, patience=30)
+    again = send_spools(tmp_path, server.uri, patience=30)
     assert again.complete and again.sent == first.sent
     run_id = spool.run_id
     assert steps_of(client, run_id, "lr") == list(range(1, 301))
@@ -200,7 +203,7 @@ def test_steps_replayed_after_a_rollback_are_a_series_of_their_own(server, tmp_p
     each step once (the values first logged), the replay goes to ``replay1/lr``; the Parquet tables keep
     the last row of a step."""
     client = MlflowClient(server.uri)
-    run_id = tracking.start_trial_run(server.uri, None, spec("rolled"))
+    run_id = start_trial_run(server.uri, None, spec("rolled"))
     recorder = TrialRecorder(server.uri, run_id, tmp_path / "trials" / "rolled")
     recorder.log_steps(list(range(1, 11)), [0.1] * 10, [2.0] * 10)
     recorder.log_epoch(1, 10, {"val_acc": 0.5})
@@ -225,7 +228,7 @@ def test_an_operation_mlflow_refuses_is_kept_aside_not_retried_forever(server, t
     spool = Spool.of(tmp_path / "trials" / "gone")
     spool.set_run_id("0123456789abcdef0123456789abcdef")  # no such run
     spool.append([{"op": "metrics", "m": [["lr", 0.1, 1, 1]]}])
-    report = tracking.send_spools(tmp_path, server.uri)
+    report = send_spools(tmp_path, server.uri)
     assert report.complete and report.rejected == 1 and report.sent == 0
     assert '"lr"' in (spool.folder / REJECTED_FILE).read_text()
 
@@ -253,7 +256,7 @@ def test_a_suite_that_ends_with_mlflow_away_writes_its_results_and_exits_4(fmnis
     monkeypatch.setattr(environment, "unreachable", lambda *a, **k: None)  # it answered the launch's check, then went
     monkeypatch.setattr(ray_cluster, "ray_session", lambda *a, **k: contextlib.nullcontext())
     monkeypatch.setattr(ray_cluster, "cluster_problems", lambda *a, **k: [])
-    monkeypatch.setattr(tracking, "start_parent_run", lambda *a, **k: "parent")
+    monkeypatch.setattr(tracking_client, "start_parent_run", lambda *a, **k: "parent")
     monkeypatch.setattr(run_suite, "END_PATIENCE_REMOTE", 0.0)
 
     def every_trial_finishes(trials, *, run_dir, **kwargs):
@@ -309,9 +312,9 @@ def test_a_killed_local_server_costs_a_trial_seconds_and_mlflow_ends_with_every_
     epochs, per_epoch = 10, 500
     with LocalMlflowServer(tmp_path / "store") as server:
         client = MlflowClient(server.uri)
-        parent = tracking.start_parent_run(server.uri, "outage-test", run_name="killed server")
+        parent = start_parent_run(server.uri, "outage-test", run_name="killed server")
         folder = tmp_path / "run" / "trials" / "killed"
-        run_id = tracking.open_trial(server.uri, parent, spec("killed"), folder)
+        run_id = open_trial(server.uri, parent, spec("killed"), folder)
         assert run_id is not None
         recorder = TrialRecorder(server.uri, run_id, folder)
         epoch_ends = []
@@ -328,16 +331,16 @@ def test_a_killed_local_server_costs_a_trial_seconds_and_mlflow_ends_with_every_
         before = time.monotonic()
         recorder.close()
         closing = time.monotonic() - before
-        tracking.close_trial(server.uri, folder, "FINISHED", {"test_acc": 0.9})
+        close_trial(server.uri, folder, "FINISHED", {"test_acc": 0.9})
         assert max(epoch_ends) < 10.0, epoch_ends  # seconds, not minutes: no epoch end waits on MLflow
-        assert closing < tracking.RECORDER_CLOSE_SECONDS + 10.0
+        assert closing < RECORDER_CLOSE_SECONDS + 10.0
 
         deadline = time.monotonic() + 300
         while not server.answers():
             assert time.monotonic() < deadline, server.log_path.read_text()[-3000:]
             time.sleep(0.5)
         assert "restart 1 of at most" in server.log_path.read_text()
-        report = tracking.send_spools(tmp_path / "run", server.uri, patience=120)
+        report = send_spools(tmp_path / "run", server.uri, patience=120)
         assert report.complete, report
         assert steps_of(client, run_id, "lr") == list(range(1, epochs * per_epoch + 1))
         assert steps_of(client, run_id, "train_loss") == list(range(1, epochs * per_epoch + 1))

@@ -111,7 +111,7 @@ def test_autowu_divergence_rolls_back_past_the_snapshot_whose_weights_gave_the_b
 
 
 def test_a_loss_that_blows_up_stops_the_trial_within_a_few_steps_not_at_the_epoch_end(data_root, tmp_path):
-    from autowu_bench.platform.tracking import TrialRecorder
+    from autowu_bench.platform.tracking.recorder import TrialRecorder
     from autowu_bench.platform.execution.worker import DIVERGENCE_CHECK_STEPS
 
     spec = _spec(data_root, kind="baseline", arm="baseline", optimizer="sgd", peak_lr=1e8, warmup_epochs=0.5,

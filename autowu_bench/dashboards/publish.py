@@ -20,7 +20,7 @@ def publish(run_dir: str | Path, *, title: str, tracking_uri: str | None = None,
     MLflow UI at ``tracking_ui`` (default: the tracking URI, when it is a web address).
 
     Everything is written to the run folder before MLflow is asked for anything, and MLflow never fails
-    this: the uploads go through the run's spool (``tracking.spool_artifacts``) and one sending pass;
+    this: the uploads go through the run's spool (``tracking.lifecycle.spool_artifacts``) and one sending pass;
     while MLflow is away they stay spooled (``run_suite.py --sync`` sends them) and the report has no
     links to the runs. A report that fails to build is reported on stderr and does not fail the suite:
     the table and the tables are already written, and the report can be rebuilt from them."""
@@ -34,13 +34,14 @@ def publish(run_dir: str | Path, *, title: str, tracking_uri: str | None = None,
     report = _write_report(run_dir, tracking_uri if tracked else None, parent_run_id if tracked else None,
                            tracking_ui)
     if tracked:
-        from autowu_bench.platform import tracking
+        from autowu_bench.platform.tracking.lifecycle import spool_artifacts
+        from autowu_bench.platform.tracking.sync import send_spools
 
-        tracking.spool_artifacts(run_dir, parent_run_id, [run_dir / "table.txt", run_dir / "table.md"])
-        tracking.spool_artifacts(run_dir, parent_run_id, paths.values(), "results")
+        spool_artifacts(run_dir, parent_run_id, [run_dir / "table.txt", run_dir / "table.md"])
+        spool_artifacts(run_dir, parent_run_id, paths.values(), "results")
         if report is not None:
-            tracking.spool_artifacts(run_dir, parent_run_id, sorted(report.parent.iterdir()), "report")
-        sent = tracking.send_spools(run_dir, tracking_uri)
+            spool_artifacts(run_dir, parent_run_id, sorted(report.parent.iterdir()), "report")
+        sent = send_spools(run_dir, tracking_uri)
         if not sent.complete:
             print(f"publish: MLflow did not take everything ({sent.describe()}); it stays spooled in {run_dir}",
                   file=sys.stderr)
@@ -53,10 +54,10 @@ def _write_report(run_dir: Path, tracking_uri: str | None, parent_run_id: str | 
 
     ui = experiment = None
     if tracking_uri is not None and tracking_uri.startswith(("http://", "https://")):
-        from autowu_bench.platform import tracking
+        from autowu_bench.platform.tracking.client import run_experiment_id
 
         try:
-            ui, experiment = tracking_ui or tracking_uri, tracking.run_experiment_id(tracking_uri, parent_run_id)
+            ui, experiment = tracking_ui or tracking_uri, run_experiment_id(tracking_uri, parent_run_id)
         except Exception as exc:  # noqa: BLE001 - MLflow away: the report, without links to the runs
             ui = None
             print(f"publish: MLflow did not answer ({type(exc).__name__}); the report has no links to the runs",

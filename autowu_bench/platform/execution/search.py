@@ -30,7 +30,8 @@ from autowu_bench.platform.records.outcome import ENDED, TrialOutcome, TrialStat
 from autowu_bench.platform.records.spec import TrialSpec
 from autowu_bench.platform.suite.expansion import SearchJob
 from autowu_bench.platform.suite.schema import Range
-from autowu_bench.platform.tracking import close_trial, spooled_run_id
+from autowu_bench.platform.tracking.client import RunStatus
+from autowu_bench.platform.tracking.lifecycle import close_trial, spooled_run_id
 from autowu_bench.platform.execution.trial_driver import (
     DRIVER_FILE,
     read_json,
@@ -212,7 +213,7 @@ class SearchBook:
                 error="the trial's process died before its driver wrote a summary (see Ray's logs)",
             )
             outcome.write(folder)
-            close_trial(self.tracking_uri, folder, "FAILED", outcome.to_dict(), wait=CALLBACK_WAIT_SECONDS)
+            close_trial(self.tracking_uri, folder, RunStatus.FAILED, outcome.to_dict(), wait=CALLBACK_WAIT_SECONDS)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         spec = self.spec_of(trial)
@@ -223,7 +224,7 @@ class SearchBook:
         os.makedirs(folder, exist_ok=True)
         outcome.write(folder)
         # Stopped at a rung on its last epoch, the trial ended as it would have: its run ends FINISHED.
-        status = "KILLED" if outcome.status is TrialStatus.STOPPED else "FINISHED"
+        status = RunStatus.KILLED if outcome.status is TrialStatus.STOPPED else RunStatus.FINISHED
         close_trial(self.tracking_uri, folder, status, outcome.to_dict(), wait=CALLBACK_WAIT_SECONDS)
 
 

@@ -9,7 +9,7 @@ whatever happens (when even that write fails, a full disk, the trial's error is 
 records it and the runner takes it from there).
 
 Tracking never decides a trial's outcome: the child run is opened and closed through the trial's spool
-(``tracking.open_trial`` / ``close_trial``), each waiting a bounded time for MLflow and never raising for
+(``tracking.lifecycle.open_trial`` / ``close_trial``), each waiting a bounded time for MLflow and never raising for
 it; what MLflow did not take stays spooled and is sent later (the suite's end, ``--sync``, ``--resume``).
 
 It also keeps ``driver.json`` (its start time) in the trial folder: what a Tune callback needs to
@@ -66,7 +66,8 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
         start_controller,
         stop_controller,
     )
-    from autowu_bench.platform.tracking import close_trial, open_trial, spooled_run_id
+    from autowu_bench.platform.tracking.client import RunStatus
+    from autowu_bench.platform.tracking.lifecycle import close_trial, open_trial, spooled_run_id
     from autowu_bench.platform.execution.worker import ATTEMPTS_FILE, train_loop_per_worker
 
     spec = TrialSpec.from_dict(config["spec"])
@@ -121,7 +122,7 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
         )
         outcome.write(folder)
         finished = True
-        close_trial(tracking_uri, folder, "FINISHED", outcome.to_dict())
+        close_trial(tracking_uri, folder, RunStatus.FINISHED, outcome.to_dict())
     except BaseException as exc:
         if finished:
             raise  # the trial's summary says finished: nothing after it (an interrupt) turns it into a failure
@@ -143,7 +144,8 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
         except OSError as write_error:  # a full disk: the trial's own error, raised below, is what Tune records
             print(f"trial {spec.trial_id}: its summary was not written ({write_error}); it failed with: {error}",
                   file=sys.stderr, flush=True)
-        close_trial(tracking_uri, folder, "FAILED" if interrupted is None else "KILLED", outcome.to_dict())
+        close_trial(tracking_uri, folder, RunStatus.FAILED if interrupted is None else RunStatus.KILLED,
+                    outcome.to_dict())
         raise
     finally:
         if controller is not None:

@@ -2,7 +2,7 @@
 
 Every rank runs :class:`TrialWorker`; :meth:`TrialWorker.run` is the whole loop, top to bottom. Rank 0
 also holds the trial's schedule (the AutoWU controller's client, or the baseline's ``FixedSchedule``)
-and its :class:`~autowu_bench.platform.tracking.TrialRecorder`.
+and its :class:`~autowu_bench.platform.tracking.recorder.TrialRecorder`.
 
 Per step every rank sets the LR to ``plan.lr(t)`` (times each group's ``lr_scale``), trains, and keeps
 the step loss on the device. At each *sync point* (where the plan hands losses over, and every epoch
@@ -494,7 +494,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     schedule = recorder = None
     if rank == 0:
-        from autowu_bench.platform.tracking import TrialRecorder
+        from autowu_bench.platform.tracking.recorder import TrialRecorder
 
         schedule = rank0_schedule(spec, config.get("controller"))
         recorder = TrialRecorder(config.get("tracking_uri"), config.get("run_id"), config["trial_dir"])
