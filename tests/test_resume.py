@@ -102,12 +102,18 @@ def data_root(tmp_path_factory) -> Path:
     return write_fashion_mnist_idx(tmp_path_factory.mktemp("data"), n_train=1200, n_test=200, seed=0)
 
 
+def run_to_end(work: Path, suite_file: Path, name: str) -> Path:
+    """Run the suite in ``work`` uninterrupted; its run folder."""
+    code, out, err = _finish(_run_suite(["--suite", str(suite_file), "--results", "runs"], work))
+    assert code == 0, f"{out[-3000:]}\n{err[-3000:]}"
+    (run_dir,) = (work / "runs" / name).iterdir()
+    return run_dir
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, data_root) -> Path:
     work = tmp_path_factory.mktemp("uninterrupted")
-    code, out, err = _finish(_run_suite(["--suite", str(_suite_file(work, data_root)), "--results", "runs"], work))
-    assert code == 0, f"{out[-3000:]}\n{err[-3000:]}"
-    return _run_dir(work / "runs")
+    return run_to_end(work, _suite_file(work, data_root), "resume-test")
 
 
 @pytest.fixture(scope="module")

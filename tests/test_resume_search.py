@@ -18,8 +18,15 @@ import pandas as pd
 import pytest
 
 from autowu_bench.platform.execution import processes
-from tests.data_fixtures import write_fashion_mnist_idx
-from tests.test_resume import _finish, _has_checkpoint, _run_suite, _summary, _table
+from tests.test_resume import (  # noqa: F401  (data_root: the same generated Fashion-MNIST fixture)
+    _finish,
+    _has_checkpoint,
+    _run_suite,
+    _summary,
+    _table,
+    data_root,
+    run_to_end,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -59,17 +66,9 @@ def _specs(run_dir: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    return write_fashion_mnist_idx(tmp_path_factory.mktemp("data"), n_train=1200, n_test=200, seed=0)
-
-
-@pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, data_root) -> Path:
     work = tmp_path_factory.mktemp("uninterrupted")
-    code, out, err = _finish(_run_suite(["--suite", str(_suite(work, data_root)), "--results", "runs"], work))
-    assert code == 0, f"{out[-3000:]}\n{err[-3000:]}"
-    (run_dir,) = (work / "runs" / "resume-search").iterdir()
-    return run_dir
+    return run_to_end(work, _suite(work, data_root), "resume-search")
 
 
 @pytest.fixture(scope="module")
