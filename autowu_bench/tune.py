@@ -63,11 +63,14 @@ import os
 import re
 from typing import Any
 
+from autowu_bench.platform.execution.ray_cluster import TRIAL_DRIVER_RESOURCES
 from autowu_bench.platform.records.spec import TrialKind, TrialSpec
 from autowu_bench.schedulers.autowu import DECAYS, autowu_defaults
 from autowu_bench.schedulers.lr_functions import BASELINE_DECAYS
 
-RESOURCES = {"CPU": 0, "memory": 1}  # Tune refuses an all-zero request; one byte of memory costs nothing
+# The suite's trial drivers' request: no CPU (Tune refuses an all-zero request; one byte of memory costs
+# nothing), on the head node, so that a lost worker node does not fail the trial (ray_cluster).
+RESOURCES = dict(TRIAL_DRIVER_RESOURCES)
 AUTOWU_OPTIONS = tuple(n for n in autowu_defaults() if n not in ("decay", "seed"))
 _OWN_KEYS = ("schedule", "run_dir", "tracking_uri", "mlflow_parent_run_id")
 _SPEC_KEYS = tuple(f.name for f in dataclasses.fields(TrialSpec)

@@ -13,7 +13,7 @@ import traceback
 
 from autowu_bench.platform.records.outcome import TrialOutcome, TrialStatus
 from autowu_bench.platform.execution.progress import progress_callback
-from autowu_bench.platform.execution.ray_cluster import default_concurrency
+from autowu_bench.platform.execution.ray_cluster import TRIAL_DRIVER_RESOURCES, default_concurrency
 from autowu_bench.platform.records.spec import TrialSpec
 from autowu_bench.platform.execution.trial_driver import run_trial, trial_dir
 
@@ -55,9 +55,9 @@ def run_trials(
     trainable = tune.with_parameters(
         run_trial, run_dir=run_dir, tracking_uri=tracking_uri, parent_run_id=parent_run_id,
     )
-    # The driver holds no CPU, so the trial's Train workers get the cores. Tune refuses an all-zero
-    # request; one byte of the "memory" resource (present on every node) is a request that costs nothing.
-    trainable = tune.with_resources(trainable, {"CPU": 0, "memory": 1})
+    # The driver holds no CPU, so the trial's Train workers get the cores, and runs on the head node, so
+    # that losing a worker node does not fail the trial (ray_cluster.TRIAL_DRIVER_RESOURCES).
+    trainable = tune.with_resources(trainable, TRIAL_DRIVER_RESOURCES)
     tuner = tune.Tuner(
         trainable,
         param_space={"spec": tune.grid_search([t.to_dict() for t in trials])},

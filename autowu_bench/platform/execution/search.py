@@ -27,6 +27,7 @@ import os
 import time
 from typing import Any
 
+from autowu_bench.platform.execution.ray_cluster import TRIAL_DRIVER_RESOURCES
 from autowu_bench.platform.records.outcome import TrialOutcome, TrialStatus
 from autowu_bench.platform.records.spec import TrialSpec
 from autowu_bench.platform.suite.expansion import SearchJob
@@ -218,7 +219,8 @@ def run_search(job: SearchJob, *, run_dir: str, tracking_uri: str | None, parent
     limit = concurrency(job, default_concurrency)
     trainable = tune.with_parameters(run_search_trial, job=job, run_dir=run_dir, tracking_uri=tracking_uri,
                                      parent_run_id=parent_run_id)
-    trainable = tune.with_resources(trainable, {"CPU": 0, "memory": 1})  # as runner.run_trials: the workers get the cores
+    # as runner.run_trials: the workers get the cores; the driver runs on the head node
+    trainable = tune.with_resources(trainable, TRIAL_DRIVER_RESOURCES)
     grid = job.search.searcher == "grid"
     tuner = tune.Tuner(
         trainable,
