@@ -75,7 +75,11 @@ class LocalCluster:
         self._saved = Path(self._address_file).read_text() if os.path.isfile(self._address_file) else None
         # Short: the nodes' unix sockets live under it (a socket path has at most 107 characters).
         self.temp_dir = tempfile.mkdtemp(prefix="rmn-", dir="/tmp")
-        # The dashboard's modules get 30 s to start by default: not enough on a busy 2-core machine.
+        # The dashboard gets 60 s to start, and each of its modules 30 s, by default: not always enough on a
+        # busy 2-core machine. (The first is read from this process's Ray, the second by the dashboard.)
+        from ray._private import ray_constants
+
+        ray_constants.RAY_DASHBOARD_STARTUP_TIMEOUT_S = max(ray_constants.RAY_DASHBOARD_STARTUP_TIMEOUT_S, 300)
         os.environ.setdefault("RAY_DASHBOARD_SUBPROCESS_MODULE_WAIT_READY_TIMEOUT", "300")
         self.cluster, self.workers = None, []
         try:
@@ -86,13 +90,21 @@ class LocalCluster:
                                 "temp_dir": self.temp_dir},
             )
             self._restore_address_file()
-            self.workers = [self.add_worker() for _ in range(2)]
+            for _ in range(2):
+                self.add_worker()
         except BaseException:
             self.shutdown()
             raise
 
     def add_worker(self, num_cpus: int = 1):
-        return self.cluster.add_node(num_cpus=num_cpus, object_store_memory=OBJECT_STORE)
+        node = self.cluster.add_node(num_cpus=num_cpus, object_store_memory=OBJECT_STORE)
+        self.workers.append(node)
+        return node
+
+    def lose_worker(self, node) -> None:
+        """Every process of the worker node SIGKILLed at once, as a node that is lost."""
+        self.cluster.remove_node(node, allow_graceful=False)
+        self.workers.remove(node)
 
     @property
     def address(self) -> str:
@@ -284,3 +296,90 @@ def _check_mlflow(run_dir: Path) -> None:
         for metric in ("lr", "train_loss"):
             steps = [m.step for m in client.get_metric_history(run.info.run_id, metric)]
             assert sorted(steps) == list(range(1, EPOCHS * STEPS_PER_EPOCH + 1)), (run.info.run_name, metric)
+
+
+# --- (b) a worker node lost mid-trial ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def node_lost_run(tmp_path_factory, data_root):
+    """The AutoWU trial alone (``--only autowu``); once Ray Train has registered its first checkpoint, the
+    worker node its Train workers run on is removed at once (``allow_graceful=False``: every process of the
+    node SIGKILLed, as a node that is lost), and a replacement node joins. Returns (run folder, the removed
+    node's id, the step the trial had recorded at the removal, the actors the cluster ran, the head's id)."""
+    from autowu_bench.platform.tracking import RECORDED_STEP_FILE
+
+    work = tmp_path_factory.mktemp("node-lost")
+    cluster = LocalCluster()
+    head = cluster.head_id
+    try:
+        wait_for_dashboard(cluster.address)
+        suite = Suite(work, data_root, cluster.address, "--only", "autowu")
+        try:
+            deadline, snapshot = time.monotonic() + 900, None
+            while snapshot is None or not snapshot.is_file():
+                assert suite.proc.poll() is None, "run_suite.py ended before the trial had a checkpoint"
+                assert time.monotonic() < deadline, "no checkpoint registered in 900 s"
+                time.sleep(0.05)
+                run_dir = suite.run_dir()
+                snapshot = run_dir and run_dir / "ray" / "train" / AUTOWU_TRIAL / "checkpoint_manager_snapshot.json"
+            alive = [a for a in actors(cluster.address) if a["class_name"] == "RayTrainWorker" and a["state"] == "ALIVE"]
+            (node,) = [n for n in cluster.workers if n.node_id in {a["node_id"] for a in alive}]
+            cluster.lose_worker(node)
+            recorded = int((run_dir / "trials" / AUTOWU_TRIAL / RECORDED_STEP_FILE).read_text())
+            cluster.add_worker()  # the replacement
+        except BaseException:
+            suite.stop()
+            raise
+        code, out, err = suite.wait()
+        assert code == 0, f"run_suite.py exited {code}:\n{out[-4000:]}\n{err[-4000:]}"
+        ran = actors(cluster.address)
+    finally:
+        cluster.shutdown()
+    return run_dir, node.node_id, recorded, ran, head
+
+
+def _lr_trace(run_dir: Path, trial_id: str, rank: int) -> dict[str, list]:
+    return pd.read_parquet(run_dir / "trials" / trial_id / f"lr_rank{rank}.parquet").to_dict("list")
+
+
+def test_the_trial_restarted_once_on_another_node(node_lost_run):
+    run_dir, removed, recorded, ran, head = node_lost_run
+    summary = json.loads((run_dir / "trials" / AUTOWU_TRIAL / "summary.json").read_text())
+    assert summary["status"] == "finished", summary.get("error")
+    assert (summary["restarts"], summary["epochs_done"], summary["steps"]) == (1, EPOCHS, EPOCHS * STEPS_PER_EPOCH)
+    train_workers = [a for a in ran if a["class_name"] == "RayTrainWorker"]
+    lost = [a for a in train_workers if a["node_id"] == removed]
+    after = [a for a in train_workers if a["node_id"] != removed]
+    assert len(lost) == 2 and all(a["state"] == "DEAD" for a in lost), lost
+    # The restarted worker group ran elsewhere: on a worker node (the other one, or the replacement).
+    assert len(after) == 2 and head not in {a["node_id"] for a in after}, after
+    # The trial's driver, Train controller and AutoWU controller were on the head and lived through it.
+    for name in ("ImplicitFunc", "TrainController", "AutoWUController"):
+        assert [a["node_id"] for a in ran if a["class_name"] == name] == [head], (name, ran)
+    # Resumed from a checkpoint taken at an epoch end at or before the step recorded at the removal.
+    rows = [r for p in sorted((run_dir / "trials" / AUTOWU_TRIAL / "fragments").glob("events-*.parquet"))
+            for r in pd.read_parquet(p).to_dict("records")]
+    assert [r["name"] for r in rows] == ["restart"], rows
+    assert rows[0]["step"] % STEPS_PER_EPOCH == 0 and STEPS_PER_EPOCH <= rows[0]["step"] <= recorded, (rows, recorded)
+
+
+def test_the_restarted_trial_is_the_uninterrupted_one_exactly(node_lost_run, joined_run):
+    run_dir, _, recorded, _, _ = node_lost_run
+    reference = joined_run[1]
+    a = json.loads((reference / "trials" / AUTOWU_TRIAL / "summary.json").read_text())
+    b = json.loads((run_dir / "trials" / AUTOWU_TRIAL / "summary.json").read_text())
+    # The node went mid-warmup: the uninterrupted trial switched after the step recorded at the removal.
+    assert recorded < a["switch_step"], (recorded, a["switch_step"])
+    for rank in (0, 1):
+        assert _lr_trace(run_dir, AUTOWU_TRIAL, rank) == _lr_trace(reference, AUTOWU_TRIAL, 0)
+    assert _lr_trace(run_dir, AUTOWU_TRIAL, 0)["step"] == list(range(1, EPOCHS * STEPS_PER_EPOCH + 1))
+    for key in ("switch_step", "switch_reason", "decay_start_lr", "final_val_acc", "test_acc", "final_val_loss"):
+        assert b[key] == a[key], key
+    # rank 0's curves hold each step once (the replayed steps are not recorded again)
+    curves = pd.read_parquet(run_dir / "curves.parquet")
+    assert curves[curves.trial_id == AUTOWU_TRIAL].step.tolist() == list(range(1, EPOCHS * STEPS_PER_EPOCH + 1))
+
+
+def test_mlflow_holds_every_step_once_after_the_restart(node_lost_run):
+    _check_mlflow(node_lost_run[0])
