@@ -49,7 +49,8 @@ is the epoch's Ray Train checkpoint (``state.pt``: model, optimizer, RNG, schedu
 deep under ``<run_dir>/ray/train/<trial name>``; a worker-group restart resumes from it.
 
 Resources: the trainable itself needs no CPU (its Train workers take ``num_workers`` x
-``cpus_per_worker``): wrap it with ``tune.with_resources(trainable, RESOURCES)``. A trial that your
+``cpus_per_worker``): wrap it with ``tune.with_resources(trainable, RESOURCES)``, which also keeps it (and
+the trial's Ray Train controller) on the head node, so that a lost worker node costs a restart, not the trial. A trial that your
 scheduler stops early leaves its per-epoch rows and MLflow metrics, but no ``summary.json``, and its
 MLflow run stays RUNNING (run_suite.py's searches record both through a Tune callback,
 ``platform/execution/search.py``'s ``SearchBook``). Start Ray with its dashboard (``include_dashboard=True``): Ray

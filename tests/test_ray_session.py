@@ -83,3 +83,16 @@ def test_the_suites_own_server_on_a_joined_cluster_answers_at_the_address_the_no
         client = MlflowClient(tracking_uri=server.uri)
         experiment = client.create_experiment("reach")
         assert client.get_experiment(experiment).name == "reach"
+
+
+def test_trial_drivers_ask_for_no_cpu_and_a_sliver_of_the_head_node():
+    """A trial's driver (and so its Train and AutoWU controllers) runs on the head node, never on a worker
+    node that can go away (tests/test_multinode.py runs it on a real cluster); the Tune API's trainable
+    asks the same. The head node has 1.0 of the resource: room for many trials at once."""
+    from autowu_bench import tune
+    from autowu_bench.platform.execution.tuner import RESOURCES
+
+    resources = RESOURCES
+    assert resources["CPU"] == 0 and resources["memory"] > 0
+    assert 0 < resources["node:__internal_head__"] <= 0.001
+    assert tune.RESOURCES == resources

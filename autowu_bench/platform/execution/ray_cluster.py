@@ -34,6 +34,9 @@ _RAY_ENV = {
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
     # A busy 2-core machine can take more than the default 60 s to start a worker group.
     "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "600",
+    # The local instance's dashboard waits this long for each of its modules (default 30 s): on a busy
+    # machine one (MetricsHead) took longer and ray.init failed. Read by the dashboard's process.
+    "RAY_DASHBOARD_SUBPROCESS_MODULE_WAIT_READY_TIMEOUT": "300",
     # Trial drivers and workers log to MLflow: they need its environment before they import it.
     **MLFLOW_ENV,
 }

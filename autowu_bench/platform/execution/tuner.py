@@ -13,9 +13,16 @@ import logging
 import os
 from typing import Any, Callable
 
-# The driver holds no CPU, so the trial's Train workers get the cores. Tune refuses an all-zero request;
-# one byte of the "memory" resource (present on every node) is a request that costs nothing.
-RESOURCES = {"CPU": 0, "memory": 1}
+# What a trial's driver (the Tune function trainable, ``trial_driver.run_trial``) holds: no CPU, so the trial's
+# Train workers get the cores (Tune refuses an all-zero request: one byte of "memory", present on every node,
+# costs nothing), and a sliver of the head node's own resource, so that it runs on the head. The driver's
+# node also gets the trial's Ray Train controller (Train pins it there) and, as a rule, its AutoWU controller
+# (an actor of no CPU, which Ray places on its owner's node when it can; one lost elsewhere restarts and
+# is refilled from the checkpoint). On a cluster whose worker nodes can go away (spot instances, a node
+# lost), a lost worker node then takes only Train workers with it, which Ray Train restarts from the last
+# checkpoint on another node (tests/test_multinode.py); a driver lost with its node would fail the whole
+# trial. 0.001 of the head's 1.0: up to 1000 trials at once.
+RESOURCES = {"CPU": 0, "memory": 1, "node:__internal_head__": 0.001}
 
 
 def build_tuner(
