@@ -160,12 +160,9 @@ def new_run_dir(results: str, suite_name: str) -> Path:
     return run_dir
 
 
-def resume_hint(suite, run_dir: Path, args: argparse.Namespace) -> str:
+def resume_hint(run_dir: Path, args: argparse.Namespace) -> str:
     """What to do if the run stops (printed at the start and at an interruption): the command that picks
-    ``run_dir`` up again, or, for a suite with search arms (not resumable), to start it again."""
-    if any(arm.search is not None for arm in suite.arms):
-        return ("start it again (a run with Tune searches is not resumed; the same searcher seeds propose the "
-                "same points)")
+    ``run_dir`` up again."""
     return f"resume with: {resume_command(run_dir, args)}"
 
 
@@ -201,7 +198,10 @@ class _Stop:
             from autowu_bench.platform.records.run_record import mark_interrupted
 
             # First, before anything stops: the trials that fail from here on were interrupted.
-            mark_interrupted(self.run_dir, signal.Signals(signum).name)
+            try:
+                mark_interrupted(self.run_dir, signal.Signals(signum).name)
+            except OSError as exc:  # a full disk: the stop goes on (their runs may then end FAILED)
+                print(f"run_suite.py: {exc}", file=sys.stderr, flush=True)
             print(f"\nrun_suite.py: {signal.Signals(signum).name}: stopping the trials (again to stop at once)",
                   file=sys.stderr, flush=True)
             raise KeyboardInterrupt(signal.Signals(signum).name)
@@ -300,27 +300,33 @@ def run(args: argparse.Namespace) -> int:
         if jobs:
             print(f"resuming: the searches {[job.name for job in jobs]} run again with their seeds; their trials "
                   "that ended are replayed to the searcher, not trained again", flush=True)
-    print(f"if it stops, {resume_hint(suite, run_dir, args)}", flush=True)
+    print(f"if it stops, {resume_hint(run_dir, args)}", flush=True)
 
     stop = _Stop()
     failed: list[str] = []
     with ExitStack() as stack:
         server = None
         tracking_uri = suite.tracking_uri
-        if tracking_uri is None:
-            # A resumed run's server serves the store the run began in. Launched first so that its
-            # start-up overlaps Ray's; stopped on any exit.
+
+        def launch_server() -> LocalMlflowServer:
+            # A resumed run's server serves the store the run began in; stopped on any exit.
             store = record.mlflow_store if record is not None and record.mlflow_store else Path.cwd()
-            # On a joined cluster it listens on this machine's address: the trials on other nodes log to it.
-            server = LocalMlflowServer(store, host=ray_cluster.tracking_host(args.address),
-                                       log_path=run_dir / "mlflow-server.log").launch()
-            stack.callback(server.stop)
+            launched = LocalMlflowServer(store, host=ray_cluster.tracking_host(args.address),
+                                         log_path=run_dir / "mlflow-server.log").launch()
+            stack.callback(launched.stop)
+            return launched
+
+        if tracking_uri is None and args.address is None:
+            server = launch_server()  # first, so that its start-up overlaps Ray's
         try:
             session = stack.enter_context(ray_cluster.ray_session(args.address, num_cpus=args.num_cpus))
         except (ConnectionError, RuntimeError, ValueError) as exc:  # it answered the check, then ray.init failed
             print(f"run_suite.py: Ray did not start ({type(exc).__name__}: {exc}); no trial started",
                   file=sys.stderr)
             return EXIT_INVALID
+        if tracking_uri is None and args.address is not None:
+            # Once joined: on the address Ray knows this node by, which the trials on other nodes reach.
+            server = launch_server()
         stop.install(session, run_dir)  # after ray.init, which installs its own SIGTERM handler
         problems = ray_cluster.cluster_problems(trials + [job.base for job in jobs], can_grow=args.address is not None)
         if args.address is not None and server is None:
@@ -385,6 +391,10 @@ def run(args: argparse.Namespace) -> int:
                 "wall_seconds": time.time() - started,
             })
             status = RunStatus.FINISHED
+        except search.SearchReplayError as exc:
+            session.close()
+            print(f"run_suite.py: {exc}", file=sys.stderr)
+            return EXIT_INVALID
         except KeyboardInterrupt:
             status = RunStatus.KILLED
             session.close()  # the trials stop before the tables of what finished are collected
@@ -393,7 +403,7 @@ def run(args: argparse.Namespace) -> int:
                         tracking_uri=tracking_uri, parent_run_id=parent, tracking_ui=ui)
             except Exception as exc:  # noqa: BLE001 - the interrupt, not this, is what the user must see
                 print(f"run_suite.py: the tables of the interrupted run were not written ({exc})", file=sys.stderr)
-            print(f"run_suite.py: interrupted; {resume_hint(suite, run_dir, args)}", file=sys.stderr)
+            print(f"run_suite.py: interrupted; {resume_hint(run_dir, args)}", file=sys.stderr)
             raise
         finally:
             tracked = end_tracking(run_dir, tracking_uri, parent, status, patience=0.0 if status == RunStatus.KILLED else patience)

@@ -125,13 +125,23 @@ def test_the_table_search_rows_match_the_trial_rows(search_run):
     assert "Tune searches" in (run_dir / "report" / "index.html").read_text()
 
 
-def test_resume_refuses_a_run_with_search_arms(search_run):
+def test_resuming_a_finished_search_run_replays_every_trial_and_trains_none(search_run):
+    """--resume of a run whose searches ended: each search runs again with its seed, every trial (finished,
+    or stopped by ASHA) is replayed to the searcher from its records, TPE proposes the same points, nothing
+    trains and the table is the same."""
     work, run_dir, stdout = search_run
-    # the run did not offer a --resume command that would be refused
-    assert "if it stops, start it again" in stdout and "--resume" not in stdout
+    assert f"if it stops, resume with: python run_suite.py --resume {run_dir}" in stdout
+    specs = (run_dir / "trial_specs.json").read_text()
+    table = (run_dir / "table.txt").read_text()
+    traces = {p: p.stat().st_mtime_ns for p in run_dir.glob("trials/*/lr_rank0.parquet")}
     proc = subprocess.run([sys.executable, str(REPO / "run_suite.py"), "--resume", str(run_dir)], cwd=work,
-                          capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 2 and "search arms ['asha', 'tpe']" in proc.stderr
+                          capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert "run again with their seeds" in proc.stdout
+    assert (run_dir / "trial_specs.json").read_text() == specs
+    assert traces and {p: p.stat().st_mtime_ns for p in traces} == traces  # no trial trained again
+    # The same table but for its title's run folder line, which is the same folder too.
+    assert (run_dir / "table.txt").read_text().splitlines()[1:] == table.splitlines()[1:]
 
 
 def test_the_example_runs_a_users_own_tuner_over_the_trainable(tmp_path):

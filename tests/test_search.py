@@ -325,7 +325,7 @@ def test_the_callback_records_a_trial_tune_stopped(tmp_path, last_status, run_st
                                                           for k, v in op["t"].items()}.items()
 
 
-def test_a_resumed_search_replays_a_trial_that_ended_from_its_records_and_refuses_another_point(tmp_path):
+def test_a_resumed_search_replays_a_trial_that_ended_from_its_records(tmp_path):
     from autowu_bench.platform.execution.search import recorded_reports
     from autowu_bench.platform.records import tables
     from autowu_bench.platform.records.outcome import TrialOutcome
@@ -334,17 +334,39 @@ def test_a_resumed_search_replays_a_trial_that_ended_from_its_records_and_refuse
     spec = job.spec({"peak_lr": 0.01, "warmup_epochs": 1.0}, job.trial_id(1))
     assert job.owns(spec) and not job.owns(expand(suite(search_arm(), {"name": "grid", "kind": "baseline",
                                                                          "peak_lrs": [0.01], "warmup_epochs": [1]}))[0])
-    tables.write_specs(tmp_path, [spec])
     writer = tables.FragmentWriter(tmp_path / "trials" / spec.trial_id)
     for epoch, acc in ((1, 0.5), (2, 0.6), (2, 0.65), (3, 0.7)):  # epoch 2 twice: a restart replayed it
         writer.add("epochs", {"trial_id": spec.trial_id, "epoch": epoch, "step": 4 * epoch, "val_loss": 1 - acc,
                               "val_acc": acc})
     writer.flush()
-    ended = TrialOutcome.from_report(spec, {"epoch": 3, "step": 12}, status=TrialStatus.STOPPED, started=0.0,
-                                     ended=1.0)
-    reports = recorded_reports(str(tmp_path), spec, ended)
+
+    def outcome(status, epochs, **metrics):
+        return TrialOutcome.from_report(spec, {"epoch": epochs, "step": 4 * epochs + 1, **metrics}, status=status,
+                                        started=0.0, ended=1.0)
+
+    reports = recorded_reports(str(tmp_path), spec, outcome(TrialStatus.STOPPED, 3))
     assert [(r["epoch"], r["step"], r["val_acc"], r["status"]) for r in reports] == [
         (1, 4, 0.5, "running"), (2, 8, 0.65, "running"), (3, 12, 0.7, "stopped")]
-    other = job.spec({"peak_lr": 0.02, "warmup_epochs": 1.0}, job.trial_id(1))
-    with pytest.raises(ValueError, match="proposed another point than in the run being resumed"):
-        recorded_reports(str(tmp_path), other, ended)
+    # A diverged trial's last report (the blown-up model's evaluation, at the epoch it had reached) has no
+    # epoch row: it is replayed from the outcome, as the searcher first saw it.
+    diverged = recorded_reports(str(tmp_path), spec, outcome(TrialStatus.DIVERGED, 2, val_acc=0.1, val_loss=9.0))
+    assert [(r["epoch"], r["val_acc"], r["status"]) for r in diverged] == [
+        (1, 0.5, "running"), (2, 0.65, "running"), (2, 0.1, "diverged")]
+    assert diverged[-1]["step"] == 9
+
+
+def test_a_resumed_search_that_proposes_another_point_under_a_recorded_id_stops(tmp_path):
+    from autowu_bench.platform.execution.search import SearchBook, SearchReplayError
+
+    job = search_jobs(suite(search_arm("tpe")))[0]
+    recorded = job.spec({"peak_lr": 0.01, "warmup_epochs": 1.0}, job.trial_id(2))
+    specs = [recorded]  # the run being resumed: trial_specs.json
+    book = SearchBook(job, run_dir=str(tmp_path), tracking_uri=None, specs=specs)
+    book.on_trial_start(0, [], _FakeTrial(2, {"peak_lr": 0.01, "warmup_epochs": 1.0}))  # the same point: fine
+    assert specs == [recorded]
+    third = job.spec({"peak_lr": 0.05, "warmup_epochs": 1.0}, job.trial_id(3))
+    specs.append(third)
+    with pytest.raises(SearchReplayError, match=r"t003: the searcher proposed another point .*peak_lr 0.05, warmup "
+                                                r"1.0, autowu \{\} then; peak_lr 0.02"):
+        book.on_trial_start(0, [], _FakeTrial(3, {"peak_lr": 0.02, "warmup_epochs": 1.0}))
+    assert specs == [recorded, third]  # the record keeps the point it ran

@@ -270,8 +270,8 @@ def autoscaler_max_resources(path: str | None = None) -> dict[str, float] | None
 
 
 def tracking_host(address: str | None) -> str:
-    """Where the suite's own MLflow server listens: 127.0.0.1 for a local Ray; on a joined cluster this
-    machine's address as Ray's nodes see it, since the trials on other nodes log to it."""
+    """Where the suite's own MLflow server listens: 127.0.0.1 for a local Ray; on a joined cluster (call
+    it after joining) the address Ray knows this node by, since the trials on other nodes log to it."""
     if address is None:
         return "127.0.0.1"
     import ray.util
@@ -292,9 +292,10 @@ def tracking_reach_problem(tracking_uri: str) -> str | None:
     nodes = _nodes_elsewhere()
     if nodes is None:
         return None
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
     return (f"the tracking URI {tracking_uri} is this machine's loopback address: the trials on the cluster's "
             f"{nodes} cannot log to it; use an address they reach "
-            f"(http://{ray.util.get_node_ip_address()}:{parsed.port or 80}), or leave the tracking URI unset "
+            f"({parsed.scheme}://{ray.util.get_node_ip_address()}:{port}), or leave the tracking URI unset "
             "and the suite's own MLflow server listens where they reach it")
 
 

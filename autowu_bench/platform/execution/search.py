@@ -134,24 +134,25 @@ def run_search_trial(config: dict[str, Any], *, job: SearchJob, run_dir: str, tr
     run_trial({"spec": spec.to_dict()}, run_dir=run_dir, tracking_uri=tracking_uri, parent_run_id=parent_run_id)
 
 
+class SearchReplayError(RuntimeError):
+    """A resumed search's searcher proposed another point under a trial id than the run did the first time."""
+
+
 def recorded_reports(run_dir: str, spec: TrialSpec, outcome: TrialOutcome) -> list[dict[str, Any]]:
     """A search trial that ended in an earlier run of the folder (``--resume``), as Tune saw it then:
-    its epochs' reports again, from the trial's records, so that the searcher and the scheduler learn
-    what they learned the first time and propose the same points after it (the trial does not train
-    again). ValueError when the searcher proposed another point under the trial's id than it did then."""
+    its epochs' reports again, from the trial's records, and its final one (a diverged trial's from its
+    outcome: that report has no epoch row), so that the searcher and the scheduler learn what they learned
+    the first time and propose the same points after it (the trial does not train again)."""
     from autowu_bench.platform.records import tables
 
-    recorded = {s.trial_id: s for s in tables.read_specs(run_dir)}.get(spec.trial_id)
-    if recorded is not None and recorded != spec:
-        raise ValueError(
-            f"search trial {spec.trial_id}: the searcher proposed another point than in the run being resumed "
-            f"({recorded.peak_lr=}, {recorded.warmup_epochs=}, {recorded.autowu=} then; {spec.peak_lr=}, "
-            f"{spec.warmup_epochs=}, {spec.autowu=} now): its search cannot be resumed; start a new run")
     epochs = tables.fragments_frame(run_dir, "epochs", spec.trial_id)
     reports = [{"epoch": int(row.epoch), "step": int(row.step), "val_acc": float(row.val_acc),
                 "val_loss": float(row.val_loss), "status": str(TrialStatus.RUNNING)}
                for row in epochs.itertuples() if row.epoch <= outcome.epochs_done]
-    if reports:
+    if outcome.status is TrialStatus.DIVERGED or not reports:
+        reports.append({"epoch": outcome.epochs_done, "step": outcome.steps, "val_acc": outcome.final_val_acc,
+                        "val_loss": outcome.final_val_loss, "status": str(outcome.status)})
+    else:
         reports[-1]["status"] = str(outcome.status)
     return reports
 
@@ -193,9 +194,16 @@ class SearchBook:
         from autowu_bench.platform.records import tables
 
         spec = self.spec_of(trial)
-        if spec not in self.specs:
+        known = next((s for s in self.specs if s.trial_id == spec.trial_id), None)
+        if known is None:
             self.specs.append(spec)
             tables.write_specs(self.run_dir, self.specs)
+        elif known != spec:  # a resumed run's trial: its point must be the one its records hold
+            raise SearchReplayError(
+                f"search trial {spec.trial_id}: the searcher proposed another point than in the run being resumed "
+                f"(peak_lr {known.peak_lr}, warmup {known.warmup_epochs}, autowu {known.autowu} then; peak_lr "
+                f"{spec.peak_lr}, warmup {spec.warmup_epochs}, autowu {spec.autowu} now): the search cannot be "
+                "resumed; start a new run of the suite")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """A trial whose actor died (e.g. killed for memory) before its driver wrote a summary: listed in
@@ -256,6 +264,12 @@ def run_search(job: SearchJob, *, run_dir: str, tracking_uri: str | None, parent
     )
     print(f"search {job.name}: {job.search.label}, {job.search.trials} trials, up to {limit} at once, "
           f"seed {job.search.seed}", flush=True)
-    tuner.fit()
+    try:
+        tuner.fit()
+    except Exception as exc:  # noqa: BLE001 - Tune may wrap what the SearchBook raised: that is what counts
+        cause = exc
+        while cause is not None and not isinstance(cause, SearchReplayError):
+            cause = cause.__cause__ or cause.__context__
+        raise (cause or exc) from None
     return list(book.mine.values())
 
