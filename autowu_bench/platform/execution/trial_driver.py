@@ -52,6 +52,20 @@ def _note(folder: str, **values: Any) -> None:
     write_atomic(path, json.dumps({**read_json(path), **values}))
 
 
+def _stopped_by_tune(exc: BaseException) -> bool:
+    """Whether Tune is stopping this trial (ASHA cut it short): Tune sets its session's stop event, then a
+    report exits the trial with SystemExit, or the trial's placement group goes and its Train controller
+    dies under it. Ray's private API (ray.train._internal.session): False where it changes."""
+    if isinstance(exc, SystemExit):
+        return True
+    try:
+        from ray.train._internal.session import get_session
+    except ImportError:
+        return False
+    event = getattr(get_session(), "stop_event", None)
+    return event is not None and event.is_set()
+
+
 def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
               parent_run_id: str | None) -> None:
     """Tune function trainable: the trial ``config["spec"]`` (a TrialSpec dict), end to end (see the
@@ -126,6 +140,8 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
     except BaseException as exc:
         if finished:
             raise  # the trial's summary says finished: nothing after it (an interrupt) turns it into a failure
+        if _stopped_by_tune(exc):
+            raise  # a scheduler's stop is not a failure (a search's SearchBook writes the trial's summary)
         earlier = TrialOutcome.read(folder)
         if earlier is not None and earlier.status is not TrialStatus.FAILED and (earlier.ended_at or 0) >= started:
             # Tune's scheduler stopped this trial and the search's callback wrote its summary (stopped, or
