@@ -1,9 +1,8 @@
-"""run_suite.py without Ray: argument parsing, flag and --set overrides, --only, the dry run, missing data,
+"""The command line (autowu_bench.launch.cli, run_suite.py) without Ray: argument parsing, flag and --set overrides, --only, the dry run, missing data,
 bad input and bad environments (exit status 2 before anything starts), exit codes."""
 
 from __future__ import annotations
 
-import importlib.util
 import socket
 import subprocess
 import sys
@@ -14,13 +13,12 @@ from pathlib import Path
 import pytest
 from data_fixtures import write_fashion_mnist_idx
 
+from autowu_bench.launch import cli as launch_cli
+from autowu_bench.launch import plan as launch_plan
+from autowu_bench.launch.exit_status import ExitStatus
 from autowu_bench.platform.suite.loader import download_missing_data
 
 REPO = Path(__file__).resolve().parents[1]
-# run_suite.py is a script at the repository root, not part of the package
-_spec = importlib.util.spec_from_file_location("run_suite", REPO / "run_suite.py")
-run_suite = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(run_suite)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +34,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 def test_defaults(monkeypatch):
     for name in ("AUTOWU_RAY_ADDRESS", "MLFLOW_TRACKING_URI", "AUTOWU_RESULTS"):
         monkeypatch.delenv(name, raising=False)
-    args = run_suite.parse_args([])
+    args = launch_cli.parse_args([])
     assert args.suite == "quick" and args.address is None and args.tracking_uri is None and args.results is None
     assert not args.dry_run and args.sets == [] and args.only == []
 
@@ -46,21 +44,21 @@ def test_environment_gives_the_cluster_defaults(monkeypatch):
     monkeypatch.setenv("AUTOWU_RAY_ADDRESS", "auto")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://10.0.0.5:5000")
     monkeypatch.setenv("AUTOWU_RESULTS", "/mnt/shared/runs")
-    args = run_suite.parse_args([])
+    args = launch_cli.parse_args([])
     assert (args.address, args.tracking_uri, args.results) == ("auto", "http://10.0.0.5:5000", "/mnt/shared/runs")
-    assert run_suite.parse_args(["--address", "ray://h:10001"]).address == "ray://h:10001"
+    assert launch_cli.parse_args(["--address", "ray://h:10001"]).address == "ray://h:10001"
     monkeypatch.setenv("AUTOWU_RAY_ADDRESS", "")  # set but empty: unset
-    assert run_suite.parse_args([]).address is None
+    assert launch_cli.parse_args([]).address is None
 
 
 def test_flags_override_the_file_and_sets_any_field(fmnist_root, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    args = run_suite.parse_args([
+    args = launch_cli.parse_args([
         "--suite", "smoke", "--set", f"data.root={fmnist_root}", "--set", "epochs=3",
         "--set", "arms.baseline.peak_lrs=[0.002]", "--tracking-uri", "sqlite:///x.db", "--results", "/tmp/r",
         "--only", "baseline", "--only", "64",
     ])
-    suite = run_suite.resolve_suite(args)
+    suite = launch_cli.resolve_suite(args)
     assert Path(suite.source).name == "smoke.yaml"
     assert suite.epochs == 3 and suite.data.root == fmnist_root
     assert suite.tracking_uri == "sqlite:///x.db" and suite.results == "/tmp/r"
@@ -105,15 +103,15 @@ def test_unknown_suite_exits_2_naming_the_packaged_ones():
 
 
 def test_run_folders_never_collide(tmp_path):
-    first = run_suite.new_run_dir(str(tmp_path), "s")
-    second = run_suite.new_run_dir(str(tmp_path), "s")
+    first = launch_plan.new_run_dir(str(tmp_path), "s")
+    second = launch_plan.new_run_dir(str(tmp_path), "s")
     assert first != second and first.parent == second.parent == tmp_path / "s"
 
 
 def test_download_fetches_only_what_is_missing_under_data_root(tmp_path, monkeypatch):
     empty = tmp_path / "data"
     empty.mkdir()
-    suite = run_suite.resolve_suite(run_suite.parse_args([
+    suite = launch_cli.resolve_suite(launch_cli.parse_args([
         "--suite", "smoke", "--set", "workloads=[fmnist-mlp, cifar10-resnet18]", "--set", f"data.root={empty}",
     ]))
     calls = []
@@ -149,11 +147,11 @@ def _no_start(*args, **kwargs):
 
 
 def test_dry_run_without_the_data_lists_the_plan_and_warns(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(run_suite, "new_run_dir", _no_start)
-    code = run_suite.run(run_suite.parse_args(
+    monkeypatch.setattr(launch_plan, "new_run_dir", _no_start)
+    code = launch_cli.run(launch_cli.parse_args(
         ["--suite", "paper-cifar10", "--set", f"data.root={tmp_path}", "--dry-run"]))
     out, err = capsys.readouterr()
-    assert code == run_suite.EXIT_OK, err
+    assert code == ExitStatus.OK, err
     assert out.startswith("suite paper-cifar10: ") and "baseline" in out
     (warning,) = [line for line in out.splitlines() if line.startswith("warning: data.root:")]
     assert str(tmp_path / "cifar-10-batches-py") in warning and "run_suite.py --download" in warning
@@ -161,11 +159,11 @@ def test_dry_run_without_the_data_lists_the_plan_and_warns(tmp_path, monkeypatch
 
 
 def test_launch_without_the_data_exits_2_before_anything_starts(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(run_suite, "new_run_dir", _no_start)  # the first step of a launch
-    code = run_suite.run(run_suite.parse_args(
+    monkeypatch.setattr(launch_plan, "new_run_dir", _no_start)  # the first step of a launch
+    code = launch_cli.run(launch_cli.parse_args(
         ["--suite", "paper-cifar10", "--set", f"data.root={tmp_path}", "--results", str(tmp_path / "runs")]))
     out, err = capsys.readouterr()
-    assert code == run_suite.EXIT_INVALID
+    assert code == ExitStatus.INVALID
     assert out == "" and "the suite cannot run" in err
     assert "data.root: CIFAR10 not found" in err and "run_suite.py --download" in err
     assert not (tmp_path / "runs").exists()
@@ -207,9 +205,9 @@ def test_an_interrupted_suite_writes_what_finished_and_exits_130(fmnist_root, tm
         raise KeyboardInterrupt
 
     monkeypatch.setattr(runner, "run_trials", first_trial_then_interrupt)
-    code = run_suite.main(["--suite", "smoke", "--set", f"data.root={fmnist_root}", "--results", str(tmp_path),
+    code = launch_cli.main(["--suite", "smoke", "--set", f"data.root={fmnist_root}", "--results", str(tmp_path),
                            "--tracking-uri", "http://127.0.0.1:9"])
-    assert code == run_suite.EXIT_INTERRUPTED
+    assert code == ExitStatus.INTERRUPTED
     assert ended == ["KILLED"] and closed == [0]
     (run_dir,) = (tmp_path / "smoke").iterdir()
     table = (run_dir / "table.txt").read_text()
@@ -222,7 +220,7 @@ def _nothing_starts(monkeypatch) -> None:
     from autowu_bench.platform.execution import ray_cluster
     from autowu_bench.platform.tracking.server import LocalMlflowServer
 
-    monkeypatch.setattr(run_suite, "new_run_dir", _no_start)
+    monkeypatch.setattr(launch_plan, "new_run_dir", _no_start)
     monkeypatch.setattr(ray_cluster, "ray_session", _no_start)
     monkeypatch.setattr(LocalMlflowServer, "launch", _no_start)
 
@@ -248,8 +246,8 @@ def test_a_bad_num_cpus_or_address_exits_2_naming_the_flag(argv, env, message, m
     else:
         monkeypatch.setenv("AUTOWU_RAY_ADDRESS", env)
     with pytest.raises(SystemExit) as info:
-        run_suite.main(argv)
-    assert info.value.code == run_suite.EXIT_INVALID
+        launch_cli.main(argv)
+    assert info.value.code == ExitStatus.INVALID
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
 
@@ -262,9 +260,9 @@ def test_a_bad_suite_file_exits_2_with_one_message(tmp_path, monkeypatch, capsys
         ("list.yaml", b"- name: a\n", "the file holds list, not a mapping of suite fields"),
     ]:
         (tmp_path / name).write_bytes(content)
-        assert run_suite.main(["--suite", str(tmp_path / name)]) == run_suite.EXIT_INVALID
+        assert launch_cli.main(["--suite", str(tmp_path / name)]) == ExitStatus.INVALID
         out, err = capsys.readouterr()
-        assert err.startswith("run_suite.py: the suite cannot run: 1 problem(s) in ") and message in err, err
+        assert err.startswith("autowu-bench: the suite cannot run: 1 problem(s) in ") and message in err, err
         assert out == ""
 
 
@@ -274,9 +272,9 @@ def test_download_with_a_malformed_data_section_exits_2_and_downloads_nothing(ba
     _nothing_starts(monkeypatch)
     downloads = []
     monkeypatch.setattr("autowu_bench.platform.suite.loader.download_missing_data", downloads.append)
-    code = run_suite.main(["--suite", "smoke", "--set", "workloads=[cifar10-resnet18]", "--set", bad, "--download"])
+    code = launch_cli.main(["--suite", "smoke", "--set", "workloads=[cifar10-resnet18]", "--set", bad, "--download"])
     err = capsys.readouterr().err
-    assert code == run_suite.EXIT_INVALID and downloads == []
+    assert code == ExitStatus.INVALID and downloads == []
     assert "the suite cannot run: 1 problem(s)" in err and "data" in err and "Traceback" not in err
 
 
@@ -285,17 +283,17 @@ def test_an_unreachable_cluster_and_tracking_server_exit_2_within_seconds_starti
     _nothing_starts(monkeypatch)
     ray_port, mlflow_port = _closed_port(), _closed_port()
     started = time.monotonic()
-    code = run_suite.main(["--suite", "smoke", "--set", f"data.root={fmnist_root}", "--results", str(tmp_path),
+    code = launch_cli.main(["--suite", "smoke", "--set", f"data.root={fmnist_root}", "--results", str(tmp_path),
                            "--address", f"127.0.0.1:{ray_port}", "--tracking-uri", f"http://127.0.0.1:{mlflow_port}"])
     out, err = capsys.readouterr()
-    assert code == run_suite.EXIT_INVALID and time.monotonic() - started < 30
+    assert code == ExitStatus.INVALID and time.monotonic() - started < 30
     assert "2 problem(s)" in err and out == ""
     assert f"tracking_uri 'http://127.0.0.1:{mlflow_port}': nothing answers" in err
     assert f"--address '127.0.0.1:{ray_port}': nothing answers" in err
     assert list(tmp_path.iterdir()) == []
     # a dry run lists the trials without reaching out: the cluster's addresses may resolve there only
-    assert run_suite.main(["--suite", "smoke", "--set", f"data.root={fmnist_root}", "--results", str(tmp_path),
-                           "--tracking-uri", f"http://127.0.0.1:{mlflow_port}", "--dry-run"]) == run_suite.EXIT_OK
+    assert launch_cli.main(["--suite", "smoke", "--set", f"data.root={fmnist_root}", "--results", str(tmp_path),
+                           "--tracking-uri", f"http://127.0.0.1:{mlflow_port}", "--dry-run"]) == ExitStatus.OK
 
 
 def test_an_unwritable_results_folder_exits_2_and_is_a_dry_run_warning(fmnist_root, tmp_path, monkeypatch, capsys):
@@ -304,10 +302,10 @@ def test_an_unwritable_results_folder_exits_2_and_is_a_dry_run_warning(fmnist_ro
     results = str(tmp_path / "file" / "runs")
     argv = ["--suite", "smoke", "--set", f"data.root={fmnist_root}", "--results", results,
             "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
-    assert run_suite.main(argv) == run_suite.EXIT_INVALID
+    assert launch_cli.main(argv) == ExitStatus.INVALID
     err = capsys.readouterr().err
     assert f"results '{results}': cannot write there ({tmp_path / 'file'} is a file, not a folder)" in err
-    assert run_suite.main([*argv, "--dry-run"]) == run_suite.EXIT_OK
+    assert launch_cli.main([*argv, "--dry-run"]) == ExitStatus.OK
     out = capsys.readouterr().out
     assert f"warning: results '{results}': cannot write there" in out and "exit status 2" in out
 
@@ -318,10 +316,10 @@ def test_too_little_free_disk_for_the_checkpoints_exits_2_with_the_numbers(fmnis
     _nothing_starts(monkeypatch)
     Usage = namedtuple("Usage", "total used free")
     monkeypatch.setattr(environment.shutil, "disk_usage", lambda path: Usage(10**9, 10**9 - 10**6, 10**6))
-    code = run_suite.main(["--suite", "smoke", "--set", f"data.root={fmnist_root}", "--results", str(tmp_path),
+    code = launch_cli.main(["--suite", "smoke", "--set", f"data.root={fmnist_root}", "--results", str(tmp_path),
                            "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"])
     err = capsys.readouterr().err
-    assert code == run_suite.EXIT_INVALID
+    assert code == ExitStatus.INVALID
     assert "the trials' checkpoints need about" in err and "(6 trials x 2 kept" in err
     assert f"but {tmp_path} has 1 MB free" in err
 
@@ -338,20 +336,28 @@ def test_a_ray_that_does_not_start_is_exit_2_not_a_traceback(fmnist_root, tmp_pa
         yield
 
     monkeypatch.setattr(ray_cluster, "ray_session", refuses)
-    code = run_suite.main(["--suite", "smoke", "--set", f"data.root={fmnist_root}", "--results", str(tmp_path),
+    code = launch_cli.main(["--suite", "smoke", "--set", f"data.root={fmnist_root}", "--results", str(tmp_path),
                            "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"])
     err = capsys.readouterr().err
-    assert code == run_suite.EXIT_INVALID
+    assert code == ExitStatus.INVALID
     assert "Ray did not start (ConnectionError: Version mismatch: the cluster runs Ray 2.9); no trial started" in err
 
 
-def test_help_shows_the_examples_the_environments_defaults_and_the_exit_statuses():
-    proc = subprocess.run([sys.executable, str(REPO / "run_suite.py"), "--help"], capture_output=True, text=True,
-                          timeout=120)
+@pytest.mark.parametrize("command", [["run_suite.py"], ["autowu-bench"]], ids=["run_suite.py", "autowu-bench"])
+def test_help_shows_the_examples_the_environments_defaults_and_the_exit_statuses(command):
+    """The script at the repository's root and the installed console command are one command line."""
+    if command == ["run_suite.py"]:
+        argv, prog = [sys.executable, str(REPO / "run_suite.py")], "run_suite.py"
+    else:  # installed by `pip install -e .` beside this interpreter (make venv)
+        script = Path(sys.executable).parent / "autowu-bench"
+        assert script.is_file(), f"{script} missing: the package's console entry point is not installed"
+        argv, prog = [str(script)], "autowu-bench"
+    proc = subprocess.run([*argv, "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
-    assert "usage: run_suite.py" in text and "--resume RUN_DIR" in text
+    assert f"usage: {prog}" in text and "--resume RUN_DIR" in text
     assert "python run_suite.py --suite smoke --dry-run" in text and "ray job submit" in text
+    assert "autowu-bench" in text
     for name in ("AUTOWU_RAY_ADDRESS", "MLFLOW_TRACKING_URI", "AUTOWU_RESULTS"):
         assert name in text
     assert "Exit status: 0 every trial ran to its end" in text and "130 interrupted" in text

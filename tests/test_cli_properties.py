@@ -3,12 +3,11 @@ either lists a valid suite (exit 0) or prints the problems (exit 2); it never ra
 
 Documents are random YAML text, random mappings, and a valid suite with random values at its fields;
 ``--set`` values are random keys (the suite's field paths among them) with random YAML values. Every
-example goes through ``run_suite.main`` with ``--dry-run``, the entry point the command line uses.
+example goes through ``launch.cli.main`` with ``--dry-run``, the entry point the command line uses.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -16,13 +15,12 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from autowu_bench.platform.suite.loader import load_suite
+from autowu_bench.launch import cli as launch_cli
+from autowu_bench.launch import plan as launch_plan
+from autowu_bench.launch.exit_status import ExitStatus
+from autowu_bench.platform.suite.loader import load_suite, suite_to_yaml
 from autowu_bench.workloads import workload_names
 
-REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("run_suite", REPO / "run_suite.py")
-run_suite = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(run_suite)
 
 FIELDS = [
     "name", "description", "workloads", "batch_sizes", "epochs", "seeds", "arms", "arms.0", "arms.1",
@@ -94,7 +92,7 @@ def base(tmp_path_factory) -> dict:
     """The smoke suite over an empty data root (a missing data set is a warning in a dry run)."""
     root = tmp_path_factory.mktemp("no-data")
     suite = load_suite("smoke", sets=[f"data.root={root}"])
-    return yaml.safe_load(run_suite.suite_to_yaml(suite))
+    return yaml.safe_load(suite_to_yaml(suite))
 
 
 def test_any_document_and_overrides_give_a_suite_or_exit_2(base, tmp_path_factory, monkeypatch):
@@ -102,7 +100,7 @@ def test_any_document_and_overrides_give_a_suite_or_exit_2(base, tmp_path_factor
     monkeypatch.chdir(folder)  # relative data roots and results folders land here (nothing is written)
     monkeypatch.delenv("AUTOWU_RAY_ADDRESS", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setattr(run_suite, "new_run_dir", lambda *a: pytest.fail("a dry run created a run folder"))
+    monkeypatch.setattr(launch_plan, "new_run_dir", lambda *a: pytest.fail("a dry run created a run folder"))
 
     @settings(max_examples=150, deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -112,9 +110,9 @@ def test_any_document_and_overrides_give_a_suite_or_exit_2(base, tmp_path_factor
         path = folder / "suite.yaml"
         path.write_text(document, encoding="utf-8")
         argv = ["--suite", str(path), "--dry-run", *(f"--set={s}" for s in sets), *(f"--only={o}" for o in only)]
-        code = run_suite.main(argv)
+        code = launch_cli.main(argv)
         event(f"exit status {code}")
-        assert code in (run_suite.EXIT_OK, run_suite.EXIT_INVALID)
+        assert code in (ExitStatus.OK, ExitStatus.INVALID)
 
     check()
     assert sorted(p.name for p in folder.iterdir()) == ["suite.yaml"]

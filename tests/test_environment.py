@@ -161,11 +161,14 @@ def test_a_ray_job_refuses_to_write_its_results_and_mlflow_store_where_ray_delet
     job_copy = tmp_path / "working_dir_files" / "_ray_pkg_0123"
     job_copy.mkdir(parents=True)
     monkeypatch.chdir(job_copy)
-    defaults = load_suite("smoke")  # results: runs (relative), tracking_uri: null
-    assert ray_job_problems(defaults) == []  # not a job: ./runs and ./mlflow.db are the user's folder
+    assert ray_job_problems("runs", job_copy) == []  # not a job: ./runs and ./mlflow.db are the user's folder
     monkeypatch.setenv(RAY_JOB_ENV, "{}")
-    results, tracking = ray_job_problems(defaults)
+    results, tracking = ray_job_problems("runs", job_copy)
     assert results.startswith("results 'runs': a Ray job's folder") and str(job_copy) in results
     assert "--results" in results and tracking.startswith("tracking: with no tracking URI") and "--tracking-uri" in tracking
-    shared = load_suite("smoke", results=str(tmp_path / "shared" / "runs"), tracking_uri="http://10.0.0.5:5000")
-    assert ray_job_problems(shared) == []
+    assert ray_job_problems(str(tmp_path / "shared" / "runs"), None) == []  # outside the copy, a tracking URI
+    assert ray_job_problems(str(tmp_path / "shared" / "runs"), tmp_path / "shared") == []  # a store outside it
+    # A new run's checks ask it with the suite's results and, with no tracking URI, this folder as the store.
+    (problem,) = [p for p in environment.environment_problems(load_suite("smoke", results=str(tmp_path / "r")), [],
+                                                               address=None, network=False) if "Ray job" in p]
+    assert problem.startswith("tracking: with no tracking URI")

@@ -1,5 +1,5 @@
 """The HTML report: its numbers against hand-computed ones on a small synthetic run (2 seeds, a diverged,
-a failed and a missing trial), its sentences, publish() writing and logging it, and a real headless
+a failed and a missing trial), its sentences, dashboards.outputs writing it with the tables, and a real headless
 Chromium opening it from file://."""
 
 from __future__ import annotations
@@ -199,10 +199,9 @@ def test_missing_tables_name_the_folder_and_the_fix(tmp_path, capsys):
     assert "is this a run folder" in capsys.readouterr().err
 
 
-def test_publish_writes_and_logs_the_report_after_a_partial_run(tmp_path, monkeypatch):
-    from autowu_bench.dashboards.publish import publish
+def test_the_outputs_of_a_partial_run_are_its_tables_and_a_report_linking_the_runs(tmp_path):
+    from autowu_bench.dashboards.outputs import write_outputs
     from autowu_bench.platform.records import tables
-    from autowu_bench.platform.tracking import client as tracking_client
     from autowu_bench.platform.records.outcome import TrialOutcome, TrialStatus
     from autowu_bench.platform.records.spec import TrialSpec
 
@@ -219,16 +218,21 @@ def test_publish_writes_and_logs_the_report_after_a_partial_run(tmp_path, monkey
                              ended=36.0, status=TrialStatus.FINISHED, mlflow_run_id="run-a").write(tmp_path / "trials" / "auto")
     TrialOutcome.from_report(specs[1], {"val_acc": 0.7, "test_acc": 0.69}, started=0.0, ended=72.0,
                              status=TrialStatus.FINISHED).write(tmp_path / "trials" / "base")
-    logged = []
-    monkeypatch.setattr(tracking_client, "log_artifacts", lambda uri, run, paths, where=None: logged.append((where, list(paths))))
-    monkeypatch.setattr(tracking_client, "run_experiment_id", lambda uri, run: "3")
-    publish(tmp_path, title="t", tracking_uri="http://127.0.0.1:5999", parent_run_id="parent")
+    outputs = write_outputs(tmp_path, title="t", tracking_ui="http://127.0.0.1:5999", experiment_id="3")
     page = (tmp_path / "report" / "index.html").read_text()
     assert "never" in page.split("Partial run", 1)[1] and "#/experiments/3/runs/run-a" in page
+    assert outputs.text == (tmp_path / "table.txt").read_text() and "0.7900" in outputs.text
     trials = tables.load(tmp_path, "trials").set_index("trial_id")
     assert trials.loc["auto", "mlflow_run_id"] == "run-a" and trials.loc["base", "ended_at"] == 72.0
-    (where, files), = [entry for entry in logged if entry[0] == "report"]
-    assert {f.name for f in files} >= {"index.html"} and all(f.parent == tmp_path / "report" for f in files)
+    # What the suite logs to its parent run, by artifact folder: every file there, each written.
+    assert outputs.files[""] == [tmp_path / "table.txt", tmp_path / "table.md"]
+    assert {p.name for p in outputs.files["results"]} >= {"trials.parquet"}
+    assert {f.name for f in outputs.files["report"]} >= {"index.html"}
+    assert all(f.parent == tmp_path / "report" for f in outputs.files["report"])
+    assert all(f.is_file() for files in outputs.files.values() for f in files)
+    # Without the MLflow UI's address the report has no links (MLflow away, or a file store).
+    write_outputs(tmp_path, title="t")
+    assert "#/experiments/" not in (tmp_path / "report" / "index.html").read_text()
 
 
 # -- a real browser ---------------------------------------------------------------------------------------

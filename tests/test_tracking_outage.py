@@ -5,7 +5,6 @@ a rollback, and a local server killed mid-trial and restarted by its watchdog.""
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import math
 import os
 import signal
@@ -17,6 +16,9 @@ import pytest
 from data_fixtures import write_fashion_mnist_idx
 from mlflow.tracking import MlflowClient
 
+from autowu_bench.launch import cli as launch_cli
+from autowu_bench.launch import suite_run
+from autowu_bench.launch.exit_status import ExitStatus
 from autowu_bench.platform.records import tables
 from autowu_bench.platform.tracking import client as tracking_client
 from autowu_bench.platform.tracking.client import start_parent_run, start_trial_run
@@ -29,10 +31,6 @@ from autowu_bench.platform.records.run_record import RunRecord
 from autowu_bench.platform.records.spec import TrialSpec
 from autowu_bench.platform.tracking.spool import REJECTED_FILE, Spool
 
-REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("run_suite", REPO / "run_suite.py")
-run_suite = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(run_suite)
 
 _POSIX = pytest.mark.skipif(os.name != "posix", reason="process groups and signals (POSIX)")
 
@@ -130,7 +128,7 @@ def test_a_trial_with_mlflow_away_throughout_is_spooled_and_sync_sends_it_once(s
     spool_end(run_dir, parent, "FINISHED", "FAILED")
     RunRecord("outage-test", tracking_uri=server.uri, parent_run_id=parent).write(run_dir)
 
-    assert run_suite.main(["--sync", str(run_dir)]) == run_suite.EXIT_OK
+    assert launch_cli.main(["--sync", str(run_dir)]) == ExitStatus.OK
     assert "sent" in capsys.readouterr().out
     (child,) = children(client, parent)
     run_id = child.info.run_id
@@ -145,7 +143,7 @@ def test_a_trial_with_mlflow_away_throughout_is_spooled_and_sync_sends_it_once(s
     assert [f.path for f in client.list_artifacts(parent) if f.path == "table.txt"] == ["table.txt"]
 
     # Again: nothing is left, so nothing is sent twice.
-    assert run_suite.main(["--sync", str(run_dir)]) == run_suite.EXIT_OK
+    assert launch_cli.main(["--sync", str(run_dir)]) == ExitStatus.OK
     assert "sent 0 tracking operations" in capsys.readouterr().out
     assert len(client.get_metric_history(run_id, "lr")) == 1200
 
@@ -165,7 +163,7 @@ def test_sync_starts_a_server_over_the_store_of_a_suite_that_ran_its_own(tmp_pat
     recorder.close(timeout=1)
     close_trial(away, folder, "FINISHED", {"test_acc": 0.7}, wait=10)
     RunRecord("outage-test", mlflow_store=str(store), parent_run_id=parent).write(run_dir)
-    assert run_suite.main(["--sync", str(run_dir)]) == run_suite.EXIT_OK
+    assert launch_cli.main(["--sync", str(run_dir)]) == ExitStatus.OK
     assert "sent" in capsys.readouterr().out
     client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")  # the store itself, no server
     (child,) = children(client, parent)
@@ -257,7 +255,7 @@ def test_a_suite_that_ends_with_mlflow_away_writes_its_results_and_exits_4(fmnis
     monkeypatch.setattr(ray_cluster, "ray_session", lambda *a, **k: contextlib.nullcontext())
     monkeypatch.setattr(ray_cluster, "cluster_problems", lambda *a, **k: [])
     monkeypatch.setattr(tracking_client, "start_parent_run", lambda *a, **k: "parent")
-    monkeypatch.setattr(run_suite, "END_PATIENCE_REMOTE", 0.0)
+    monkeypatch.setattr(suite_run, "END_PATIENCE_REMOTE", 0.0)
 
     def every_trial_finishes(trials, *, run_dir, **kwargs):
         outcomes = []
@@ -272,10 +270,10 @@ def test_a_suite_that_ends_with_mlflow_away_writes_its_results_and_exits_4(fmnis
         return outcomes
 
     monkeypatch.setattr(runner, "run_trials", every_trial_finishes)
-    code = run_suite.main(["--suite", "smoke", "--set", f"data.root={fmnist_root}", "--results", str(tmp_path),
+    code = launch_cli.main(["--suite", "smoke", "--set", f"data.root={fmnist_root}", "--results", str(tmp_path),
                            "--tracking-uri", away_uri()])
     err = capsys.readouterr().err
-    assert code == run_suite.EXIT_TRACKING_INCOMPLETE
+    assert code == ExitStatus.TRACKING_INCOMPLETE
     (run_dir,) = (tmp_path / "smoke").iterdir()
     assert "0.7900" in (run_dir / "table.txt").read_text() and (run_dir / "report" / "index.html").is_file()
     assert (run_dir / "trials.parquet").is_file()

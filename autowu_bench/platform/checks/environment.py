@@ -38,7 +38,7 @@ def environment_problems(suite: Suite, trials: list[TrialSpec], *, address: str 
     if not problems:
         problems += checkpoint_disk_problems(trials, suite.results)
     problems += tracking_problems(suite.tracking_uri, network=network)
-    problems += ray_job_problems(suite)
+    problems += ray_job_problems(suite.results, None if suite.tracking_uri else Path.cwd())
     if network:
         problems += address_problems(address)
     return problems
@@ -49,23 +49,24 @@ def environment_problems(suite: Suite, trials: list[TrialSpec], *, address: str 
 RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 
 
-def ray_job_problems(suite: Suite) -> list[str]:
+def ray_job_problems(results: str, server_store: str | Path | None) -> list[str]:
     """Run as a Ray job (``ray job submit``): what would be written inside the job's working_dir copy and
-    lost with it (the results folder, the suite's own MLflow store, ``./mlflow.db``)."""
+    lost with it: the results folder (a new run's, or the run folder being resumed) and ``server_store``,
+    the folder of the suite's own MLflow server's ``mlflow.db`` (None: a tracking URI was given)."""
     if RAY_JOB_ENV not in os.environ:
         return []
     here = Path.cwd().resolve()
     problems = []
-    if Path(suite.results).expanduser().resolve().is_relative_to(here):
+    if Path(results).expanduser().resolve().is_relative_to(here):
         problems.append(
-            f"results {suite.results!r}: a Ray job's folder ({here}) is its copy of --working-dir, which Ray "
+            f"results {str(results)!r}: a Ray job's folder ({here}) is its copy of --working-dir, which Ray "
             "deletes after the job; pass --results with a folder outside it (on cluster.yaml's cluster: "
             "/mnt/shared/autowu-bench/runs)")
-    if suite.tracking_uri is None:
+    if server_store is not None and Path(server_store).expanduser().resolve().is_relative_to(here):
         problems.append(
-            f"tracking: with no tracking URI the suite's own MLflow server keeps its store in this folder ({here}), "
-            "a Ray job's copy of --working-dir, which Ray deletes after the job; pass --tracking-uri (on "
-            "cluster.yaml's cluster: the head's server, http://<head private IP>:5000)")
+            f"tracking: with no tracking URI the suite's own MLflow server keeps its store in {server_store}, "
+            f"inside a Ray job's copy of --working-dir ({here}), which Ray deletes after the job; pass "
+            "--tracking-uri (on cluster.yaml's cluster: the head's server, http://<head private IP>:5000)")
     return problems
 
 
