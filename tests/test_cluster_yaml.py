@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import copy
 import importlib.metadata
+import json
 import re
+import shlex
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -12,6 +16,7 @@ import jsonschema
 import pytest
 import yaml
 from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
 from ray.autoscaler._private.util import prepare_config, validate_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,6 +129,32 @@ def test_the_nodes_python_is_one_every_pin_installs_on(cluster):
             if "3.10" not in SpecifierSet(wanted):
                 refusing[name] = wanted
     assert {"numpy", "pandas"} <= set(refusing)  # why 3.10 (Ubuntu 22.04's own) cannot run the pins
+
+
+@pytest.mark.slow  # pip resolves about 150 packages from the index (about 20 s)
+def test_the_nodes_install_command_resolves_every_pin_on_python_3_11(cluster, tmp_path):
+    """cluster.yaml's own pip command, as each node runs it, resolved by pip on Python 3.11 (the nodes'
+    deadsnakes python3.11) with --dry-run: every pinned package installs at its pin, with the "ray[default]"
+    the command adds. Not the image itself (no Ubuntu 22.04 here): the Python version and the pins."""
+    assert sys.version_info[:2] == (3, 11), f"this check needs the nodes' Python 3.11, not {sys.version.split()[0]}"
+    (command,) = [c for c in cluster["setup_commands"] if "pip install -q -c" in c]
+    words = shlex.split(command.replace("~/autowu-bench", str(REPO)))
+    assert words[:2] == ["~/autowu-venv/bin/pip", "install"]
+    report = tmp_path / "install.json"
+    proc = subprocess.run([sys.executable, "-m", "pip", *words[1:], "--dry-run", "--ignore-installed",
+                           "--report", str(report)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    chosen = {canonicalize_name(item["metadata"]["name"]): item["metadata"]["version"]
+              for item in json.loads(report.read_text())["install"]}
+    lines = [line.split("#")[0].strip() for line in (REPO / "constraints.txt").read_text().splitlines()]
+    pins = {canonicalize_name(name): version.split(";")[0].strip()
+            for name, version in (line.split("==", 1) for line in lines if "==" in line)}
+    assert {"torch", "ray", "mlflow", "numpy", "autowu-bench"} <= set(chosen)
+    for name, version in chosen.items():
+        if name in pins:
+            assert version == pins[name], f"{name}: the nodes would get {version}, constraints.txt pins {pins[name]}"
+    unpinned = sorted(set(chosen) - set(pins) - {"autowu-bench"})
+    assert unpinned == [], f"the nodes' install pulls packages constraints.txt does not pin: {unpinned}"
 
 
 def test_concurrency_on_the_autoscaling_cluster_counts_the_nodes_it_can_add(tmp_path):
