@@ -14,10 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,9 +21,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from autowu_bench.platform.tracking.server import free_port
 from tests.data_fixtures import write_fashion_mnist_idx
+from tests.ray_fixtures import Suite, wait_for_dashboard
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 EPOCHS, STEPS_PER_EPOCH = 6, 5  # train_subset 1000 / batch 200: 30 steps; the longest warmup 27 (rho 0.9)
@@ -56,12 +53,6 @@ data: {{root: {root}, train_subset: 1000, val_size: 200}}
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class LocalCluster:
     """A ``ray.cluster_utils.Cluster`` (head with 0 CPUs and the dashboard, for the State API) that leaves
     the machine as it found it: ``Cluster`` writes its address to Ray's ``ray_current_cluster`` file
@@ -86,7 +77,7 @@ class LocalCluster:
             self.cluster = Cluster(
                 initialize_head=True, shutdown_at_exit=True,
                 head_node_args={"num_cpus": 0, "object_store_memory": OBJECT_STORE, "include_dashboard": True,
-                                "dashboard_host": "127.0.0.1", "dashboard_port": _free_port(),
+                                "dashboard_host": "127.0.0.1", "dashboard_port": free_port(),
                                 "temp_dir": self.temp_dir},
             )
             self._restore_address_file()
@@ -132,21 +123,6 @@ class LocalCluster:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
-def wait_for_dashboard(address: str, timeout: float = 180) -> None:
-    """The State API answers (the head's dashboard starts after its GCS, slowly on a busy machine)."""
-    from ray.util.state import list_nodes
-
-    deadline, error = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        try:
-            list_nodes(address=address, timeout=10)
-            return
-        except Exception as exc:  # noqa: BLE001 - not up yet
-            error = exc
-            time.sleep(1)
-    raise TimeoutError(f"the cluster's State API did not answer in {timeout} s: {error}")
-
-
 def actors(address: str) -> list[dict]:
     """Every actor the cluster ran (dead ones too), as dicts with class_name, node_id, state, pid."""
     from ray.util.state import list_actors
@@ -155,44 +131,8 @@ def actors(address: str) -> list[dict]:
                                                raise_on_missing_output=False)]
 
 
-class Suite:
-    """``run_suite.py --suite <the test suite> --address <cluster>`` in ``work`` (its MLflow: a local server
-    over ``work/mlflow.db``), its output in files (a pipe nobody reads while the test waits could fill)."""
-
-    def __init__(self, work: Path, data_root: Path, address: str, *args: str) -> None:
-        self.work = work
-        suite = work / "suite.yaml"
-        suite.write_text(SUITE.format(epochs=EPOCHS, root=data_root))
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "AUTOWU_RAY_ADDRESS", "AUTOWU_RESULTS")}
-        self._out, self._err = open(work / "stdout.txt", "w"), open(work / "stderr.txt", "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, str(REPO / "run_suite.py"), "--suite", str(suite), "--results", str(work / "runs"),
-             "--address", address, *args],
-            cwd=work, env=env, text=True, stdout=self._out, stderr=self._err, start_new_session=True,
-        )
-
-    def run_dir(self) -> Path | None:
-        found = sorted((self.work / "runs" / "multinode-test").glob("*"))
-        return found[0] if found else None
-
-    def wait(self, timeout: float = 1200) -> tuple[int, str, str]:
-        try:
-            code = self.proc.wait(timeout=timeout)
-        finally:
-            self.stop()
-        return code, (self.work / "stdout.txt").read_text(), (self.work / "stderr.txt").read_text()
-
-    def stop(self) -> None:
-        """SIGKILL what is left of the run (its session: run_suite.py, its MLflow server) and close the files."""
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait(timeout=30)
-        self._out.close()
-        self._err.close()
+def _suite(data_root: Path) -> str:
+    return SUITE.format(epochs=EPOCHS, root=data_root)
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +147,7 @@ def joined_run(tmp_path_factory, data_root):
     cluster = LocalCluster()
     try:
         wait_for_dashboard(cluster.address)
-        suite = Suite(work, data_root, cluster.address)
+        suite = Suite(work, _suite(data_root), cluster.address)
         code, out, err = suite.wait()
         assert code == 0, f"run_suite.py exited {code}:\n{out[-4000:]}\n{err[-4000:]}"
         ran = actors(cluster.address)
@@ -314,7 +254,7 @@ def node_lost_run(tmp_path_factory, data_root):
     head = cluster.head_id
     try:
         wait_for_dashboard(cluster.address)
-        suite = Suite(work, data_root, cluster.address, "--only", "autowu")
+        suite = Suite(work, _suite(data_root), cluster.address, "--only", "autowu")
         try:
             deadline, snapshot = time.monotonic() + 900, None
             while snapshot is None or not snapshot.is_file():

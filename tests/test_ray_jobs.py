@@ -5,25 +5,16 @@ a cluster). The job's command runs in Ray's copy of --working-dir and joins the 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from autowu_bench.platform.execution import processes
-from autowu_bench.platform.tracking.server import free_port
+from tests.ray_fixtures import RAY, REPO, ray_head
 
-REPO = Path(__file__).resolve().parents[1]
-RAY = Path(sys.executable).with_name("ray")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 # What the upload of --working-dir leaves out: environments, data and results (as cluster.yaml's rsync does).
 EXCLUDES = [".venv", ".bundle", ".data", ".git", "results", "runs", "docs/images", "mlflow.db", "mlflow-artifacts",
@@ -32,40 +23,9 @@ EXCLUDES = [".venv", ".bundle", ".data", ".git", "results", "runs", "docs/images
 
 @pytest.fixture
 def head(tmp_path):
-    """A Ray head with the dashboard (Ray Jobs' server) on free ports; its processes killed afterwards (never
-    `ray stop`, which stops every Ray instance of the machine). Yields the dashboard's URL."""
-    temp = tempfile.mkdtemp(prefix="rayjob", dir="/tmp")  # Ray's socket paths must stay short
-    dashboard = free_port()
-    log = open(tmp_path / "ray-head.log", "w")
-    command = [str(RAY), "start", "--head", "--block", f"--port={free_port()}", f"--dashboard-port={dashboard}",
-               "--dashboard-host=127.0.0.1", "--include-dashboard=true", "--num-cpus=2",
-               "--object-store-memory=150000000", f"--temp-dir={temp}", "--disable-usage-stats",
-               f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
-               f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
-               f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}"]
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{dashboard}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/api/version", timeout=2):
-                break
-        except OSError:
-            assert proc.poll() is None, (tmp_path / "ray-head.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the Ray head's dashboard never answered"
-            time.sleep(1)
-    try:
-        yield url
-    finally:
-        below = processes.descendants([proc.pid])
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-        processes.kill_survivors(below)
-        log.close()
-        shutil.rmtree(temp, ignore_errors=True)
+    """A Ray head with the dashboard (Ray Jobs' server); yields the dashboard's URL."""
+    with ray_head(tmp_path / "ray-head.log", "--num-cpus=2", "--object-store-memory=150000000") as started:
+        yield started.dashboard
 
 
 def test_a_suite_submitted_as_a_ray_job_runs_to_its_end_and_leaves_its_results_outside_the_job(head, tmp_path):
