@@ -4,6 +4,10 @@ search's second trial has a checkpoint, then resumed. The searcher runs again wi
 that ended is replayed to it from its records, not trained again; the interrupted one continues from its
 checkpoint; TPE, having learned the same results, proposes the points it proposed in an uninterrupted run,
 and the resumed run ends with that run's trials and table.
+
+And a search with a trial that fails by design (a point AutoWU refuses), run to its end and resumed: the
+failed trial is replayed as failed, not trained again; TPE, seeing it fail again, proposes the same points
+after it, and the resumed run exits as the first did (3: trials failed).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from mlflow import MlflowClient
 
 from autowu_bench.platform.execution import processes
 from tests.test_resume import (  # noqa: F401  (data_root: the same generated Fashion-MNIST fixture)
@@ -115,3 +121,75 @@ def test_the_interrupted_trial_continued_from_its_checkpoint_and_the_table_is_th
     for spec in _specs(run_dir):
         assert _summary(run_dir, spec["trial_id"])["status"] == "finished"
     pd.testing.assert_frame_equal(_table(run_dir), _table(uninterrupted))
+
+
+# Each searched value is valid alone, but lr_min 0.15 with lr_max 0.1 is a point AutoWU refuses: that trial
+# fails as its controller starts, whenever it runs. With seed 5 TPE proposes it second (its random start),
+# the others are valid: the first trial finishes, the fourth is TPE's model's proposal, after the failure.
+FAILING_SUITE = """
+name: resume-failed
+workloads: [fmnist-mlp]
+batch_sizes: [200]
+epochs: 3
+seeds: [0]
+arms:
+  - name: tpe
+    kind: autowu
+    optimizer: sgd
+    autowu: {{test_interval: 2}}
+    search:
+      searcher: tpe
+      space: {{lr_min: [0.0001, 0.15], lr_max: [0.1, 0.3]}}
+      num_samples: 4
+      initial_points: 2
+      max_concurrent: 1
+      seed: 5
+resources: {{workers_per_trial: 1, cpus_per_worker: 1, max_concurrent_trials: 1, use_gpu: false}}
+data: {{root: {root}, train_subset: 1000, val_size: 200}}
+"""
+FAILING_JOB = "tpe_fmnist-mlp_b200_s0"
+
+
+def _mlflow_runs(work: Path, run_dir: Path) -> dict[str, tuple]:
+    """Each trial's MLflow child run: (status, end time, summary.status tag)."""
+    client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
+    runs = {}
+    for spec in _specs(run_dir):
+        run = client.get_run(_summary(run_dir, spec["trial_id"])["mlflow_run_id"])
+        runs[spec["trial_id"]] = (run.info.status, run.info.end_time, run.data.tags.get("summary.status"))
+    return runs
+
+
+@pytest.fixture(scope="module")
+def failed_then_resumed(tmp_path_factory, data_root):
+    """(run folder, the first run's (exit status, specs, files, MLflow runs), the resume's the same; its stdout)."""
+    work = tmp_path_factory.mktemp("failing")
+    path = work / "suite.yaml"
+    path.write_text(FAILING_SUITE.format(root=data_root))
+
+    def state(code: int) -> tuple:
+        # What a retrained trial would rewrite: its summary, its driver's start, its LR trace.
+        files = {p.relative_to(run_dir): p.read_bytes() for pattern in ("*/summary.json", "*/driver.json")
+                 for p in (run_dir / "trials").glob(pattern)}
+        traces = {p.relative_to(run_dir): p.stat().st_mtime_ns for p in (run_dir / "trials").glob("*/lr_rank0.parquet")}
+        return code, _specs(run_dir), files, traces, _mlflow_runs(work, run_dir)
+
+    code, out, err = _finish(_run_suite(["--suite", str(path), "--results", "runs"], work))
+    (run_dir,) = (work / "runs" / "resume-failed").iterdir()
+    first = state(code)
+    code, out, err = _finish(_run_suite(["--resume", str(run_dir)], work))
+    assert code in (0, 3), f"{out[-3000:]}\n{err[-3000:]}"  # 2 would be the searcher proposing other points
+    return run_dir, first, state(code), err
+
+
+def test_the_failed_search_trial_is_replayed_as_failed_and_the_resume_exits_as_the_run_did(failed_then_resumed):
+    run_dir, (code, specs, files, traces, runs), resumed, err = failed_then_resumed
+    statuses = {s["trial_id"]: _summary(run_dir, s["trial_id"])["status"] for s in specs}
+    failed = f"{FAILING_JOB}_t002"
+    assert statuses == {f"{FAILING_JOB}_t{n:03d}": "failed" if n == 2 else "finished" for n in range(1, 5)}
+    assert "must be a number > lr_min=0.15" in _summary(run_dir, failed)["error"]
+    assert code == 3 and resumed[0] == 3 and f"1 of 4 trials did not finish: ['{failed}']" in err
+    assert runs[failed][0] == "FAILED"
+    # The same points, TPE's proposal after the failure too; nothing trained again: the same summaries,
+    # driver starts and LR traces; the MLflow runs as the first run ended them.
+    assert resumed[1:] == (specs, files, traces, runs)

@@ -370,3 +370,93 @@ def test_a_resumed_search_that_proposes_another_point_under_a_recorded_id_stops(
                                                 r"1.0, autowu \{\} then; peak_lr 0.02"):
         book.on_trial_start(0, [], _FakeTrial(3, {"peak_lr": 0.02, "warmup_epochs": 1.0}))
     assert specs == [recorded, third]  # the record keeps the point it ran
+
+
+@pytest.fixture
+def failed_trial(tmp_path):
+    """A TPE job's trial ``t002`` that reported two epochs, then failed: its spec, folder and summary."""
+    from autowu_bench.platform.records import tables
+    from autowu_bench.platform.records.outcome import TrialOutcome
+
+    job = search_jobs(suite(search_arm("tpe")))[0]
+    spec = job.spec({"peak_lr": 0.01, "warmup_epochs": 1.0}, job.trial_id(2))
+    folder = tmp_path / "trials" / spec.trial_id
+    writer = tables.FragmentWriter(folder)
+    for epoch, acc in ((1, 0.5), (2, 0.6)):
+        writer.add("epochs", {"trial_id": spec.trial_id, "epoch": epoch, "step": 4 * epoch, "val_loss": 1 - acc,
+                              "val_acc": acc})
+    writer.flush()
+    (folder / "driver.json").write_text(json.dumps({"started": 10.0}))
+    # What the driver writes when the training raises: no metrics (fit never returned), the error.
+    TrialOutcome.from_report(spec, {}, status=TrialStatus.FAILED, started=10.0, ended=20.0,
+                             error="RuntimeError: CUDA error: an illegal memory access").write(folder)
+    return job, spec, folder
+
+
+@pytest.fixture
+def replay(monkeypatch, failed_trial, tmp_path):
+    """``run_search_trial`` of the failed trial's point as Tune calls it, and what it did: the reports it made
+    to Tune and the trials it trained."""
+    import ray.tune
+
+    from autowu_bench.platform.execution import search
+
+    job, spec, _ = failed_trial
+    reports, trained = [], []
+    monkeypatch.setattr(ray.tune, "get_context", lambda: type("Ctx", (), {"get_trial_name": lambda self: spec.trial_id})())
+    monkeypatch.setattr(ray.tune, "report", reports.append)
+    monkeypatch.setattr(search, "run_trial", lambda config, **kw: trained.append(config["spec"]["trial_id"]))
+
+    def run() -> None:
+        search.run_search_trial({"peak_lr": spec.peak_lr, "warmup_epochs": spec.warmup_epochs}, job=job,
+                                run_dir=str(tmp_path), tracking_uri=None, parent_run_id=None)
+
+    return run, reports, trained
+
+
+def test_a_resumed_search_replays_a_trial_that_failed_as_failed_not_trained_again(failed_trial, replay):
+    """A trial that failed with its own error: Tune sees what it reported, then the error again (TPE learns a
+    failed trial, as it did the first time), and its summary stays the first run's."""
+    from autowu_bench.platform.execution.search import RecordedFailure
+
+    _, _, folder = failed_trial
+    run, reports, trained = replay
+    summary = (folder / "summary.json").read_bytes()
+    with pytest.raises(RecordedFailure, match=r"t002 failed in the run being resumed .*: RuntimeError: CUDA error"):
+        run()
+    # its epochs, and no final report: it made none
+    assert [(r["epoch"], r["val_acc"], r["status"]) for r in reports] == [(1, 0.5, "running"), (2, 0.6, "running")]
+    assert trained == [] and (folder / "summary.json").read_bytes() == summary
+
+
+def test_a_resumed_search_continues_a_trial_that_the_suites_stop_interrupted(failed_trial, replay):
+    from autowu_bench.platform.records.outcome import TrialOutcome
+
+    _, spec, folder = failed_trial
+    run, reports, trained = replay
+    TrialOutcome.from_report(spec, {}, status=TrialStatus.FAILED, started=10.0, ended=20.0,
+                             error="interrupted: SIGTERM stopped the suite (RayActorError: ...); --resume runs the "
+                                   "trial again").write(folder)
+    run()
+    assert (reports, trained) == ([], [spec.trial_id])
+
+
+def test_a_trial_that_dies_after_an_earlier_runs_interruption_is_summarised_as_failed(tmp_path, failed_trial):
+    """A trial interrupted in the run being resumed (its summary says so), whose process then dies in the resumed
+    run before its driver writes a summary: summarised as failed (a later resume replays it as failed), while a
+    summary its driver wrote in this run stays."""
+    from autowu_bench.platform.records.outcome import TrialOutcome
+    from autowu_bench.platform.execution.search import SearchBook
+
+    job, spec, folder = failed_trial
+    written = (folder / "summary.json").read_bytes()  # by this run's driver: it started at 10.0, before its end
+    book = SearchBook(job, run_dir=str(tmp_path), tracking_uri=None, specs=[spec])
+    trial = _FakeTrial(2, {"peak_lr": spec.peak_lr, "warmup_epochs": spec.warmup_epochs})
+    book.on_trial_error(0, [], trial)
+    assert (folder / "summary.json").read_bytes() == written
+    (folder / "driver.json").write_text(json.dumps({"started": 30.0}))  # the resumed run's driver, after that end
+    TrialOutcome.from_report(spec, {}, status=TrialStatus.FAILED, started=10.0, ended=20.0,
+                             error="interrupted: SIGTERM stopped the suite (...)").write(folder)
+    book.on_trial_error(0, [], trial)
+    outcome = TrialOutcome.read(folder)
+    assert outcome.failed_by_error and "died" in outcome.error and outcome.ended_at > 30.0

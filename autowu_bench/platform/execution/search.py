@@ -127,9 +127,12 @@ def run_search_trial(config: dict[str, Any], *, job: SearchJob, run_dir: str, tr
 
     spec = job.spec(config, tune.get_context().get_trial_name())
     earlier = TrialOutcome.read(trial_dir(run_dir, spec.trial_id))
-    if earlier is not None and earlier.status in ENDED:
+    if earlier is not None and (earlier.status in ENDED or earlier.failed_by_error):
         for report in recorded_reports(run_dir, spec, earlier):
             tune.report(report)
+        if earlier.status is TrialStatus.FAILED:
+            raise RecordedFailure(f"search trial {spec.trial_id} failed in the run being resumed and is replayed "
+                                  f"as failed, not trained again (a new run of the suite trains it): {earlier.error}")
         return
     run_trial({"spec": spec.to_dict()}, run_dir=run_dir, tracking_uri=tracking_uri, parent_run_id=parent_run_id)
 
@@ -138,17 +141,28 @@ class SearchReplayError(RuntimeError):
     """A resumed search's searcher proposed another point under a trial id than the run did the first time."""
 
 
+class RecordedFailure(RuntimeError):
+    """What a resumed search's trial that failed with its own error the first time raises instead of training:
+    Tune records it as failed again, so the searcher learns what it learned then (TPE a failed trial, not
+    the result a second try might give) and proposes the same points after it."""
+
+
 def recorded_reports(run_dir: str, spec: TrialSpec, outcome: TrialOutcome) -> list[dict[str, Any]]:
     """A search trial that ended in an earlier run of the folder (``--resume``), as Tune saw it then:
     its epochs' reports again, from the trial's records, and its final one (a diverged trial's from its
     outcome: that report has no epoch row), so that the searcher and the scheduler learn what they learned
-    the first time and propose the same points after it (the trial does not train again)."""
+    the first time and propose the same points after it (the trial does not train again). A failed trial
+    made no final report: its reports are its epochs' (its summary counts none: the error came before a
+    final report), and :class:`RecordedFailure` is what it ends with."""
     from autowu_bench.platform.records import tables
 
+    failed = outcome.status is TrialStatus.FAILED
     epochs = tables.fragments_frame(run_dir, "epochs", spec.trial_id)
     reports = [{"epoch": int(row.epoch), "step": int(row.step), "val_acc": float(row.val_acc),
                 "val_loss": float(row.val_loss), "status": str(TrialStatus.RUNNING)}
-               for row in epochs.itertuples() if row.epoch <= outcome.epochs_done]
+               for row in epochs.itertuples() if failed or row.epoch <= outcome.epochs_done]
+    if failed:
+        return reports
     if outcome.status is TrialStatus.DIVERGED or not reports:
         reports.append({"epoch": outcome.epochs_done, "step": outcome.steps, "val_acc": outcome.final_val_acc,
                         "val_loss": outcome.final_val_loss, "status": str(outcome.status)})
@@ -207,17 +221,20 @@ class SearchBook:
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """A trial whose actor died (e.g. killed for memory) before its driver wrote a summary: listed in
-        ``trial_specs.json`` and summarised as failed, so that the tables count it."""
+        ``trial_specs.json`` and summarised as failed, so that the tables count it and a resumed run
+        replays it as failed. A summary older than the driver's start is an earlier run's (the trial was
+        interrupted then): replaced, or a resumed run would train again a trial this run saw fail."""
         self.on_trial_start(iteration, trials, trial)
         spec = self.spec_of(trial)
         folder = trial_dir(self.run_dir, spec.trial_id)
-        if TrialOutcome.read(folder) is None:
-            driver = read_json(os.path.join(folder, DRIVER_FILE))
-            now = time.time()
+        earlier = TrialOutcome.read(folder)
+        now = time.time()
+        started = read_json(os.path.join(folder, DRIVER_FILE)).get("started", now)
+        if earlier is None or (earlier.ended_at or 0) < started:
             os.makedirs(folder, exist_ok=True)
             outcome = TrialOutcome.from_report(
                 spec, dict(getattr(trial, "last_result", None) or {}), status=TrialStatus.FAILED,
-                started=driver.get("started", now), ended=now, mlflow_run_id=spooled_run_id(folder),
+                started=started, ended=now, mlflow_run_id=spooled_run_id(folder),
                 error="the trial's process died before its driver wrote a summary (see Ray's logs)",
             )
             outcome.write(folder)

@@ -26,7 +26,7 @@ import traceback
 from typing import Any
 
 from autowu_bench.platform.records.files import read_count, write_atomic
-from autowu_bench.platform.records.outcome import TrialOutcome, TrialStatus
+from autowu_bench.platform.records.outcome import INTERRUPTED, TrialOutcome, TrialStatus
 from autowu_bench.platform.records.run_record import interrupted_since
 from autowu_bench.platform.records.spec import TrialKind, TrialSpec
 
@@ -150,7 +150,7 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         interrupted = interrupted_since(run_dir, started)
         if interrupted is not None:  # Ray stopping under the trial, not a fault of the trial
-            error = f"interrupted: {interrupted} stopped the suite ({error}); --resume runs the trial again"
+            error = f"{INTERRUPTED}{interrupted} stopped the suite ({error}); --resume runs the trial again"
         outcome = TrialOutcome.from_report(
             spec, metrics, status=TrialStatus.FAILED, started=started, ended=time.time(),
             fit_started=fit_started, error=error, mlflow_run_id=run_id or spooled_run_id(folder),

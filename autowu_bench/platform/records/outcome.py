@@ -29,8 +29,11 @@ class TrialStatus(StrEnum):
 
 
 # A trial whose summary says one of these has ended: a resumed run keeps it (a failed or interrupted one
-# runs again, from its last checkpoint).
+# runs again, from its last checkpoint; a search's failed one is replayed as failed: execution/search.py).
 ENDED = frozenset({TrialStatus.FINISHED, TrialStatus.DIVERGED, TrialStatus.STOPPED})
+# How the error of a trial that failed because the suite was stopped under it (a signal, Ray going down)
+# begins: not a fault of the trial, so a resumed run continues it from its checkpoint.
+INTERRUPTED = "interrupted: "
 
 
 def device_hours(spec: TrialSpec, wall_seconds: float) -> float:
@@ -105,6 +108,11 @@ class TrialOutcome:
             rollbacks=metrics.get("rollbacks", 0), restarts=metrics.get("restarts", 0), wall_seconds=wall, device_hours=device_hours(spec, wall),
             error=error, mlflow_run_id=mlflow_run_id, ended_at=ended, **startup,
         )
+
+    @property
+    def failed_by_error(self) -> bool:
+        """Failed with an error of its own, not because the suite was stopped under it."""
+        return self.status is TrialStatus.FAILED and not (self.error or "").startswith(INTERRUPTED)
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
