@@ -43,6 +43,16 @@ class RunPlan:
         """The trials that are no search's (a search runs again and replays its trials that ended)."""
         return [t for t in self.trials if not any(job.owns(t) for job in self.jobs)]
 
+    @property
+    def server_store(self) -> Path | None:
+        """The folder of the ``mlflow.db`` that the suite's own MLflow server serves: a resumed run's, the
+        one it began in; otherwise the working folder. None when the suite has a tracking URI."""
+        if self.suite.tracking_uri is not None:
+            return None
+        if self.record is not None and self.record.mlflow_store:
+            return Path(self.record.mlflow_store)
+        return Path.cwd()
+
 
 def plan_new(suite: Suite, *, address: str | None, dry_run: bool = False) -> RunPlan | None:
     """A new run of ``suite``: its data, a results folder with room for the checkpoints and, unless
@@ -83,14 +93,13 @@ def plan_resume(run_dir: str | Path, *, tracking_uri: str | None, address: str |
     trials = tables.read_specs(run_dir)
     if not trials:
         raise SuiteError([f"--resume: {run_dir} has no trial list ({tables.SPECS_FILE}); it cannot be resumed"])
-    # The store the resumed run's own MLflow server would serve (SuiteRun: the earlier run's, else here).
-    store = None if suite.tracking_uri else (record.mlflow_store or Path.cwd())
+    plan = RunPlan(suite, trials, search_jobs(suite), run_dir, record)
     missing = (data_problems(suite) + checkpoint_disk_problems(trials, str(run_dir))
-               + tracking_problems(suite.tracking_uri, network=True) + ray_job_problems(str(run_dir), store)
-               + address_problems(address))
+               + tracking_problems(suite.tracking_uri, network=True)
+               + ray_job_problems(str(run_dir), plan.server_store) + address_problems(address))
     if missing:
         raise SuiteError(missing, source=suite.source)
-    return RunPlan(suite, trials, search_jobs(suite), run_dir, record)
+    return plan
 
 
 def describe(suite: Suite, trials: list[TrialSpec], jobs: list[SearchJob] = ()) -> str:

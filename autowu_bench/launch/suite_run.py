@@ -14,6 +14,7 @@ from pathlib import Path
 from autowu_bench.launch.exit_status import ExitStatus
 from autowu_bench.launch.plan import RunPlan
 from autowu_bench.launch.stop import SignalStop
+from autowu_bench.platform.records.spec import TrialSpec
 from autowu_bench.platform.suite.loader import suite_to_yaml
 
 # How long the suite's end waits for MLflow to take what the trials spooled: long enough for the local
@@ -60,8 +61,13 @@ class SuiteRun:
         self.tracking_uri: str | None = plan.suite.tracking_uri
         self.parent: str | None = None  # the parent MLflow run
         self.started = time.time()  # the trials' start, for the suite's wall time
+        self.pending: list[TrialSpec] = []  # the fixed trials to run (set by execute)
 
     def execute(self) -> ExitStatus:
+        from autowu_bench.platform.execution.runner import pending_trials
+
+        # The fixed trials that have not ended (all of a new run's): what is announced and run.
+        self.pending = pending_trials(str(self.plan.run_dir), self.plan.fixed_trials)
         self._announce()
         with ExitStack() as stack:
             refused = self._start(stack)
@@ -75,10 +81,7 @@ class SuiteRun:
         plan = self.plan
         print(f"results: {plan.run_dir}", flush=True)
         if plan.record is not None:
-            from autowu_bench.platform.execution.runner import pending_trials
-
-            fixed = plan.fixed_trials
-            pending = pending_trials(str(plan.run_dir), fixed)
+            fixed, pending = plan.fixed_trials, self.pending
             print(f"resuming: {len(fixed) - len(pending)} of {len(fixed)} trials ended before, "
                   f"{len(pending)} to run: {[t.trial_id for t in pending]}", flush=True)
             if plan.jobs:
@@ -125,10 +128,8 @@ class SuiteRun:
         from autowu_bench.platform.execution.ray_cluster import tracking_host
         from autowu_bench.platform.tracking.server import LocalMlflowServer
 
-        # A resumed run's server serves the store the run began in; stopped on any exit.
-        record = self.plan.record
-        store = record.mlflow_store if record is not None and record.mlflow_store else Path.cwd()
-        self.server = LocalMlflowServer(store, host=tracking_host(self.options.address),
+        # Stopped on any exit.
+        self.server = LocalMlflowServer(self.plan.server_store, host=tracking_host(self.options.address),
                                         log_path=self.plan.run_dir / "mlflow-server.log").launch()
         stack.callback(self.server.stop)
 
@@ -200,7 +201,7 @@ class SuiteRun:
 
         plan, run_dir = self.plan, str(self.plan.run_dir)
         limit = plan.suite.resources.max_concurrent_trials
-        runner.run_trials(runner.pending_trials(run_dir, plan.fixed_trials), run_dir=run_dir,
+        runner.run_trials(self.pending, run_dir=run_dir,
                           tracking_uri=self.tracking_uri, parent_run_id=self.parent, max_concurrent=limit,
                           verbose=self.options.verbose)
         for job in plan.jobs:
