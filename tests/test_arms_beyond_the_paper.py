@@ -59,8 +59,8 @@ def test_a_short_real_training_learns(optimizer, tmp_path):
     spec = _spec(optimizer, data_root=None, epochs=3, **size)
     reports, _ = _run(spec, str(tmp_path / "t"))
     last = reports[-1]
-    assert last["status"] == "finished"
-    assert last["test_acc"] > 0.5, last  # 0.65 to 0.78 when written
+    assert last.status == "finished"
+    assert last.test_acc > 0.5, last  # 0.65 to 0.78 when written
 
 
 @pytest.fixture(scope="module")
@@ -88,12 +88,12 @@ def test_resume_from_a_checkpoint_is_exact_with_the_optimizers_state(optimizer, 
     torch.load(buffer, weights_only=True)  # plain tensors and containers only
 
     reports, resumed = _run(spec, str(tmp_path / "resumed"), resume=checkpoint)
-    assert [r["epoch"] for r in reports] == [2, 3]
+    assert [r.epoch for r in reports] == [2, 3]
     assert _trace(str(tmp_path / "resumed")) == _trace(str(tmp_path / "full"))
     for a, b in zip(full.model.parameters(), resumed.model.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     for key in ("val_loss", "val_acc", "test_loss", "test_acc"):
-        assert reports[-1][key] == full_reports[-1][key]
+        assert getattr(reports[-1], key) == getattr(full_reports[-1], key)
     for a, b in zip(full.optimizer.state.values(), resumed.optimizer.state.values()):
         assert a.keys() == b.keys()
         for k in a:
@@ -126,7 +126,7 @@ def test_schedule_free_is_evaluated_and_saved_at_its_averaged_weights(data_root,
 
     with evaluation_weights(opt):
         _, acc = evaluate(model, worker.val_loader, worker.loss_fn)
-    assert reports[-1]["val_acc"] == acc
+    assert reports[-1].val_acc == acc
 
 
 def test_prodigy_follows_its_authors_advice_on_warmup():

@@ -202,7 +202,7 @@ def test_missing_tables_name_the_folder_and_the_fix(tmp_path, capsys):
 def test_the_outputs_of_a_partial_run_are_its_tables_and_a_report_linking_the_runs(tmp_path):
     from autowu_bench.dashboards.outputs import write_outputs
     from autowu_bench.platform.records import tables
-    from autowu_bench.platform.records.outcome import TrialOutcome, TrialStatus
+    from autowu_bench.platform.records.outcome import EpochReport, TrialOutcome, TrialStatus
     from autowu_bench.platform.records.spec import TrialSpec
 
     common = dict(suite="p", workload="fmnist-mlp", batch_size=64, epochs=2, seed=0, optimizer="adamp",
@@ -214,9 +214,11 @@ def test_the_outputs_of_a_partial_run_are_its_tables_and_a_report_linking_the_ru
     tables.write_specs(tmp_path, specs)
     for name in ("auto", "base"):
         (tmp_path / "trials" / name).mkdir(parents=True)
-    TrialOutcome.from_report(specs[0], {"val_acc": 0.8, "test_acc": 0.79, "switch_epoch": 1.0}, started=0.0,
+    TrialOutcome.from_report(specs[0], EpochReport(epoch=2, step=8, status=TrialStatus.FINISHED, val_acc=0.8,
+                                                   test_acc=0.79, switch_epoch=1.0), started=0.0,
                              ended=36.0, status=TrialStatus.FINISHED, mlflow_run_id="run-a").write(tmp_path / "trials" / "auto")
-    TrialOutcome.from_report(specs[1], {"val_acc": 0.7, "test_acc": 0.69}, started=0.0, ended=72.0,
+    TrialOutcome.from_report(specs[1], EpochReport(epoch=2, step=8, status=TrialStatus.FINISHED, val_acc=0.7,
+                                                   test_acc=0.69), started=0.0, ended=72.0,
                              status=TrialStatus.FINISHED).write(tmp_path / "trials" / "base")
     outputs = write_outputs(tmp_path, title="t", tracking_ui="http://127.0.0.1:5999", experiment_id="3")
     page = (tmp_path / "report" / "index.html").read_text()

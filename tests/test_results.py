@@ -51,7 +51,7 @@ def run_dir(tmp_path):
     base.log_steps([1, 2], [0.0, 0.001], [2.3, 2.1])
     base.flush()
     # What the driver writes when the workers died before any report: 360 s of wall time.
-    TrialOutcome.from_report(specs()[1], {}, status=TrialStatus.FAILED, started=1000.0, ended=1360.0,
+    TrialOutcome.from_report(specs()[1], None, status=TrialStatus.FAILED, started=1000.0, ended=1360.0,
                              error="worker died").write(tmp_path / "trials" / "base_s0")
     return tmp_path
 

@@ -14,7 +14,7 @@ import yaml
 from autowu_bench.dashboards import head_to_head
 from autowu_bench.dashboards.report_data import search_curve
 from autowu_bench.platform.suite.expansion import expand, search_jobs
-from autowu_bench.platform.records.outcome import TrialStatus, device_hours
+from autowu_bench.platform.records.outcome import EpochReport, TrialStatus, device_hours
 from autowu_bench.platform.execution.search import (
     SearchJob,
     param_space,
@@ -158,15 +158,19 @@ def test_a_stopped_trial_is_priced_for_what_it_ran(tmp_path):
     folder.mkdir()
     (folder / "driver.json").write_text(json.dumps({"started": 1000.0, "fit_started": 1003.0}))
     Spool.of(folder).set_run_id("r1")  # the trial's child run, as its driver's open_trial left it
+    # Tune's last result: the workers' report plus Tune's own keys (not the report's, ignored)
     last = {"epoch": 2, "step": 16, "val_acc": 0.61, "best_val_acc": 0.63, "status": "running",
-            "worker_created_at": 1005.0, "training_started_at": 1007.0}
-    outcome = stopped_outcome(spec, last, str(folder), now=1090.0)
+            "worker_created_at": 1005.0, "training_started_at": 1007.0, "training_iteration": 2,
+            "time_this_iter_s": 4.2}
+    outcome = stopped_outcome(spec, EpochReport.from_metrics(last), str(folder), now=1090.0)
     assert outcome.status is TrialStatus.STOPPED and outcome.epochs_done == 2 and outcome.steps == 16
     assert outcome.test_acc is None and outcome.best_val_acc == 0.63 and outcome.mlflow_run_id == "r1"
     assert outcome.wall_seconds == 90.0 and outcome.device_hours == device_hours(spec, 90.0) > 0
     # A trial that Tune ended at its final report keeps that report's status.
-    assert stopped_outcome(spec, {**last, "status": "finished", "test_acc": 0.7}, str(folder), 1090.0).status \
-        is TrialStatus.FINISHED
+    assert stopped_outcome(spec, EpochReport.from_metrics({**last, "status": "finished", "test_acc": 0.7}),
+                           str(folder), 1090.0).status is TrialStatus.FINISHED
+    # One that Tune ended before its first report ran nothing to count.
+    assert stopped_outcome(spec, EpochReport.from_metrics({"training_iteration": 0}), str(folder), 1090.0).epochs_done == 0
 
 
 def trial(arm, n, seed, status, val, test, hours, lr=0.01, wu=1.0, ended=0.0, search="random+asha"):
@@ -290,7 +294,7 @@ def test_the_progress_line_counts_the_points_not_yet_proposed(kind):
     first = _FakeTrial(0 if kind == "random" else 1, {"peak_lr": 0.01, "warmup_epochs": 1.0})  # Tune's first tag
     reporter.on_trial_start(0, [], first)
     reporter.on_trial_result(0, [], first, {"epoch": 5, "val_acc": 0.5, "status": "finished", "test_acc": 0.49})
-    first.last_result = {"epoch": 5, "val_acc": 0.5, "status": "finished", "test_acc": 0.49}
+    first.last_result = {"epoch": 5, "step": 40, "val_acc": 0.5, "status": "finished", "test_acc": 0.49}
     reporter.on_trial_complete(0, [], first)
     assert reporter.line().startswith("trials 1/5 done, 0 running, 4 pending, 0 failed")
     assert len(reporter.states) == 5
@@ -313,7 +317,7 @@ def test_the_callback_records_a_trial_tune_stopped(tmp_path, last_status, run_st
     folder.mkdir(parents=True)
     (folder / "driver.json").write_text(json.dumps({"started": 1.0}))
     Spool.of(folder).set_run_id("r7")
-    trial.last_result = {"epoch": 5 if last_status == "finished" else 2, "val_acc": 0.6, "best_val_acc": 0.6,
+    trial.last_result = {"epoch": 5 if last_status == "finished" else 2, "step": 40, "val_acc": 0.6, "best_val_acc": 0.6,
                          "status": last_status, **({"test_acc": 0.58} if last_status == "finished" else {})}
     with pytest.warns(UserWarning, match="did not take"):  # nothing listens on port 9: it stays spooled
         book.on_trial_complete(0, [], trial)
@@ -341,18 +345,18 @@ def test_a_resumed_search_replays_a_trial_that_ended_from_its_records(tmp_path):
     writer.flush()
 
     def outcome(status, epochs, **metrics):
-        return TrialOutcome.from_report(spec, {"epoch": epochs, "step": 4 * epochs + 1, **metrics}, status=status,
-                                        started=0.0, ended=1.0)
+        return TrialOutcome.from_report(spec, EpochReport(epoch=epochs, step=4 * epochs + 1, status=status, **metrics),
+                                        status=status, started=0.0, ended=1.0)
 
     reports = recorded_reports(str(tmp_path), spec, outcome(TrialStatus.STOPPED, 3))
-    assert [(r["epoch"], r["step"], r["val_acc"], r["status"]) for r in reports] == [
+    assert [(r.epoch, r.step, r.val_acc, r.status) for r in reports] == [
         (1, 4, 0.5, "running"), (2, 8, 0.65, "running"), (3, 12, 0.7, "stopped")]
     # A diverged trial's last report (the blown-up model's evaluation, at the epoch it had reached) has no
     # epoch row: it is replayed from the outcome, as the searcher first saw it.
     diverged = recorded_reports(str(tmp_path), spec, outcome(TrialStatus.DIVERGED, 2, val_acc=0.1, val_loss=9.0))
-    assert [(r["epoch"], r["val_acc"], r["status"]) for r in diverged] == [
+    assert [(r.epoch, r.val_acc, r.status) for r in diverged] == [
         (1, 0.5, "running"), (2, 0.65, "running"), (2, 0.1, "diverged")]
-    assert diverged[-1]["step"] == 9
+    assert diverged[-1].step == 9
 
 
 def test_a_resumed_search_that_proposes_another_point_under_a_recorded_id_stops(tmp_path):
@@ -388,7 +392,7 @@ def failed_trial(tmp_path):
     writer.flush()
     (folder / "driver.json").write_text(json.dumps({"started": 10.0}))
     # What the driver writes when the training raises: no metrics (fit never returned), the error.
-    TrialOutcome.from_report(spec, {}, status=TrialStatus.FAILED, started=10.0, ended=20.0,
+    TrialOutcome.from_report(spec, None, status=TrialStatus.FAILED, started=10.0, ended=20.0,
                              error="RuntimeError: CUDA error: an illegal memory access").write(folder)
     return job, spec, folder
 
@@ -434,7 +438,7 @@ def test_a_resumed_search_continues_a_trial_that_the_suites_stop_interrupted(fai
 
     _, spec, folder = failed_trial
     run, reports, trained = replay
-    TrialOutcome.from_report(spec, {}, status=TrialStatus.FAILED, started=10.0, ended=20.0,
+    TrialOutcome.from_report(spec, None, status=TrialStatus.FAILED, started=10.0, ended=20.0,
                              error="interrupted: SIGTERM stopped the suite (RayActorError: ...); --resume runs the "
                                    "trial again").write(folder)
     run()
@@ -455,7 +459,7 @@ def test_a_trial_that_dies_after_an_earlier_runs_interruption_is_summarised_as_f
     book.on_trial_error(0, [], trial)
     assert (folder / "summary.json").read_bytes() == written
     (folder / "driver.json").write_text(json.dumps({"started": 30.0}))  # the resumed run's driver, after that end
-    TrialOutcome.from_report(spec, {}, status=TrialStatus.FAILED, started=10.0, ended=20.0,
+    TrialOutcome.from_report(spec, None, status=TrialStatus.FAILED, started=10.0, ended=20.0,
                              error="interrupted: SIGTERM stopped the suite (...)").write(folder)
     book.on_trial_error(0, [], trial)
     outcome = TrialOutcome.read(folder)

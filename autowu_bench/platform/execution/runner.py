@@ -80,7 +80,7 @@ def collect_outcomes(trials: list[TrialSpec], run_dir: str,
             now = time.time()
             error = errors.get(spec.trial_id)
             outcome = TrialOutcome.from_report(
-                spec, {}, status=TrialStatus.FAILED, started=now, ended=now,
+                spec, None, status=TrialStatus.FAILED, started=now, ended=now,
                 error="the trial never started" if error is None else error_text(error),
             )
             if error is not None:

@@ -21,12 +21,13 @@ ran), and ends its MLflow child run (through the trial's spool) as KILLED with `
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import time
 from typing import Any
 
-from autowu_bench.platform.records.outcome import ENDED, TrialOutcome, TrialStatus
+from autowu_bench.platform.records.outcome import ENDED, EpochReport, TrialOutcome, TrialStatus
 from autowu_bench.platform.records.spec import TrialSpec
 from autowu_bench.platform.suite.expansion import SearchJob
 from autowu_bench.platform.suite.schema import Range
@@ -129,7 +130,7 @@ def run_search_trial(config: dict[str, Any], *, job: SearchJob, run_dir: str, tr
     earlier = TrialOutcome.read(trial_dir(run_dir, spec.trial_id))
     if earlier is not None and (earlier.status in ENDED or earlier.failed_by_error):
         for report in recorded_reports(run_dir, spec, earlier):
-            tune.report(report)
+            tune.report(report.to_metrics())
         if earlier.status is TrialStatus.FAILED:
             raise RecordedFailure(f"search trial {spec.trial_id} failed in the run being resumed and is replayed "
                                   f"as failed, not trained again (a new run of the suite trains it): {earlier.error}")
@@ -147,7 +148,7 @@ class RecordedFailure(RuntimeError):
     the result a second try might give) and proposes the same points after it."""
 
 
-def recorded_reports(run_dir: str, spec: TrialSpec, outcome: TrialOutcome) -> list[dict[str, Any]]:
+def recorded_reports(run_dir: str, spec: TrialSpec, outcome: TrialOutcome) -> list[EpochReport]:
     """A search trial that ended in an earlier run of the folder (``--resume``), as Tune saw it then:
     its epochs' reports again, from the trial's records, and its final one (a diverged trial's from its
     outcome: that report has no epoch row), so that the searcher and the scheduler learn what they learned
@@ -158,28 +159,32 @@ def recorded_reports(run_dir: str, spec: TrialSpec, outcome: TrialOutcome) -> li
 
     failed = outcome.status is TrialStatus.FAILED
     epochs = tables.fragments_frame(run_dir, "epochs", spec.trial_id)
-    reports = [{"epoch": int(row.epoch), "step": int(row.step), "val_acc": float(row.val_acc),
-                "val_loss": float(row.val_loss), "status": str(TrialStatus.RUNNING)}
+    reports = [EpochReport(epoch=int(row.epoch), step=int(row.step), status=TrialStatus.RUNNING,
+                           val_acc=float(row.val_acc), val_loss=float(row.val_loss))
                for row in epochs.itertuples() if failed or row.epoch <= outcome.epochs_done]
     if failed:
         return reports
     if outcome.status is TrialStatus.DIVERGED or not reports:
-        reports.append({"epoch": outcome.epochs_done, "step": outcome.steps, "val_acc": outcome.final_val_acc,
-                        "val_loss": outcome.final_val_loss, "status": str(outcome.status)})
+        reports.append(EpochReport(epoch=outcome.epochs_done, step=outcome.steps, status=outcome.status,
+                                   val_acc=outcome.final_val_acc, val_loss=outcome.final_val_loss))
     else:
-        reports[-1]["status"] = str(outcome.status)
+        reports[-1] = dataclasses.replace(reports[-1], status=outcome.status)
     return reports
 
 
-def stopped_outcome(spec: TrialSpec, last: dict[str, Any], folder: str, now: float) -> TrialOutcome:
-    """The outcome of a trial that Tune ended before its driver could (ASHA): from its last reported
-    metrics; ``finished`` / ``diverged`` if that report was its last, else ``stopped``."""
+def stopped_outcome(spec: TrialSpec, last: EpochReport | None, folder: str, now: float) -> TrialOutcome:
+    """The outcome of a trial that Tune ended before its driver could (ASHA): from its last report;
+    ``finished`` / ``diverged`` if that report was its last, else ``stopped``."""
     driver = read_json(os.path.join(folder, DRIVER_FILE))
-    status = last.get("status")
-    status = TrialStatus(status) if status in (TrialStatus.FINISHED, TrialStatus.DIVERGED) else TrialStatus.STOPPED
+    status = last.status if last is not None and last.ended else TrialStatus.STOPPED
     started = driver.get("started", now)
     return TrialOutcome.from_report(spec, last, status=status, started=started, ended=now,
                                     fit_started=driver.get("fit_started"), mlflow_run_id=spooled_run_id(folder))
+
+
+def last_report(trial: Any) -> EpochReport | None:
+    """A Tune trial's last report (None before its first)."""
+    return EpochReport.from_metrics(getattr(trial, "last_result", None))
 
 
 class SearchBook:
@@ -233,7 +238,7 @@ class SearchBook:
         if earlier is None or (earlier.ended_at or 0) < started:
             os.makedirs(folder, exist_ok=True)
             outcome = TrialOutcome.from_report(
-                spec, dict(getattr(trial, "last_result", None) or {}), status=TrialStatus.FAILED,
+                spec, last_report(trial), status=TrialStatus.FAILED,
                 started=started, ended=now, mlflow_run_id=spooled_run_id(folder),
                 error="the trial's process died before its driver wrote a summary (see Ray's logs)",
             )
@@ -245,7 +250,7 @@ class SearchBook:
         folder = trial_dir(self.run_dir, spec.trial_id)
         if TrialOutcome.read(folder) is not None:
             return  # the driver wrote it: the trial ran to its end
-        outcome = stopped_outcome(spec, dict(getattr(trial, "last_result", None) or {}), folder, time.time())
+        outcome = stopped_outcome(spec, last_report(trial), folder, time.time())
         os.makedirs(folder, exist_ok=True)
         outcome.write(folder)
         # Stopped at a rung on its last epoch, the trial ended as it would have: its run ends FINISHED.

@@ -26,7 +26,7 @@ import traceback
 from typing import Any
 
 from autowu_bench.platform.records.files import read_count, write_atomic
-from autowu_bench.platform.records.outcome import INTERRUPTED, TrialOutcome, TrialStatus
+from autowu_bench.platform.records.outcome import INTERRUPTED, EpochReport, TrialOutcome, TrialStatus
 from autowu_bench.platform.records.run_record import interrupted_since
 from autowu_bench.platform.records.spec import TrialKind, TrialSpec
 
@@ -52,12 +52,11 @@ def _note(folder: str, **values: Any) -> None:
     write_atomic(path, json.dumps({**read_json(path), **values}))
 
 
-def _stopped_by_tune(exc: BaseException) -> bool:
+def stopped_by_tune() -> bool:
     """Whether Tune is stopping this trial (ASHA cut it short): Tune sets its session's stop event, then a
-    report exits the trial with SystemExit, or the trial's placement group goes and its Train controller
-    dies under it. Ray's private API (ray.train._internal.session): False where it changes."""
-    if isinstance(exc, SystemExit):
-        return True
+    report exits the trial with SystemExit (not an ``Exception``), or the trial's placement group goes and
+    its Train controller dies under it. Ray's private API (ray.train._internal.session): the ASHA runs of
+    tests/test_e2e_search.py check on the pinned Ray that a stopped trial's summary says ``stopped``."""
     try:
         from ray.train._internal.session import get_session
     except ImportError:
@@ -70,42 +69,79 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
               parent_run_id: str | None) -> None:
     """Tune function trainable: the trial ``config["spec"]`` (a TrialSpec dict), end to end (see the
     module docstring); up to ``spec.max_failures`` worker-group restarts, each from the last checkpoint."""
-    started = time.time()
-    import ray.train
-    from ray.train.torch import TorchConfig, TorchTrainer
-    from ray.tune.integration.ray_train import TuneReportCallback
+    TrialDriver(TrialSpec.from_dict(config["spec"]), run_dir, tracking_uri, parent_run_id).run()
 
-    from autowu_bench.platform.execution.controller import (
-        controller_name,
-        start_controller,
-        stop_controller,
-    )
-    from autowu_bench.platform.tracking.client import RunStatus
-    from autowu_bench.platform.tracking.lifecycle import close_trial, open_trial, spooled_run_id
-    from autowu_bench.platform.execution.worker import ATTEMPTS_FILE, train_loop_per_worker
 
-    spec = TrialSpec.from_dict(config["spec"])
-    folder = trial_dir(run_dir, spec.trial_id)
-    os.makedirs(folder, exist_ok=True)
-    # Worker-group starts by the drivers of earlier, interrupted runs of the suite: not restarts.
-    starts_before = read_count(os.path.join(folder, ATTEMPTS_FILE))
-    run_id = controller = fit_started = None
-    finished = False
-    metrics: dict[str, Any] = {}
-    try:  # from here on, whatever fails is recorded in the trial's summary (and its MLflow run, if any)
-        _note(folder, started=started)
-        run_id = open_trial(tracking_uri, parent_run_id, spec, folder)
-        if spec.kind is TrialKind.AUTOWU:
-            controller = start_controller(spec.autowu_kwargs(), name=controller_name(spec.trial_id),
-                                          max_restarts=spec.max_failures)
+class TrialDriver:
+    """One run of a trial's driver: :meth:`run` fits the trial's ``TorchTrainer`` and records how it ended."""
+
+    def __init__(self, spec: TrialSpec, run_dir: str, tracking_uri: str | None, parent_run_id: str | None) -> None:
+        self.started = time.time()
+        self.spec, self.run_dir, self.tracking_uri, self.parent_run_id = spec, run_dir, tracking_uri, parent_run_id
+        self.folder = trial_dir(run_dir, spec.trial_id)
+        self.run_id: str | None = None
+        self.fit_started: float | None = None
+
+    def run(self) -> None:
+        """Fit, then write the summary: ``finished`` / ``diverged`` from the final report, or ``failed`` with
+        the error that ended the fit (raised on, for Tune to record; an interrupt of the suite marks it so).
+        Tune's scheduler ending the trial (ASHA) is not an error: the summary is the search's ``SearchBook``'s
+        to write (platform/execution/search.py)."""
+        from autowu_bench.platform.execution.controller import stop_controller
+
+        os.makedirs(self.folder, exist_ok=True)
+        controller = None
+        try:
+            _note(self.folder, started=self.started)
+            controller = self._start_controller()
+            report = self._fit(controller)
+        except (Exception, KeyboardInterrupt) as exc:  # not SystemExit: Tune's stop (stopped_by_tune)
+            if not stopped_by_tune():
+                self._record_failure("".join(traceback.format_exception_only(type(exc), exc)).strip())
+            raise
+        finally:
+            if controller is not None:
+                stop_controller(controller)
+        if report is None or not report.ended:
+            # Only a finished or diverged report ends a trial; anything else did not end as it should.
+            last = "none" if report is None else f"{str(report.status)!r} at epoch {report.epoch}"
+            error = RuntimeError(
+                f"trial {self.spec.trial_id}: Ray Train returned without a final report (last report: {last} "
+                f"of {self.spec.epochs} epochs); see the trial's Ray Train log under {self.run_dir}/ray")
+            self._record_failure(f"RuntimeError: {error}", report)
+            raise error
+        self._record_end(report)
+
+    def _start_controller(self):
+        """Open the trial's MLflow child run (through its spool) and, for AutoWU, start its controller actor."""
+        from autowu_bench.platform.execution.controller import controller_name, start_controller
+        from autowu_bench.platform.tracking.lifecycle import open_trial
+
+        self.run_id = open_trial(self.tracking_uri, self.parent_run_id, self.spec, self.folder)
+        if self.spec.kind is not TrialKind.AUTOWU:
+            return None
+        return start_controller(self.spec.autowu_kwargs(), name=controller_name(self.spec.trial_id),
+                                max_restarts=self.spec.max_failures)
+
+    def _fit(self, controller) -> EpochReport | None:
+        """Build and fit the trial's ``TorchTrainer``; the workers' last report (None if none came)."""
+        import ray.train
+        from ray.train.torch import TorchConfig, TorchTrainer
+        from ray.tune.integration.ray_train import TuneReportCallback
+
+        from autowu_bench.platform.execution.worker import ATTEMPTS_FILE, train_loop_per_worker
+
+        spec = self.spec
         resources = {"CPU": spec.cpus_per_worker}
         if spec.use_gpu:
             resources["GPU"] = spec.gpus_per_worker or 1.0
         trainer = TorchTrainer(
             train_loop_per_worker,
             train_loop_config={
-                "spec": spec.to_dict(), "trial_dir": folder, "tracking_uri": tracking_uri, "run_id": run_id,
-                "controller": controller, "group_starts_before": starts_before,
+                "spec": spec.to_dict(), "trial_dir": self.folder, "tracking_uri": self.tracking_uri,
+                "run_id": self.run_id, "controller": controller,
+                # Worker-group starts by the drivers of earlier, interrupted runs of the suite: not restarts.
+                "group_starts_before": read_count(os.path.join(self.folder, ATTEMPTS_FILE)),
             },
             torch_config=TorchConfig(backend="nccl" if spec.use_gpu else "gloo"),
             scaling_config=ray.train.ScalingConfig(
@@ -113,56 +149,48 @@ def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
             ),
             run_config=ray.train.RunConfig(
                 name=spec.trial_id,
-                storage_path=os.path.join(os.path.abspath(run_dir), "ray", "train"),
+                storage_path=os.path.join(os.path.abspath(self.run_dir), "ray", "train"),
                 callbacks=[TuneReportCallback()],
                 checkpoint_config=ray.train.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
                 failure_config=ray.train.FailureConfig(max_failures=spec.max_failures),
             ),
         )
-        fit_started = time.time()
-        _note(folder, fit_started=fit_started)
-        result = trainer.fit()
-        metrics = dict(result.metrics or {})
-        status = metrics.get("status")
-        if status not in (TrialStatus.FINISHED, TrialStatus.DIVERGED):
-            # Only those two end a trial; anything else is a trial that did not end as it should.
-            raise RuntimeError(
-                f"trial {spec.trial_id}: Ray Train returned without a final report (last status {status!r} at "
-                f"epoch {metrics.get('epoch')} of {spec.epochs}); see the trial's Ray Train log under {run_dir}/ray"
-            )
-        outcome = TrialOutcome.from_report(
-            spec, metrics, status=TrialStatus(status), started=started,
-            ended=time.time(), fit_started=fit_started, mlflow_run_id=run_id or spooled_run_id(folder),
+        self.fit_started = time.time()
+        _note(self.folder, fit_started=self.fit_started)
+        return EpochReport.from_metrics(trainer.fit().metrics)
+
+    def _outcome(self, report: EpochReport | None, status: TrialStatus, error: str | None = None) -> TrialOutcome:
+        from autowu_bench.platform.tracking.lifecycle import spooled_run_id
+
+        return TrialOutcome.from_report(
+            self.spec, report, status=status, started=self.started, ended=time.time(),
+            fit_started=self.fit_started, error=error, mlflow_run_id=self.run_id or spooled_run_id(self.folder),
         )
-        outcome.write(folder)
-        finished = True
-        close_trial(tracking_uri, folder, RunStatus.FINISHED, outcome.to_dict())
-    except BaseException as exc:
-        if finished:
-            raise  # the trial's summary says finished: nothing after it (an interrupt) turns it into a failure
-        if _stopped_by_tune(exc):
-            raise  # a scheduler's stop is not a failure (a search's SearchBook writes the trial's summary)
-        earlier = TrialOutcome.read(folder)
-        if earlier is not None and earlier.status is not TrialStatus.FAILED and (earlier.ended_at or 0) >= started:
-            # Tune's scheduler stopped this trial and the search's callback wrote its summary (stopped, or
-            # finished when the stop came at its last epoch's report): platform/execution/search.py
-            raise
-        error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        interrupted = interrupted_since(run_dir, started)
+
+    def _record_end(self, report: EpochReport) -> None:
+        """The trial's end: its summary (a failed write, a full disk, raises: Tune records the trial's error)
+        and its MLflow run FINISHED."""
+        from autowu_bench.platform.tracking.client import RunStatus
+        from autowu_bench.platform.tracking.lifecycle import close_trial
+
+        outcome = self._outcome(report, report.status)
+        outcome.write(self.folder)
+        close_trial(self.tracking_uri, self.folder, RunStatus.FINISHED, outcome.to_dict())
+
+    def _record_failure(self, error: str, report: EpochReport | None = None) -> None:
+        """A failed trial's summary and MLflow run; one that Ray stopping under it failed (the suite was
+        interrupted) is marked so, and its run KILLED: a resumed run continues it."""
+        from autowu_bench.platform.tracking.client import RunStatus
+        from autowu_bench.platform.tracking.lifecycle import close_trial
+
+        interrupted = interrupted_since(self.run_dir, self.started)
         if interrupted is not None:  # Ray stopping under the trial, not a fault of the trial
             error = f"{INTERRUPTED}{interrupted} stopped the suite ({error}); --resume runs the trial again"
-        outcome = TrialOutcome.from_report(
-            spec, metrics, status=TrialStatus.FAILED, started=started, ended=time.time(),
-            fit_started=fit_started, error=error, mlflow_run_id=run_id or spooled_run_id(folder),
-        )
+        outcome = self._outcome(report, TrialStatus.FAILED, error)
         try:
-            outcome.write(folder)
-        except OSError as write_error:  # a full disk: the trial's own error, raised below, is what Tune records
-            print(f"trial {spec.trial_id}: its summary was not written ({write_error}); it failed with: {error}",
+            outcome.write(self.folder)
+        except OSError as write_error:  # a full disk: the trial's own error, raised on, is what Tune records
+            print(f"trial {self.spec.trial_id}: its summary was not written ({write_error}); it failed with: {error}",
                   file=sys.stderr, flush=True)
-        close_trial(tracking_uri, folder, RunStatus.FAILED if interrupted is None else RunStatus.KILLED,
+        close_trial(self.tracking_uri, self.folder, RunStatus.FAILED if interrupted is None else RunStatus.KILLED,
                     outcome.to_dict())
-        raise
-    finally:
-        if controller is not None:
-            stop_controller(controller)

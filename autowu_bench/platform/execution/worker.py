@@ -52,9 +52,10 @@ import torch
 from autowu_bench.platform.execution.collectives import broadcast_object, gather_objects
 from autowu_bench.platform.records.files import count_up, read_count, write_atomic, write_parquet_atomic
 from autowu_bench.platform.execution.train_step import LossBuffer, TrainStep, evaluate, first_divergent
-from autowu_bench.platform.records.outcome import TrialStatus
+from autowu_bench.platform.execution.training_state import Progress, TrainingState
+from autowu_bench.platform.records.outcome import EpochReport, TrialStatus
 from autowu_bench.platform.records.spec import TrialKind, TrialSpec
-from autowu_bench.schedulers.plan import Phase, Plan, SwitchReason
+from autowu_bench.schedulers.plan import Phase, SwitchReason
 from autowu_bench.schedulers.schedule import Schedule
 from autowu_bench.workloads.data.sharding import batch_split_problem
 from autowu_bench.workloads.optimizers import evaluation_weights
@@ -85,7 +86,7 @@ class WorkerEnv:
             already initialised with these).
         device: the device to train on.
         trial_dir: the trial's results folder (lr_rank{r}.parquet, the recorder's fragments).
-        report: ``report(metrics, checkpoint_dir_or_None)``; every rank calls it at every epoch end.
+        report: ``report(epoch_report, checkpoint_dir_or_None)``; every rank calls it at every epoch end.
         schedule: rank 0's schedule; None on other ranks.
         recorder: rank 0's TrialRecorder, or None.
         checkpoint_dir: a checkpoint folder to resume from, or None.
@@ -97,7 +98,7 @@ class WorkerEnv:
     world_size: int
     device: torch.device
     trial_dir: str
-    report: Callable[[dict[str, Any], str | None], None]
+    report: Callable[[EpochReport, str | None], None]
     schedule: Schedule | None = None
     recorder: Any = None
     checkpoint_dir: str | None = None
@@ -174,10 +175,10 @@ class TrialWorker:
 
         if env.checkpoint_dir is not None:
             # On the CPU: the RNG states must stay CPU byte tensors; the state dicts move to the device on load.
-            # Plain data and tensors only (see _capture): nothing in a checkpoint runs code when loaded.
+            # Plain data and tensors only (training_state.py): nothing in a checkpoint runs code when loaded.
             state = torch.load(os.path.join(env.checkpoint_dir, CHECKPOINT_FILE), map_location="cpu",
                                weights_only=True)
-            self._restore(state, resume=True)
+            self._restore(TrainingState.from_dict(state), resume=True)
         group, self.restarts = broadcast_object(_count_start(env) if self.rank == 0 else None, self.rank)
         if group > 1 and self.recorder is not None:
             self.recorder.resume()
@@ -229,44 +230,48 @@ class TrialWorker:
         last = self.epoch == self.spec.epochs
         steps = self.step - epoch_start_step
         finite = [v for v in self._epoch_losses if v == v and abs(v) != float("inf")]
-        metrics = self._report_metrics(
+        test_loss, test_acc = self._evaluate(self.test_loader) if last else (None, None)
+        report = self._epoch_report(
             TrialStatus.FINISHED if last else TrialStatus.RUNNING, val_loss, val_acc,
             lr=self.plan.lr(self.step),
             train_loss=sum(finite) / len(finite) if finite else float("nan"),
             epoch_seconds=train_seconds,
             sync_seconds=self._sync_seconds,
             images_per_second=steps * self.spec.batch_size / train_seconds if train_seconds > 0 else 0.0,
+            test_loss=test_loss, test_acc=test_acc,
         )
         self.val_history.append({"epoch": self.epoch, "val_loss": val_loss, "val_acc": val_acc})
-        if last:
-            metrics["test_loss"], metrics["test_acc"] = self._evaluate(self.test_loader)
-        self._log_epoch(metrics)
-        self.snapshots = [*self.snapshots[-1:], self._report(metrics)]
+        self._log_epoch(report)
+        self.snapshots = [*self.snapshots[-1:], self._report(report)]
 
     def _finish_diverged(self) -> None:
         """The diverged end: its final weights are evaluated like a finished trial's, so the trial counts in
         its grid point's mean (at about chance) instead of dropping out of it."""
         val_loss, val_acc = self._evaluate(self.val_loader)
         test_loss, test_acc = self._evaluate(self.test_loader)
-        metrics = self._report_metrics(TrialStatus.DIVERGED, val_loss, val_acc, lr=float("nan"),
-                                       test_loss=test_loss, test_acc=test_acc)
+        report = self._epoch_report(TrialStatus.DIVERGED, val_loss, val_acc, lr=float("nan"),
+                                    test_loss=test_loss, test_acc=test_acc)
         if self.recorder is not None:
             self.recorder.log_event("diverged", self.step, phase=str(self.plan.phase))
-        self._log_epoch(metrics, epoch_metrics=False)
-        self._report(metrics)
+        self._log_epoch(report, epoch_metrics=False)
+        self._report(report)
 
-    def _report_metrics(self, status: TrialStatus, val_loss: float, val_acc: float, **more: Any) -> dict[str, Any]:
+    def _epoch_report(self, status: TrialStatus, val_loss: float, val_acc: float, **more: Any) -> EpochReport:
         """What every report carries (the trial outcome is built from the last one), plus ``more``."""
-        return {
-            "epoch": self.epoch, "step": self.step, "phase": str(self.plan.phase_at(self.step)),
-            "val_loss": val_loss, "val_acc": val_acc, "best_val_acc": self.best_val_acc,
-            "rollbacks": self.rollbacks, "restarts": self.restarts, "status": str(status),
-            "steps_per_epoch": self.steps_per_epoch, "worker_created_at": self.created_at,
-            "training_started_at": self.training_started_at, **self._switch_metrics(), **more,
-        }
+        switch_step = self.plan.switch_step
+        return EpochReport(
+            epoch=self.epoch, step=self.step, status=status, phase=str(self.plan.phase_at(self.step)),
+            val_loss=val_loss, val_acc=val_acc, best_val_acc=self.best_val_acc,
+            rollbacks=self.rollbacks, restarts=self.restarts,
+            steps_per_epoch=self.steps_per_epoch, worker_created_at=self.created_at,
+            training_started_at=self.training_started_at, switch_step=switch_step,
+            switch_epoch=None if switch_step is None else switch_step / self.steps_per_epoch,
+            switch_reason=None if self.plan.switch_reason is None else str(self.plan.switch_reason),
+            decay_start_lr=self.plan.decay_start_lr, **more,
+        )
 
-    def _report(self, metrics: dict[str, Any]) -> dict[str, Any]:
-        """Report ``metrics`` with a checkpoint of the state now (returned: it is also the snapshot).
+    def _report(self, report: EpochReport) -> TrainingState:
+        """Report with a checkpoint of the state now (returned: it is also the snapshot).
 
         Every report carries a checkpoint, the diverged end too: the result of Ray Train's ``fit`` holds
         the metrics of the newest checkpoint, so a final report without one would be lost
@@ -274,8 +279,8 @@ class TrialWorker:
         state = self._capture()
         with tempfile.TemporaryDirectory(prefix="autowu-ckpt-") as folder:
             if self.rank == 0:
-                torch.save({**state, "spec": self.spec.to_dict()}, os.path.join(folder, CHECKPOINT_FILE))
-            self.env.report(metrics, folder if self.rank == 0 else None)
+                torch.save({**state.to_dict(), "spec": self.spec.to_dict()}, os.path.join(folder, CHECKPOINT_FILE))
+            self.env.report(report, folder if self.rank == 0 else None)
         return state
 
     # -- sync points -----------------------------------------------------------------------------
@@ -316,7 +321,7 @@ class TrialWorker:
 
     def _rollback(self) -> None:
         diverged_at = self.plan.divergence_step
-        good = [state for state in self.snapshots if state["progress"]["step"] < diverged_at - 1]
+        good = [state for state in self.snapshots if state.progress.step < diverged_at - 1]
         self._restore(good[-1] if good else self.snapshots[0], resume=False)
         self.rollbacks += 1
         if self.recorder is not None:
@@ -327,48 +332,37 @@ class TrialWorker:
 
     # -- state: one capture for the rollback snapshot and the checkpoint -------------------------
 
-    def _capture(self) -> dict[str, Any]:
-        """The training state now, self-contained: model, optimizer, every rank's RNG, progress, the LR
-        trace so far, the plan and (rank 0) the schedule's state. Every rank calls it at the same step.
-        Tensors and plain data only (the plan as its dict, numpy's RNG key as a list), so the checkpoint
-        loads with ``torch.load(weights_only=True)``. The model's weights are those to evaluate
-        (``evaluation_weights``: Schedule-Free's average)."""
+    def _capture(self) -> TrainingState:
+        """The training state now, self-contained (``TrainingState``). Every rank calls it at the same step."""
         with evaluation_weights(self.optimizer):
             model = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             optimizer = copy.deepcopy(self.optimizer.state_dict())
-        return {
-            "model": model,
-            "optimizer": optimizer,
-            "rng": gather_objects(_rng_state(self.device)),
-            "progress": {
-                "step": self.step, "epoch": self.epoch, "rollbacks": self.rollbacks,
-                "best_val_acc": self.best_val_acc, "val_history": list(self.val_history),
-                "tests_logged": self.tests_logged,
-            },
-            "trace": list(self.trace),
-            "plan": self.plan.to_dict(),
-            "schedule": self.env.schedule.state_dict() if self.rank == 0 else None,
-        }
+        progress = Progress(step=self.step, epoch=self.epoch, rollbacks=self.rollbacks,
+                            best_val_acc=self.best_val_acc, val_history=list(self.val_history),
+                            tests_logged=self.tests_logged)
+        return TrainingState(model=model, optimizer=optimizer, rng=gather_objects(_rng_state(self.device)),
+                             progress=progress, trace=list(self.trace), plan=self.plan,
+                             schedule=self.env.schedule.state_dict() if self.rank == 0 else None)
 
-    def _restore(self, state: dict[str, Any], *, resume: bool) -> None:
+    def _restore(self, state: TrainingState, *, resume: bool) -> None:
         """Back to a captured state. A rollback keeps the schedule's decision (the plan, the tests
         logged, the rollback count); a resume takes everything from the checkpoint."""
-        self.model.load_state_dict(state["model"])
+        self.model.load_state_dict(state.model)
         # The optimizer keeps its tensors: a copy, so the snapshot survives the steps that follow.
-        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
-        rng = state["rng"]
+        self.optimizer.load_state_dict(copy.deepcopy(state.optimizer))
+        rng = state.rng
         _set_rng_state(rng[self.rank] if self.rank < len(rng) else rng[0], self.device)
-        progress = state["progress"]
-        self.step, self.epoch = progress["step"], progress["epoch"]
-        self.best_val_acc = progress["best_val_acc"]
-        self.val_history = list(progress["val_history"])
-        self.trace = list(state["trace"])
+        progress = state.progress
+        self.step, self.epoch = progress.step, progress.epoch
+        self.best_val_acc = progress.best_val_acc
+        self.val_history = list(progress.val_history)
+        self.trace = list(state.trace)
         self._epoch_losses = []
         if resume:
-            self.rollbacks, self.tests_logged = progress["rollbacks"], progress["tests_logged"]
-            self.plan = Plan.from_dict(state["plan"])
+            self.rollbacks, self.tests_logged = progress.rollbacks, progress.tests_logged
+            self.plan = state.plan
             if self.rank == 0:
-                self.env.schedule.load_state_dict(state["schedule"])
+                self.env.schedule.load_state_dict(state.schedule)
 
     # -- evaluation and logging ------------------------------------------------------------------
 
@@ -379,20 +373,11 @@ class TrialWorker:
                 amp=self.spec.amp, channels_last=self.spec.channels_last,
             )
 
-    def _switch_metrics(self) -> dict[str, Any]:
-        switch_step = self.plan.switch_step
-        return {
-            "switch_step": switch_step,
-            "switch_epoch": None if switch_step is None else switch_step / self.steps_per_epoch,
-            "switch_reason": None if self.plan.switch_reason is None else str(self.plan.switch_reason),
-            "decay_start_lr": self.plan.decay_start_lr,
-        }
-
     @property
     def recorder(self):
         return self.env.recorder
 
-    def _log_epoch(self, metrics: dict[str, Any], epoch_metrics: bool = True) -> None:
+    def _log_epoch(self, report: EpochReport, epoch_metrics: bool = True) -> None:
         """Rank 0: step curves, epoch metrics and new AutoWU tests to the recorder; every rank: LR trace."""
         self._write_trace()
         lrs = [lr for _, lr in self.trace[self._epoch_first:]]
@@ -405,9 +390,9 @@ class TrialWorker:
         if epoch_metrics:
             keys = ("val_loss", "val_acc", "epoch_seconds", "sync_seconds", "images_per_second",
                     "test_loss", "test_acc")
-            values = {k: metrics[k] for k in keys if k in metrics}
+            values = {k: getattr(report, k) for k in keys if getattr(report, k) is not None}
             # "train_loss" is the per-step metric; the epoch's mean gets a name of its own.
-            values["epoch_train_loss"] = metrics["train_loss"]
+            values["epoch_train_loss"] = report.train_loss
             self.recorder.log_epoch(self.epoch, self.step, values)
         tests = self.env.schedule.tests_since(self.tests_logged)
         if tests:
@@ -499,9 +484,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         schedule = rank0_schedule(spec, config.get("controller"))
         recorder = TrialRecorder(config.get("tracking_uri"), config.get("run_id"), config["trial_dir"])
 
-    def report(metrics: dict[str, Any], folder: str | None) -> None:
+    def report(epoch_report: EpochReport, folder: str | None) -> None:
         checkpoint = ray.train.Checkpoint.from_directory(folder) if folder else None
-        ray.train.report(metrics, checkpoint=checkpoint)
+        ray.train.report(epoch_report.to_metrics(), checkpoint=checkpoint)
 
     def worker(checkpoint_dir: str | None) -> TrialWorker:
         env = WorkerEnv(rank, world, device, config["trial_dir"], report, schedule, recorder, checkpoint_dir,

@@ -1,5 +1,7 @@
 """A trial's outcome: the one schema that the trial driver writes (``summary.json``) and that the
-results tables and the head-to-head table read. Fields and statuses are listed in docs/results.md."""
+results tables and the head-to-head table read; and the workers' epoch report it is built from, the one
+shape that Ray Train and Tune carry as a metrics dict (``ray.train.report``) and that the searchers and
+ASHA read (``val_acc`` by ``epoch``). Fields and statuses are listed in docs/results.md."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import os
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from autowu_bench.platform.records.files import write_atomic
 from autowu_bench.platform.records.spec import TrialSpec
@@ -34,6 +36,76 @@ ENDED = frozenset({TrialStatus.FINISHED, TrialStatus.DIVERGED, TrialStatus.STOPP
 # How the error of a trial that failed because the suite was stopped under it (a signal, Ray going down)
 # begins: not a fault of the trial, so a resumed run continues it from its checkpoint.
 INTERRUPTED = "interrupted: "
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    """One report of a trial's workers (every rank reports the same one).
+
+    Attributes:
+        epoch / step: epochs and optimizer steps done.
+        status: ``running`` while epochs remain; ``finished`` at the last epoch's report; ``diverged``
+            at the report that ends a diverged trial.
+        val_loss / val_acc: this epoch's validation (a diverged end's: its final weights').
+        best_val_acc: the best validation accuracy so far (NaN before any).
+        phase: the schedule's phase at ``step`` (``warmup``, ``decay``...).
+        rollbacks / restarts: divergence rollbacks and worker-group restarts so far.
+        steps_per_epoch: optimizer steps in one epoch.
+        worker_created_at / training_started_at: ``time.time()`` when rank 0's worker was created and
+            when its loop began: the outcome's start-up split.
+        switch_step / switch_epoch / switch_reason / decay_start_lr: AutoWU's decision, once taken.
+        lr: the LR at ``step`` (NaN at a diverged end).
+        train_loss / epoch_seconds / sync_seconds / images_per_second: the epoch's mean training loss,
+            its training time, the part of it spent at sync points, and its throughput.
+        test_loss / test_acc: at the trial's last report only (finished or diverged).
+    """
+
+    epoch: int
+    step: int
+    status: TrialStatus
+    val_loss: float | None = None
+    val_acc: float | None = None
+    best_val_acc: float | None = None
+    phase: str | None = None
+    rollbacks: int = 0
+    restarts: int = 0
+    steps_per_epoch: int | None = None
+    worker_created_at: float | None = None
+    training_started_at: float | None = None
+    switch_step: int | None = None
+    switch_epoch: float | None = None
+    switch_reason: str | None = None
+    decay_start_lr: float | None = None
+    lr: float | None = None
+    train_loss: float | None = None
+    epoch_seconds: float | None = None
+    sync_seconds: float | None = None
+    images_per_second: float | None = None
+    test_loss: float | None = None
+    test_acc: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", TrialStatus(self.status))
+
+    @property
+    def ended(self) -> bool:
+        """Whether this report ends the trial: its last epoch's, or a divergence's."""
+        return self.status in (TrialStatus.FINISHED, TrialStatus.DIVERGED)
+
+    def to_metrics(self) -> dict[str, Any]:
+        """The report as ``ray.train.report`` takes it: plain values, the status as its string."""
+        metrics = dataclasses.asdict(self)
+        metrics["status"] = str(self.status)
+        return metrics
+
+    @classmethod
+    def from_metrics(cls, metrics: Mapping[str, Any] | None) -> "EpochReport | None":
+        """The report in Ray Train's or Tune's result metrics (which add keys of their own, ignored); None
+        when they hold none (a trial that never reported)."""
+        if not metrics or "epoch" not in metrics:
+            return None
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in metrics.items() if k in names})
 
 
 def device_hours(spec: TrialSpec, wall_seconds: float) -> float:
@@ -79,34 +151,38 @@ class TrialOutcome:
 
     @classmethod
     def from_report(
-        cls, spec: TrialSpec, metrics: dict[str, Any], *, status: TrialStatus, started: float, ended: float,
+        cls, spec: TrialSpec, report: EpochReport | None, *, status: TrialStatus, started: float, ended: float,
         fit_started: float | None = None, error: str | None = None, mlflow_run_id: str | None = None,
     ) -> "TrialOutcome":
-        """The outcome from the workers' last reported ``metrics`` (empty when none came), timed from the
-        driver's ``started`` to ``ended`` (``time.time()`` values)."""
+        """The outcome from the workers' last ``report`` (None when none came), timed from the driver's
+        ``started`` to ``ended`` (``time.time()`` values)."""
         wall = ended - started
+        timing = {"trial_id": spec.trial_id, "arm": spec.arm, "kind": spec.kind, "status": status,
+                  "wall_seconds": wall, "device_hours": device_hours(spec, wall), "error": error,
+                  "mlflow_run_id": mlflow_run_id, "ended_at": ended}
+        if report is None:
+            return cls(**timing)
         # A diverged trial's final weights were evaluated too: it counts in its grid point's mean.
         evaluated = status in (TrialStatus.FINISHED, TrialStatus.DIVERGED)
         startup = {}
-        if "training_started_at" in metrics and fit_started is not None:
+        if report.training_started_at is not None and report.worker_created_at is not None \
+                and fit_started is not None:
             startup = {
-                "startup_seconds": metrics["training_started_at"] - started,
+                "startup_seconds": report.training_started_at - started,
                 "driver_setup_seconds": fit_started - started,
-                "train_startup_seconds": metrics["worker_created_at"] - fit_started,
-                "worker_setup_seconds": metrics["training_started_at"] - metrics["worker_created_at"],
+                "train_startup_seconds": report.worker_created_at - fit_started,
+                "worker_setup_seconds": report.training_started_at - report.worker_created_at,
             }
         return cls(
-            trial_id=spec.trial_id, arm=spec.arm, kind=spec.kind, status=status,
-            epochs_done=metrics.get("epoch", 0), steps=metrics.get("step", 0),
-            steps_per_epoch=metrics.get("steps_per_epoch"),
-            final_val_acc=metrics.get("val_acc") if evaluated else None,
-            best_val_acc=_finite_or_none(metrics.get("best_val_acc")),
-            final_val_loss=metrics.get("val_loss") if evaluated else None,
-            test_acc=metrics.get("test_acc"), test_loss=metrics.get("test_loss"),
-            switch_step=metrics.get("switch_step"), switch_epoch=metrics.get("switch_epoch"),
-            switch_reason=metrics.get("switch_reason"), decay_start_lr=metrics.get("decay_start_lr"),
-            rollbacks=metrics.get("rollbacks", 0), restarts=metrics.get("restarts", 0), wall_seconds=wall, device_hours=device_hours(spec, wall),
-            error=error, mlflow_run_id=mlflow_run_id, ended_at=ended, **startup,
+            **timing, **startup, epochs_done=report.epoch, steps=report.step,
+            steps_per_epoch=report.steps_per_epoch,
+            final_val_acc=report.val_acc if evaluated else None,
+            best_val_acc=_finite_or_none(report.best_val_acc),
+            final_val_loss=report.val_loss if evaluated else None,
+            test_acc=report.test_acc, test_loss=report.test_loss,
+            switch_step=report.switch_step, switch_epoch=report.switch_epoch,
+            switch_reason=report.switch_reason, decay_start_lr=report.decay_start_lr,
+            rollbacks=report.rollbacks, restarts=report.restarts,
         )
 
     @property
