@@ -1,12 +1,14 @@
 """One trial end to end, as a Ray Tune function trainable (the Ray Train V2 pattern).
 
-Tune runs :func:`run_trial` holding no CPU, so the trial's Train workers get the cores. It opens the
+Tune runs :func:`run_trial` holding no CPU, so the trial's Train workers get the cores. Its
+:class:`TrialDriver` opens the
 trial's MLflow child run, starts the AutoWU controller actor (AutoWU trials) and passes its handle to
 the workers in their config, builds and fits a ``TorchTrainer`` whose workers run
 :func:`~autowu_bench.platform.execution.worker.train_loop_per_worker`, forwards their reports to Tune with
-``TuneReportCallback``, and writes the trial's outcome (``summary.json``) in the trial folder,
-whatever happens (when even that write fails, a full disk, the trial's error is what it raises: Tune
-records it and the runner takes it from there).
+``TuneReportCallback``, and writes the trial's outcome (``summary.json``) in the trial folder however
+the fit ended, but for Tune's own stop (ASHA), whose summary the search's callback writes (when even
+that write fails, a full disk, the trial's error is what it raises: Tune records it and the runner
+takes it from there).
 
 Tracking never decides a trial's outcome: the child run is opened and closed through the trial's spool
 (``tracking.lifecycle.open_trial`` / ``close_trial``), each waiting a bounded time for MLflow and never raising for
