@@ -28,7 +28,8 @@ Config keys (all optional; unknown keys are an error, so a typo is not silently 
                       "constant"; AutoWU: "cosine" or "const-cos"
     AutoWU options    lr_min, lr_max,
                       max_warmup_fraction, warmup, confidence, patience, const_fraction, test_interval,
-                      divergence_factor (unset ones keep AutoWU's defaults)
+                      divergence_factor (``schedulers.autowu.AutoWUOptions``; unset ones keep AutoWU's
+                      defaults; None is not a value: leave the key out)
     num_workers (1), cpus_per_worker (1.0), use_gpu (False), gpus_per_worker, max_failures (3)
     data_root, train_subset, val_size (5000)    the data (default root: the workload's)
     micro_batch, amp, channels_last, compile     training options, as in a suite's ``training``
@@ -66,10 +67,10 @@ from typing import Any
 
 from autowu_bench.platform.execution.tuner import RESOURCES  # noqa: F401 (public: the trainable's request)
 from autowu_bench.platform.records.spec import TrialKind, TrialSpec
-from autowu_bench.schedulers.autowu import DECAYS, autowu_defaults
+from autowu_bench.schedulers.autowu import DECAYS, AutoWUOptions, autowu_defaults
 from autowu_bench.schedulers.lr_functions import BASELINE_DECAYS
 
-AUTOWU_OPTIONS = tuple(n for n in autowu_defaults() if n not in ("decay", "seed"))
+AUTOWU_OPTIONS = AutoWUOptions.names()
 _OWN_KEYS = ("schedule", "run_dir", "tracking_uri", "mlflow_parent_run_id")
 _SPEC_KEYS = tuple(f.name for f in dataclasses.fields(TrialSpec)
                    if f.name not in ("trial_id", "kind", "autowu", "arm", "is_default", "search"))
@@ -84,6 +85,9 @@ def spec_from_config(config: dict[str, Any], trial_id: str) -> TrialSpec:
     if unknown:
         raise ValueError(f"autowu_bench.tune.trainable: unknown config keys {unknown}; known: {sorted(known)}")
     autowu = {k: _plain(config[k]) for k in AUTOWU_OPTIONS if k in config}
+    unset = sorted(k for k, v in autowu.items() if v is None)
+    if unset:
+        raise ValueError(f"AutoWU options {unset} are None; leave them out to keep AutoWU's defaults")
     decay = config.get("decay")
     only_autowu = set(DECAYS) - set(BASELINE_DECAYS)
     schedule = config.get("schedule") or (TrialKind.AUTOWU if autowu or decay in only_autowu else TrialKind.BASELINE)
@@ -105,7 +109,7 @@ def spec_from_config(config: dict[str, Any], trial_id: str) -> TrialSpec:
         values.pop("peak_lr", None)
         values.pop("warmup_epochs", None)
         values.setdefault("decay", autowu_defaults()["decay"])
-        return recipe.autowu_trial(trial_id, arm="autowu", autowu=autowu, **values)
+        return recipe.autowu_trial(trial_id, arm="autowu", autowu=AutoWUOptions(**autowu), **values)
     if autowu:
         raise ValueError(f"schedule 'baseline' takes no AutoWU options; got {sorted(autowu)}")
     values.setdefault("decay", "cosine")

@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from autowu_bench.platform.execution.ray_cluster import ray_session  # noqa: E402
 from autowu_bench.platform.execution.runner import run_trials  # noqa: E402
 from autowu_bench.platform.records.spec import TrialSpec  # noqa: E402
+from autowu_bench.schedulers.autowu import AutoWUOptions  # noqa: E402
 
 
 def epoch_rows(run_dir: str, trial_id: str) -> dict[int, dict]:
@@ -58,7 +59,7 @@ def main() -> None:
     trials = []
     for r in range(args.repeats):
         autowu = TrialSpec(trial_id=f"autowu-{r}", arm="autowu", kind="autowu", decay="const-cos",
-                           autowu={"test_interval": interval}, **common)
+                           autowu=AutoWUOptions(test_interval=interval), **common)
         fixed = TrialSpec(trial_id=f"fixed-{r}", arm="baseline", kind="baseline", peak_lr=0.01,
                           warmup_epochs=1, **common)
         trials += [fixed, autowu, TrialSpec.from_dict({**autowu.to_dict(), "trial_id": f"autowu-{r}b"}),

@@ -24,6 +24,7 @@ from autowu_bench.platform.execution.search import (
 from autowu_bench.platform.tracking.spool import Spool
 from autowu_bench.platform.suite.errors import SuiteError
 from autowu_bench.platform.suite.loader import load_suite, validate_suite
+from autowu_bench.schedulers.autowu import AutoWUOptions
 from autowu_bench.tune import spec_from_config
 
 SPACE = {"peak_lr": {"low": 1e-3, "high": 1e-1, "log": True}, "warmup_epochs": {"low": 0, "high": 3}}
@@ -69,6 +70,9 @@ def test_schema_rejects_what_a_search_cannot_run():
     assert "arms[0].search.space.warmup_epochs: warmup epochs up to 9 not below the 5 epochs" in text_fit
     assert "arms[4].search.space.lr: 'lr' is not an AutoWU option" in text
     assert "arms[4].search.space.patience: value 0" in text
+    detector = problems({"name": "h", "kind": "autowu", "search": {"searcher": "grid", "space": {"detector": [1]}}})
+    assert ("arms[0].search.space.detector: 'detector' is not an AutoWU option; searchable: "
+            f"{list(AutoWUOptions.names())}") in detector  # the options' one list: not AutoWUCore's detector
     assert "a log range needs low > 0" in text
     late = problems(search_arm(scheduler={"kind": "asha", "grace_period": 6}))  # the suite has 5 epochs
     assert "arms[0].search.scheduler.grace_period: grace_period 6 is past the 5 epochs" in late
@@ -103,7 +107,8 @@ def test_base_lr_is_scaled_and_autowu_knobs_merge_into_the_arm_options():
     assert grid.search.trials == 2
     assert grid.spec({"base_lr": 0.001, "warmup_epochs": 2}, "x").peak_lr == pytest.approx(0.002)  # sqrt(256/64)
     spec = knobs.spec({"patience": 3}, "y")
-    assert spec.autowu == {"test_interval": "auto", "patience": 3} and spec.autowu_kwargs()["patience"] == 3
+    assert spec.autowu == AutoWUOptions(test_interval="auto", patience=3) and spec.autowu_kwargs()["patience"] == 3
+    assert knobs.base.autowu == AutoWUOptions(test_interval="auto")  # the arm's options, unchanged
 
 
 def _noop(config):
@@ -240,7 +245,7 @@ def test_public_trainable_config():
     spec = spec_from_config({"batch_size": 1024, "peak_lr": 0.01, "epochs": 3}, "t1")
     assert (spec.kind, spec.peak_lr, spec.epochs, spec.workload, spec.trial_id) == ("baseline", 0.01, 3, "fmnist-mlp", "t1")
     auto = spec_from_config({"patience": 2, "decay": "const-cos", "num_workers": 2}, "t2")
-    assert auto.kind == "autowu" and auto.autowu == {"patience": 2} and auto.num_workers == 2
+    assert auto.kind == "autowu" and auto.autowu == AutoWUOptions(patience=2) and auto.num_workers == 2
     default = spec_from_config({"schedule": "baseline", "batch_size": 1024}, "t3")
     assert default.peak_lr > 0 and default.warmup_epochs is not None
     with pytest.raises(ValueError, match="unknown config keys"):

@@ -13,9 +13,9 @@ from autowu_bench.platform.suite.expansion import expand
 from autowu_bench.platform.checks.data import data_problems
 from autowu_bench.platform.suite.errors import SuiteError
 from autowu_bench.platform.suite.overrides import apply_overrides, select
-from autowu_bench.platform.suite.schema import AutoWUOptions
+from autowu_bench.platform.suite.schema import AutoWUOptionsSchema
 from autowu_bench.platform.suite.loader import load_suite, read_suite, suite_to_yaml, validate_suite
-from autowu_bench.schedulers import AutoWUCore
+from autowu_bench.schedulers import AutoWUCore, AutoWUOptions
 from autowu_bench.workloads.data.sharding import batch_split_problem
 from autowu_bench.workloads import get_workload, workload_names
 from data_fixtures import write_fashion_mnist_idx
@@ -191,8 +191,13 @@ def test_every_autowu_option_problem_of_an_arm_is_reported(fmnist_root):
 
 
 def test_autowu_options_are_autowu_keywords():
-    accepted = set(inspect.signature(AutoWUCore.__init__).parameters)
-    assert set(AutoWUOptions.model_fields) <= accepted
+    """One list of the options: the dataclass's fields are AutoWUCore keywords (all of them but the step
+    counts, the trial's own decay and seed, and the detector), and the suite schema's fields are the
+    dataclass's, in its order."""
+    parameters = inspect.signature(AutoWUCore.__init__).parameters.values()
+    keywords = [p.name for p in parameters if p.kind is p.KEYWORD_ONLY]
+    assert list(AutoWUOptions.names()) == [k for k in keywords if k not in ("decay", "seed", "detector")]
+    assert list(AutoWUOptionsSchema.model_fields) == list(AutoWUOptions.names())
 
 
 def test_packaged_suites_load_by_name_and_unknown_names_list_them(fmnist_root):
@@ -283,7 +288,7 @@ def test_expansion_counts_ids_and_default_point(fmnist_root):
         assert defaults[0].peak_lr == pytest.approx(recipe.base_lr * math.sqrt(batch / recipe.base_batch))
         assert defaults[0].warmup_epochs == recipe.warmup_epochs
     auto = trials[0]
-    assert auto.kind == "autowu" and auto.autowu == {"test_interval": "auto"} and auto.decay == "cosine"
+    assert auto.kind == "autowu" and auto.autowu == AutoWUOptions(test_interval="auto") and auto.decay == "cosine"
     assert auto.optimizer == recipe.optimizer and auto.weight_decay == recipe.weight_decay
     assert auto.num_workers == 2 and auto.data_root == fmnist_root and auto.train_subset == 1000
 

@@ -1,11 +1,12 @@
-"""Typed trials: TrialKind through to_dict / from_dict; one builder (``suite/trials.ArmRecipe``) for a
-suite's trials, a search's proposals and the public trainable's configs."""
+"""Typed trials: TrialKind and AutoWUOptions through to_dict / from_dict; one builder
+(``suite/trials.ArmRecipe``) for a suite's trials, a search's proposals and the public trainable's configs."""
 
 import json
 
 import pytest
 
 from autowu_bench.platform.records.spec import TrialKind, TrialSpec
+from autowu_bench.schedulers.autowu import AutoWUOptions, autowu_defaults
 
 
 def _spec(**over):
@@ -29,6 +30,89 @@ def test_trial_kind_round_trip():
 def test_trial_kind_refuses_unknown():
     with pytest.raises(ValueError):
         _spec(kind="grid")
+
+
+def test_autowu_options_round_trip_as_the_dict_of_the_options_set():
+    options = AutoWUOptions(test_interval="auto", patience=2, lr_max=0.5)
+    spec = _spec(autowu=options)
+    values = spec.to_dict()
+    # the form of trial_specs.json, MLflow params and Parquet rows: a plain dict of the options set
+    assert values["autowu"] == {"lr_max": 0.5, "patience": 2, "test_interval": "auto"}
+    back = TrialSpec.from_dict(json.loads(json.dumps(values)))
+    assert back.autowu == options and back == spec
+    assert spec.autowu_kwargs() == {"lr_max": 0.5, "patience": 2, "test_interval": "auto", "seed": 0}  # no decay set
+    assert spec.test_interval == "auto" and _spec().test_interval == autowu_defaults()["test_interval"]
+    assert _spec().to_dict()["autowu"] == {} and _spec().autowu == AutoWUOptions()
+
+
+def test_a_spec_dict_written_in_the_old_form_loads():
+    """A run folder's trial_specs.json from before the options were typed: ``autowu`` a dict in any key
+    order (a search's merge put its knobs last)."""
+    old = dict(trial_id="k_t001", suite="s", arm="k", kind="autowu", workload="fmnist-mlp", batch_size=64,
+               epochs=1, seed=3, optimizer="adamw", weight_decay=0.0, decay="cosine", decay_power=None,
+               autowu={"test_interval": "auto", "patience": 3}, peak_lr=None, warmup_epochs=None,
+               is_default=False, data_root=None, train_subset=None, val_size=5000, num_workers=1,
+               use_gpu=False, cpus_per_worker=1.0, gpus_per_worker=0.0, micro_batch=None, amp=None,
+               channels_last=False, compile=False, max_failures=3, search="random")
+    spec = TrialSpec.from_dict(old)
+    assert spec.autowu == AutoWUOptions(patience=3, test_interval="auto")
+    assert spec.to_dict() == old  # written back the same (dicts compare without their order)
+    assert spec.autowu_kwargs() == {"test_interval": "auto", "patience": 3, "decay": "cosine", "seed": 3}
+    baseline = TrialSpec.from_dict({**old, "kind": "baseline", "autowu": {}, "decay": None})
+    assert baseline.autowu == AutoWUOptions()
+
+
+def test_an_unknown_autowu_option_is_refused_naming_it():
+    with pytest.raises(ValueError, match=r"unknown AutoWU options \['patiense'\]; known: \['lr_min', .*'patience'"):
+        AutoWUOptions.from_dict({"patiense": 2})
+    with pytest.raises(ValueError, match=r"unknown AutoWU options \['seed'\]"):
+        TrialSpec.from_dict({**_spec().to_dict(), "autowu": {"seed": 1}})
+    with pytest.raises(ValueError, match=r"unknown AutoWU options \['detector'\]"):
+        AutoWUOptions().merged({"detector": object()})
+    with pytest.raises(ValueError, match="must be AutoWUOptions"):
+        _spec(autowu=["patience"])
+
+
+def test_autowu_options_give_only_the_set_ones_and_merge_over_them():
+    options = AutoWUOptions(test_interval=5, divergence_factor=2.0)
+    assert options.kwargs() == options.to_dict() == {"test_interval": 5, "divergence_factor": 2.0}
+    assert AutoWUOptions.from_dict({"patience": None, "lr_min": 1e-4}) == AutoWUOptions(lr_min=1e-4)
+    merged = options.merged({"patience": 4, "test_interval": "epoch"})
+    assert merged == AutoWUOptions(test_interval="epoch", divergence_factor=2.0, patience=4)
+    assert options == AutoWUOptions(test_interval=5, divergence_factor=2.0)  # frozen: merged is a new one
+    assert merged.value("patience") == 4 and merged.value("lr_max") == autowu_defaults()["lr_max"]
+    assert AutoWUOptions(patience=0).problems() == {"patience": "patience=0 must be an integer >= 1"}
+
+
+def test_a_search_over_autowu_knobs_gives_the_typed_options():
+    """The proposed knobs are set over the arm's options: the trial holds AutoWUOptions, not a dict."""
+    from autowu_bench.platform.suite.expansion import search_jobs
+    from autowu_bench.platform.suite.loader import validate_suite
+
+    suite = validate_suite({
+        "name": "s", "workloads": ["fmnist-mlp"], "batch_sizes": [64], "epochs": 2,
+        "arms": [{"name": "k", "kind": "autowu", "autowu": {"test_interval": "auto", "patience": 2},
+                  "search": {"searcher": "grid", "space": {"patience": [3, 4], "confidence": [0.9]}}}],
+        "resources": {"workers_per_trial": 1}, "data": {"train_subset": 256, "val_size": 64},
+    })
+    (job,) = search_jobs(suite)
+    assert job.base.autowu == AutoWUOptions(test_interval="auto", patience=2)
+    spec = job.spec({"patience": 4, "confidence": 0.9}, job.trial_id(1))
+    assert type(spec.autowu) is AutoWUOptions
+    assert spec.autowu == AutoWUOptions(test_interval="auto", patience=4, confidence=0.9)
+    assert spec.to_dict()["autowu"] == {"confidence": 0.9, "patience": 4, "test_interval": "auto"}
+    assert TrialSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_a_tune_config_sets_autowu_options_and_refuses_none_and_the_detector():
+    from autowu_bench.tune import spec_from_config
+
+    spec = spec_from_config({"patience": 2, "test_interval": 5}, "t")
+    assert spec.kind is TrialKind.AUTOWU and spec.autowu == AutoWUOptions(patience=2, test_interval=5)
+    with pytest.raises(ValueError, match=r"AutoWU options \['divergence_factor'\] are None; leave them out"):
+        spec_from_config({"divergence_factor": None}, "t")
+    with pytest.raises(ValueError, match=r"unknown config keys \['detector'\]"):
+        spec_from_config({"detector": None}, "t")
 
 
 def _same_point(spec: TrialSpec) -> TrialSpec:

@@ -47,7 +47,7 @@ def test_paper_suites_use_the_papers_batch_sizes_and_epochs(root):
     models = expand(load_suite("paper-imagenet-models", sets=sets))
     assert {(t.workload, t.epochs) for t in models} == {("imagenet-efficientnet-b0", 120), ("imagenet-vit-s16", 300)}
     ablations = expand(load_suite("paper-ablations", sets=sets))
-    rhos = {t.autowu.get("max_warmup_fraction") for t in ablations if t.autowu.get("warmup") != "linear"}
+    rhos = {t.autowu.max_warmup_fraction for t in ablations if t.autowu.warmup != "linear"}
     assert rhos == {0.125, 0.25, 0.5}
 
 

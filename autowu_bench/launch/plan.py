@@ -112,7 +112,7 @@ def describe(suite: Suite, trials: list[TrialSpec], jobs: list[SearchJob] = ()) 
     width = max([len(t.trial_id) for t in trials] + [len(j.name) for j in jobs] + [1])
     for t in trials:
         if t.kind is TrialKind.AUTOWU:
-            what = " ".join([f"AutoWU {t.decay}"] + [f"{k}={v}" for k, v in sorted(t.autowu.items())])
+            what = " ".join([f"AutoWU {t.decay}"] + [f"{k}={v}" for k, v in sorted(t.autowu.kwargs().items())])
         else:
             decay = t.decay or "cosine"
             decay += f" {t.decay_power:g}" if t.decay_power is not None else ""

@@ -6,7 +6,7 @@ reference the fast one is tested against, is imported from ``autowu_bench.schedu
 docs/autowu.md.
 """
 
-from autowu_bench.schedulers.autowu import AutoWU, AutoWUCore, Decision
+from autowu_bench.schedulers.autowu import AutoWU, AutoWUCore, AutoWUOptions, Decision
 from autowu_bench.schedulers.baseline import FixedSchedule, LinearWarmupCosine, fixed_plan
 from autowu_bench.schedulers.detector import GPMinimumDetector
 from autowu_bench.schedulers.gp_common import DetectorResult
@@ -26,6 +26,7 @@ __all__ = [
     "NEVER",
     "AutoWU",
     "AutoWUCore",
+    "AutoWUOptions",
     "AutoWUPlan",
     "Decision",
     "DetectorResult",

@@ -11,12 +11,13 @@ optimizer step; after ``t`` calls, the LR in the optimizer is ``lr_t``, the LR o
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import math
 import time
 import warnings
 from enum import StrEnum
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
@@ -396,6 +397,68 @@ def autowu_defaults() -> dict[str, Any]:
     """``AutoWUCore``'s keyword defaults, read from its signature (their one definition)."""
     parameters = inspect.signature(AutoWUCore.__init__).parameters.values()
     return {p.name: p.default for p in parameters if p.kind is p.KEYWORD_ONLY}
+
+
+@dataclasses.dataclass(frozen=True)
+class AutoWUOptions:
+    """The ``AutoWUCore`` options a trial sets, by name: the one list of them (a suite arm's ``autowu:``,
+    ``TrialSpec.autowu``, a Tune config's AutoWU keys, a search over AutoWU's knobs).
+
+    Every field is optional: None keeps AutoWU's default (``autowu_defaults()``), so only the options
+    set reach ``AutoWUCore`` (:meth:`kwargs`). The step counts, ``decay`` and ``seed`` are not options
+    here (a trial has its own decay and seed) and neither is ``detector``. Values are taken as given:
+    ranges are ``AutoWUCore``'s to check (:meth:`problems`, ``autowu_option_problems``).
+
+        options = AutoWUOptions(test_interval="auto", patience=2)
+        options.kwargs()                                # {"patience": 2, "test_interval": "auto"}
+        AutoWUOptions.from_dict({"patience": 2})        # the dict form, as trial_specs.json holds it
+        options.merged({"patience": 3})                 # a search's proposed knobs over the arm's options
+    """
+
+    lr_min: float | None = None
+    lr_max: float | None = None
+    max_warmup_fraction: float | None = None
+    warmup: str | None = None
+    confidence: float | None = None
+    patience: int | None = None
+    const_fraction: float | None = None
+    test_interval: str | int | None = None
+    divergence_factor: float | None = None
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The option names, in their order."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    def kwargs(self) -> dict[str, Any]:
+        """The options set (not None), name -> value: keyword arguments of ``AutoWUCore``."""
+        return {name: getattr(self, name) for name in self.names() if getattr(self, name) is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The dict form (the options set, as :meth:`kwargs`): what trial_specs.json, MLflow and Parquet hold."""
+        return self.kwargs()
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> AutoWUOptions:
+        """The options of a dict form (a value of None: unset); ValueError naming any unknown key."""
+        known = cls.names()
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown AutoWU options {unknown}; known: {list(known)}")
+        return cls(**values)
+
+    def merged(self, values: Mapping[str, Any]) -> AutoWUOptions:
+        """These options with ``values`` (name -> value) set over them; ValueError naming any unknown key."""
+        return self.from_dict({**self.to_dict(), **values})
+
+    def value(self, name: str) -> Any:
+        """The option ``name`` as ``AutoWUCore`` gets it: the value set, else AutoWU's default."""
+        value = getattr(self, name)
+        return autowu_defaults()[name] if value is None else value
+
+    def problems(self) -> dict[str, str]:
+        """Every invalid option set, name -> ``AutoWUCore``'s message (``autowu_option_problems``)."""
+        return autowu_option_problems(**self.kwargs())
 
 
 def autowu_option_problems(**options: Any) -> dict[str, str]:

@@ -220,8 +220,8 @@ class SearchBook:
         elif known != spec:  # a resumed run's trial: its point must be the one its records hold
             raise SearchReplayError(
                 f"search trial {spec.trial_id}: the searcher proposed another point than in the run being resumed "
-                f"(peak_lr {known.peak_lr}, warmup {known.warmup_epochs}, autowu {known.autowu} then; peak_lr "
-                f"{spec.peak_lr}, warmup {spec.warmup_epochs}, autowu {spec.autowu} now): the search cannot be "
+                f"(peak_lr {known.peak_lr}, warmup {known.warmup_epochs}, autowu {known.autowu.to_dict()} then; peak_lr "
+                f"{spec.peak_lr}, warmup {spec.warmup_epochs}, autowu {spec.autowu.to_dict()} now): the search cannot be "
                 "resumed; start a new run of the suite")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from autowu_bench.schedulers.autowu import autowu_defaults
+from autowu_bench.schedulers.autowu import AutoWUOptions
 
 
 class TrialKind(StrEnum):
@@ -30,8 +31,10 @@ class TrialSpec:
         decay: the decay after the warmup: AutoWU's ("cosine" or "const-cos") or the baseline's
             ("cosine", "polynomial" or "constant"; None: "cosine").
         decay_power: the baseline's polynomial decay power (None for other decays).
-        autowu: for AutoWU trials, the extra ``AutoWU`` keyword arguments
-            (lr_min, lr_max, max_warmup_fraction, warmup, test_interval, patience, confidence, ...).
+        autowu: for AutoWU trials, the :class:`~autowu_bench.schedulers.autowu.AutoWUOptions` set
+            (lr_min, lr_max, max_warmup_fraction, warmup, test_interval, patience, confidence, ...; the
+            unset ones keep AutoWU's defaults); empty for baseline trials. In ``to_dict`` a plain dict of
+            the options set; a mapping given is turned into the options (unknown keys: ValueError).
         peak_lr / warmup_epochs: for baseline trials, the grid point (warmup_epochs 0: no warmup).
         is_default: the baseline grid point that the scaling rule gives untuned (the paper's default).
         micro_batch: per-worker micro-batch for gradient accumulation; None means no accumulation.
@@ -52,7 +55,7 @@ class TrialSpec:
     weight_decay: float
     decay: str | None = None
     decay_power: float | None = None
-    autowu: dict[str, Any] = field(default_factory=dict)
+    autowu: AutoWUOptions = field(default_factory=AutoWUOptions)
     peak_lr: float | None = None
     warmup_epochs: float | None = None
     is_default: bool = False
@@ -72,15 +75,22 @@ class TrialSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", TrialKind(self.kind))
+        if isinstance(self.autowu, Mapping):
+            object.__setattr__(self, "autowu", AutoWUOptions.from_dict(self.autowu))
+        elif not isinstance(self.autowu, AutoWUOptions):
+            raise ValueError(f"autowu={self.autowu!r} must be AutoWUOptions (or a dict of them)")
 
     def to_dict(self) -> dict[str, Any]:
-        """The spec as plain values (``kind`` its string), as trial_specs.json, MLflow and Parquet take it."""
+        """The spec as plain values (``kind`` its string, ``autowu`` a dict of the options set), as
+        trial_specs.json, MLflow and Parquet take it."""
         values = dataclasses.asdict(self)
         values["kind"] = self.kind.value
+        values["autowu"] = self.autowu.to_dict()
         return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrialSpec":
+        """The spec of ``to_dict``'s form (``autowu`` a dict of options: every run folder's form)."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
@@ -88,18 +98,18 @@ class TrialSpec:
         return cls(**values)
 
     def autowu_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of ``AutoWUCore`` other than the step counts: the arm's options, its decay,
-        and the trial's seed for the detector unless the arm sets one."""
-        kwargs = dict(self.autowu)
+        """Keyword arguments of ``AutoWUCore`` other than the step counts: the options set, the trial's
+        decay and its seed (the detector's)."""
+        kwargs = self.autowu.kwargs()
         if self.decay is not None:
-            kwargs.setdefault("decay", self.decay)
-        kwargs.setdefault("seed", self.seed)
+            kwargs["decay"] = self.decay
+        kwargs["seed"] = self.seed
         return kwargs
 
     @property
     def test_interval(self) -> str | int:
         """An AutoWU trial's test interval: the arm's, else AutoWU's default."""
-        return self.autowu.get("test_interval", autowu_defaults()["test_interval"])
+        return self.autowu.value("test_interval")
 
     @property
     def per_worker_batch(self) -> int:

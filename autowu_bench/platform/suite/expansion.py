@@ -90,7 +90,7 @@ def expand(suite: Suite) -> list[TrialSpec]:
         if isinstance(arm, AutoWUArm):
             for seed in suite.seeds:
                 trials.append(arm_recipe.autowu_trial(f"{arm.name}_{workload}_b{batch}_s{seed}", seed=seed,
-                                                      autowu=arm.autowu.kwargs(), **base))
+                                                      autowu=arm.autowu.options(), **base))
             continue
         for point in baseline_grid(arm, arm_recipe, batch):
             for seed in suite.seeds:
@@ -120,7 +120,7 @@ def search_jobs(suite: Suite) -> list[SearchJob]:
         for seed in suite.seeds:
             name = f"{arm.name}_{workload}_b{batch}_s{seed}"
             if isinstance(arm, AutoWUArm):
-                spec = arm_recipe.autowu_trial(name, seed=seed, autowu=arm.autowu.kwargs(),
+                spec = arm_recipe.autowu_trial(name, seed=seed, autowu=arm.autowu.options(),
                                                search=arm.search.label, **base)
             else:
                 # the peak LR is proposed (or scaled from a proposed base LR); the warmup is the recipe's
@@ -157,7 +157,7 @@ class SearchJob:
         """The trial of a proposed ``config`` (searched key -> value)."""
         values = {k: _plain(v) for k, v in config.items() if k in self.search.space}
         if self.base.kind is TrialKind.AUTOWU:
-            return replace(self.base, trial_id=trial_id, autowu={**self.base.autowu, **values})
+            return replace(self.base, trial_id=trial_id, autowu=self.base.autowu.merged(values))
         peak = values.get("peak_lr")
         if "base_lr" in values:
             peak = self.recipe.peak_lr(self.base.batch_size, float(values["base_lr"]))

@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import math
 import os
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -78,12 +79,13 @@ from pydantic import (
     PositiveInt,
     PrivateAttr,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from autowu_bench import workloads
-from autowu_bench.schedulers.autowu import DECAYS, autowu_defaults, autowu_option_problems
+from autowu_bench.schedulers.autowu import DECAYS, AutoWUOptions, autowu_defaults, autowu_option_problems
 from autowu_bench.schedulers.lr_functions import BASELINE_DECAYS, SCALING_RULES
 from autowu_bench.workloads.data.sharding import batch_split_problem, train_steps
 from autowu_bench.workloads.optimizers import OPTIMIZERS
@@ -127,24 +129,21 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-class AutoWUOptions(_Strict):
-    """Keyword arguments for ``AutoWUCore``; only the ones set reach the trial (the rest keep AutoWU's).
+class _AutoWUOptionsRules(_Strict):
+    """What an arm's ``autowu:`` mapping is validated by: :data:`AutoWUOptionsSchema` is this model with
+    the fields of ``schedulers.autowu.AutoWUOptions`` (the one list of the options; every field None by
+    default, None keeping AutoWU's default). :meth:`options` gives the validated ``AutoWUOptions``.
 
     Types are checked here, ranges by AutoWU's own ``autowu_option_problems`` (one rule, one message).
     """
 
-    lr_min: float | None = None
-    lr_max: float | None = None
-    max_warmup_fraction: float | None = None
-    warmup: str | None = None
-    confidence: float | None = None
-    patience: int | None = None
-    const_fraction: float | None = None
-    test_interval: str | int | None = None
-    divergence_factor: float | None = None
+    @model_validator(mode="before")
+    @classmethod
+    def _from_options(cls, value: Any) -> Any:
+        return value.to_dict() if isinstance(value, AutoWUOptions) else value
 
     @model_validator(mode="after")
-    def _autowu_accepts(self) -> "AutoWUOptions":
+    def _autowu_accepts(self) -> "_AutoWUOptionsRules":
         given = self.kwargs()
         lines = []
         for name, message in autowu_option_problems(**given).items():
@@ -157,6 +156,20 @@ class AutoWUOptions(_Strict):
 
     def kwargs(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
+
+    def options(self) -> AutoWUOptions:
+        """The validated options, as a trial holds them (``TrialSpec.autowu``)."""
+        return AutoWUOptions(**self.kwargs())
+
+
+def _options_schema() -> type[_AutoWUOptionsRules]:
+    # Named as the options are in pydantic's messages ("... or instance of AutoWUOptions").
+    types = typing.get_type_hints(AutoWUOptions)
+    fields: dict[str, Any] = {name: (types[name], None) for name in AutoWUOptions.names()}
+    return create_model("AutoWUOptions", __base__=_AutoWUOptionsRules, __module__=__name__, **fields)
+
+
+AutoWUOptionsSchema = _options_schema()
 
 
 class Range(_Strict):
@@ -244,14 +257,14 @@ class AutoWUArm(_Strict):
     decay: Annotated[Literal[DECAYS], BeforeValidator(_decay_alias)] = autowu_defaults()["decay"]
     optimizer: Literal[OPTIMIZERS] | None = None
     weight_decay: Annotated[float, Field(ge=0)] | None = None
-    autowu: AutoWUOptions = AutoWUOptions()
+    autowu: AutoWUOptionsSchema = AutoWUOptionsSchema()  # type: ignore[valid-type]
     search: Search | None = None
 
     @model_validator(mode="after")
     def _searchable(self) -> AutoWUArm:
         if self.search is None:
             return self
-        known = [n for n in autowu_defaults() if n not in ("decay", "seed")]
+        known = list(AutoWUOptions.names())
         lines = [below(f"search.space.{k}", f"{k!r} is not an AutoWU option; searchable: {known}")
                  for k in self.search.space if k not in known]
         for key, value in self.search.space.items():

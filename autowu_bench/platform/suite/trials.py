@@ -17,6 +17,7 @@ from typing import Any
 
 from autowu_bench import workloads
 from autowu_bench.platform.records.spec import TrialKind, TrialSpec
+from autowu_bench.schedulers.autowu import AutoWUOptions
 from autowu_bench.schedulers.lr_functions import scaled_peak_lr
 
 RECIPE_FIELDS = ("optimizer", "weight_decay", "epochs")  # the TrialSpec fields an ArmRecipe decides
@@ -68,8 +69,8 @@ class ArmRecipe:
         return scaled_peak_lr(self.scaling, self.recipe.base_lr if base_lr is None else base_lr,
                               batch_size, self.base_batch)
 
-    def autowu_trial(self, trial_id: str, *, autowu: dict[str, Any], **fields: Any) -> TrialSpec:
-        """An AutoWU trial with ``autowu`` (its ``AutoWUCore`` options); ``fields``: the rest of the spec
+    def autowu_trial(self, trial_id: str, *, autowu: AutoWUOptions, **fields: Any) -> TrialSpec:
+        """An AutoWU trial with ``autowu`` (its ``AutoWUCore`` options set); ``fields``: the rest of the spec
         (suite, arm, workload, batch size, seed, decay, resources, ...)."""
         return self._trial(trial_id, TrialKind.AUTOWU, autowu=autowu, **fields)
 
