@@ -305,13 +305,17 @@ def test_the_progress_line_counts_the_points_not_yet_proposed(kind):
     assert len(reporter.states) == 5
 
 
+@pytest.mark.parametrize("driver_wrote_failure", [False, True])
 @pytest.mark.parametrize("last_status, run_status, summary_status", [
     ("running", "KILLED", "stopped"),      # cut short at a rung
     ("finished", "FINISHED", "finished"),  # stopped at a rung on its last epoch, after its final report
 ])
-def test_the_callback_records_a_trial_tune_stopped(tmp_path, last_status, run_status, summary_status):
-    """What SearchBook writes when Tune ends a trial whose driver wrote no summary: the summary from the
-    last report and the end of its MLflow run, queued in the trial's spool (no MLflow needed here)."""
+def test_the_callback_records_a_trial_tune_stopped(tmp_path, last_status, run_status, summary_status,
+                                                   driver_wrote_failure):
+    """What SearchBook writes when Tune ends a trial whose driver wrote no summary of a result: the summary
+    from the last report and the end of its MLflow run, queued in the trial's spool (no MLflow needed here).
+    A failure its driver wrote (the teardown of Tune's stop, seen from the trial) is replaced: Tune
+    completed the trial, it did not fail."""
     from autowu_bench.platform.records.outcome import TrialOutcome
     from autowu_bench.platform.execution.search import SearchBook
 
@@ -324,9 +328,13 @@ def test_the_callback_records_a_trial_tune_stopped(tmp_path, last_status, run_st
     Spool.of(folder).set_run_id("r7")
     trial.last_result = {"epoch": 5 if last_status == "finished" else 2, "step": 40, "val_acc": 0.6, "best_val_acc": 0.6,
                          "status": last_status, **({"test_acc": 0.58} if last_status == "finished" else {})}
+    if driver_wrote_failure:
+        TrialOutcome.from_report(book.spec_of(trial), None, status=TrialStatus.FAILED, started=1.0, ended=2.0,
+                                 error="ActorDiedError: ... its placement group was removed").write(folder)
     with pytest.warns(UserWarning, match="did not take"):  # nothing listens on port 9: it stays spooled
         book.on_trial_complete(0, [], trial)
     outcome = TrialOutcome.read(folder)
+    assert outcome.error is None and outcome.epochs_done == trial.last_result["epoch"]
     assert outcome.status == summary_status and outcome.mlflow_run_id == "r7"
     ops = [json.loads(line) for line in (folder / "mlflow-spool" / "ops.jsonl").read_text().splitlines()]
     assert ops[-1] == {"op": "status", "status": run_status}
@@ -469,3 +477,21 @@ def test_a_trial_that_dies_after_an_earlier_runs_interruption_is_summarised_as_f
     book.on_trial_error(0, [], trial)
     outcome = TrialOutcome.read(folder)
     assert outcome.failed_by_error and "died" in outcome.error and outcome.ended_at > 30.0
+
+
+def test_the_callback_keeps_the_summary_of_a_trial_its_driver_saw_to_the_end(tmp_path):
+    from autowu_bench.platform.execution.search import SearchBook
+    from autowu_bench.platform.records.outcome import TrialOutcome
+
+    job = search_jobs(suite(search_arm(scheduler={"kind": "asha", "grace_period": 1})))[0]
+    book = SearchBook(job, run_dir=str(tmp_path), tracking_uri=None, specs=[])
+    trial = _FakeTrial(0, {"peak_lr": 0.01, "warmup_epochs": 1.0})
+    folder = tmp_path / "trials" / "rs_fmnist-mlp_b256_s0_t001"
+    folder.mkdir(parents=True)
+    trial.last_result = {"epoch": 4, "step": 32, "val_acc": 0.6, "status": "running"}  # Tune's view lags
+    final = EpochReport(epoch=5, step=40, status=TrialStatus.FINISHED, val_acc=0.7, test_acc=0.69)
+    TrialOutcome.from_report(book.spec_of(trial), final, status=TrialStatus.FINISHED, started=1.0,
+                             ended=9.0).write(folder)
+    book.on_trial_complete(0, [], trial)
+    kept = TrialOutcome.read(folder)
+    assert kept.status is TrialStatus.FINISHED and (kept.epochs_done, kept.test_acc) == (5, 0.69)

@@ -246,9 +246,13 @@ class SearchBook:
             close_trial(self.tracking_uri, folder, RunStatus.FAILED, outcome.to_dict(), wait=CALLBACK_WAIT_SECONDS)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """A trial Tune completed: its driver's summary when it wrote one of a result; else (Tune stopped it
+        before its driver could, or its driver took the teardown of Tune's stop for a failure: Tune completed
+        it, so it did not fail) the summary of its last report."""
         spec = self.spec_of(trial)
         folder = trial_dir(self.run_dir, spec.trial_id)
-        if TrialOutcome.read(folder) is not None:
+        written = TrialOutcome.read(folder)
+        if written is not None and written.status is not TrialStatus.FAILED:
             return  # the driver wrote it: the trial ran to its end
         outcome = stopped_outcome(spec, last_report(trial), folder, time.time())
         os.makedirs(folder, exist_ok=True)

@@ -55,16 +55,18 @@ def _note(folder: str, **values: Any) -> None:
 
 
 def stopped_by_tune() -> bool:
-    """Whether Tune is stopping this trial (ASHA cut it short): Tune sets its session's stop event, then a
-    report exits the trial with SystemExit (not an ``Exception``), or the trial's placement group goes and
-    its Train controller dies under it. Ray's private API (ray.train._internal.session): the ASHA runs of
-    tests/test_e2e_search.py check on the pinned Ray that a stopped trial's summary says ``stopped``."""
-    try:
-        from ray.train._internal.session import get_session
-    except ImportError:
+    """Whether Tune is ending this trial (a search's ASHA stopped it): Tune removes a stopped trial's
+    placement group, and with it the trial's Ray Train controller, so the fit fails under the trial
+    (``ActorDiedError: ... its placement group was removed``). A failure of the trial's own leaves the group
+    in place. (Tune's stop event in its session is no signal: the group goes before Tune's ``stop`` call
+    sets it.) False outside a placement group (a trial run without Tune)."""
+    import ray
+    from ray.util.placement_group import get_current_placement_group, placement_group_table
+
+    if not ray.is_initialized():
         return False
-    event = getattr(get_session(), "stop_event", None)
-    return event is not None and event.is_set()
+    group = get_current_placement_group()
+    return group is not None and placement_group_table(group).get("state") == "REMOVED"
 
 
 def run_trial(config: dict[str, Any], *, run_dir: str, tracking_uri: str | None,
