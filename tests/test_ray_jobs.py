@@ -23,15 +23,20 @@ EXCLUDES = [".venv", ".bundle", ".data", ".git", "results", "runs", "docs/images
 
 @pytest.fixture
 def head(tmp_path):
-    """A Ray head with the dashboard (Ray Jobs' server); yields the dashboard's URL."""
-    with ray_head(tmp_path / "ray-head.log", "--num-cpus=2", "--object-store-memory=150000000") as started:
+    """A Ray head with the dashboard (Ray Jobs' server), started with the environment that cluster.yaml's
+    head gets from its ~/.bashrc (the launcher starts Ray in a login shell); yields the dashboard's URL."""
+    env = {"AUTOWU_RAY_ADDRESS": "auto", "AUTOWU_RESULTS": str(tmp_path / "runs"),
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    with ray_head(tmp_path / "ray-head.log", "--num-cpus=2", "--object-store-memory=150000000", env=env) as started:
         yield started.dashboard
 
 
 def test_a_suite_submitted_as_a_ray_job_runs_to_its_end_and_leaves_its_results_outside_the_job(head, tmp_path):
+    """The command is cluster.yaml's, without --address, --results or --tracking-uri: the job takes them from
+    the head's environment (Ray's processes pass theirs on to a job's command), so a job submitted to the
+    cluster joins it, writes to shared storage and logs to its MLflow server, as the README says."""
     results, store = tmp_path / "runs", tmp_path / "mlflow.db"
-    entrypoint = (f"{sys.executable} run_suite.py --suite smoke --set epochs=3 --only 32 --address auto "
-                  f"--results {results} --tracking-uri sqlite:///{store}")
+    entrypoint = f"{sys.executable} run_suite.py --suite smoke --set epochs=3 --only 32"
     proc = subprocess.run(
         [str(RAY), "job", "submit", "--address", head, "--working-dir", str(REPO),
          "--runtime-env-json", json.dumps({"excludes": EXCLUDES}), "--", *entrypoint.split()],
