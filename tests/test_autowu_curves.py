@@ -39,8 +39,8 @@ def test_a_clear_minimum_is_found_within_patience_plus_two_epochs(lr_best):
     assert epoch_of_lr(lr_best) < switch_epoch <= epoch_of_lr(lr_best) + core.patience + 2
     assert lr_best / 2 <= core.decay_start_lr <= lr_best * 2
     switch = core.tests[-1]
-    assert switch["decision"] == "switch" and len(switch["mu"]) == 500 and len(switch["x_star"]) == 5
-    assert all(len(r["p"]) == 5 for r in core.tests)
+    assert switch.decision == "switch" and len(switch.mu) == 500 and len(switch.x_star) == 5
+    assert all(len(r.p) == 5 for r in core.tests)
 
 
 def test_a_curve_that_never_turns_up_falls_back_at_the_longest_warmup():

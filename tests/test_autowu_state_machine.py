@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from autowu_bench.schedulers import AutoWU, AutoWUCore
+from autowu_bench.schedulers import AutoWU, AutoWUCore, Decision
 from autowu_bench.schedulers.plan import NEVER
 
 
@@ -61,8 +61,8 @@ def test_tests_run_at_multiples_of_the_interval_with_lr_now_of_the_last_step():
     det = core.detector
     assert [c["n"] for c in det.calls] == [10, 20]
     assert det.calls[0]["lr_now"] == pytest.approx(core.lr(9))
-    assert [r["step"] for r in core.tests] == [10, 20]
-    assert [r["epoch"] for r in core.tests] == [1.0, 2.0]
+    assert [r.step for r in core.tests] == [10, 20]
+    assert [r.epoch for r in core.tests] == [1.0, 2.0]
 
 
 def test_switch_after_patience_consecutive_positives_and_negative_resets():
@@ -72,12 +72,12 @@ def test_switch_after_patience_consecutive_positives_and_negative_resets():
     core.observe([1.0] * 10)
     assert core.phase == "decay"
     assert core.switch_step == 60 and core.switch_reason == "test"
-    assert [r["decision"] for r in core.tests] == [
+    assert [r.decision for r in core.tests] == [
         "positive", "positive", "negative", "positive", "positive", "switch"]
     # start LR comes from the detector's x_star mapped through eq. 5 with lr_now = lr_59
     lr_59 = 1e-5 * (1e5) ** (59 / 100)
     assert core.decay_start_lr == pytest.approx(1e-5 * (lr_59 / 1e-5) ** 0.5)
-    assert core.tests[-1]["start_lr"] == core.decay_start_lr
+    assert core.tests[-1].start_lr == core.decay_start_lr
     # const-cos: the switch call already holds the start LR
     assert core.lr() == pytest.approx(core.decay_start_lr)
 
@@ -105,7 +105,7 @@ def test_non_finite_loss_switches_at_once_never_above_the_breaking_lr():
     core.observe([1.0] * 33 + [math.nan] + [1.0] * 5)
     assert (core.switch_step, core.switch_reason, core.divergence_step) == (34, "divergence", 34)
     assert core.decay_start_lr <= core.plan().lr_min * 1e5 ** (33 / 100)
-    assert core.tests[-1]["decision"] == "divergence"
+    assert core.tests[-1].decision == "divergence"
     # the detector saw the history with the bad point masked
     assert math.isnan(core.detector.calls[-1]["losses"][-1])
 
@@ -210,3 +210,20 @@ def test_load_state_dict_refuses_another_configuration():
     other = make_core(patience=4)
     with pytest.raises(ValueError, match="patience"):
         other.load_state_dict(core.state_dict())
+
+
+def test_the_test_records_are_saved_as_plain_dicts_in_the_checkpoint_layout_and_read_back_equal():
+    core = make_core(script=[False, True, True, True], patience=3)
+    core.observe([1.0] * 40)
+    assert [r.decision for r in core.tests] == ["negative", "positive", "positive", "switch"]
+    saved = core.state_dict()["tests"]
+    # state.pt's layout, which checkpoints written before TestRecord also have: resuming them depends on it
+    plain_keys = {"step", "epoch", "p", "votes", "positive", "decision", "n_finite", "seconds"}
+    assert [set(row) for row in saved[:3]] == [plain_keys] * 3
+    assert set(saved[3]) == plain_keys | {"mu", "x_star", "start_lr"}
+    assert saved[3]["decision"] == "switch" and type(saved[3]["decision"]) is str
+    assert saved[3]["x_star"] == [0.5] * 5 and saved[3]["start_lr"] == core.decay_start_lr
+    resumed = make_core(script=[False, True, True, True], patience=3)
+    resumed.load_state_dict(core.state_dict())
+    assert resumed.tests == core.tests
+    assert all(isinstance(r.decision, Decision) for r in resumed.tests)

@@ -70,8 +70,8 @@ def test_in_process_controller_matches_standalone(expected):
     plan = controller.plan()
     assert (plan.switch_step, plan.switch_reason) == (sched.switch_step, sched.switch_reason)
     assert plan.decay_start_lr == sched.decay_start_lr
-    assert [r["step"] for r in controller.tests_since(0)] == [r["step"] for r in sched.tests]
-    assert controller.tests_since(len(sched.tests) - 1)[0]["decision"] == "switch"
+    assert [r.step for r in controller.tests_since(0)] == [r.step for r in sched.tests]
+    assert controller.tests_since(len(sched.tests) - 1)[0].decision == "switch"
 
 
 def test_state_round_trip_mid_warmup_continues_the_same_trace(expected):

@@ -149,4 +149,4 @@ def test_plans_and_states_are_plain_data_that_load_with_weights_only(name, tmp_p
     assert restored.plan() == plan and restored.tests_since(0) == schedule.tests_since(0)
     if name == "autowu":
         assert plan.switch_reason is SwitchReason.TEST and restored.plan().switch_reason is SwitchReason.TEST
-        assert {type(t["decision"]) for t in restored.tests_since(0)} == {Decision}
+        assert {type(t.decision) for t in restored.tests_since(0)} == {Decision}

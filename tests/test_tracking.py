@@ -3,6 +3,7 @@ server's watchdog (no orphans); the MLflow environment set where processes start
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -30,6 +31,7 @@ from autowu_bench.platform.tracking.server import WATCHDOG_MODULE, LocalMlflowSe
 from autowu_bench.platform.tracking.watchdog import main as watchdog_main
 from autowu_bench.platform.records.spec import TrialSpec
 from autowu_bench.platform.tracking.recorder import TrialRecorder
+from autowu_bench.schedulers.test_record import Decision, TestRecord
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -150,9 +152,10 @@ def test_tests_events_and_failed_status(server, parent, tmp_path):
     recorder = TrialRecorder(server.uri, run_id, tmp_path / "t")
     recorder.log_steps([1, 2], [1e-5, 2e-5], [2.3, math.nan])
     recorder.log_tests([
-        {"step": 10, "epoch": 0.5, "p": [0.2, 0.97], "votes": [False, True], "positive": False, "decision": "negative"},
-        {"step": 20, "epoch": 1.0, "p": [0.99, 0.98], "votes": [True, True], "positive": True, "decision": "switch",
-         "start_lr": 0.003},
+        TestRecord(step=10, epoch=0.5, p=(0.2, 0.97), votes=(False, True), positive=False,
+                   decision=Decision.NEGATIVE, n_finite=10, seconds=0.01),
+        TestRecord(step=20, epoch=1.0, p=(0.99, 0.98), votes=(True, True), positive=True,
+                   decision=Decision.SWITCH, n_finite=20, seconds=0.01, mu=(0.5,), x_star=(0.9, 0.9), start_lr=0.003),
     ])
     recorder.log_event("rollback", 2, to_step=1)
     assert recorder.close(timeout=60)
@@ -203,8 +206,10 @@ def test_recorder_without_tracking_appends_numbered_fragments(tmp_path):
 
 def test_a_switch_record_keeps_its_extra_fields_beside_plain_tests(tmp_path):
     recorder = TrialRecorder(None, None, tmp_path / "a_s0")
-    plain = {"step": 21, "epoch": 5.25, "p": [0.97] * 5, "votes": [True] * 5, "positive": True, "decision": "positive"}
-    switch = {**plain, "step": 23, "decision": "switch", "mu": [0.5, 0.4], "x_star": [0.8] * 5, "start_lr": 0.0017}
+    plain = TestRecord(step=21, epoch=5.25, p=(0.97,) * 5, votes=(True,) * 5, positive=True,
+                       decision=Decision.POSITIVE, n_finite=21, seconds=0.01)
+    switch = dataclasses.replace(plain, step=23, decision=Decision.SWITCH, mu=(0.5, 0.4), x_star=(0.8,) * 5,
+                                 start_lr=0.0017)
     recorder.log_tests([plain, switch])
     recorder.flush()
     (path,) = (tmp_path / "a_s0" / "fragments").iterdir()

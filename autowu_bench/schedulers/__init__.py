@@ -6,7 +6,7 @@ reference the fast one is tested against, is imported from ``autowu_bench.schedu
 docs/autowu.md.
 """
 
-from autowu_bench.schedulers.autowu import AutoWU, AutoWUCore, AutoWUOptions, Decision
+from autowu_bench.schedulers.autowu import AutoWU, AutoWUCore, AutoWUOptions
 from autowu_bench.schedulers.baseline import FixedSchedule, LinearWarmupCosine, fixed_plan
 from autowu_bench.schedulers.detector import GPMinimumDetector
 from autowu_bench.schedulers.gp_common import DetectorResult
@@ -21,6 +21,7 @@ from autowu_bench.schedulers.lr_functions import (
 )
 from autowu_bench.schedulers.plan import NEVER, AutoWUPlan, FixedPlan, Phase, Plan, SwitchReason
 from autowu_bench.schedulers.schedule import Schedule, set_lr
+from autowu_bench.schedulers.test_record import Decision, TestRecord
 
 __all__ = [
     "NEVER",
@@ -38,6 +39,7 @@ __all__ = [
     "Plan",
     "Schedule",
     "SwitchReason",
+    "TestRecord",
     "const_cos_lr",
     "cosine_lr",
     "exp_warmup_lr",

@@ -16,7 +16,6 @@ import inspect
 import math
 import time
 import warnings
-from enum import StrEnum
 from typing import Any, Iterable, Mapping, Sequence
 
 import torch
@@ -24,21 +23,13 @@ import torch
 from autowu_bench.schedulers.lr_functions import WARMUPS
 from autowu_bench.schedulers.plan import NEVER, AutoWUPlan, Phase, SwitchReason
 from autowu_bench.schedulers.schedule import set_lr
+from autowu_bench.schedulers.test_record import Decision, TestRecord
 
 DECAYS = ("const-cos", "cosine")
 TEST_INTERVALS = ("epoch", "auto")
 # Warn when the exponential warmup grows the LR by more than this between two tests: the patience then
 # overshoots the minimum by more than this factor cubed (docs/autowu.md, "Test density").
 MAX_GROWTH_PER_TEST = 1.5
-
-
-class Decision(StrEnum):
-    """What one AutoWU test decided (the ``decision`` of a test record)."""
-
-    NEGATIVE = "negative"  # the vote was negative: the positive streak restarts
-    POSITIVE = "positive"  # positive, the patience not yet reached
-    SWITCH = "switch"  # positive for the patience-th time running: the decay starts
-    DIVERGENCE = "divergence"  # a divergent loss: the decay starts at once
 
 
 class AutoWUCore:
@@ -113,7 +104,7 @@ class AutoWUCore:
 
         self.t = 0
         self.history: list[float] = []
-        self.tests: list[dict[str, Any]] = []
+        self.tests: list[TestRecord] = []
         self.positives = 0
         self.loss_reference: float | None = None
         self.switch_step: int | None = None
@@ -246,12 +237,11 @@ class AutoWUCore:
         result = self.detector.test(self.history, lr_min=self.lr_min, lr_now=lr_now, warmup=self.warmup)
         self.positives = self.positives + 1 if result.positive else 0
         decide = self.positives >= self.patience
-        decision = Decision.SWITCH if decide else (Decision.POSITIVE if result.positive else Decision.NEGATIVE)
-        record = self._record(result, decision)
-        self.tests.append(record)
-        if decide:
-            record.update(mu=list(result.mu), x_star=list(result.x_star), start_lr=result.start_lr)
-            self._switch(self.t, SwitchReason.TEST, result.start_lr)
+        if not decide:
+            self.tests.append(self._record(result, Decision.POSITIVE if result.positive else Decision.NEGATIVE))
+            return
+        self.tests.append(self._record(result, Decision.SWITCH, start_lr=result.start_lr))
+        self._switch(self.t, SwitchReason.TEST, result.start_lr)
 
     def _diverge(self, lr_now: float) -> None:
         """Switch at once: the weights are already broken, so never start above the LR that broke them."""
@@ -260,24 +250,28 @@ class AutoWUCore:
         finite_part = self.history[:-1] + [math.nan]
         result = self.detector.test(finite_part, lr_min=self.lr_min, lr_now=lr_now, warmup=self.warmup)
         start_lr = min(result.start_lr, lr_now)
-        record = self._record(result, Decision.DIVERGENCE)
-        record.update(mu=list(result.mu), x_star=list(result.x_star), start_lr=start_lr,
-                      seconds=time.perf_counter() - start)
-        self.tests.append(record)
+        self.tests.append(self._record(result, Decision.DIVERGENCE, start_lr=start_lr,
+                                       seconds=time.perf_counter() - start))
         self.divergence_step = self.t
         self._switch(self.t, SwitchReason.DIVERGENCE, start_lr)
 
-    def _record(self, result: Any, decision: Decision) -> dict[str, Any]:
-        return {
-            "step": self.t,
-            "epoch": self.t / self.steps_per_epoch,
-            "p": list(result.p),
-            "votes": list(result.votes),
-            "positive": bool(result.positive),
-            "decision": decision,
-            "n_finite": result.n_finite,
-            "seconds": result.seconds,
-        }
+    def _record(self, result: Any, decision: Decision, *, start_lr: float | None = None,
+                seconds: float | None = None) -> TestRecord:
+        """The record of one test; a ``start_lr`` marks the deciding test, which also keeps the fit."""
+        deciding = start_lr is not None
+        return TestRecord(
+            step=self.t,
+            epoch=self.t / self.steps_per_epoch,
+            p=tuple(float(p) for p in result.p),
+            votes=tuple(bool(v) for v in result.votes),
+            positive=bool(result.positive),
+            decision=decision,
+            n_finite=int(result.n_finite),
+            seconds=float(result.seconds if seconds is None else seconds),
+            mu=tuple(float(m) for m in result.mu) if deciding else None,
+            x_star=tuple(float(x) for x in result.x_star) if deciding else None,
+            start_lr=float(start_lr) if deciding else None,
+        )
 
     def _switch(self, t: int, reason: SwitchReason, start_lr: float) -> None:
         self.switch_step = t
@@ -302,7 +296,7 @@ class AutoWUCore:
         state = {name: copy.deepcopy(getattr(self, name)) for name in self._STATE}
         if state["switch_reason"] is not None:
             state["switch_reason"] = str(state["switch_reason"])
-        state["tests"] = [{**record, "decision": str(record["decision"])} for record in state["tests"]]
+        state["tests"] = [record.to_dict() for record in self.tests]
         state["config"] = {name: getattr(self, name) for name in self._CONFIG}
         state["detector"] = self.detector.state_dict()
         return state
@@ -320,7 +314,7 @@ class AutoWUCore:
             setattr(self, name, copy.deepcopy(state[name]))
         if self.switch_reason is not None:
             self.switch_reason = SwitchReason(self.switch_reason)
-        self.tests = [{**record, "decision": Decision(record["decision"])} for record in self.tests]
+        self.tests = [TestRecord.from_dict(record) for record in state["tests"]]
         self.detector.load_state_dict(state["detector"])
 
 
@@ -382,7 +376,7 @@ class AutoWU:
         return self.core.divergence_step
 
     @property
-    def tests(self) -> list[dict[str, Any]]:
+    def tests(self) -> list[TestRecord]:
         return self.core.tests
 
     def state_dict(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import torch
 from autowu_bench.schedulers.lr_functions import BASELINE_DECAYS
 from autowu_bench.schedulers.plan import FixedPlan
 from autowu_bench.schedulers.schedule import set_lr
+from autowu_bench.schedulers.test_record import TestRecord
 
 
 def fixed_plan(
@@ -114,7 +115,7 @@ class FixedSchedule:
             raise RuntimeError("FixedSchedule.plan() before configure(steps_per_epoch, total_epochs)")
         return self._plan
 
-    def tests_since(self, index: int) -> list[dict[str, Any]]:
+    def tests_since(self, index: int) -> list[TestRecord]:
         return []
 
     def state_dict(self) -> dict[str, Any]:

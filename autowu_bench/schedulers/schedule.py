@@ -16,6 +16,7 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 import torch
 
 from autowu_bench.schedulers.plan import Plan
+from autowu_bench.schedulers.test_record import TestRecord
 
 
 @runtime_checkable
@@ -29,7 +30,7 @@ class Schedule(Protocol):
     def plan(self) -> Plan:
         """The plan after every loss observed so far (waits for them)."""
 
-    def tests_since(self, index: int) -> list[dict[str, Any]]:
+    def tests_since(self, index: int) -> list[TestRecord]:
         """AutoWU's test records from ``index`` on (none for a fixed schedule)."""
 
     def state_dict(self) -> dict[str, Any]: ...

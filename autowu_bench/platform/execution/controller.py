@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 from autowu_bench.schedulers.autowu import AutoWUCore
 from autowu_bench.schedulers.plan import AutoWUPlan
+from autowu_bench.schedulers.test_record import TestRecord
 
 
 class AutoWUController:
@@ -62,7 +63,7 @@ class AutoWUController:
     def plan(self) -> AutoWUPlan:
         return self._configured().plan()
 
-    def tests_since(self, index: int) -> list[dict[str, Any]]:
+    def tests_since(self, index: int) -> list[TestRecord]:
         return list(self._configured().tests[index:])
 
     def state_dict(self) -> dict[str, Any]:
@@ -130,7 +131,7 @@ class ControllerClient:
     def plan(self) -> AutoWUPlan:
         return self._wait(self.handle.plan.remote())
 
-    def tests_since(self, index: int) -> list[dict[str, Any]]:
+    def tests_since(self, index: int) -> list[TestRecord]:
         return self._wait(self.handle.tests_since.remote(index))
 
     def state_dict(self) -> dict[str, Any]:

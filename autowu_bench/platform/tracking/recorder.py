@@ -32,7 +32,7 @@ from autowu_bench.platform.tracking import operations
 from autowu_bench.platform.tracking.client import METRICS_PER_CALL, metric_key, now_ms
 from autowu_bench.platform.tracking.spool import Spool
 from autowu_bench.platform.tracking.sync import SyncReport, send_spool
-from autowu_bench.schedulers.autowu import Decision
+from autowu_bench.schedulers.test_record import Decision, TestRecord
 
 DECISION_CODES = {Decision.NEGATIVE: 0, Decision.POSITIVE: 1, Decision.SWITCH: 2, Decision.DIVERGENCE: 3}
 RECORDED_STEP_FILE = "recorded_step"  # TrialRecorder: the highest step it has sent, for a restart
@@ -217,21 +217,17 @@ class TrialRecorder:
                 self._metric(metric_key(key), value, step)
         self.writer.add("epochs", row)
 
-    def log_tests(self, records: Iterable[dict[str, Any]]) -> None:
+    def log_tests(self, records: Iterable[TestRecord]) -> None:
         """AutoWU test records (``AutoWUCore.tests`` entries): p per vote, positive votes, the decision."""
         for record in records:
-            step = int(record["step"])
-            if not self._new(step):
+            if not self._new(record.step):
                 continue
-            self.writer.add("tests", {"trial_id": self.trial_id, **plain(record)})
-            for i, p in enumerate(record.get("p") or []):
-                self._metric(f"autowu_p_{i}", p, step)
-            votes = record.get("votes")
-            if votes is not None:
-                self._metric("autowu_positive_votes", sum(bool(v) for v in votes), step)
-            self._metric("autowu_positive", bool(record.get("positive")), step)
-            if record.get("decision") in DECISION_CODES:
-                self._metric("autowu_decision", DECISION_CODES[record["decision"]], step)
+            self.writer.add("tests", {"trial_id": self.trial_id, **record.to_dict()})
+            for i, p in enumerate(record.p):
+                self._metric(f"autowu_p_{i}", p, record.step)
+            self._metric("autowu_positive_votes", sum(record.votes), record.step)
+            self._metric("autowu_positive", record.positive, record.step)
+            self._metric("autowu_decision", DECISION_CODES[record.decision], record.step)
 
     def log_event(self, name: str, step: int, **info: Any) -> None:
         """An event such as ``rollback``: metric ``event_<name>`` = 1 at ``step``, tag ``event.<name>``, a row
