@@ -131,6 +131,36 @@ def test_the_nodes_python_is_one_every_pin_installs_on(cluster):
     assert {"numpy", "pandas"} <= set(refusing)  # why 3.10 (Ubuntu 22.04's own) cannot run the pins
 
 
+@pytest.mark.parametrize("installed", ["3.11 final", "3.11.0rc1 (Ubuntu 22.04's own)", "none"])
+def test_the_nodes_get_deadsnakes_python_unless_a_final_3_11_is_there(cluster, tmp_path, installed):
+    """Ubuntu 22.04's jammy-updates python3.11 is the release candidate 3.11.0rc1, which the pinned torch cannot
+    import on: the setup's guard keeps a final 3.11 and installs deadsnakes' over anything else. The guard's
+    own Python check runs here, on this interpreter dressed as the node's python3.11."""
+    (command,) = [c for c in cluster["setup_commands"] if "ppa:deadsnakes" in c]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    if installed != "none":
+        (bin_dir / "python3.11").write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+        (bin_dir / "python3.11").chmod(0o755)
+    site = tmp_path / "site"
+    site.mkdir()
+    if installed.startswith("3.11.0rc1"):
+        (site / "sitecustomize.py").write_text(
+            "import collections, sys\n"
+            "sys.version_info = collections.namedtuple('v', 'major minor micro releaselevel serial')"
+            "(3, 11, 0, 'candidate', 1)\n")
+    calls = tmp_path / "sudo-calls"
+    stubs = f'sudo() {{ echo "$*" >> {calls}; }}; '
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "PYTHONPATH": str(site)}  # no python3.11 but this one
+    subprocess.run(["/bin/bash", "-c", stubs + command], check=True, env=env)
+    ran = calls.read_text().splitlines() if calls.exists() else []
+    if installed == "3.11 final":
+        assert ran == []
+    else:
+        assert ran[0] == "add-apt-repository -y ppa:deadsnakes/ppa"
+        assert ran[-1] == "apt-get install -y -q python3.11 python3.11-venv python3.11-dev"
+
+
 @pytest.mark.slow  # pip resolves about 150 packages from the index (about 20 s)
 def test_the_nodes_install_command_resolves_every_pin_on_python_3_11(cluster, tmp_path):
     """cluster.yaml's own pip command, as each node runs it, resolved by pip on Python 3.11 (the nodes'
