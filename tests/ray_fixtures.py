@@ -3,6 +3,8 @@
 - :func:`ray_head`: a head started with ``ray start --head --block`` on free ports, its processes killed by
   PID afterwards (never ``ray stop``, which stops every Ray instance of the machine, other users' too).
 - :func:`wait_for_dashboard`: the State API answers.
+- :class:`LocalCluster`: a several-node ``ray.cluster_utils.Cluster`` (a 0-CPU head, worker nodes added
+  and lost at will), and :func:`actors`: what its State API says every actor ran on.
 - :class:`Suite`: ``run_suite.py --address <cluster>`` in a work folder, its output in files.
 """
 
@@ -26,6 +28,7 @@ from autowu_bench.platform.tracking.server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 RAY = Path(sys.executable).with_name("ray")
+OBJECT_STORE = 80 * 1024**2  # per node of a LocalCluster: trials pass little data, and the machine is shared
 
 
 @dataclass
@@ -148,3 +151,82 @@ class Suite:
             self.proc.wait(timeout=30)
         self._out.close()
         self._err.close()
+
+
+class LocalCluster:
+    """A ``ray.cluster_utils.Cluster``, a head with 0 CPUs and the dashboard (for the State API) and
+    ``workers`` worker nodes of 1 CPU, that leaves the machine as it found it: ``Cluster`` writes its
+    address to Ray's ``ray_current_cluster`` file (what ``address="auto"`` joins), which other Ray users of
+    this machine may own; it is put back."""
+
+    def __init__(self, workers: int = 2) -> None:
+        from ray._common.utils import get_ray_address_file
+        from ray.cluster_utils import Cluster
+
+        self._address_file = get_ray_address_file(None)
+        self._saved = Path(self._address_file).read_text() if os.path.isfile(self._address_file) else None
+        # Short: the nodes' unix sockets live under it (a socket path has at most 107 characters).
+        self.temp_dir = tempfile.mkdtemp(prefix="rmn-", dir="/tmp")
+        # The dashboard gets 60 s to start, and each of its modules 30 s, by default: not always enough on a
+        # busy 2-core machine. (The first is read from this process's Ray, the second by the dashboard.)
+        from ray._private import ray_constants
+
+        ray_constants.RAY_DASHBOARD_STARTUP_TIMEOUT_S = max(ray_constants.RAY_DASHBOARD_STARTUP_TIMEOUT_S, 300)
+        os.environ.setdefault("RAY_DASHBOARD_SUBPROCESS_MODULE_WAIT_READY_TIMEOUT", "300")
+        self.cluster, self.workers = None, []
+        try:
+            self.cluster = Cluster(
+                initialize_head=True, shutdown_at_exit=True,
+                head_node_args={"num_cpus": 0, "object_store_memory": OBJECT_STORE, "include_dashboard": True,
+                                "dashboard_host": "127.0.0.1", "dashboard_port": free_port(),
+                                "temp_dir": self.temp_dir},
+            )
+            self._restore_address_file()
+            for _ in range(workers):
+                self.add_worker()
+        except BaseException:
+            self.shutdown()
+            raise
+
+    def add_worker(self, num_cpus: int = 1):
+        node = self.cluster.add_node(num_cpus=num_cpus, object_store_memory=OBJECT_STORE)
+        self.workers.append(node)
+        return node
+
+    def lose_worker(self, node) -> None:
+        """Every process of the worker node SIGKILLed at once, as a node that is lost."""
+        self.cluster.remove_node(node, allow_graceful=False)
+        self.workers.remove(node)
+
+    @property
+    def address(self) -> str:
+        return self.cluster.address
+
+    @property
+    def head_id(self) -> str:
+        return self.cluster.head_node.node_id
+
+    def _restore_address_file(self) -> None:
+        if self._saved is None:
+            try:
+                os.remove(self._address_file)
+            except OSError:
+                pass
+        else:
+            Path(self._address_file).write_text(self._saved)
+
+    def shutdown(self) -> None:
+        try:
+            if self.cluster is not None:
+                self.cluster.shutdown()
+        finally:
+            self._restore_address_file()
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def actors(address: str) -> list[dict]:
+    """Every actor the cluster ran (dead ones too), as dicts with class_name, node_id, state, pid."""
+    from ray.util.state import list_actors
+
+    return [dict(vars(a)) for a in list_actors(address=address, limit=10000, detail=True, timeout=30,
+                                               raise_on_missing_output=False)]
