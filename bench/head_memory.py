@@ -179,7 +179,7 @@ def main() -> None:
 
     idle1, peak1, _ = measure(1, args.epochs, args.data)
     idle, peak, driver = measure(args.concurrent, args.epochs, args.data)
-    (one, each1), (running, each) = per_trial(idle1, peak1), per_trial(idle, peak)
+    (_, each1), (running, each) = per_trial(idle1, peak1), per_trial(idle, peak)
     print(f"\nthe head's growth, {running} trials running / 1 running: "
           f"{(total(peak) - total(idle)) / (total(peak1) - total(idle1)):.2f} "
           f"(per trial {mib(each)} / {mib(each1)} = {each / each1:.2f}: 1.00 is linear)")
