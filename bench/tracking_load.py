@@ -1,8 +1,8 @@
 """The tracking load of a large suite, replayed through the platform's tracking path (no training).
 
 Each simulated trial is what a real one does to MLflow: the trial driver's ``open_trial`` (its child run
-under a parent run), rank 0's ``TrialRecorder`` logging ``lr`` and ``train_loss`` for every step and a few
-epoch metrics, a ``flush`` every epoch (the spool; the recorder's sender thread sends it), ``close`` and
+under a parent run), rank 0's ``TrialLogger`` logging ``lr`` and ``train_loss`` for every step and a few
+epoch metrics, a ``flush`` every epoch (the spool; the logger's sender thread sends it), ``close`` and
 the driver's ``close_trial``. ``--concurrent`` processes replay trials at once, as fast as they can, so
 the rate printed is what the server sustains, not what a suite's training would ask of it. At the end
 MLflow's store is counted: every step of every trial must be there exactly once. It prints its figures
@@ -51,7 +51,7 @@ def replay_trials(job: tuple) -> dict:
     apply_process_env()
     from autowu_bench.platform.tracking.client import RunStatus
     from autowu_bench.platform.tracking.lifecycle import close_trial, open_trial
-    from autowu_bench.platform.tracking.recorder import TrialRecorder
+    from autowu_bench.platform.tracking.trial_logger import TrialLogger
 
     epochs = max(1, -(-steps // steps_per_epoch))
     flushes, unsent = [], 0
@@ -59,19 +59,19 @@ def replay_trials(job: tuple) -> dict:
     for trial_id in trial_ids:
         folder = Path(run_dir) / "trials" / trial_id
         run_id = open_trial(tracking_uri, parent, _spec(trial_id, epochs), folder, wait=120)
-        recorder = TrialRecorder(tracking_uri, run_id, folder)
+        logger = TrialLogger(tracking_uri, run_id, folder)
         for epoch in range(1, epochs + 1):
             first, last = (epoch - 1) * steps_per_epoch + 1, min(epoch * steps_per_epoch, steps)
             chunk = list(range(first, last + 1))
-            recorder.log_steps(chunk, [1e-3 * min(1.0, s / steps) for s in chunk], [2.0 / (1 + s) for s in chunk])
-            recorder.log_epoch(epoch, last, {"val_loss": 1.0 / epoch, "val_acc": epoch / epochs,
+            logger.log_steps(chunk, [1e-3 * min(1.0, s / steps) for s in chunk], [2.0 / (1 + s) for s in chunk])
+            logger.log_epoch(epoch, last, {"val_loss": 1.0 / epoch, "val_acc": epoch / epochs,
                                              "epoch_seconds": 1.0, "images_per_second": 1000.0})
             started = time.perf_counter()
-            recorder.flush()  # what a training epoch waits for
+            logger.flush()  # what a training epoch waits for
             flushes.append(time.perf_counter() - started)
         # Wait for the sender (the bench measures what the server takes), then end the trial as the driver does.
-        recorder.wait(None)
-        recorder.close()
+        logger.wait(None)
+        logger.close()
         if not close_trial(tracking_uri, folder, RunStatus.FINISHED, {"test_acc": 0.5}, wait=120):
             unsent += 1
     return {"flushes": flushes, "unsent": unsent, "began": began, "ended": time.time()}

@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from autowu_bench.platform.execution import processes
-from autowu_bench.platform.execution.worker import WORKER_FILE
+from autowu_bench.platform.records.trial_folder import WORKER_FILE
 from autowu_bench.platform.tracking.server import free_port
 from tests.data_fixtures import write_fashion_mnist_idx
 from tests.ray_fixtures import Suite, gcs_address, ray_head, wait_for_dashboard

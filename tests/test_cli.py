@@ -179,7 +179,7 @@ def test_an_interrupted_suite_writes_what_finished_and_exits_130(fmnist_root, tm
     from autowu_bench.platform.execution import runner
     from autowu_bench.platform.tracking import client as tracking_client
     from autowu_bench.platform.records.outcome import TrialOutcome, TrialStatus
-    from autowu_bench.platform.execution.trial_driver import trial_dir
+    from autowu_bench.platform.records.trial_folder import EndedBy, TrialFolder
 
     ended, closed = [], []
 
@@ -198,10 +198,9 @@ def test_an_interrupted_suite_writes_what_finished_and_exits_130(fmnist_root, tm
 
     def first_trial_then_interrupt(trials, *, run_dir, **kwargs):
         done = trials[0]
-        folder = trial_dir(run_dir, done.trial_id)
-        Path(folder).mkdir(parents=True)
-        TrialOutcome(trial_id=done.trial_id, arm=done.arm, kind=done.kind, status=TrialStatus.FINISHED,
-                     final_val_acc=0.8, test_acc=0.79, wall_seconds=10.0, device_hours=0.01).write(folder)
+        TrialFolder.of(run_dir, done.trial_id).end(TrialOutcome(
+            trial_id=done.trial_id, arm=done.arm, kind=done.kind, status=TrialStatus.FINISHED, final_val_acc=0.8,
+            test_acc=0.79, wall_seconds=10.0, device_hours=0.01), EndedBy.DRIVER)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(runner, "run_trials", first_trial_then_interrupt)

@@ -9,9 +9,12 @@ import torch
 
 from autowu_bench.platform.execution.controller import AutoWUController, ControllerClient, start_controller, stop_controller
 from autowu_bench.schedulers import AutoWU, Phase, Schedule
+from autowu_bench.schedulers.autowu import AutoWUOptions
 
 S, E = 20, 20  # T = 400 steps, longest warmup W = 200
 KWARGS = {"decay": "cosine", "test_interval": 10, "seed": 3}
+# The same options as the controller takes them: AutoWU's options, the decay and the seed.
+OPTIONS, CONTROLLER_ARGS = AutoWUOptions(test_interval=10), {"decay": "cosine", "seed": 3}
 
 
 def loss_at(lr: float, step: int) -> float:
@@ -62,7 +65,7 @@ def expected():
 
 def test_in_process_controller_matches_standalone(expected):
     lrs, sched = expected
-    controller = AutoWUController(dict(KWARGS))
+    controller = AutoWUController(OPTIONS, **CONTROLLER_ARGS)
     got, _, waits = drive(controller)
     assert got == lrs
     # Only the tests that could complete the patience (and step 1) made the caller wait.
@@ -76,24 +79,24 @@ def test_in_process_controller_matches_standalone(expected):
 
 def test_state_round_trip_mid_warmup_continues_the_same_trace(expected):
     lrs, _ = expected
-    first = AutoWUController(dict(KWARGS))
+    first = AutoWUController(OPTIONS, **CONTROLLER_ARGS)
     head, plan, _ = drive(first, 0, 100)
     assert plan.phase is Phase.WARMUP
-    second = AutoWUController(dict(KWARGS))
+    second = AutoWUController(OPTIONS, **CONTROLLER_ARGS)
     second.load_state_dict(first.state_dict())
     tail, _, _ = drive(second, 100, S * E, plan=second.plan())
     assert head + tail == lrs
 
 
 def test_configure_refuses_other_sizes():
-    controller = AutoWUController(dict(KWARGS), S, E)
+    controller = AutoWUController(OPTIONS, **CONTROLLER_ARGS, steps_per_epoch=S, total_epochs=E)
     controller.configure(S, E)
     with pytest.raises(ValueError, match="steps_per_epoch"):
         controller.configure(S + 1, E)
 
 
 def test_the_controller_and_its_client_are_schedules():
-    assert isinstance(AutoWUController(dict(KWARGS)), Schedule)
+    assert isinstance(AutoWUController(OPTIONS, **CONTROLLER_ARGS), Schedule)
     assert isinstance(ControllerClient(handle=None), Schedule)
 
 
@@ -103,7 +106,7 @@ def test_ray_actor_matches_standalone(expected):
     lrs, sched = expected
     ray.init(address="local", num_cpus=1, object_store_memory=200 * 1024**2, include_dashboard=False)
     try:
-        handle = start_controller(dict(KWARGS))
+        handle = start_controller(OPTIONS, **CONTROLLER_ARGS)
         client = ControllerClient(handle)  # as rank 0 gets it: the handle from the driver
         got, _, _ = drive(client)
         assert got == lrs
@@ -112,6 +115,6 @@ def test_ray_actor_matches_standalone(expected):
         stop_controller(handle)
     finally:
         ray.shutdown()
-    restored = AutoWUController(dict(KWARGS))
+    restored = AutoWUController(OPTIONS, **CONTROLLER_ARGS)
     restored.load_state_dict(state)
     assert restored.plan().decay_start_lr == sched.decay_start_lr

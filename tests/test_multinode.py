@@ -164,7 +164,7 @@ def node_lost_run(tmp_path_factory, data_root):
     worker node its Train workers run on is removed at once (``allow_graceful=False``: every process of the
     node SIGKILLed, as a node that is lost), and a replacement node joins. Returns (run folder, the removed
     node's id, the step the trial had recorded at the removal, the actors the cluster ran, the head's id)."""
-    from autowu_bench.platform.tracking.recorder import RECORDED_STEP_FILE
+    from autowu_bench.platform.records.trial_folder import RECORDED_STEP_FILE
 
     work = tmp_path_factory.mktemp("node-lost")
     cluster = LocalCluster()

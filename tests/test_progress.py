@@ -4,6 +4,7 @@ warning silenced in Ray's worker processes only."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import warnings
 
@@ -14,6 +15,7 @@ from autowu_bench.platform.execution.progress import (
     ProgressReporter, TrialState, best_so_far, count, end_line, epoch_line, format_duration, progress_line,
     remaining_seconds,
 )
+from autowu_bench.platform.records.outcome import EpochReport, TrialStatus
 
 
 def state(trial_id, workload="fmnist-mlp", batch=32, epochs=6, status=progress.PENDING, done=0, best=None,
@@ -65,10 +67,11 @@ def test_the_progress_line():
 
 
 def test_epoch_and_end_lines():
-    result = {"epoch": 2, "phase": "warmup", "lr": 0.00123456, "val_acc": 0.5, "status": "running"}
-    assert epoch_line("t", result) == "[t] epoch 2 phase warmup lr 0.001235 val_acc 0.5000"
-    assert epoch_line("t", {**result, "test_acc": 0.75, "status": "finished"}).endswith("test_acc 0.7500 (finished)")
-    assert epoch_line("t", {"epoch": 3, "status": "running"}) == "[t] epoch 3 status running"
+    report = EpochReport(epoch=2, step=20, phase="warmup", lr=0.00123456, val_acc=0.5, status=TrialStatus.RUNNING)
+    assert epoch_line("t", report) == "[t] epoch 2 phase warmup lr 0.001235 val_acc 0.5000"
+    assert epoch_line("t", dataclasses.replace(report, test_acc=0.75, status=TrialStatus.FINISHED)).endswith(
+        "test_acc 0.7500 (finished)")
+    assert epoch_line("t", EpochReport(epoch=3, step=30, status=TrialStatus.RUNNING)) == "[t] epoch 3 status running"
     s = suite_states()
     assert end_line(s[0]) == "[a] finished: test_acc 0.8000, best val_acc 0.8100, 6/6 epochs"
     assert end_line(s[1]) == "[b] diverged: test_acc 0.1000, best val_acc 0.4200, 2/6 epochs"
@@ -98,7 +101,7 @@ def specs():
 
 
 def result(epoch, val_acc, status="running", **extra):
-    return {"epoch": epoch, "phase": "decay", "lr": 0.01, "val_acc": val_acc, "best_val_acc": val_acc,
+    return {"epoch": epoch, "step": 10 * epoch, "phase": "decay", "lr": 0.01, "val_acc": val_acc, "best_val_acc": val_acc,
             "status": status, **extra}
 
 
@@ -230,7 +233,7 @@ def test_a_trial_whose_last_report_says_diverged_ends_as_diverged():
     reporter = ProgressReporter(specs(), stream=out, clock=Clock())
     trial = FakeTrial("t1")
     reporter.on_trial_start(0, [], trial)
-    trial.last_result = {"epoch": 2, "status": "diverged", "val_acc": float("nan"), "best_val_acc": 0.4,
+    trial.last_result = {"epoch": 2, "step": 20, "status": "diverged", "val_acc": float("nan"), "best_val_acc": 0.4,
                          "test_acc": 0.1}
     reporter.on_trial_complete(0, [], trial)
     assert out.getvalue().splitlines()[0] == "[t1] diverged: test_acc 0.1000, best val_acc 0.4000, 2/3 epochs"

@@ -7,8 +7,8 @@ working folder: one uninterrupted, one whose rank 1 the test SIGKILLs (the proce
 names) once the trial has recorded ``WORKER_KILL_AFTER`` steps, and one whose controller's process the
 test SIGKILLs once the trial has recorded ``CONTROLLER_KILL_AFTER`` steps. Each restarted trial must
 finish with ``restarts == 1`` and the very same LR trace, switch step and decay start LR as the
-uninterrupted one; rank 0's curves hold each step once. Also without Ray: the recorder's skip of
-already-sent steps.
+uninterrupted one; rank 0's curves hold each step once. (Without Ray, the skip of already-recorded steps:
+tests/test_trial_results.py.)
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from autowu_bench.platform.records.spec import TrialSpec
-from autowu_bench.platform.execution.worker import WORKER_FILE
+from autowu_bench.platform.records.trial_folder import RECORDED_STEP_FILE, WORKER_FILE, TrialFolder
 from tests.data_fixtures import write_fashion_mnist_idx
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -51,7 +51,6 @@ def _spec(data_root: str, trial_id: str) -> TrialSpec:
 def run(tmp_path_factory):
     from autowu_bench.platform.execution.ray_cluster import ray_session
     from autowu_bench.platform.execution.runner import run_trials
-    from autowu_bench.platform.execution.trial_driver import trial_dir
 
     root = tmp_path_factory.mktemp("data")
     write_fashion_mnist_idx(root, n_train=N_TRAIN, n_test=100, seed=0)
@@ -59,8 +58,8 @@ def run(tmp_path_factory):
     assert os.path.abspath(run_dir) != os.getcwd()
     trials = [_spec(str(root), "uninterrupted"), _spec(str(root), "killed"), _spec(str(root), "controller-killed")]
     with ray_session(None, num_cpus=2, object_store_memory=200 * 1024**2):
-        killers = {"killed": _Killer(trial_dir(run_dir, "killed"), WORKER_KILL_AFTER, _rank1_pid),
-                   "controller-killed": _Killer(trial_dir(run_dir, "controller-killed"), CONTROLLER_KILL_AFTER,
+        killers = {"killed": _Killer(str(TrialFolder.of(run_dir, "killed").path), WORKER_KILL_AFTER, _rank1_pid),
+                   "controller-killed": _Killer(str(TrialFolder.of(run_dir, "controller-killed").path), CONTROLLER_KILL_AFTER,
                                                 _controller_pid)}
         for killer in killers.values():
             killer.start()
@@ -98,7 +97,6 @@ class _Killer(threading.Thread):
         self.recorded_at_kill = self.pid = None
 
     def run(self) -> None:
-        from autowu_bench.platform.tracking.recorder import RECORDED_STEP_FILE
 
         path = os.path.join(self.folder, RECORDED_STEP_FILE)
         deadline = time.monotonic() + 600
@@ -162,26 +160,3 @@ def test_each_step_is_recorded_once_and_the_restart_is_an_event(run):
               for r in pq.read_table(p).to_pylist()]
     # Resumed from a checkpoint taken at an epoch end before the kill.
     assert [e["name"] for e in events] == ["restart"] and events[0]["step"] in (5, 10, 15)
-
-
-def test_a_resumed_recorder_skips_what_the_failed_attempt_sent(tmp_path):
-    from autowu_bench.platform.tracking.recorder import RECORDED_STEP_FILE, TrialRecorder
-
-    trial = tmp_path / "trials" / "t"
-    first = TrialRecorder(None, None, trial)
-    first.log_steps([1, 2, 3, 4], [0.1] * 4, [1.0] * 4)
-    first.log_epoch(1, 4, {"val_acc": 0.5})
-    first.flush()
-    assert (trial / RECORDED_STEP_FILE).read_text() == "4"
-    # The next attempt resumed from the checkpoint at step 2 and replays steps 3 and 4.
-    second = TrialRecorder(None, None, trial)
-    assert second.resume() == 4
-    second.log_steps([3, 4, 5, 6], [0.2] * 4, [2.0] * 4)
-    second.log_epoch(1, 4, {"val_acc": 0.9})
-    second.log_epoch(2, 6, {"val_acc": 0.6})
-    second.flush()
-    assert (trial / RECORDED_STEP_FILE).read_text() == "6"
-    rows = [r for p in sorted((trial / "fragments").glob("curves-*.parquet")) for r in pq.read_table(p).to_pylist()]
-    assert [(r["step"], r["lr"]) for r in rows] == [(1, 0.1), (2, 0.1), (3, 0.1), (4, 0.1), (5, 0.2), (6, 0.2)]
-    epochs = [r for p in sorted((trial / "fragments").glob("epochs-*.parquet")) for r in pq.read_table(p).to_pylist()]
-    assert [(r["epoch"], r["val_acc"]) for r in epochs] == [(1, 0.5), (2, 0.6)]

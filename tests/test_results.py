@@ -1,4 +1,4 @@
-"""tables.collect on fragments written by TrialRecorder and on trial summaries."""
+"""tables.collect on fragments written by TrialResults and on trial summaries."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pytest
 
 from autowu_bench.platform.records import tables
 from autowu_bench.platform.records.outcome import TrialOutcome, TrialStatus
+from autowu_bench.platform.records.trial_folder import EndedBy, TrialFolder
+from autowu_bench.platform.records.trial_results import TrialResults
 from autowu_bench.platform.records.spec import TrialSpec
-from autowu_bench.platform.tracking.recorder import TrialRecorder
 from autowu_bench.schedulers.test_record import Decision, TestRecord
 
 
@@ -30,7 +31,7 @@ def specs() -> list[TrialSpec]:
 @pytest.fixture
 def run_dir(tmp_path):
     tables.write_specs(tmp_path, specs())
-    auto = TrialRecorder(None, None, tmp_path / "trials" / "auto_s0")
+    auto = TrialResults(tmp_path / "trials" / "auto_s0")
     auto.log_steps([1, 2, 3, 4], [1e-5, 1e-4, 1e-3, 1e-2], [2.3, 2.2, 2.0, 1.9])
     auto.log_tests([TestRecord(step=4, epoch=1.0, p=(0.96, 0.99), votes=(True, True), positive=True,
                                 decision=Decision.SWITCH, n_finite=4, seconds=0.01, mu=(1.0, 2.0), x_star=(0.5,),
@@ -38,22 +39,22 @@ def run_dir(tmp_path):
     auto.log_epoch(0, 4, {"val_acc": 0.5, "val_loss": 1.5})
     auto.flush()
     # a crash after step 4; the resumed trial replays steps 3-4 from the epoch-0 checkpoint with other losses
-    resumed = TrialRecorder(None, None, tmp_path / "trials" / "auto_s0")
+    resumed = TrialResults(tmp_path / "trials" / "auto_s0")
     resumed.log_steps([3, 4, 5, 6], [1e-3, 1e-2, 5e-3, 0.0], [2.05, 1.95, 1.5, 1.4])
     resumed.log_epoch(0, 4, {"val_acc": 0.55, "val_loss": 1.4})
     resumed.log_epoch(1, 6, {"val_acc": 0.7, "val_loss": 1.1})
     resumed.log_event("rollback", 4, to_step=2)
     resumed.flush()
-    TrialOutcome(trial_id="auto_s0", arm="autowu-auto", kind="autowu", status=TrialStatus.FINISHED,
+    TrialFolder(tmp_path / "trials" / "auto_s0").end(TrialOutcome(trial_id="auto_s0", arm="autowu-auto", kind="autowu", status=TrialStatus.FINISHED,
                  final_val_acc=0.7, best_val_acc=0.7, test_acc=0.69, switch_epoch=1.0, switch_reason="test",
                  decay_start_lr=0.001, rollbacks=1, wall_seconds=36.0, device_hours=0.02,
-                 ).write(tmp_path / "trials" / "auto_s0")
-    base = TrialRecorder(None, None, tmp_path / "trials" / "base_s0")
+                 ), EndedBy.DRIVER)
+    base = TrialResults(tmp_path / "trials" / "base_s0")
     base.log_steps([1, 2], [0.0, 0.001], [2.3, 2.1])
     base.flush()
     # What the driver writes when the workers died before any report: 360 s of wall time.
-    TrialOutcome.from_report(specs()[1], None, status=TrialStatus.FAILED, started=1000.0, ended=1360.0,
-                             error="worker died").write(tmp_path / "trials" / "base_s0")
+    TrialFolder(tmp_path / "trials" / "base_s0").end(TrialOutcome.from_report(
+        specs()[1], None, status=TrialStatus.FAILED, started=1000.0, ended=1360.0, error="worker died"), EndedBy.DRIVER)
     return tmp_path
 
 
@@ -137,7 +138,7 @@ def test_fragment_writer_numbers_on_across_kinds_and_resumes(tmp_path):
     resumed = tables.FragmentWriter(tmp_path / "t_s0")
     resumed.add("epochs", {"trial_id": "t_s0", "epoch": 0, "step": 1, "val_acc": 0.5})
     assert [p.name for p in resumed.flush()] == ["epochs-000003.parquet"]
-    assert sorted(p.name for p in (tmp_path / "t_s0" / tables.FRAGMENTS).iterdir()) == [
+    assert sorted(p.name for p in TrialFolder(tmp_path / "t_s0").fragments.iterdir()) == [
         "curves-000001.parquet", "epochs-000003.parquet", "events-000002.parquet"]
     assert pd.read_parquet(first[0]).to_dict("list") == {"trial_id": ["t_s0"], "step": [1], "lr": [0.1],
                                                          "train_loss": [2.0]}

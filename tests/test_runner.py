@@ -20,7 +20,7 @@ import torch
 
 from autowu_bench.platform.execution.train_step import evaluate
 from autowu_bench.platform.records.spec import TrialSpec
-from autowu_bench.platform.records.outcome import SUMMARY_FILE
+from autowu_bench.platform.records.trial_folder import EndedBy, TrialFolder
 from autowu_bench.schedulers import fixed_plan
 from autowu_bench.workloads import get_workload
 from tests.data_fixtures import write_fashion_mnist_idx
@@ -187,11 +187,12 @@ def test_a_trial_that_fails_before_training_leaves_a_failed_summary_with_the_err
     with pytest.raises(RuntimeError, match="no worker group"):
         trial_driver.run_trial({"spec": spec.to_dict()}, run_dir=str(tmp_path),
                                tracking_uri=f"http://127.0.0.1:{free_port()}", parent_run_id="p")
-    folder = trial_driver.trial_dir(str(tmp_path), "t")
-    with open(os.path.join(folder, SUMMARY_FILE)) as f:
+    folder = TrialFolder.of(tmp_path, "t").path
+    with open(TrialFolder(folder).summary_path) as f:
         summary = json.load(f)
     assert summary["status"] == "failed" and "no worker group" in summary["error"]
-    assert summary["error"].startswith("interrupted: SIGINT stopped the suite") == interrupted
+    assert summary["interrupted"] == interrupted
+    assert summary["error"].startswith("SIGINT stopped the suite") == interrupted
     assert summary["mlflow_run_id"] is None
     ops = [op for _, op in Spool.of(folder).pending()]
     assert ops[0]["op"] == "create" and ops[-1] == {"op": "status", "status": "KILLED" if interrupted else "FAILED"}
@@ -236,7 +237,7 @@ def test_a_disk_that_fills_mid_run_leaves_the_real_error_in_the_summary(tmp_path
     with pytest.raises(OSError, match="No space left on device"):
         trial_driver.run_trial({"spec": _baseline(tmp_path).to_dict()}, run_dir=str(tmp_path), tracking_uri=None,
                                parent_run_id=None)
-    with open(os.path.join(trial_driver.trial_dir(str(tmp_path), "t"), SUMMARY_FILE)) as f:
+    with open(TrialFolder.of(tmp_path, "t").summary_path) as f:
         summary = json.load(f)
     assert summary["status"] == "failed"
     assert summary["error"] == ("OSError: [Errno 28] No space left on device: "
@@ -247,12 +248,11 @@ def test_when_the_summary_cannot_be_written_the_trial_raises_its_own_error(tmp_p
     """The disk is too full for summary.json too: the driver raises the trial's error (what Tune records),
     not the error of writing the summary."""
     from autowu_bench.platform.execution import trial_driver
-    from autowu_bench.platform.records.outcome import TrialOutcome
 
-    def full(self, folder):
-        raise OSError(errno.ENOSPC, "No space left on device", os.path.join(folder, SUMMARY_FILE))
+    def full(self, outcome, by):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.summary_path))
 
-    monkeypatch.setattr(TrialOutcome, "write", full)
+    monkeypatch.setattr(TrialFolder, "end", full)
     with pytest.raises(OSError) as info:
         trial_driver.run_trial({"spec": _baseline(tmp_path).to_dict()}, run_dir=str(tmp_path), tracking_uri=None,
                                parent_run_id=None)
@@ -266,7 +266,6 @@ def test_a_trial_without_a_summary_takes_the_error_tune_recorded(tmp_path):
     own error), written as the summary; only a trial with neither 'never started'."""
     from autowu_bench.platform.records.outcome import TrialOutcome, TrialStatus
     from autowu_bench.platform.execution.runner import collect_outcomes, error_text
-    from autowu_bench.platform.execution.trial_driver import trial_dir
 
     class RayTaskError(Exception):  # the shape of ray.exceptions.RayTaskError: the trial's error as .cause
         def __init__(self, cause):
@@ -275,16 +274,16 @@ def test_a_trial_without_a_summary_takes_the_error_tune_recorded(tmp_path):
 
     finished, full, lost = (_spec(str(tmp_path), trial_id=i, arm="b", kind="baseline", peak_lr=0.1, warmup_epochs=1)
                             for i in ("finished", "full", "lost"))
-    os.makedirs(trial_dir(str(tmp_path), "finished"))
-    TrialOutcome(trial_id="finished", arm="b", kind="baseline", status=TrialStatus.FINISHED, test_acc=0.8).write(
-        trial_dir(str(tmp_path), "finished"))
+    TrialFolder.of(tmp_path, "finished").end(
+        TrialOutcome(trial_id="finished", arm="b", kind="baseline", status=TrialStatus.FINISHED, test_acc=0.8),
+        EndedBy.DRIVER)
     recorded = {"full": RayTaskError(OSError(errno.ENOSPC, "No space left on device")),
                 "finished": RuntimeError("not this one: it has its summary")}
     outcomes = collect_outcomes([finished, full, lost], str(tmp_path), recorded)
     assert [o.status for o in outcomes] == [TrialStatus.FINISHED, TrialStatus.FAILED, TrialStatus.FAILED]
     assert outcomes[0].test_acc == 0.8
     assert outcomes[1].error == "OSError: [Errno 28] No space left on device"
-    assert TrialOutcome.read(trial_dir(str(tmp_path), "full")).error == outcomes[1].error
+    assert TrialFolder.of(tmp_path, "full").summary().error == outcomes[1].error
     assert outcomes[2].error == "the trial never started"
     assert error_text(ValueError("plain")) == "ValueError: plain"
 

@@ -18,6 +18,7 @@ import torch
 
 from autowu_bench.platform.execution.controller import AutoWUController
 from autowu_bench.schedulers import AutoWU, Decision, FixedSchedule, LinearWarmupCosine, Phase, Plan, Schedule, SwitchReason
+from autowu_bench.schedulers.autowu import AutoWUOptions
 
 S, E = 10, 12  # T = 120 steps
 AUTOWU = {"decay": "const-cos", "test_interval": 5, "seed": 1, "lr_max": 10.0}
@@ -37,7 +38,9 @@ def standalone(name: str, optimizer: torch.optim.Optimizer):
 
 
 def protocol(name: str) -> Schedule:
-    return AutoWUController(dict(AUTOWU)) if name == "autowu" else FixedSchedule(**BASELINE)
+    if name == "autowu":
+        return AutoWUController(AutoWUOptions(test_interval=5, lr_max=10.0), decay="const-cos", seed=1)  # AUTOWU's
+    return FixedSchedule(**BASELINE)
 
 
 SCHEDULES = ["autowu", "baseline"]

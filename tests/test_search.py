@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 
 import pandas as pd
 import pytest
@@ -15,6 +16,7 @@ from autowu_bench.dashboards import head_to_head
 from autowu_bench.dashboards.report_data import search_curve
 from autowu_bench.platform.suite.expansion import expand, search_jobs
 from autowu_bench.platform.records.outcome import EpochReport, TrialStatus, device_hours
+from autowu_bench.platform.records.trial_folder import EndedBy, TrialFolder
 from autowu_bench.platform.execution.search import (
     SearchJob,
     param_space,
@@ -167,15 +169,15 @@ def test_a_stopped_trial_is_priced_for_what_it_ran(tmp_path):
     last = {"epoch": 2, "step": 16, "val_acc": 0.61, "best_val_acc": 0.63, "status": "running",
             "worker_created_at": 1005.0, "training_started_at": 1007.0, "training_iteration": 2,
             "time_this_iter_s": 4.2}
-    outcome = stopped_outcome(spec, EpochReport.from_metrics(last), str(folder), now=1090.0)
+    outcome = stopped_outcome(spec, EpochReport.from_metrics(last), TrialFolder(folder), now=1090.0)
     assert outcome.status is TrialStatus.STOPPED and outcome.epochs_done == 2 and outcome.steps == 16
     assert outcome.test_acc is None and outcome.best_val_acc == 0.63 and outcome.mlflow_run_id == "r1"
     assert outcome.wall_seconds == 90.0 and outcome.device_hours == device_hours(spec, 90.0) > 0
     # A trial that Tune ended at its final report keeps that report's status.
     assert stopped_outcome(spec, EpochReport.from_metrics({**last, "status": "finished", "test_acc": 0.7}),
-                           str(folder), 1090.0).status is TrialStatus.FINISHED
+                           TrialFolder(folder), 1090.0).status is TrialStatus.FINISHED
     # One that Tune ended before its first report ran nothing to count.
-    assert stopped_outcome(spec, EpochReport.from_metrics({"training_iteration": 0}), str(folder), 1090.0).epochs_done == 0
+    assert stopped_outcome(spec, EpochReport.from_metrics({"training_iteration": 0}), TrialFolder(folder), 1090.0).epochs_done == 0
 
 
 def trial(arm, n, seed, status, val, test, hours, lr=0.01, wu=1.0, ended=0.0, search="random+asha"):
@@ -271,16 +273,19 @@ class _FakeTrial:
 def test_a_trial_that_dies_before_its_driver_writes_is_listed_and_failed(tmp_path):
     from autowu_bench.platform.records import tables
     from autowu_bench.platform.records.outcome import TrialOutcome
+    from autowu_bench.launch.suite_run import RunTrials
     from autowu_bench.platform.execution.search import SearchBook
 
     job = search_jobs(suite(search_arm("tpe")))[0]
-    specs = []
-    book = SearchBook(job, run_dir=str(tmp_path), tracking_uri=None, specs=specs)
+    run_trials = RunTrials(tmp_path)  # the suite run's: it writes trial_specs.json as a trial starts
+    book = SearchBook(job, run_dir=str(tmp_path), tracking_uri=None, known=run_trials.trials, on_new=run_trials.add)
     book.on_trial_error(0, [], _FakeTrial(2, {"peak_lr": 0.01, "warmup_epochs": 1.0}))
     (spec,) = tables.read_specs(tmp_path)
     assert spec.trial_id == "rs_fmnist-mlp_b256_s0_t002" and spec.peak_lr == 0.01
-    outcome = TrialOutcome.read(tmp_path / "trials" / spec.trial_id)
+    outcome = TrialFolder.of(tmp_path, spec.trial_id).summary()
     assert outcome.status is TrialStatus.FAILED and "died" in outcome.error
+    # Tune keeps a copy of its callbacks: the book and the suite run's list it appends to must pickle.
+    assert pickle.loads(pickle.dumps(book)).known == run_trials.trials == [spec]
 
 
 @pytest.mark.parametrize("kind", ["random", "tpe"])
@@ -293,12 +298,13 @@ def test_the_progress_line_counts_the_points_not_yet_proposed(kind):
     from autowu_bench.platform.execution.search import SearchBook
 
     job = search_jobs(suite(search_arm(kind)))[0]
-    book = SearchBook(job, run_dir="unused", tracking_uri=None, specs=[])
+    book = SearchBook(job, run_dir="unused", tracking_uri=None, known=[], on_new=lambda spec: None)
     reporter = ProgressReporter(job.planned(), stream=io.StringIO(), live=False, spec_of=book.spec_dict)
     assert reporter.line().startswith("trials 0/5 done, 0 running, 5 pending, 0 failed")
     first = _FakeTrial(0 if kind == "random" else 1, {"peak_lr": 0.01, "warmup_epochs": 1.0})  # Tune's first tag
     reporter.on_trial_start(0, [], first)
-    reporter.on_trial_result(0, [], first, {"epoch": 5, "val_acc": 0.5, "status": "finished", "test_acc": 0.49})
+    reporter.on_trial_result(0, [], first, {"epoch": 5, "step": 40, "val_acc": 0.5, "status": "finished",
+                                             "test_acc": 0.49})
     first.last_result = {"epoch": 5, "step": 40, "val_acc": 0.5, "status": "finished", "test_acc": 0.49}
     reporter.on_trial_complete(0, [], first)
     assert reporter.line().startswith("trials 1/5 done, 0 running, 4 pending, 0 failed")
@@ -320,7 +326,8 @@ def test_the_callback_records_a_trial_tune_stopped(tmp_path, last_status, run_st
     from autowu_bench.platform.execution.search import SearchBook
 
     job = search_jobs(suite(search_arm(scheduler={"kind": "asha", "grace_period": 1})))[0]
-    book = SearchBook(job, run_dir=str(tmp_path), tracking_uri="http://127.0.0.1:9", specs=[])
+    book = SearchBook(job, run_dir=str(tmp_path), tracking_uri="http://127.0.0.1:9", known=[],
+                      on_new=lambda spec: None)
     trial = _FakeTrial(0, {"peak_lr": 0.01, "warmup_epochs": 1.0})  # random: Tune's tag counts from 0
     folder = tmp_path / "trials" / "rs_fmnist-mlp_b256_s0_t001"
     folder.mkdir(parents=True)
@@ -329,11 +336,12 @@ def test_the_callback_records_a_trial_tune_stopped(tmp_path, last_status, run_st
     trial.last_result = {"epoch": 5 if last_status == "finished" else 2, "step": 40, "val_acc": 0.6, "best_val_acc": 0.6,
                          "status": last_status, **({"test_acc": 0.58} if last_status == "finished" else {})}
     if driver_wrote_failure:
-        TrialOutcome.from_report(book.spec_of(trial), None, status=TrialStatus.FAILED, started=1.0, ended=2.0,
-                                 error="ActorDiedError: ... its placement group was removed").write(folder)
+        TrialFolder(folder).end(TrialOutcome.from_report(
+            book.spec_of(trial), None, status=TrialStatus.FAILED, started=1.0, ended=2.0,
+            error="ActorDiedError: ... its placement group was removed"), EndedBy.DRIVER)
     with pytest.warns(UserWarning, match="did not take"):  # nothing listens on port 9: it stays spooled
         book.on_trial_complete(0, [], trial)
-    outcome = TrialOutcome.read(folder)
+    outcome = TrialFolder(folder).summary()
     assert outcome.error is None and outcome.epochs_done == trial.last_result["epoch"]
     assert outcome.status == summary_status and outcome.mlflow_run_id == "r7"
     ops = [json.loads(line) for line in (folder / "mlflow-spool" / "ops.jsonl").read_text().splitlines()]
@@ -378,7 +386,7 @@ def test_a_resumed_search_that_proposes_another_point_under_a_recorded_id_stops(
     job = search_jobs(suite(search_arm("tpe")))[0]
     recorded = job.spec({"peak_lr": 0.01, "warmup_epochs": 1.0}, job.trial_id(2))
     specs = [recorded]  # the run being resumed: trial_specs.json
-    book = SearchBook(job, run_dir=str(tmp_path), tracking_uri=None, specs=specs)
+    book = SearchBook(job, run_dir=str(tmp_path), tracking_uri=None, known=specs, on_new=specs.append)
     book.on_trial_start(0, [], _FakeTrial(2, {"peak_lr": 0.01, "warmup_epochs": 1.0}))  # the same point: fine
     assert specs == [recorded]
     third = job.spec({"peak_lr": 0.05, "warmup_epochs": 1.0}, job.trial_id(3))
@@ -405,8 +413,9 @@ def failed_trial(tmp_path):
     writer.flush()
     (folder / "driver.json").write_text(json.dumps({"started": 10.0}))
     # What the driver writes when the training raises: no metrics (fit never returned), the error.
-    TrialOutcome.from_report(spec, None, status=TrialStatus.FAILED, started=10.0, ended=20.0,
-                             error="RuntimeError: CUDA error: an illegal memory access").write(folder)
+    TrialFolder(folder).end(TrialOutcome.from_report(
+        spec, None, status=TrialStatus.FAILED, started=10.0, ended=20.0,
+        error="RuntimeError: CUDA error: an illegal memory access"), EndedBy.DRIVER)
     return job, spec, folder
 
 
@@ -451,9 +460,9 @@ def test_a_resumed_search_continues_a_trial_that_the_suites_stop_interrupted(fai
 
     _, spec, folder = failed_trial
     run, reports, trained = replay
-    TrialOutcome.from_report(spec, None, status=TrialStatus.FAILED, started=10.0, ended=20.0,
-                             error="interrupted: SIGTERM stopped the suite (RayActorError: ...); --resume runs the "
-                                   "trial again").write(folder)
+    TrialFolder(folder).end(TrialOutcome.from_report(spec, None, status=TrialStatus.FAILED, started=10.0, ended=20.0,
+                             error="SIGTERM stopped the suite (RayActorError: ...); --resume runs the trial again",
+                             interrupted=True), EndedBy.DRIVER)
     run()
     assert (reports, trained) == ([], [spec.trial_id])
 
@@ -467,15 +476,15 @@ def test_a_trial_that_dies_after_an_earlier_runs_interruption_is_summarised_as_f
 
     job, spec, folder = failed_trial
     written = (folder / "summary.json").read_bytes()  # by this run's driver: it started at 10.0, before its end
-    book = SearchBook(job, run_dir=str(tmp_path), tracking_uri=None, specs=[spec])
+    book = SearchBook(job, run_dir=str(tmp_path), tracking_uri=None, known=[spec], on_new=lambda spec: None)
     trial = _FakeTrial(2, {"peak_lr": spec.peak_lr, "warmup_epochs": spec.warmup_epochs})
     book.on_trial_error(0, [], trial)
     assert (folder / "summary.json").read_bytes() == written
     (folder / "driver.json").write_text(json.dumps({"started": 30.0}))  # the resumed run's driver, after that end
-    TrialOutcome.from_report(spec, None, status=TrialStatus.FAILED, started=10.0, ended=20.0,
-                             error="interrupted: SIGTERM stopped the suite (...)").write(folder)
+    TrialFolder(folder).end(TrialOutcome.from_report(spec, None, status=TrialStatus.FAILED, started=10.0, ended=20.0,
+                             error="SIGTERM stopped the suite (...)", interrupted=True), EndedBy.DRIVER)
     book.on_trial_error(0, [], trial)
-    outcome = TrialOutcome.read(folder)
+    outcome = TrialFolder(folder).summary()
     assert outcome.failed_by_error and "died" in outcome.error and outcome.ended_at > 30.0
 
 
@@ -484,14 +493,14 @@ def test_the_callback_keeps_the_summary_of_a_trial_its_driver_saw_to_the_end(tmp
     from autowu_bench.platform.records.outcome import TrialOutcome
 
     job = search_jobs(suite(search_arm(scheduler={"kind": "asha", "grace_period": 1})))[0]
-    book = SearchBook(job, run_dir=str(tmp_path), tracking_uri=None, specs=[])
+    book = SearchBook(job, run_dir=str(tmp_path), tracking_uri=None, known=[], on_new=lambda spec: None)
     trial = _FakeTrial(0, {"peak_lr": 0.01, "warmup_epochs": 1.0})
     folder = tmp_path / "trials" / "rs_fmnist-mlp_b256_s0_t001"
     folder.mkdir(parents=True)
     trial.last_result = {"epoch": 4, "step": 32, "val_acc": 0.6, "status": "running"}  # Tune's view lags
     final = EpochReport(epoch=5, step=40, status=TrialStatus.FINISHED, val_acc=0.7, test_acc=0.69)
-    TrialOutcome.from_report(book.spec_of(trial), final, status=TrialStatus.FINISHED, started=1.0,
-                             ended=9.0).write(folder)
+    TrialFolder(folder).end(TrialOutcome.from_report(book.spec_of(trial), final, status=TrialStatus.FINISHED,
+                                                     started=1.0, ended=9.0), EndedBy.DRIVER)
     book.on_trial_complete(0, [], trial)
-    kept = TrialOutcome.read(folder)
+    kept = TrialFolder(folder).summary()
     assert kept.status is TrialStatus.FINISHED and (kept.epochs_done, kept.test_acc) == (5, 0.69)

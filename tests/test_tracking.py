@@ -30,7 +30,8 @@ from autowu_bench.platform.tracking.env import MLFLOW_ENV, apply_process_env
 from autowu_bench.platform.tracking.server import WATCHDOG_MODULE, LocalMlflowServer, watchdog_env
 from autowu_bench.platform.tracking.watchdog import main as watchdog_main
 from autowu_bench.platform.records.spec import TrialSpec
-from autowu_bench.platform.tracking.recorder import TrialRecorder
+from autowu_bench.platform.records.trial_results import TrialResults
+from autowu_bench.platform.tracking.trial_logger import TrialLogger
 from autowu_bench.schedulers.test_record import Decision, TestRecord
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,7 +130,7 @@ def test_step_metrics_go_in_batches(server, parent, tmp_path, monkeypatch):
         return real(self, run_id, metrics=metrics, params=params, tags=tags, synchronous=synchronous)
 
     monkeypatch.setattr(MlflowClient, "log_batch", counting)
-    recorder = TrialRecorder(server.uri, run_id, tmp_path / "baseline_b64_s0")
+    recorder = TrialLogger(server.uri, run_id, tmp_path / "baseline_b64_s0")
     steps = 1200
     for first in range(1, steps + 1, 100):  # one call a test interval, as a worker does
         chunk = range(first, first + 100)
@@ -149,7 +150,7 @@ def test_step_metrics_go_in_batches(server, parent, tmp_path, monkeypatch):
 def test_tests_events_and_failed_status(server, parent, tmp_path):
     client = MlflowClient(server.uri)
     run_id = start_trial_run(server.uri, parent, spec("autowu-auto_b128_s0", batch_size=128))
-    recorder = TrialRecorder(server.uri, run_id, tmp_path / "t")
+    recorder = TrialLogger(server.uri, run_id, tmp_path / "t")
     recorder.log_steps([1, 2], [1e-5, 2e-5], [2.3, math.nan])
     recorder.log_tests([
         TestRecord(step=10, epoch=0.5, p=(0.2, 0.97), votes=(False, True), positive=False,
@@ -187,13 +188,13 @@ def test_end_run_rejects_an_unknown_status(server, parent):
         end_trial_run(server.uri, parent, "RUNNING", {})
 
 
-def test_recorder_without_tracking_appends_numbered_fragments(tmp_path):
+def test_results_append_numbered_fragments(tmp_path):
     trial_dir = tmp_path / "x_s0"
-    first = TrialRecorder(None, None, trial_dir)
+    first = TrialResults(trial_dir)
     first.log_steps([1, 2], [0.1, 0.2], [1.0, 0.9])
     first.flush()
     first.flush()  # nothing buffered: no empty fragment
-    resumed = TrialRecorder(None, None, trial_dir)
+    resumed = TrialResults(trial_dir)
     resumed.log_steps([2, 3], [0.2, 0.3], [0.8, 0.7])
     resumed.log_epoch(0, 3, {"val_acc": 0.5})
     resumed.flush()
@@ -205,7 +206,7 @@ def test_recorder_without_tracking_appends_numbered_fragments(tmp_path):
 
 
 def test_a_switch_record_keeps_its_extra_fields_beside_plain_tests(tmp_path):
-    recorder = TrialRecorder(None, None, tmp_path / "a_s0")
+    recorder = TrialResults(tmp_path / "a_s0")
     plain = TestRecord(step=21, epoch=5.25, p=(0.97,) * 5, votes=(True,) * 5, positive=True,
                        decision=Decision.POSITIVE, n_finite=21, seconds=0.01)
     switch = dataclasses.replace(plain, step=23, decision=Decision.SWITCH, mu=(0.5, 0.4), x_star=(0.8,) * 5,
@@ -395,7 +396,7 @@ def test_importing_the_platform_leaves_the_environment_alone():
         "import json, os\n"
         "before = dict(os.environ)\n"
         "import autowu_bench.platform.records.tables, autowu_bench.platform.execution.ray_cluster\n"
-        "from autowu_bench.platform.tracking import client, lifecycle, operations, recorder, sync\n"
+        "from autowu_bench.platform.tracking import client, lifecycle, operations, sync, trial_logger\n"
         "after = dict(os.environ)\n"
         "print(json.dumps({k: [before.get(k), after.get(k)] for k in before.keys() | after.keys()"
         " if before.get(k) != after.get(k)}))\n"

@@ -23,7 +23,8 @@ from autowu_bench.platform.records import tables
 from autowu_bench.platform.tracking import client as tracking_client
 from autowu_bench.platform.tracking.client import start_parent_run, start_trial_run
 from autowu_bench.platform.tracking.lifecycle import close_trial, open_trial, spool_artifacts, spool_end, spool_summary
-from autowu_bench.platform.tracking.recorder import RECORDER_CLOSE_SECONDS, TrialRecorder
+from autowu_bench.platform.records.trial_results import TrialResults
+from autowu_bench.platform.tracking.trial_logger import LOGGER_CLOSE_SECONDS, TrialLogger
 from autowu_bench.platform.tracking.sync import send_spools
 from autowu_bench.platform.tracking.env import MLFLOW_ENV
 from autowu_bench.platform.tracking.server import LocalMlflowServer, free_port
@@ -104,7 +105,7 @@ def test_a_trial_with_mlflow_away_throughout_is_spooled_and_sync_sends_it_once(s
     away = away_uri()
     started = time.monotonic()
     assert open_trial(away, parent, spec("t"), folder, wait=20) is None
-    recorder = TrialRecorder(away, None, folder)
+    recorder = TrialLogger(away, None, folder)
     flushes = []
     for epoch in range(1, 4):
         steps = list(range((epoch - 1) * 400 + 1, epoch * 400 + 1))
@@ -158,7 +159,7 @@ def test_sync_starts_a_server_over_the_store_of_a_suite_that_ran_its_own(tmp_pat
     folder = run_dir / "trials" / "late"
     away = away_uri()
     open_trial(away, parent, spec("late"), folder, wait=10)
-    recorder = TrialRecorder(away, None, folder)
+    recorder = TrialLogger(away, None, folder)
     recorder.log_steps([1, 2, 3], [0.1, 0.2, 0.3], [1.0, 0.9, 0.8])
     recorder.close(timeout=1)
     close_trial(away, folder, "FINISHED", {"test_acc": 0.7}, wait=10)
@@ -178,7 +179,7 @@ def test_operations_sent_again_after_a_crash_are_taken_once(server, tmp_path):
     folder = tmp_path / "trials" / "again"
     away = away_uri()
     open_trial(away, None, spec("again"), folder, wait=10)
-    recorder = TrialRecorder(away, None, folder)
+    recorder = TrialLogger(away, None, folder)
     recorder.log_steps(list(range(1, 301)), [0.01] * 300, [1.0] * 300)
     recorder.close(timeout=1)
     close_trial(away, folder, "FINISHED", {"test_acc": 0.5}, wait=1)
@@ -202,7 +203,8 @@ def test_steps_replayed_after_a_rollback_are_a_series_of_their_own(server, tmp_p
     the last row of a step."""
     client = MlflowClient(server.uri)
     run_id = start_trial_run(server.uri, None, spec("rolled"))
-    recorder = TrialRecorder(server.uri, run_id, tmp_path / "trials" / "rolled")
+    logger = TrialLogger(server.uri, run_id, tmp_path / "trials" / "rolled")
+    recorder = TrialResults(tmp_path / "trials" / "rolled", logger=logger)
     recorder.log_steps(list(range(1, 11)), [0.1] * 10, [2.0] * 10)
     recorder.log_epoch(1, 10, {"val_acc": 0.5})
     recorder.flush()
@@ -210,7 +212,8 @@ def test_steps_replayed_after_a_rollback_are_a_series_of_their_own(server, tmp_p
     recorder.log_steps(list(range(6, 21)), [0.01] * 15, [1.0] * 15)  # steps 6..10 again, under the decay
     recorder.log_epoch(1, 10, {"val_acc": 0.6})
     recorder.log_epoch(2, 20, {"val_acc": 0.7})
-    assert recorder.close(timeout=60)
+    recorder.flush()
+    assert logger.close(timeout=60)
     lr = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "lr"))
     assert lr == [(s, 0.1) for s in range(1, 11)] + [(s, 0.01) for s in range(11, 21)]
     assert sorted((m.step, m.value) for m in client.get_metric_history(run_id, "replay1/lr")) == [
@@ -247,7 +250,7 @@ def test_a_suite_that_ends_with_mlflow_away_writes_its_results_and_exits_4(fmnis
     from autowu_bench.platform.execution import ray_cluster
     from autowu_bench.platform.execution import runner
     from autowu_bench.platform.records.outcome import TrialOutcome, TrialStatus
-    from autowu_bench.platform.execution.trial_driver import trial_dir
+    from autowu_bench.platform.records.trial_folder import EndedBy, TrialFolder
 
     from autowu_bench.platform.checks import environment
 
@@ -260,12 +263,10 @@ def test_a_suite_that_ends_with_mlflow_away_writes_its_results_and_exits_4(fmnis
     def every_trial_finishes(trials, *, run_dir, **kwargs):
         outcomes = []
         for trial in trials:
-            folder = trial_dir(run_dir, trial.trial_id)
-            Path(folder).mkdir(parents=True)
             outcome = TrialOutcome(trial_id=trial.trial_id, arm=trial.arm, kind=trial.kind,
                                    status=TrialStatus.FINISHED, final_val_acc=0.8, test_acc=0.79, wall_seconds=10.0,
                                    device_hours=0.01)
-            outcome.write(folder)
+            TrialFolder.of(run_dir, trial.trial_id).end(outcome, EndedBy.DRIVER)
             outcomes.append(outcome)
         return outcomes
 
@@ -304,7 +305,7 @@ def _kill_server(server: LocalMlflowServer) -> list[int]:
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_a_killed_local_server_costs_a_trial_seconds_and_mlflow_ends_with_every_step_once(tmp_path):
-    """A recorder driven like a trial (500 steps an epoch, 1.3 s of "training" each); the server is killed
+    """A trial logger driven like a trial (500 steps an epoch, 1.3 s of "training" each); the server is killed
     at epoch 3. No epoch end waits on it, its watchdog brings it back on the same port, and MLflow ends
     with every step once."""
     epochs, per_epoch = 10, 500
@@ -314,7 +315,7 @@ def test_a_killed_local_server_costs_a_trial_seconds_and_mlflow_ends_with_every_
         folder = tmp_path / "run" / "trials" / "killed"
         run_id = open_trial(server.uri, parent, spec("killed"), folder)
         assert run_id is not None
-        recorder = TrialRecorder(server.uri, run_id, folder)
+        recorder = TrialLogger(server.uri, run_id, folder)
         epoch_ends = []
         for epoch in range(1, epochs + 1):
             if epoch == 3:
@@ -331,7 +332,7 @@ def test_a_killed_local_server_costs_a_trial_seconds_and_mlflow_ends_with_every_
         closing = time.monotonic() - before
         close_trial(server.uri, folder, "FINISHED", {"test_acc": 0.9})
         assert max(epoch_ends) < 10.0, epoch_ends  # seconds, not minutes: no epoch end waits on MLflow
-        assert closing < RECORDER_CLOSE_SECONDS + 10.0
+        assert closing < LOGGER_CLOSE_SECONDS + 10.0
 
         deadline = time.monotonic() + 300
         while not server.answers():

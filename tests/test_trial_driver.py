@@ -7,11 +7,12 @@ import math
 import pytest
 import torch
 
-from autowu_bench.platform.execution.trial_driver import TrialDriver, trial_dir
+from autowu_bench.platform.execution.trial_driver import TrialDriver
 from autowu_bench.platform.execution.training_state import Progress, TrainingState
-from autowu_bench.platform.records.outcome import INTERRUPTED, EpochReport, TrialOutcome, TrialStatus
+from autowu_bench.platform.records.outcome import EpochReport, TrialStatus
 from autowu_bench.platform.records.run_record import mark_interrupted
 from autowu_bench.platform.records.spec import TrialSpec
+from autowu_bench.platform.records.trial_folder import TrialFolder
 from autowu_bench.schedulers.plan import FixedPlan
 
 SPEC = TrialSpec(trial_id="base_s0", suite="t", arm="baseline", kind="baseline", workload="fmnist-mlp",
@@ -27,7 +28,7 @@ def _drive(tmp_path, monkeypatch, fit):
 
 
 def _summary(tmp_path):
-    return TrialOutcome.read(trial_dir(str(tmp_path), SPEC.trial_id))
+    return TrialFolder.of(tmp_path, SPEC.trial_id).summary()
 
 
 def _report(status, epoch, **more):
@@ -71,7 +72,8 @@ def test_a_trial_failing_after_the_suite_was_interrupted_is_marked_interrupted(t
         _drive(tmp_path, monkeypatch, fit)
     outcome = _summary(tmp_path)
     assert outcome.status is TrialStatus.FAILED and not outcome.failed_by_error
-    assert outcome.error.startswith(f"{INTERRUPTED}SIGTERM") and "ConnectionError" in outcome.error
+    assert outcome.interrupted and outcome.error.startswith("SIGTERM stopped the suite")
+    assert "ConnectionError" in outcome.error
 
 
 def test_tunes_stop_is_not_a_failure(tmp_path, monkeypatch):

@@ -38,7 +38,7 @@ def _spec(data_root: str, **kw) -> TrialSpec:
 def _schedule(spec: TrialSpec):
     if spec.kind == "baseline":
         return rank0_schedule(spec, controller=None)
-    return AutoWUController(spec.autowu_kwargs())  # in-process, the actor's class
+    return AutoWUController(spec.autowu, decay=spec.decay, seed=spec.seed)  # in-process, the actor's class
 
 
 def _run(spec: TrialSpec, trial_dir: str, keep: str | None = None, resume: str | None = None):
@@ -111,7 +111,7 @@ def test_autowu_divergence_rolls_back_past_the_snapshot_whose_weights_gave_the_b
 
 
 def test_a_loss_that_blows_up_stops_the_trial_within_a_few_steps_not_at_the_epoch_end(data_root, tmp_path):
-    from autowu_bench.platform.tracking.recorder import TrialRecorder
+    from autowu_bench.platform.records.trial_results import TrialResults
     from autowu_bench.platform.execution.worker import DIVERGENCE_CHECK_STEPS
 
     spec = _spec(data_root, kind="baseline", arm="baseline", optimizer="sgd", peak_lr=1e8, warmup_epochs=0.5,
@@ -120,7 +120,7 @@ def test_a_loss_that_blows_up_stops_the_trial_within_a_few_steps_not_at_the_epoc
     os.makedirs(trial_dir)
     reports = []
     env = WorkerEnv(0, 1, torch.device("cpu"), trial_dir, lambda m, f: reports.append(m), _schedule(spec),
-                    TrialRecorder(None, None, trial_dir), None)
+                    TrialResults(trial_dir), None)
     worker = TrialWorker(spec, env)
     worker.run()
     curves = [r for p in sorted((tmp_path / "b" / "fragments").glob("curves-*.parquet"))

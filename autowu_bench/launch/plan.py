@@ -29,7 +29,7 @@ from autowu_bench.workloads.optimizers import optimizer_note
 @dataclass(frozen=True)
 class RunPlan:
     """A run about to start. ``trials``: the fixed trials and, when resuming, the search trials an earlier
-    run proposed (a search's trials join it as Tune proposes them); ``jobs``: the suite's Tune searches;
+    run proposed (the searches' new trials join ``suite_run.RunTrials``, not this list); ``jobs``: the suite's Tune searches;
     ``record``: the run folder's ``run.json`` when resuming (None: a new run)."""
 
     suite: Suite

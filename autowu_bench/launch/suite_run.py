@@ -8,7 +8,7 @@ import shlex
 import sys
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from autowu_bench.launch.exit_status import ExitStatus
@@ -48,6 +48,23 @@ class LaunchOptions:
         return self.command(*words)
 
 
+@dataclass
+class RunTrials:
+    """The run's trials: the plan's, then each search trial as Tune starts it (:meth:`add`), which also
+    rewrites ``trial_specs.json`` at once, so that a run killed mid-search resumes knowing its trials. The
+    one writer of that file during a run. It pickles (a search's callback holds :meth:`add`, and Tune
+    keeps a copy of its callbacks)."""
+
+    run_dir: Path
+    trials: list[TrialSpec] = field(default_factory=list)
+
+    def add(self, spec: TrialSpec) -> None:
+        from autowu_bench.platform.records import tables
+
+        self.trials.append(spec)
+        tables.write_specs(self.run_dir, self.trials)
+
+
 class SuiteRun:
     """One run of a :class:`~autowu_bench.launch.plan.RunPlan`: ``execute()`` runs it and returns its exit
     status; an interruption (SIGINT, SIGTERM) stops the trials, writes the tables of what ended, ends the
@@ -62,6 +79,7 @@ class SuiteRun:
         self.parent: str | None = None  # the parent MLflow run
         self.started = time.time()  # the trials' start, for the suite's wall time
         self.pending: list[TrialSpec] = []  # the fixed trials to run (set by execute)
+        self.trials = RunTrials(plan.run_dir, list(plan.trials))  # and the searches' as they start
 
     def execute(self) -> ExitStatus:
         from autowu_bench.platform.execution.runner import pending_trials
@@ -190,13 +208,13 @@ class SuiteRun:
         finally:
             tracked = self._end_tracking(status, patience=0.0 if status == RunStatus.KILLED else patience)
         if failed:
-            print(f"{len(failed)} of {len(self.plan.trials)} trials did not finish: {failed}", file=sys.stderr)
+            print(f"{len(failed)} of {len(self.trials.trials)} trials did not finish: {failed}", file=sys.stderr)
             return ExitStatus.TRIALS_FAILED
         return ExitStatus.OK if tracked.complete else ExitStatus.TRACKING_INCOMPLETE
 
     def _run_trials(self) -> None:
         """The fixed trials not ended yet, then each search as its own Tune job (a search's trials join
-        ``plan.trials`` as they start)."""
+        ``self.trials`` as they start)."""
         from autowu_bench.platform.execution import ray_cluster, runner, search
 
         plan, run_dir = self.plan, str(self.plan.run_dir)
@@ -206,7 +224,7 @@ class SuiteRun:
                           verbose=self.options.verbose)
         for job in plan.jobs:
             search.run_search(job, run_dir=run_dir, tracking_uri=self.tracking_uri, parent_run_id=self.parent,
-                              specs=plan.trials, verbose=self.options.verbose,
+                              known=self.trials.trials, on_new=self.trials.add, verbose=self.options.verbose,
                               default_concurrency=limit or ray_cluster.default_concurrency([job.base]))
 
     def _finish(self) -> tuple[list[str], float]:
@@ -218,7 +236,8 @@ class SuiteRun:
         from autowu_bench.platform.tracking.sync import send_spools
 
         plan = self.plan
-        outcomes = collect_outcomes(plan.trials, str(plan.run_dir))
+        trials = self.trials.trials
+        outcomes = collect_outcomes(trials, str(plan.run_dir))
         # What the trials left spooled first, waiting for MLflow (a local server its watchdog is
         # restarting), so that the report can link to their runs.
         patience = END_PATIENCE_LOCAL if self.server is not None else END_PATIENCE_REMOTE
@@ -228,7 +247,7 @@ class SuiteRun:
         # A diverged trial ended as designed (its loss blew up); only errors count as failures.
         failed = [o.trial_id for o in outcomes if o.status is TrialStatus.FAILED]
         spool_summary(plan.run_dir, self.parent, {
-            "trials": len(plan.trials), "trials_failed": len(failed),
+            "trials": len(trials), "trials_failed": len(failed),
             "device_hours": float(sum(o.device_hours for o in outcomes)),
             "wall_seconds": time.time() - self.started,
         })

@@ -6,7 +6,7 @@ Subpackages, each importing only those listed before it (the layering the code k
                 run.json, atomic writes
     suite/      a suite file: schema, YAML reading, --set/--only, loading, expansion into trials and searches
     checks/     what must hold before anything starts: data, schedules, the machine and its network
-    tracking/   MLflow: runs, the on-disk spool, sending it, rank 0's recorder, the local server
+    tracking/   MLflow: runs, the on-disk spool, sending it, rank 0's trial logger, the local server
     execution/  Ray: the session, Tune over the trials and searches, the trial driver, the AutoWU
                 controller actor, the workers' training loop
 """

@@ -117,7 +117,7 @@ def checkpoint_bytes(workload: str, optimizer: str) -> int:
 def checkpoint_disk_problems(trials: list[TrialSpec], results: str) -> list[str]:
     """Whether the disk of ``results`` has room for every trial's kept checkpoints (Ray Train stores
     them under the run folder, ``CHECKPOINTS_KEPT`` per trial, and a finished trial keeps its own)."""
-    from autowu_bench.platform.execution.trial_driver import CHECKPOINTS_KEPT
+    from autowu_bench.platform.records.trial_folder import CHECKPOINTS_KEPT
 
     if not trials:
         return []

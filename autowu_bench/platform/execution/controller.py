@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from autowu_bench.schedulers.autowu import AutoWUCore
+from autowu_bench.schedulers.autowu import AutoWUCore, AutoWUOptions
 from autowu_bench.schedulers.plan import AutoWUPlan
 from autowu_bench.schedulers.test_record import TestRecord
 
@@ -25,16 +25,18 @@ class AutoWUController:
     """AutoWU's state for one trial: losses in, :class:`AutoWUPlan` out.
 
     Args:
-        autowu: keyword arguments of ``AutoWUCore`` other than the step counts (decay, lr_min, lr_max,
-            test_interval, seed, ...).
+        options: the trial's AutoWU options (those not set keep AutoWU's defaults).
+        decay: the decay after the warmup (None: AutoWU's default).
+        seed: the detector's seed (the trial's).
         steps_per_epoch / total_epochs: may be given later through :meth:`configure`, since the driver
             that starts the controller does not load the data.
     """
 
     def __init__(
-        self, autowu: dict[str, Any], steps_per_epoch: int | None = None, total_epochs: int | None = None
+        self, options: AutoWUOptions, *, decay: str | None = None, seed: int = 0,
+        steps_per_epoch: int | None = None, total_epochs: int | None = None,
     ) -> None:
-        self._kwargs = dict(autowu)
+        self._kwargs = {**options.kwargs(), **({} if decay is None else {"decay": decay}), "seed": seed}
         self._sizes: tuple[int, int] | None = None
         self.core: AutoWUCore | None = None
         if steps_per_epoch is not None and total_epochs is not None:
@@ -74,8 +76,10 @@ class AutoWUController:
         self.core.load_state_dict(state["core"])
 
 
-def start_controller(autowu: dict[str, Any], *, name: str | None = None, max_restarts: int = 0):
-    """Start a trial's controller as a Ray actor owned by the calling process (the trial driver).
+def start_controller(options: AutoWUOptions, *, decay: str | None = None, seed: int = 0, name: str | None = None,
+                     max_restarts: int = 0):
+    """Start a trial's controller (:class:`AutoWUController`'s arguments) as a Ray actor owned by the calling
+    process (the trial driver).
 
     The actor holds no CPU, so it never competes with the trial's workers for resources; it dies with
     its owner, and :func:`stop_controller` ends it normally. ``name`` names the actor in the job's
@@ -90,7 +94,7 @@ def start_controller(autowu: dict[str, Any], *, name: str | None = None, max_res
     import ray
 
     actor_cls = ray.remote(num_cpus=0, max_restarts=max_restarts, max_task_retries=0)(AutoWUController)
-    handle = actor_cls.options(name=name).remote(autowu)
+    handle = actor_cls.options(name=name).remote(options, decay=decay, seed=seed)
     ray.get(handle.__ray_ready__.remote())
     return handle
 

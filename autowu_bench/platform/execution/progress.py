@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, TextIO
 
-from autowu_bench.platform.records.outcome import TrialStatus
+from autowu_bench.platform.records.outcome import EpochReport, TrialStatus
 
 PENDING, RUNNING, FINISHED, DIVERGED, STOPPED, FAILED = (
     TrialStatus.PENDING, TrialStatus.RUNNING, TrialStatus.FINISHED, TrialStatus.DIVERGED, TrialStatus.STOPPED,
@@ -133,15 +133,15 @@ def progress_line(states: Iterable[TrialState], elapsed: float) -> str:
             f"{format_duration(elapsed)} elapsed, {eta} | best val_acc: {best}")
 
 
-def epoch_line(trial_id: str, result: dict[str, Any]) -> str:
+def epoch_line(trial_id: str, report: EpochReport) -> str:
     """One reported epoch of a trial (``--verbose``)."""
-    acc, test, lr = result.get("val_acc"), result.get("test_acc"), result.get("lr")
+    acc, test, lr = report.val_acc, report.test_acc, report.lr
     if isinstance(lr, float) and isinstance(acc, float):
-        line = f"[{trial_id}] epoch {result.get('epoch')} phase {result.get('phase')} lr {lr:.4g} val_acc {acc:.4f}"
+        line = f"[{trial_id}] epoch {report.epoch} phase {report.phase} lr {lr:.4g} val_acc {acc:.4f}"
     else:
-        line = f"[{trial_id}] epoch {result.get('epoch')} status {result.get('status')}"
+        line = f"[{trial_id}] epoch {report.epoch} status {report.status}"
     if test is not None:
-        line += f" test_acc {test:.4f} ({result.get('status')})"
+        line += f" test_acc {test:.4f} ({report.status})"
     return line
 
 
@@ -218,19 +218,20 @@ class ProgressReporter:
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         state = self._state(trial)
-        self._update(state, result)
+        report = EpochReport.from_metrics(result)
+        self._update(state, report)
         if state.status == PENDING:
             state.status = RUNNING
-        if self.verbose:
-            self._print(epoch_line(state.trial_id, result))
+        if self.verbose and report is not None:
+            self._print(epoch_line(state.trial_id, report))
         self._progress(force=self.live)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         state = self._state(trial)
-        last = getattr(trial, "last_result", None) or {}
+        last = EpochReport.from_metrics(getattr(trial, "last_result", None))
         self._update(state, last)
         # Ended without its last epoch: stopped by the search's scheduler (ASHA).
-        state.status = last.get("status") if last.get("status") in DONE else STOPPED
+        state.status = last.status if last is not None and last.ended else STOPPED
         self._print(end_line(state))
         self._progress(force=True)
 
@@ -264,18 +265,15 @@ class ProgressReporter:
         return self.states[trial_id]
 
     @staticmethod
-    def _update(state: TrialState, result: dict) -> None:
-        epoch = result.get("epoch")
-        if isinstance(epoch, (int, float)) and not isinstance(epoch, bool):
-            state.epochs_done = max(state.epochs_done, int(epoch))
-        for key in ("best_val_acc", "val_acc"):
-            acc = result.get(key)
-            if isinstance(acc, (int, float)) and math.isfinite(acc) and (
-                    state.best_val_acc is None or acc > state.best_val_acc):
+    def _update(state: TrialState, report: EpochReport | None) -> None:
+        if report is None:  # Tune's result of a trial that never reported
+            return
+        state.epochs_done = max(state.epochs_done, int(report.epoch))
+        for acc in (report.best_val_acc, report.val_acc):
+            if acc is not None and math.isfinite(acc) and (state.best_val_acc is None or acc > state.best_val_acc):
                 state.best_val_acc = float(acc)
-        test = result.get("test_acc")
-        if isinstance(test, (int, float)):
-            state.test_acc = float(test)
+        if report.test_acc is not None:
+            state.test_acc = float(report.test_acc)
         # The status stays "running" until Tune says the trial ended (on_trial_complete / _error).
 
     def _progress(self, *, force: bool) -> None:

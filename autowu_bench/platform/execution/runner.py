@@ -14,7 +14,8 @@ from autowu_bench.platform.records.outcome import ENDED, TrialOutcome, TrialStat
 from autowu_bench.platform.execution.progress import progress_callback
 from autowu_bench.platform.execution.ray_cluster import default_concurrency
 from autowu_bench.platform.records.spec import TrialSpec
-from autowu_bench.platform.execution.trial_driver import run_trial, trial_dir
+from autowu_bench.platform.records.trial_folder import EndedBy, TrialFolder
+from autowu_bench.platform.execution.trial_driver import run_trial
 from autowu_bench.platform.execution.tuner import build_tuner
 
 
@@ -74,8 +75,8 @@ def collect_outcomes(trials: list[TrialSpec], run_dir: str,
     errors = errors or {}
     outcomes = []
     for spec in trials:
-        folder = trial_dir(run_dir, spec.trial_id)
-        outcome = TrialOutcome.read(folder)
+        folder = TrialFolder.of(run_dir, spec.trial_id)
+        outcome = folder.summary()
         if outcome is None:
             now = time.time()
             error = errors.get(spec.trial_id)
@@ -85,8 +86,7 @@ def collect_outcomes(trials: list[TrialSpec], run_dir: str,
             )
             if error is not None:
                 try:
-                    os.makedirs(folder, exist_ok=True)
-                    outcome.write(folder)
+                    folder.end(outcome, EndedBy.SUITE_END)
                 except OSError:
                     pass  # still full: the outcome returned (the exit status, the list of failures) holds it
         outcomes.append(outcome)
@@ -98,7 +98,7 @@ def pending_trials(run_dir: str, trials: list[TrialSpec]) -> list[TrialSpec]:
     diverged, or stopped by a search's scheduler). A failed or interrupted trial runs again, from its last
     checkpoint when it has one."""
     return [spec for spec in trials
-            if (outcome := TrialOutcome.read(trial_dir(run_dir, spec.trial_id))) is None or outcome.status not in ENDED]
+            if (outcome := TrialFolder.of(run_dir, spec.trial_id).summary()) is None or outcome.status not in ENDED]
 
 
 def error_text(error: BaseException) -> str:
@@ -111,7 +111,7 @@ def error_text(error: BaseException) -> str:
 
 def _error_of(run_dir: str, trial_id: str) -> str | None:
     """A failed trial's error as its driver recorded it (None when it wrote no summary)."""
-    outcome = TrialOutcome.read(trial_dir(run_dir, trial_id))
+    outcome = TrialFolder.of(run_dir, trial_id).summary()
     return outcome.error if outcome is not None else None
 
 

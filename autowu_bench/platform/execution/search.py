@@ -25,20 +25,17 @@ import dataclasses
 import functools
 import os
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from autowu_bench.platform.records.outcome import ENDED, EpochReport, TrialOutcome, TrialStatus
 from autowu_bench.platform.records.spec import TrialSpec
+from autowu_bench.platform.records.trial_folder import EndedBy, TrialFolder
 from autowu_bench.platform.suite.expansion import SearchJob
 from autowu_bench.platform.suite.schema import Range
 from autowu_bench.platform.tracking.client import RunStatus
 from autowu_bench.platform.tracking.lifecycle import close_trial, spooled_run_id
-from autowu_bench.platform.execution.trial_driver import (
-    DRIVER_FILE,
-    read_json,
-    run_trial,
-    trial_dir,
-)
+from autowu_bench.platform.execution.trial_driver import run_trial
 from autowu_bench.platform.execution.tuner import build_tuner
 
 METRIC, MODE = "val_acc", "max"
@@ -127,7 +124,7 @@ def run_search_trial(config: dict[str, Any], *, job: SearchJob, run_dir: str, tr
     from ray import tune
 
     spec = job.spec(config, tune.get_context().get_trial_name())
-    earlier = TrialOutcome.read(trial_dir(run_dir, spec.trial_id))
+    earlier = TrialFolder.of(run_dir, spec.trial_id).summary()
     if earlier is not None and (earlier.status in ENDED or earlier.failed_by_error):
         for report in recorded_reports(run_dir, spec, earlier):
             tune.report(report.to_metrics())
@@ -172,14 +169,14 @@ def recorded_reports(run_dir: str, spec: TrialSpec, outcome: TrialOutcome) -> li
     return reports
 
 
-def stopped_outcome(spec: TrialSpec, last: EpochReport | None, folder: str, now: float) -> TrialOutcome:
+def stopped_outcome(spec: TrialSpec, last: EpochReport | None, folder: TrialFolder, now: float) -> TrialOutcome:
     """The outcome of a trial that Tune ended before its driver could (ASHA): from its last report;
     ``finished`` / ``diverged`` if that report was its last, else ``stopped``."""
-    driver = read_json(os.path.join(folder, DRIVER_FILE))
+    driver = folder.driver_note()
     status = last.status if last is not None and last.ended else TrialStatus.STOPPED
-    started = driver.get("started", now)
+    started = now if driver.started is None else driver.started
     return TrialOutcome.from_report(spec, last, status=status, started=started, ended=now,
-                                    fit_started=driver.get("fit_started"), mlflow_run_id=spooled_run_id(folder))
+                                    fit_started=driver.fit_started, mlflow_run_id=spooled_run_id(folder.path))
 
 
 def last_report(trial: Any) -> EpochReport | None:
@@ -189,12 +186,19 @@ def last_report(trial: Any) -> EpochReport | None:
 
 class SearchBook:
     """Tune callback methods of a search job (made a ``tune.Callback`` by :func:`run_search`): names
-    the trials, records each proposed trial's spec (``trial_specs.json``, as it starts) and writes the
-    summary of a trial that Tune stopped."""
+    the trials, hands each new trial's spec to ``on_new`` as it starts (the suite run records it in
+    ``trial_specs.json``), checks a resumed run's trials against ``known`` and writes the summary of a
+    trial that Tune stopped.
 
-    def __init__(self, job: SearchJob, *, run_dir: str, tracking_uri: str | None, specs: list[TrialSpec]) -> None:
+    Args:
+        known: the run's trials so far (a resumed run's search trials among them), read only.
+        on_new: called once with each trial's spec that ``known`` does not hold, as Tune starts it.
+    """
+
+    def __init__(self, job: SearchJob, *, run_dir: str, tracking_uri: str | None, known: Sequence[TrialSpec],
+                 on_new: Callable[[TrialSpec], None]) -> None:
         self.job, self.run_dir, self.tracking_uri = job, run_dir, tracking_uri
-        self.specs = specs  # the run's trials so far; this job's are appended
+        self.known, self.on_new = known, on_new
         self.mine: dict[str, TrialSpec] = {}
 
     def name(self, trial: Any) -> str:
@@ -210,13 +214,10 @@ class SearchBook:
         return self.spec_of(trial).to_dict()
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        from autowu_bench.platform.records import tables
-
         spec = self.spec_of(trial)
-        known = next((s for s in self.specs if s.trial_id == spec.trial_id), None)
+        known = next((s for s in self.known if s.trial_id == spec.trial_id), None)
         if known is None:
-            self.specs.append(spec)
-            tables.write_specs(self.run_dir, self.specs)
+            self.on_new(spec)
         elif known != spec:  # a resumed run's trial: its point must be the one its records hold
             raise SearchReplayError(
                 f"search trial {spec.trial_id}: the searcher proposed another point than in the run being resumed "
@@ -231,42 +232,38 @@ class SearchBook:
         interrupted then): replaced, or a resumed run would train again a trial this run saw fail."""
         self.on_trial_start(iteration, trials, trial)
         spec = self.spec_of(trial)
-        folder = trial_dir(self.run_dir, spec.trial_id)
-        earlier = TrialOutcome.read(folder)
+        folder = TrialFolder.of(self.run_dir, spec.trial_id)
         now = time.time()
-        started = read_json(os.path.join(folder, DRIVER_FILE)).get("started", now)
-        if earlier is None or (earlier.ended_at or 0) < started:
-            os.makedirs(folder, exist_ok=True)
-            outcome = TrialOutcome.from_report(
-                spec, last_report(trial), status=TrialStatus.FAILED,
-                started=started, ended=now, mlflow_run_id=spooled_run_id(folder),
-                error="the trial's process died before its driver wrote a summary (see Ray's logs)",
-            )
-            outcome.write(folder)
-            close_trial(self.tracking_uri, folder, RunStatus.FAILED, outcome.to_dict(), wait=CALLBACK_WAIT_SECONDS)
+        started = folder.driver_note().started
+        outcome = TrialOutcome.from_report(
+            spec, last_report(trial), status=TrialStatus.FAILED,
+            started=now if started is None else started, ended=now, mlflow_run_id=spooled_run_id(folder.path),
+            error="the trial's process died before its driver wrote a summary (see Ray's logs)",
+        )
+        if folder.end(outcome, EndedBy.PROCESS_DIED):
+            close_trial(self.tracking_uri, folder.path, RunStatus.FAILED, outcome.to_dict(),
+                        wait=CALLBACK_WAIT_SECONDS)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """A trial Tune completed: its driver's summary when it wrote one of a result; else (Tune stopped it
         before its driver could, or its driver took the teardown of Tune's stop for a failure: Tune completed
         it, so it did not fail) the summary of its last report."""
         spec = self.spec_of(trial)
-        folder = trial_dir(self.run_dir, spec.trial_id)
-        written = TrialOutcome.read(folder)
-        if written is not None and written.status is not TrialStatus.FAILED:
-            return  # the driver wrote it: the trial ran to its end
+        folder = TrialFolder.of(self.run_dir, spec.trial_id)
         outcome = stopped_outcome(spec, last_report(trial), folder, time.time())
-        os.makedirs(folder, exist_ok=True)
-        outcome.write(folder)
+        if not folder.end(outcome, EndedBy.TUNE_COMPLETED):
+            return  # the driver's summary of a result stands: the trial ran to its end
         # Stopped at a rung on its last epoch, the trial ended as it would have: its run ends FINISHED.
         status = RunStatus.KILLED if outcome.status is TrialStatus.STOPPED else RunStatus.FINISHED
-        close_trial(self.tracking_uri, folder, status, outcome.to_dict(), wait=CALLBACK_WAIT_SECONDS)
+        close_trial(self.tracking_uri, folder.path, status, outcome.to_dict(), wait=CALLBACK_WAIT_SECONDS)
 
 
 def run_search(job: SearchJob, *, run_dir: str, tracking_uri: str | None, parent_run_id: str | None,
-               specs: list[TrialSpec], default_concurrency: int, verbose: bool = False,
-               progress_interval: float = 60.0) -> list[TrialSpec]:
-    """Run one search job through its own ``tune.Tuner``; returns the trials it ran (their specs are
-    also appended to ``specs`` and written to ``trial_specs.json`` as they start)."""
+               known: Sequence[TrialSpec], on_new: Callable[[TrialSpec], None], default_concurrency: int,
+               verbose: bool = False, progress_interval: float = 60.0) -> list[TrialSpec]:
+    """Run one search job through its own ``tune.Tuner``; returns the trials it ran. Each trial that
+    ``known`` (the run's trials so far) does not hold goes to ``on_new`` as it starts (``SearchBook``):
+    ``on_new`` and the objects it holds must pickle, as Tune keeps a copy of its callbacks."""
     from ray import tune
 
     from autowu_bench.platform.execution.progress import progress_callback
@@ -276,7 +273,7 @@ def run_search(job: SearchJob, *, run_dir: str, tracking_uri: str | None, parent
     class SearchBookCallback(SearchBook, tune.Callback):
         pass
 
-    book = SearchBookCallback(job, run_dir=run_dir, tracking_uri=tracking_uri, specs=specs)
+    book = SearchBookCallback(job, run_dir=run_dir, tracking_uri=tracking_uri, known=known, on_new=on_new)
     limit = concurrency(job, default_concurrency)
     grid = job.search.searcher == "grid"
     tuner = build_tuner(

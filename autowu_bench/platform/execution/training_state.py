@@ -25,7 +25,7 @@ class Progress:
     rollbacks: int
     best_val_acc: float
     val_history: list[dict[str, float]] = field(default_factory=list)
-    tests_logged: int = 0  # the AutoWU tests already sent to the recorder
+    tests_logged: int = 0  # the AutoWU tests already handed to the results
 
 
 @dataclass

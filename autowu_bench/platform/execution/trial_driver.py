@@ -14,44 +14,23 @@ Tracking never decides a trial's outcome: the child run is opened and closed thr
 (``tracking.lifecycle.open_trial`` / ``close_trial``), each waiting a bounded time for MLflow and never raising for
 it; what MLflow did not take stays spooled and is sent later (the suite's end, ``--sync``, ``--resume``).
 
-It also keeps ``driver.json`` (its start time) in the trial folder: what a Tune callback needs to
-write the summary of a trial that Tune's scheduler stopped (``platform/execution/search.py``).
+It also notes its start in the trial folder (``driver.json``, ``TrialFolder.note_driver``): what a Tune
+callback needs to write the summary of a trial that Tune's scheduler stopped (``platform/execution/search.py``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 import traceback
 from typing import Any
 
-from autowu_bench.platform.records.files import read_count, write_atomic
-from autowu_bench.platform.records.outcome import INTERRUPTED, EpochReport, TrialOutcome, TrialStatus
+from autowu_bench.platform.records.files import read_count
+from autowu_bench.platform.records.outcome import EpochReport, TrialOutcome, TrialStatus
 from autowu_bench.platform.records.run_record import interrupted_since
 from autowu_bench.platform.records.spec import TrialKind, TrialSpec
-
-CHECKPOINTS_KEPT = 2  # per trial, in Ray Train's storage under the run folder (the free-disk check counts them)
-DRIVER_FILE = "driver.json"
-
-
-def trial_dir(run_dir: str, trial_id: str) -> str:
-    return os.path.join(run_dir, "trials", trial_id)
-
-
-def read_json(path: str) -> dict[str, Any]:
-    """A small JSON file's mapping; empty when it is absent or unreadable."""
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
-
-
-def _note(folder: str, **values: Any) -> None:
-    path = os.path.join(folder, DRIVER_FILE)
-    write_atomic(path, json.dumps({**read_json(path), **values}))
+from autowu_bench.platform.records.trial_folder import CHECKPOINTS_KEPT, EndedBy, TrialFolder
 
 
 def stopped_by_tune() -> bool:
@@ -82,7 +61,7 @@ class TrialDriver:
     def __init__(self, spec: TrialSpec, run_dir: str, tracking_uri: str | None, parent_run_id: str | None) -> None:
         self.started = time.time()
         self.spec, self.run_dir, self.tracking_uri, self.parent_run_id = spec, run_dir, tracking_uri, parent_run_id
-        self.folder = trial_dir(run_dir, spec.trial_id)
+        self.folder = TrialFolder.of(run_dir, spec.trial_id)
         self.run_id: str | None = None
         self.fit_started: float | None = None
 
@@ -93,10 +72,10 @@ class TrialDriver:
         to write (platform/execution/search.py)."""
         from autowu_bench.platform.execution.controller import stop_controller
 
-        os.makedirs(self.folder, exist_ok=True)
+        self.folder.create()
         controller = None
         try:
-            _note(self.folder, started=self.started)
+            self.folder.note_driver(started=self.started)
             controller = self._start_controller()
             report = self._fit(controller)
         except (Exception, KeyboardInterrupt) as exc:  # not SystemExit: Tune's stop (stopped_by_tune)
@@ -121,11 +100,11 @@ class TrialDriver:
         from autowu_bench.platform.execution.controller import controller_name, start_controller
         from autowu_bench.platform.tracking.lifecycle import open_trial
 
-        self.run_id = open_trial(self.tracking_uri, self.parent_run_id, self.spec, self.folder)
+        self.run_id = open_trial(self.tracking_uri, self.parent_run_id, self.spec, self.folder.path)
         if self.spec.kind is not TrialKind.AUTOWU:
             return None
-        return start_controller(self.spec.autowu_kwargs(), name=controller_name(self.spec.trial_id),
-                                max_restarts=self.spec.max_failures)
+        return start_controller(self.spec.autowu, decay=self.spec.decay, seed=self.spec.seed,
+                                name=controller_name(self.spec.trial_id), max_restarts=self.spec.max_failures)
 
     def _fit(self, controller) -> EpochReport | None:
         """Build and fit the trial's ``TorchTrainer``; the workers' last report (None if none came)."""
@@ -133,7 +112,7 @@ class TrialDriver:
         from ray.train.torch import TorchConfig, TorchTrainer
         from ray.tune.integration.ray_train import TuneReportCallback
 
-        from autowu_bench.platform.execution.worker import ATTEMPTS_FILE, train_loop_per_worker
+        from autowu_bench.platform.execution.worker import train_loop_per_worker
 
         spec = self.spec
         resources = {"CPU": spec.cpus_per_worker}
@@ -142,10 +121,10 @@ class TrialDriver:
         trainer = TorchTrainer(
             train_loop_per_worker,
             train_loop_config={
-                "spec": spec.to_dict(), "trial_dir": self.folder, "tracking_uri": self.tracking_uri,
+                "spec": spec.to_dict(), "trial_dir": str(self.folder.path), "tracking_uri": self.tracking_uri,
                 "run_id": self.run_id, "controller": controller,
                 # Worker-group starts by the drivers of earlier, interrupted runs of the suite: not restarts.
-                "group_starts_before": read_count(os.path.join(self.folder, ATTEMPTS_FILE)),
+                "group_starts_before": read_count(self.folder.attempts_path),
             },
             torch_config=TorchConfig(backend="nccl" if spec.use_gpu else "gloo"),
             scaling_config=ray.train.ScalingConfig(
@@ -160,15 +139,17 @@ class TrialDriver:
             ),
         )
         self.fit_started = time.time()
-        _note(self.folder, fit_started=self.fit_started)
+        self.folder.note_driver(fit_started=self.fit_started)
         return EpochReport.from_metrics(trainer.fit().metrics)
 
-    def _outcome(self, report: EpochReport | None, status: TrialStatus, error: str | None = None) -> TrialOutcome:
+    def _outcome(self, report: EpochReport | None, status: TrialStatus, error: str | None = None,
+                 interrupted: bool = False) -> TrialOutcome:
         from autowu_bench.platform.tracking.lifecycle import spooled_run_id
 
         return TrialOutcome.from_report(
             self.spec, report, status=status, started=self.started, ended=time.time(),
-            fit_started=self.fit_started, error=error, mlflow_run_id=self.run_id or spooled_run_id(self.folder),
+            fit_started=self.fit_started, error=error, interrupted=interrupted,
+            mlflow_run_id=self.run_id or spooled_run_id(self.folder.path),
         )
 
     def _record_end(self, report: EpochReport) -> None:
@@ -178,8 +159,8 @@ class TrialDriver:
         from autowu_bench.platform.tracking.lifecycle import close_trial
 
         outcome = self._outcome(report, report.status)
-        outcome.write(self.folder)
-        close_trial(self.tracking_uri, self.folder, RunStatus.FINISHED, outcome.to_dict())
+        self.folder.end(outcome, EndedBy.DRIVER)
+        close_trial(self.tracking_uri, self.folder.path, RunStatus.FINISHED, outcome.to_dict())
 
     def _record_failure(self, error: str, report: EpochReport | None = None) -> None:
         """A failed trial's summary and MLflow run; one that Ray stopping under it failed (the suite was
@@ -189,12 +170,12 @@ class TrialDriver:
 
         interrupted = interrupted_since(self.run_dir, self.started)
         if interrupted is not None:  # Ray stopping under the trial, not a fault of the trial
-            error = f"{INTERRUPTED}{interrupted} stopped the suite ({error}); --resume runs the trial again"
-        outcome = self._outcome(report, TrialStatus.FAILED, error)
+            error = f"{interrupted} stopped the suite ({error}); --resume runs the trial again"
+        outcome = self._outcome(report, TrialStatus.FAILED, error, interrupted=interrupted is not None)
         try:
-            outcome.write(self.folder)
+            self.folder.end(outcome, EndedBy.DRIVER)
         except OSError as write_error:  # a full disk: the trial's own error, raised on, is what Tune records
             print(f"trial {self.spec.trial_id}: its summary was not written ({write_error}); it failed with: {error}",
                   file=sys.stderr, flush=True)
-        close_trial(self.tracking_uri, self.folder, RunStatus.FAILED if interrupted is None else RunStatus.KILLED,
-                    outcome.to_dict())
+        close_trial(self.tracking_uri, self.folder.path,
+                    RunStatus.FAILED if interrupted is None else RunStatus.KILLED, outcome.to_dict())

@@ -2,7 +2,8 @@
 
 Every rank runs :class:`TrialWorker`; :meth:`TrialWorker.run` is the whole loop, top to bottom. Rank 0
 also holds the trial's schedule (the AutoWU controller's client, or the baseline's ``FixedSchedule``)
-and its :class:`~autowu_bench.platform.tracking.recorder.TrialRecorder`.
+and its results (:class:`~autowu_bench.platform.records.trial_results.TrialResults`: the Parquet fragments,
+and MLflow through :class:`~autowu_bench.platform.tracking.trial_logger.TrialLogger`).
 
 Per step every rank sets the LR to ``plan.lr(t)`` (times each group's ``lr_scale``), trains, and keeps
 the step loss on the device. At each *sync point* (where the plan hands losses over, and every epoch
@@ -26,10 +27,10 @@ state goes back into the controller), so the rest of the run is the run that wou
 A failure before the first checkpoint is registered starts the trial afresh (the controller too:
 ``configure`` starts a new core). A resumed suite (``run_suite.py --resume``) starts a new trial driver,
 whose Ray Train run picks up the same way from the checkpoint in the run's storage. Rank 0 counts the
-worker-group starts in the trial folder (``ATTEMPTS_FILE``) and, among them, the restarts
-(``RESTARTS_FILE``: a start that is not its driver's first followed a failure; a resume is not one),
-so ``restarts`` is right however the group restarted, and after any earlier start the recorder skips
-the steps already sent (``TrialRecorder.resume``), so MLflow gets each replayed step once.
+worker-group starts in the trial folder (``attempts``) and, among them, the restarts
+(``restarts``: a start that is not its driver's first followed a failure; a resume is not one),
+so ``restarts`` is right however the group restarted, and after any earlier start rank 0's results skip
+the steps already recorded (``TrialResults.resume``), so MLflow gets each replayed step once.
 """
 
 from __future__ import annotations
@@ -55,20 +56,16 @@ from autowu_bench.platform.execution.train_step import LossBuffer, TrainStep, ev
 from autowu_bench.platform.execution.training_state import Progress, TrainingState
 from autowu_bench.platform.records.outcome import EpochReport, TrialStatus
 from autowu_bench.platform.records.spec import TrialKind, TrialSpec
+from autowu_bench.platform.records.trial_folder import CHECKPOINT_FILE, TrialFolder
+from autowu_bench.platform.records.trial_results import TrialResults
 from autowu_bench.schedulers.plan import Phase, SwitchReason
 from autowu_bench.schedulers.schedule import Schedule
 from autowu_bench.workloads.data.sharding import batch_split_problem
 from autowu_bench.workloads.optimizers import evaluation_weights
 
-CHECKPOINT_FILE = "state.pt"
 # Where the schedule no longer decides (AutoWU's decay, the baseline), the buffered losses are still
 # read this often, so a loss that blew up stops the trial within this many steps, not at the epoch end.
 DIVERGENCE_CHECK_STEPS = 8
-ATTEMPTS_FILE = "attempts"  # worker-group starts of the trial (rank 0)
-RESTARTS_FILE = "restarts"  # those of them that followed a failure (rank 0)
-# Where each rank of the latest worker group runs (pid, host, Ray node, group start), in the trial folder:
-# which process and node to look at when a rank fails, or to stop from outside.
-WORKER_FILE = "worker-rank{rank}.json"
 
 
 class SyncOutcome(StrEnum):
@@ -85,10 +82,10 @@ class WorkerEnv:
         rank / world_size: this worker among the trial's workers (the process group, if any, is
             already initialised with these).
         device: the device to train on.
-        trial_dir: the trial's results folder (lr_rank{r}.parquet, the recorder's fragments).
+        trial_dir: the trial's results folder (lr_rank{r}.parquet, the results' fragments).
         report: ``report(epoch_report, checkpoint_dir_or_None)``; every rank calls it at every epoch end.
         schedule: rank 0's schedule; None on other ranks.
-        recorder: rank 0's TrialRecorder, or None.
+        results: rank 0's TrialResults, or None.
         checkpoint_dir: a checkpoint folder to resume from, or None.
         group_starts_before: worker-group starts of the trial before this trial driver started (by the
             drivers of earlier, interrupted runs of the suite).
@@ -100,7 +97,7 @@ class WorkerEnv:
     trial_dir: str
     report: Callable[[EpochReport, str | None], None]
     schedule: Schedule | None = None
-    recorder: Any = None
+    results: TrialResults | None = None
     checkpoint_dir: str | None = None
     group_starts_before: int = 0
 
@@ -180,10 +177,10 @@ class TrialWorker:
                                weights_only=True)
             self._restore(TrainingState.from_dict(state), resume=True)
         group, self.restarts = broadcast_object(_count_start(env) if self.rank == 0 else None, self.rank)
-        if group > 1 and self.recorder is not None:
-            self.recorder.resume()
+        if group > 1 and self.results is not None:
+            self.results.resume()
             event = "restart" if group - env.group_starts_before > 1 else "resume"
-            self.recorder.log_event(event, self.step, restarts=self.restarts, epoch=self.epoch)
+            self.results.log_event(event, self.step, restarts=self.restarts, epoch=self.epoch)
         _note_worker(env.trial_dir, self.rank, group)
 
     # -- the training loop -----------------------------------------------------------------------
@@ -251,8 +248,8 @@ class TrialWorker:
         test_loss, test_acc = self._evaluate(self.test_loader)
         report = self._epoch_report(TrialStatus.DIVERGED, val_loss, val_acc, lr=float("nan"),
                                     test_loss=test_loss, test_acc=test_acc)
-        if self.recorder is not None:
-            self.recorder.log_event("diverged", self.step, phase=str(self.plan.phase))
+        if self.results is not None:
+            self.results.log_event("diverged", self.step, phase=str(self.plan.phase))
         self._log_epoch(report, epoch_metrics=False)
         self._report(report)
 
@@ -324,8 +321,8 @@ class TrialWorker:
         good = [state for state in self.snapshots if state.progress.step < diverged_at - 1]
         self._restore(good[-1] if good else self.snapshots[0], resume=False)
         self.rollbacks += 1
-        if self.recorder is not None:
-            self.recorder.log_event(
+        if self.results is not None:
+            self.results.log_event(
                 "rollback", diverged_at, restored_step=self.step, restored_epoch=self.epoch,
                 decay_start_lr=self.plan.decay_start_lr,
             )
@@ -374,54 +371,56 @@ class TrialWorker:
             )
 
     @property
-    def recorder(self):
-        return self.env.recorder
+    def results(self) -> TrialResults | None:
+        return self.env.results
 
     def _log_epoch(self, report: EpochReport, epoch_metrics: bool = True) -> None:
-        """Rank 0: step curves, epoch metrics and new AutoWU tests to the recorder; every rank: LR trace."""
+        """Rank 0: step curves, epoch metrics and new AutoWU tests to the results; every rank: LR trace."""
         self._write_trace()
         lrs = [lr for _, lr in self.trace[self._epoch_first:]]
         losses, self._epoch_losses = self._epoch_losses, []
-        if self.rank != 0 or self.recorder is None:
+        if self.rank != 0 or self.results is None:
             return
         n = min(len(lrs), len(losses))
         first = self.step - len(lrs) + 1
-        self.recorder.log_steps(list(range(first, first + n)), lrs[:n], losses[:n])
+        self.results.log_steps(list(range(first, first + n)), lrs[:n], losses[:n])
         if epoch_metrics:
             keys = ("val_loss", "val_acc", "epoch_seconds", "sync_seconds", "images_per_second",
                     "test_loss", "test_acc")
             values = {k: getattr(report, k) for k in keys if getattr(report, k) is not None}
             # "train_loss" is the per-step metric; the epoch's mean gets a name of its own.
             values["epoch_train_loss"] = report.train_loss
-            self.recorder.log_epoch(self.epoch, self.step, values)
+            self.results.log_epoch(self.epoch, self.step, values)
         tests = self.env.schedule.tests_since(self.tests_logged)
         if tests:
-            self.recorder.log_tests(tests)
+            self.results.log_tests(tests)
             self.tests_logged += len(tests)
-        self.recorder.flush()
+        self.results.flush()
 
     def _write_trace(self) -> None:
         """This rank's applied LRs so far, ``lr_rank<r>.parquet`` (equal on every rank by construction)."""
         steps, lrs = zip(*self.trace) if self.trace else ((), ())
         table = pa.table({"step": pa.array(steps, pa.int64()), "lr": pa.array(lrs, pa.float64())})
-        write_parquet_atomic(table, os.path.join(self.env.trial_dir, f"lr_rank{self.rank}.parquet"))
+        write_parquet_atomic(table, TrialFolder(self.env.trial_dir).lr_trace_path(self.rank))
 
 
 def _count_start(env: WorkerEnv) -> tuple[int, int]:
     """Rank 0: count this worker-group start in the trial folder; (starts, restarts) so far."""
-    group = count_up(os.path.join(env.trial_dir, ATTEMPTS_FILE))
-    restarts = os.path.join(env.trial_dir, RESTARTS_FILE)
+    folder = TrialFolder(env.trial_dir)
+    group = count_up(folder.attempts_path)
+    restarts = folder.restarts_path
     return group, count_up(restarts) if group - env.group_starts_before > 1 else read_count(restarts)
 
 
 def _note_worker(trial_dir: str, rank: int, group: int) -> None:
-    """Write ``WORKER_FILE`` for this rank: its process, host and Ray node in the worker group ``group``."""
+    """Write this rank's ``worker-rank<r>.json``: its process, host and Ray node in the worker group ``group``
+    (which process and node to look at when a rank fails, or to stop from outside)."""
     import ray
 
     node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None  # None: a test's loop
     record = {"rank": rank, "pid": os.getpid(), "host": socket.gethostname(), "node_id": node, "group": group,
               "at": time.time()}
-    write_atomic(os.path.join(trial_dir, WORKER_FILE.format(rank=rank)), json.dumps(record) + "\n")
+    write_atomic(TrialFolder(trial_dir).worker_path(rank), json.dumps(record) + "\n")
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
@@ -477,19 +476,20 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     else:
         device = torch.device("cpu")
 
-    schedule = recorder = None
+    schedule = results = None
     if rank == 0:
-        from autowu_bench.platform.tracking.recorder import TrialRecorder
+        from autowu_bench.platform.tracking.trial_logger import TrialLogger
 
         schedule = rank0_schedule(spec, config.get("controller"))
-        recorder = TrialRecorder(config.get("tracking_uri"), config.get("run_id"), config["trial_dir"])
+        logger = TrialLogger(config.get("tracking_uri"), config.get("run_id"), config["trial_dir"])
+        results = TrialResults(config["trial_dir"], logger=logger)
 
     def report(epoch_report: EpochReport, folder: str | None) -> None:
         checkpoint = ray.train.Checkpoint.from_directory(folder) if folder else None
         ray.train.report(epoch_report.to_metrics(), checkpoint=checkpoint)
 
     def worker(checkpoint_dir: str | None) -> TrialWorker:
-        env = WorkerEnv(rank, world, device, config["trial_dir"], report, schedule, recorder, checkpoint_dir,
+        env = WorkerEnv(rank, world, device, config["trial_dir"], report, schedule, results, checkpoint_dir,
                         group_starts_before=config.get("group_starts_before", 0))
         return TrialWorker(spec, env)
 
@@ -500,5 +500,5 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         with checkpoint.as_directory() as folder:
             trial_worker = worker(folder)
     trial_worker.run()
-    if recorder is not None:
-        recorder.close()  # a bounded wait for MLflow; what is left stays in the trial's spool
+    if results is not None:
+        results.close()  # a bounded wait for MLflow; what is left stays in the trial's spool

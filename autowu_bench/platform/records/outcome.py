@@ -1,4 +1,4 @@
-"""A trial's outcome: the one schema that the trial driver writes (``summary.json``) and that the
+"""A trial's outcome: the one schema of a trial's ``summary.json`` (written by ``records.trial_folder``) and that the
 results tables and the head-to-head table read; and the workers' epoch report it is built from, the one
 shape that Ray Train and Tune carry as a metrics dict (``ray.train.report``) and that the searchers and
 ASHA read (``val_acc`` by ``epoch``). Fields and statuses are listed in docs/results.md."""
@@ -6,18 +6,12 @@ ASHA read (``val_acc`` by ``epoch``). Fields and statuses are listed in docs/res
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 from typing import Any, Mapping
 
-from autowu_bench.platform.records.files import write_atomic
 from autowu_bench.platform.records.spec import TrialSpec
-
-SUMMARY_FILE = "summary.json"
 
 
 class TrialStatus(StrEnum):
@@ -33,9 +27,9 @@ class TrialStatus(StrEnum):
 # A trial whose summary says one of these has ended: a resumed run keeps it (a failed or interrupted one
 # runs again, from its last checkpoint; a search's failed one is replayed as failed: execution/search.py).
 ENDED = frozenset({TrialStatus.FINISHED, TrialStatus.DIVERGED, TrialStatus.STOPPED})
-# How the error of a trial that failed because the suite was stopped under it (a signal, Ray going down)
-# begins: not a fault of the trial, so a resumed run continues it from its checkpoint.
-INTERRUPTED = "interrupted: "
+# How the error of an interrupted trial began in the summaries written before ``TrialOutcome.interrupted``:
+# they read back as interrupted.
+_OLD_INTERRUPTED_PREFIX = "interrupted: "
 
 
 @dataclass(frozen=True)
@@ -146,20 +140,24 @@ class TrialOutcome:
     train_startup_seconds: float | None = None
     worker_setup_seconds: float | None = None
     error: str | None = None
+    # Failed because the suite was stopped under it (a signal, Ray going down): not a fault of the trial,
+    # so a resumed run continues it from its checkpoint.
+    interrupted: bool = False
     mlflow_run_id: str | None = None  # the trial's MLflow child run, when tracked (the report links it)
     ended_at: float | None = None  # time.time() when the trial ended: the grid's completion order
 
     @classmethod
     def from_report(
         cls, spec: TrialSpec, report: EpochReport | None, *, status: TrialStatus, started: float, ended: float,
-        fit_started: float | None = None, error: str | None = None, mlflow_run_id: str | None = None,
+        fit_started: float | None = None, error: str | None = None, interrupted: bool = False,
+        mlflow_run_id: str | None = None,
     ) -> "TrialOutcome":
         """The outcome from the workers' last ``report`` (None when none came), timed from the driver's
         ``started`` to ``ended`` (``time.time()`` values)."""
         wall = ended - started
         timing = {"trial_id": spec.trial_id, "arm": spec.arm, "kind": spec.kind, "status": status,
                   "wall_seconds": wall, "device_hours": device_hours(spec, wall), "error": error,
-                  "mlflow_run_id": mlflow_run_id, "ended_at": ended}
+                  "interrupted": interrupted, "mlflow_run_id": mlflow_run_id, "ended_at": ended}
         if report is None:
             return cls(**timing)
         # A diverged trial's final weights were evaluated too: it counts in its grid point's mean.
@@ -188,7 +186,7 @@ class TrialOutcome:
     @property
     def failed_by_error(self) -> bool:
         """Failed with an error of its own, not because the suite was stopped under it."""
-        return self.status is TrialStatus.FAILED and not (self.error or "").startswith(INTERRUPTED)
+        return self.status is TrialStatus.FAILED and not self.interrupted
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
@@ -201,16 +199,9 @@ class TrialOutcome:
     def from_dict(cls, values: dict[str, Any]) -> "TrialOutcome":
         names = {f.name for f in dataclasses.fields(cls)}
         known = {k: v for k, v in values.items() if k in names}
+        if "interrupted" not in known:  # a summary of before the field: the error's prefix said it
+            known["interrupted"] = (known.get("error") or "").startswith(_OLD_INTERRUPTED_PREFIX)
         return cls(**{**known, "status": TrialStatus(known["status"])})
-
-    def write(self, folder: str | os.PathLike) -> Path:
-        """Write ``folder/summary.json`` atomically (a reader never sees half a file)."""
-        return write_atomic(Path(folder) / SUMMARY_FILE, json.dumps(self.to_dict(), indent=2, default=str))
-
-    @classmethod
-    def read(cls, folder: str | os.PathLike) -> "TrialOutcome | None":
-        path = Path(folder) / SUMMARY_FILE
-        return cls.from_dict(json.loads(path.read_text())) if path.is_file() else None
 
 
 def _finite_or_none(value: Any) -> Any:

@@ -35,11 +35,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from autowu_bench.platform.records.outcome import SUMMARY_FILE, TrialOutcome, TrialStatus
+from autowu_bench.platform.records.outcome import TrialOutcome, TrialStatus
 from autowu_bench.platform.records.files import replacing, write_atomic, write_parquet_atomic
 from autowu_bench.platform.records.spec import TrialKind, TrialSpec
+from autowu_bench.platform.records.trial_folder import TrialFolder
 
-FRAGMENTS = "fragments"
 SPECS_FILE = "trial_specs.json"
 TABLES = ("trials", "curves", "epochs", "tests", "events")
 SUMMARY_COLUMNS = tuple(f.name for f in dataclasses.fields(TrialOutcome) if f.name not in ("trial_id", "arm", "kind"))
@@ -80,8 +80,8 @@ def trials_frame(run_dir: str | os.PathLike) -> pd.DataFrame:
         row["autowu"] = json.dumps(row["autowu"], sort_keys=True)
         row["test_interval"] = str(spec.test_interval) if spec.kind is TrialKind.AUTOWU else None
         rows[spec.trial_id] = row
-    for summary_path in sorted((run_dir / "trials").glob(f"*/{SUMMARY_FILE}")):
-        summary = TrialOutcome.read(summary_path.parent).to_dict()
+    for outcome in filter(None, (folder.summary() for folder in TrialFolder.all(run_dir))):
+        summary = outcome.to_dict()
         row = rows.setdefault(summary["trial_id"], {"trial_id": summary["trial_id"]})
         for key, value in summary.items():
             if key not in row or key in SUMMARY_COLUMNS:
@@ -113,7 +113,7 @@ class FragmentWriter:
     KINDS = tuple(_KEYS)
 
     def __init__(self, trial_dir: str | os.PathLike) -> None:
-        self.folder = Path(trial_dir) / FRAGMENTS
+        self.folder = TrialFolder(trial_dir).fragments
         self.folder.mkdir(parents=True, exist_ok=True)
         self._rows: dict[str, list[dict[str, Any]]] = {kind: [] for kind in self.KINDS}
         seqs = [int(m.group(1)) for p in self.folder.iterdir() if (m := re.search(r"-(\d+)\.parquet$", p.name))]
@@ -163,8 +163,9 @@ def fragments_frame(run_dir: str | os.PathLike, kind: str, trial_id: str | None 
     if kind not in _KEYS:
         raise ValueError(f"kind={kind!r} must be one of {sorted(_KEYS)}")
     frames = []
-    for trial in sorted((Path(run_dir) / "trials").glob(f"{trial_id or '*'}/{FRAGMENTS}")):
-        paths = sorted(trial.glob(f"{kind}-*.parquet"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+    folders = [TrialFolder.of(run_dir, trial_id)] if trial_id else TrialFolder.all(run_dir)
+    for fragments in (folder.fragments for folder in folders if folder.fragments.is_dir()):
+        paths = sorted(fragments.glob(f"{kind}-*.parquet"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
         frames += [pq.read_table(p).to_pandas() for p in paths]
     frames = [f for f in frames if not f.empty]
     if not frames:

@@ -1,4 +1,4 @@
-"""MLflow tracking: the suite's parent run, one nested child run per trial, rank 0's recorder.
+"""MLflow tracking: the suite's parent run, one nested child run per trial, rank 0's trial logger.
 
 Every operation a trial or the suite's end logs goes through a spool on disk and is sent from there, so
 tracking never holds training up and drops nothing while MLflow is away. The modules:
@@ -9,7 +9,7 @@ tracking never holds training up and drops nothing while MLflow is away. The mod
     spool.py       ``Spool``: the append-only log of those operations on disk
     sync.py        sending spools to MLflow (``send_spools``, ``SyncReport``): the suite's end, --sync, --resume
     lifecycle.py   the trial driver's ``open_trial`` / ``close_trial`` and the parent run's spooled end
-    recorder.py    ``TrialRecorder``: rank 0's metrics and Parquet fragments, and its sender thread
+    trial_logger.py ``TrialLogger``: rank 0's metrics through the trial's spool, and its sender thread
     server.py      ``LocalMlflowServer``: the local ``mlflow server``, run under ``watchdog.py``
     env.py         ``MLFLOW_ENV`` and ``apply_process_env``, set where a process starts, never at import
 

@@ -17,7 +17,7 @@ of this package never edits ``os.environ``.
 
 Who gets them: ``run_suite.py``'s main calls :func:`apply_process_env`; the local MLflow server gets
 them from ``LocalMlflowServer`` (inherited, or these defaults); Ray trial drivers and workers through
-``ray_cluster.ray_session``'s ``runtime_env``. A script of your own that logs (``TrialRecorder``,
+``ray_cluster.ray_session``'s ``runtime_env``. A script of your own that logs (``TrialLogger``,
 ``start_trial_run``, ...) calls :func:`apply_process_env` first or sets the variables itself.
 """
 

@@ -4,7 +4,7 @@ run). Each appends operations (``operations``) to the spool and, for a trial, se
 bounded time (``sync.send_within``); what MLflow does not take by then stays spooled.
 
 Only two kinds of process write a trial's run: the trial driver (``open_trial`` / ``close_trial``) and
-rank 0's ``recorder.TrialRecorder``; other ranks never log.
+rank 0's ``trial_logger.TrialLogger``; other ranks never log.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def open_trial(tracking_uri: str | None, parent_run_id: str | None, spec: TrialS
     """The trial driver's start: spool the creation of the trial's child run (``start_trial_run``: a
     restarted trial takes its run up again) and send it, waiting at most ``wait`` seconds. Returns the
     run id, or None without tracking or while MLflow is away (the run is then created when the spool
-    is sent: by rank 0's recorder, the trial's end, the suite's end or ``--sync``). Never raises for
+    is sent: by rank 0's trial logger, the trial's end, the suite's end or ``--sync``). Never raises for
     MLflow: a trial does not wait on tracking."""
     if tracking_uri is None:
         return None

@@ -30,8 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from autowu_bench.platform.records.files import write_atomic
-
-SPOOL_DIR = "mlflow-spool"
+from autowu_bench.platform.records.trial_folder import SPOOL_DIR
 OPS_FILE = "ops.jsonl"
 SENT_FILE = "sent"
 RUN_ID_FILE = "run_id"

@@ -5,7 +5,7 @@ Tracking never holds training up and drops nothing while MLflow is away: a trial
 run's creation, metric batches, tags, its summary and final status) and the parent run's end
 (artifacts, summary, closing the children, its status) are appended to a spool on disk
 (``spool.Spool``, the operations of ``operations``) and sent from there in order: by rank 0's sender
-thread during the trial (``recorder``), by the trial driver at the start and end (each a bounded wait,
+thread during the trial (``trial_logger``), by the trial driver at the start and end (each a bounded wait,
 ``lifecycle``), by the suite's end, ``run_suite.py --sync`` and ``--resume`` (:func:`send_spools`).
 MLflow's HTTP client gives up after seconds (``tracking.env``); the spool tries again later.
 """
@@ -21,7 +21,8 @@ from pathlib import Path
 
 from autowu_bench.platform.tracking import operations
 from autowu_bench.platform.tracking.client import mlflow_client
-from autowu_bench.platform.tracking.spool import REJECTED_FILE, SPOOL_DIR, Spool
+from autowu_bench.platform.records.trial_folder import TrialFolder
+from autowu_bench.platform.tracking.spool import REJECTED_FILE, Spool
 
 # How often ``send_spools`` tries again within its ``patience``.
 PATIENCE_PAUSE = 2.0
@@ -126,7 +127,7 @@ def send_spools(run_dir: str | os.PathLike, tracking_uri: str, *, patience: floa
     the time is up.
     Used by the suite's end, ``run_suite.py --sync RUN_DIR`` and ``--resume``."""
     run_dir = Path(run_dir)
-    trials = sorted(p.parent for p in (run_dir / "trials").glob(f"*/{SPOOL_DIR}") if p.is_dir())
+    trials = [folder.path for folder in TrialFolder.all(run_dir) if folder.spool_dir.is_dir()]
     parent = Spool.of(run_dir)
     report = SyncReport()
     deadline = time.monotonic() + patience

@@ -1,6 +1,7 @@
-"""Rank 0's recorder of a trial: ``TrialRecorder`` buffers the trial's metrics, appends them to the
-trial's spool and its background sender (``_Sender``) sends the spool to MLflow while the trial trains;
-the same rows go to Parquet fragments (``records.tables.FragmentWriter``) for the results tables.
+"""Rank 0's MLflow logger of a trial: ``TrialLogger`` buffers the trial's metrics, appends them to the
+trial's spool and its background sender (``_Sender``) sends the spool to MLflow while the trial trains.
+It gets the rows from ``records.trial_results.TrialResults``, which writes them as the results' Parquet
+fragments and skips what a restarted worker group had recorded already.
 
 Metrics of a child run (MLflow ``step`` = optimizer steps taken, so every chart shares one x axis):
   lr, train_loss                    every step, sent in batches (``log_batch``), never one call a step
@@ -26,8 +27,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from autowu_bench.platform.records.files import write_atomic
-from autowu_bench.platform.records.tables import FragmentWriter, plain
+from autowu_bench.platform.records.tables import plain
 from autowu_bench.platform.tracking import operations
 from autowu_bench.platform.tracking.client import METRICS_PER_CALL, metric_key, now_ms
 from autowu_bench.platform.tracking.spool import Spool
@@ -35,9 +35,8 @@ from autowu_bench.platform.tracking.sync import SyncReport, send_spool
 from autowu_bench.schedulers.test_record import Decision, TestRecord
 
 DECISION_CODES = {Decision.NEGATIVE: 0, Decision.POSITIVE: 1, Decision.SWITCH: 2, Decision.DIVERGENCE: 3}
-RECORDED_STEP_FILE = "recorded_step"  # TrialRecorder: the highest step it has sent, for a restart
 # How long rank 0 waits at the trial's end for its sender to empty the spool, only while MLflow answers.
-RECORDER_CLOSE_SECONDS = 10.0
+LOGGER_CLOSE_SECONDS = 10.0
 # The sender's pause between tries while MLflow is away: from the first, doubling up to the last.
 _RETRY_PAUSE = (1.0, 30.0)
 # Buffered metrics beyond this go to the spool before the epoch ends: rank 0 never holds more.
@@ -45,7 +44,7 @@ _SPILL_METRICS = 10 * METRICS_PER_CALL
 
 
 class _Sender:
-    """A recorder's background thread: sends the trial's spool whenever it is nudged and, while MLflow
+    """A logger's background thread: sends the trial's spool whenever it is nudged and, while MLflow
     is away, tries again after a pause that doubles from 1 s to 30 s. It warns once when MLflow goes
     away and once when it is back."""
 
@@ -112,15 +111,15 @@ class _Sender:
                     self._drained.set()
 
 
-# -- the per-trial recorder ----------------------------------------------------------------------------
+# -- the per-trial logger ------------------------------------------------------------------------------
 
 
-class TrialRecorder:
-    """Rank 0's writer for one trial: MLflow metrics through the trial's spool, and the same rows as
-    Parquet fragments (``records.tables.FragmentWriter``) for the results tables.
+class TrialLogger:
+    """Rank 0's MLflow metrics of one trial, through the trial's spool (``records.trial_results.TrialResults``
+    hands it the rows; it is that class's ``MetricsLogger``).
 
     Everything is buffered; ``flush()`` (every epoch) appends the buffered metrics to the trial's spool
-    (``<trial_dir>/mlflow-spool``) in ``log_batch``-sized operations, wakes the recorder's sender thread
+    (``<trial_dir>/mlflow-spool``) in ``log_batch``-sized operations, wakes the logger's sender thread
     and returns: training never waits on the network. The sender sends the spool in the background and,
     while MLflow is away, keeps it and tries again (see ``_Sender``); a long epoch spills to the spool
     every 10,000 metrics. ``close()`` (the trial's end) waits a bounded time for the sender; what is
@@ -129,16 +128,14 @@ class TrialRecorder:
     Each MLflow key holds each step once. A step logged again for a key (an AutoWU rollback replays the
     steps after the snapshot it restored) goes to a series of its own, ``replay<n>/<key>`` (n = 1 for the
     first replay of that step), so ``lr`` keeps the values first logged; the Parquet tables keep the
-    last row of a step. After a worker restart, the recorder ``resume`` skips the steps, epochs and
-    tests at or below ``recorded_step`` (written after each flush: the highest step spooled), which the
-    failed attempt had already spooled. Events are not filtered. Outside ``run_suite.py`` (whose
-    processes get it), call ``apply_process_env()`` before logging.
+    last row of a step. Outside ``run_suite.py`` (whose processes get it), call ``apply_process_env()``
+    before logging.
 
     Args:
-        tracking_uri: MLflow URI; None writes Parquet only.
+        tracking_uri: MLflow URI; None logs nothing.
         run_id: the trial's child run (``open_trial``). None with a spool already opened by ``open_trial``
             (MLflow was away at the trial's start) logs into the run the spool creates; None without one
-            writes Parquet only.
+            logs nothing.
         trial_dir: the trial's folder (its name is the trial id unless ``trial_id`` is given).
     """
 
@@ -148,8 +145,6 @@ class TrialRecorder:
         self.run_id = run_id
         self.trial_dir = Path(trial_dir)
         self.trial_id = trial_id or self.trial_dir.name
-        self.writer = FragmentWriter(self.trial_dir)
-        self.fragments = self.writer.folder
         self.tracking_uri = tracking_uri
         spool = Spool.of(self.trial_dir) if tracking_uri else None
         if spool is not None and run_id:
@@ -159,19 +154,6 @@ class TrialRecorder:
         self._points: list[list] = []  # [key, value, timestamp ms, step], not yet spooled
         self._tags: dict[str, str] = {}
         self._high: dict[str, int] = {}  # per MLflow key, the highest step logged to it
-        self._skip_through = 0  # steps at or below this were spooled by an earlier attempt (``resume``)
-        self._sent_through = 0
-
-    def resume(self) -> int:
-        """After a restart (from a checkpoint or from the start): skip what the failed attempts had spooled
-        (the steps at or below ``recorded_step``); returns that step (0 when none was recorded)."""
-        path = self.trial_dir / RECORDED_STEP_FILE
-        self._skip_through = int(path.read_text()) if path.is_file() else 0
-        self._sent_through = self._skip_through
-        return self._skip_through
-
-    def _new(self, step: int) -> bool:
-        return int(step) > self._skip_through
 
     def _metric(self, key: str, value: float, step: int, *, replayable: bool = True) -> None:
         if self.spool is None:
@@ -196,10 +178,6 @@ class TrialRecorder:
             raise ValueError(f"steps, lrs and losses differ in length: {len(steps)}, {len(lrs)}, {len(losses)}")
         for step, lr, loss in zip(steps, lrs, losses):
             step, lr, loss = int(step), float(lr), float(loss)
-            if not self._new(step):
-                continue
-            self._sent_through = max(self._sent_through, step)
-            self.writer.add("curves", {"trial_id": self.trial_id, "step": step, "lr": lr, "train_loss": loss})
             self._metric("lr", lr, step)
             self._metric("train_loss", loss, step)
         if len(self._points) >= _SPILL_METRICS:
@@ -207,22 +185,14 @@ class TrialRecorder:
 
     def log_epoch(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
         """Per-epoch metrics (val_loss, val_acc, epoch_seconds, images_per_second, ...) at ``step``."""
-        if not self._new(step):
-            return
-        row = {"trial_id": self.trial_id, "epoch": int(epoch), "step": int(step)}
         self._metric("epoch", epoch, step)
         for key, value in metrics.items():
-            row[key] = None if value is None else float(value)
             if value is not None:
                 self._metric(metric_key(key), value, step)
-        self.writer.add("epochs", row)
 
     def log_tests(self, records: Iterable[TestRecord]) -> None:
         """AutoWU test records (``AutoWUCore.tests`` entries): p per vote, positive votes, the decision."""
         for record in records:
-            if not self._new(record.step):
-                continue
-            self.writer.add("tests", {"trial_id": self.trial_id, **record.to_dict()})
             for i, p in enumerate(record.p):
                 self._metric(f"autowu_p_{i}", p, record.step)
             self._metric("autowu_positive_votes", sum(record.votes), record.step)
@@ -230,27 +200,20 @@ class TrialRecorder:
             self._metric("autowu_decision", DECISION_CODES[record.decision], record.step)
 
     def log_event(self, name: str, step: int, **info: Any) -> None:
-        """An event such as ``rollback``: metric ``event_<name>`` = 1 at ``step``, tag ``event.<name>``, a row
-        in events.parquet."""
-        self.writer.add("events", {"trial_id": self.trial_id, "name": name, "step": int(step),
-                                   "info": json.dumps(plain(info))})
+        """An event such as ``rollback``: metric ``event_<name>`` = 1 at ``step``, tag ``event.<name>``."""
         self._metric(f"event_{metric_key(name)}", 1.0, step, replayable=False)
         if self.spool is not None:
             self._tags[f"event.{name}"] = json.dumps({"step": step, **plain(info)})[:5000]
 
     def flush(self) -> None:
-        """Spool the buffered metrics (the sender sends them) and append the buffered rows as Parquet
-        fragments; never waits on MLflow."""
+        """Spool the buffered metrics (the sender sends them); never waits on MLflow."""
         self._spool_buffered()
-        self.writer.flush()
-        if self._sent_through > self._skip_through:
-            write_atomic(self.trial_dir / RECORDED_STEP_FILE, str(self._sent_through))
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the spool is sent; False when ``timeout`` (seconds) passed first (it stays spooled)."""
         return True if self._sender is None else self._sender.wait(timeout)
 
-    def close(self, timeout: float = RECORDER_CLOSE_SECONDS) -> bool:
+    def close(self, timeout: float = LOGGER_CLOSE_SECONDS) -> bool:
         """The trial's end on rank 0: flush, wait up to ``timeout`` seconds for the sender (not at all while
         MLflow is away) and stop it. True when everything reached MLflow; the rest stays spooled."""
         self.flush()
@@ -268,7 +231,7 @@ class TrialRecorder:
             return
         try:
             operations.append(self.spool, operations.batches(points, tags))
-        except OSError as exc:  # a full disk: the fragments will fail too and say so
+        except OSError as exc:  # a full disk: the results' fragments will fail too and say so
             warnings.warn(f"trial {self.trial_id}: {len(points)} metrics could not be spooled ({exc})")
             return
         if self._sender is None:
