@@ -213,12 +213,13 @@ def test_the_outputs_of_a_partial_run_are_its_tables_and_a_report_linking_the_ru
                        is_default=True, **common),
              TrialSpec(trial_id="never", arm="baseline", kind="baseline", peak_lr=0.003, warmup_epochs=1.0, **common)]
     tables.write_specs(tmp_path, specs)
-    TrialFolder.of(tmp_path, "auto").end(TrialOutcome.from_report(specs[0], EpochReport(epoch=2, step=8, status=TrialStatus.FINISHED, val_acc=0.8,
-                                                   test_acc=0.79, switch_epoch=1.0), started=0.0,
-                             ended=36.0, status=TrialStatus.FINISHED, mlflow_run_id="run-a"), EndedBy.DRIVER)
-    TrialFolder.of(tmp_path, "base").end(TrialOutcome.from_report(specs[1], EpochReport(epoch=2, step=8, status=TrialStatus.FINISHED, val_acc=0.7,
-                                                   test_acc=0.69), started=0.0, ended=72.0,
-                             status=TrialStatus.FINISHED), EndedBy.DRIVER)
+    TrialFolder.of(tmp_path, "auto").end(TrialOutcome.from_report(
+        specs[0], EpochReport(epoch=2, step=8, status=TrialStatus.FINISHED, val_acc=0.8, test_acc=0.79,
+                              switch_epoch=1.0),
+        started=0.0, ended=36.0, status=TrialStatus.FINISHED, mlflow_run_id="run-a"), EndedBy.DRIVER)
+    TrialFolder.of(tmp_path, "base").end(TrialOutcome.from_report(
+        specs[1], EpochReport(epoch=2, step=8, status=TrialStatus.FINISHED, val_acc=0.7, test_acc=0.69),
+        started=0.0, ended=72.0, status=TrialStatus.FINISHED), EndedBy.DRIVER)
     outputs = write_outputs(tmp_path, title="t", tracking_ui="http://127.0.0.1:5999", experiment_id="3")
     page = (tmp_path / "report" / "index.html").read_text()
     assert "never" in page.split("Partial run", 1)[1] and "#/experiments/3/runs/run-a" in page

@@ -59,8 +59,8 @@ def run(tmp_path_factory):
     trials = [_spec(str(root), "uninterrupted"), _spec(str(root), "killed"), _spec(str(root), "controller-killed")]
     with ray_session(None, num_cpus=2, object_store_memory=200 * 1024**2):
         killers = {"killed": _Killer(str(TrialFolder.of(run_dir, "killed").path), WORKER_KILL_AFTER, _rank1_pid),
-                   "controller-killed": _Killer(str(TrialFolder.of(run_dir, "controller-killed").path), CONTROLLER_KILL_AFTER,
-                                                _controller_pid)}
+                   "controller-killed": _Killer(str(TrialFolder.of(run_dir, "controller-killed").path),
+                                                CONTROLLER_KILL_AFTER, _controller_pid)}
         for killer in killers.values():
             killer.start()
         outcomes = run_trials(trials, run_dir=run_dir, tracking_uri=None, parent_run_id=None)

@@ -45,10 +45,10 @@ def run_dir(tmp_path):
     resumed.log_epoch(1, 6, {"val_acc": 0.7, "val_loss": 1.1})
     resumed.log_event("rollback", 4, to_step=2)
     resumed.flush()
-    TrialFolder(tmp_path / "trials" / "auto_s0").end(TrialOutcome(trial_id="auto_s0", arm="autowu-auto", kind="autowu", status=TrialStatus.FINISHED,
-                 final_val_acc=0.7, best_val_acc=0.7, test_acc=0.69, switch_epoch=1.0, switch_reason="test",
-                 decay_start_lr=0.001, rollbacks=1, wall_seconds=36.0, device_hours=0.02,
-                 ), EndedBy.DRIVER)
+    TrialFolder(tmp_path / "trials" / "auto_s0").end(TrialOutcome(
+        trial_id="auto_s0", arm="autowu-auto", kind="autowu", status=TrialStatus.FINISHED,
+        final_val_acc=0.7, best_val_acc=0.7, test_acc=0.69, switch_epoch=1.0, switch_reason="test",
+        decay_start_lr=0.001, rollbacks=1, wall_seconds=36.0, device_hours=0.02), EndedBy.DRIVER)
     base = TrialResults(tmp_path / "trials" / "base_s0")
     base.log_steps([1, 2], [0.0, 0.001], [2.3, 2.1])
     base.flush()

@@ -9,7 +9,6 @@ import math
 import os
 import signal
 import time
-from pathlib import Path
 
 import psutil
 import pytest

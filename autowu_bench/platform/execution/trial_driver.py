@@ -5,7 +5,7 @@ Tune runs :func:`run_trial` holding no CPU, so the trial's Train workers get the
 trial's MLflow child run, starts the AutoWU controller actor (AutoWU trials) and passes its handle to
 the workers in their config, builds and fits a ``TorchTrainer`` whose workers run
 :func:`~autowu_bench.platform.execution.worker.train_loop_per_worker`, forwards their reports to Tune with
-``TuneReportCallback``, and writes the trial's outcome (``summary.json``) in the trial folder however
+``TuneReportCallback``, and hands the trial's outcome to its ``TrialFolder`` (``summary.json``) however
 the fit ended, but for Tune's own stop (ASHA), whose summary the search's callback writes (when even
 that write fails, a full disk, the trial's error is what it raises: Tune records it and the runner
 takes it from there).
