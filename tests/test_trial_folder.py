@@ -91,3 +91,26 @@ def test_an_interrupted_trial_is_a_field_and_old_summaries_read_back_interrupted
     assert folder.summary().interrupted and not folder.summary().failed_by_error
     folder.summary_path.write_text(json.dumps({**old, "error": "ValueError: bad"}))
     assert not folder.summary().interrupted and folder.summary().failed_by_error
+
+
+def test_no_other_module_names_a_trial_folders_files():
+    """The names of a trial folder's files are trial_folder.py's alone: no other module of
+    the package spells one in its code (docstrings aside), so no other module writes the summary."""
+    import ast
+    from pathlib import Path
+
+    import autowu_bench
+    from autowu_bench.platform.records import trial_folder
+
+    # (Those that are also column or table names, such as restarts and fragments, cannot be told apart here.)
+    names = {"summary.json", "driver.json", "recorded_step", "mlflow-spool", "state.pt"}
+    package = Path(autowu_bench.__file__).parent
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if path == Path(trial_folder.__file__):
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}
+        found += [f"{path.relative_to(package)}:{node.lineno} {node.value!r}" for node in ast.walk(tree)
+                  if isinstance(node, ast.Constant) and node.value in names and id(node) not in docstrings]
+    assert found == []
