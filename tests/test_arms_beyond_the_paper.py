@@ -14,8 +14,7 @@ import torch
 from torch import nn
 
 from autowu_bench.platform.records.spec import TrialSpec
-from autowu_bench.platform.execution.worker import (
-)
+from autowu_bench.platform.records.trial_folder import CHECKPOINT_FILE
 from autowu_bench.workloads import build_optimizer
 from autowu_bench.workloads.data import fashion_mnist
 from autowu_bench.workloads.optimizers import (
@@ -24,7 +23,6 @@ from autowu_bench.workloads.optimizers import (
     optimizer_note,
 )
 from tests.data_fixtures import write_fashion_mnist_idx
-from autowu_bench.platform.records.trial_folder import CHECKPOINT_FILE
 from tests.test_worker import _run  # one harness for a single-process TrialWorker run
 
 # (optimizer, peak LR, warmup epochs, decay): each as its suites run it (suites/batch-limit.yaml)
