@@ -130,15 +130,15 @@ def test_step_metrics_go_in_batches(server, parent, tmp_path, monkeypatch):
         return real(self, run_id, metrics=metrics, params=params, tags=tags, synchronous=synchronous)
 
     monkeypatch.setattr(MlflowClient, "log_batch", counting)
-    recorder = TrialLogger(server.uri, run_id, tmp_path / "baseline_b64_s0")
+    logger = TrialLogger(server.uri, run_id, tmp_path / "baseline_b64_s0")
     steps = 1200
     for first in range(1, steps + 1, 100):  # one call a test interval, as a worker does
         chunk = range(first, first + 100)
-        recorder.log_steps(list(chunk), [1e-3 * t / steps for t in chunk], [2.0 - t / steps for t in chunk])
-    recorder.log_epoch(1, steps, {"val_loss": 0.5, "val_acc": 0.8, "epoch_seconds": 3.0, "images_per_second": 900.0})
+        logger.log_steps(list(chunk), [1e-3 * t / steps for t in chunk], [2.0 - t / steps for t in chunk])
+    logger.log_epoch(1, steps, {"val_loss": 0.5, "val_acc": 0.8, "epoch_seconds": 3.0, "images_per_second": 900.0})
     assert calls == []  # nothing sent before the flush
-    recorder.flush()  # spools them and wakes the sender: it does not wait for MLflow
-    assert recorder.close(timeout=60)
+    logger.flush()  # spools them and wakes the sender: it does not wait for MLflow
+    assert logger.close(timeout=60)
     # 2 x 1200 step metrics + 5 epoch metrics, 1000 a request
     assert calls == [1000, 1000, 405]
     client = MlflowClient(server.uri)
@@ -150,16 +150,16 @@ def test_step_metrics_go_in_batches(server, parent, tmp_path, monkeypatch):
 def test_tests_events_and_failed_status(server, parent, tmp_path):
     client = MlflowClient(server.uri)
     run_id = start_trial_run(server.uri, parent, spec("autowu-auto_b128_s0", batch_size=128))
-    recorder = TrialLogger(server.uri, run_id, tmp_path / "t")
-    recorder.log_steps([1, 2], [1e-5, 2e-5], [2.3, math.nan])
-    recorder.log_tests([
+    logger = TrialLogger(server.uri, run_id, tmp_path / "t")
+    logger.log_steps([1, 2], [1e-5, 2e-5], [2.3, math.nan])
+    logger.log_tests([
         TestRecord(step=10, epoch=0.5, p=(0.2, 0.97), votes=(False, True), positive=False,
                    decision=Decision.NEGATIVE, n_finite=10, seconds=0.01),
         TestRecord(step=20, epoch=1.0, p=(0.99, 0.98), votes=(True, True), positive=True,
                    decision=Decision.SWITCH, n_finite=20, seconds=0.01, mu=(0.5,), x_star=(0.9, 0.9), start_lr=0.003),
     ])
-    recorder.log_event("rollback", 2, to_step=1)
-    assert recorder.close(timeout=60)
+    logger.log_event("rollback", 2, to_step=1)
+    assert logger.close(timeout=60)
     end_trial_run(server.uri, run_id, "FAILED", {"test_acc": None, "best_val_acc": 0.4, "rollbacks": 1,
                                                  "status": "failed", "error": "boom"})
     run = client.get_run(run_id)
@@ -206,13 +206,13 @@ def test_results_append_numbered_fragments(tmp_path):
 
 
 def test_a_switch_record_keeps_its_extra_fields_beside_plain_tests(tmp_path):
-    recorder = TrialResults(tmp_path / "a_s0")
+    results = TrialResults(tmp_path / "a_s0")
     plain = TestRecord(step=21, epoch=5.25, p=(0.97,) * 5, votes=(True,) * 5, positive=True,
                        decision=Decision.POSITIVE, n_finite=21, seconds=0.01)
     switch = dataclasses.replace(plain, step=23, decision=Decision.SWITCH, mu=(0.5, 0.4), x_star=(0.8,) * 5,
                                  start_lr=0.0017)
-    recorder.log_tests([plain, switch])
-    recorder.flush()
+    results.log_tests([plain, switch])
+    results.flush()
     (path,) = (tmp_path / "a_s0" / "fragments").iterdir()
     frame = pd.read_parquet(path)
     assert frame.start_lr.isna().tolist() == [True, False] and frame.start_lr.iloc[1] == 0.0017

@@ -104,17 +104,17 @@ def test_a_trial_with_mlflow_away_throughout_is_spooled_and_sync_sends_it_once(s
     away = away_uri()
     started = time.monotonic()
     assert open_trial(away, parent, spec("t"), folder, wait=20) is None
-    recorder = TrialLogger(away, None, folder)
+    logger = TrialLogger(away, None, folder)
     flushes = []
     for epoch in range(1, 4):
         steps = list(range((epoch - 1) * 400 + 1, epoch * 400 + 1))
-        recorder.log_steps(steps, [1e-3 * s for s in steps], [1.0 / s for s in steps])
-        recorder.log_epoch(epoch, steps[-1], {"val_acc": 0.1 * epoch})
+        logger.log_steps(steps, [1e-3 * s for s in steps], [1.0 / s for s in steps])
+        logger.log_epoch(epoch, steps[-1], {"val_acc": 0.1 * epoch})
         before = time.monotonic()
-        recorder.flush()
+        logger.flush()
         flushes.append(time.monotonic() - before)
-    recorder.log_event("rollback", 5, restored_step=0)
-    assert not recorder.close(timeout=30)  # it does not wait out its timeout once it found MLflow away
+    logger.log_event("rollback", 5, restored_step=0)
+    assert not logger.close(timeout=30)  # it does not wait out its timeout once it found MLflow away
     assert not close_trial(away, folder, "FINISHED", {"test_acc": 0.9, "status": "finished"}, wait=30)
     # Bounded: seconds of HTTP retries at the start and the end, none at the epoch ends.
     # (Generous bounds: the machine may be shared; what matters is seconds, not MLflow's minutes of retries.)
@@ -158,9 +158,9 @@ def test_sync_starts_a_server_over_the_store_of_a_suite_that_ran_its_own(tmp_pat
     folder = run_dir / "trials" / "late"
     away = away_uri()
     open_trial(away, parent, spec("late"), folder, wait=10)
-    recorder = TrialLogger(away, None, folder)
-    recorder.log_steps([1, 2, 3], [0.1, 0.2, 0.3], [1.0, 0.9, 0.8])
-    recorder.close(timeout=1)
+    logger = TrialLogger(away, None, folder)
+    logger.log_steps([1, 2, 3], [0.1, 0.2, 0.3], [1.0, 0.9, 0.8])
+    logger.close(timeout=1)
     close_trial(away, folder, "FINISHED", {"test_acc": 0.7}, wait=10)
     RunRecord("outage-test", mlflow_store=str(store), parent_run_id=parent).write(run_dir)
     assert launch_cli.main(["--sync", str(run_dir)]) == ExitStatus.OK
@@ -178,9 +178,9 @@ def test_operations_sent_again_after_a_crash_are_taken_once(server, tmp_path):
     folder = tmp_path / "trials" / "again"
     away = away_uri()
     open_trial(away, None, spec("again"), folder, wait=10)
-    recorder = TrialLogger(away, None, folder)
-    recorder.log_steps(list(range(1, 301)), [0.01] * 300, [1.0] * 300)
-    recorder.close(timeout=1)
+    logger = TrialLogger(away, None, folder)
+    logger.log_steps(list(range(1, 301)), [0.01] * 300, [1.0] * 300)
+    logger.close(timeout=1)
     close_trial(away, folder, "FINISHED", {"test_acc": 0.5}, wait=1)
     spool = Spool.of(folder)
     spooled = spool.ops_path.read_bytes()
@@ -203,15 +203,15 @@ def test_steps_replayed_after_a_rollback_are_a_series_of_their_own(server, tmp_p
     client = MlflowClient(server.uri)
     run_id = start_trial_run(server.uri, None, spec("rolled"))
     logger = TrialLogger(server.uri, run_id, tmp_path / "trials" / "rolled")
-    recorder = TrialResults(tmp_path / "trials" / "rolled", logger=logger)
-    recorder.log_steps(list(range(1, 11)), [0.1] * 10, [2.0] * 10)
-    recorder.log_epoch(1, 10, {"val_acc": 0.5})
-    recorder.flush()
-    recorder.log_event("rollback", 11, restored_step=5)
-    recorder.log_steps(list(range(6, 21)), [0.01] * 15, [1.0] * 15)  # steps 6..10 again, under the decay
-    recorder.log_epoch(1, 10, {"val_acc": 0.6})
-    recorder.log_epoch(2, 20, {"val_acc": 0.7})
-    recorder.flush()
+    results = TrialResults(tmp_path / "trials" / "rolled", logger=logger)
+    results.log_steps(list(range(1, 11)), [0.1] * 10, [2.0] * 10)
+    results.log_epoch(1, 10, {"val_acc": 0.5})
+    results.flush()
+    results.log_event("rollback", 11, restored_step=5)
+    results.log_steps(list(range(6, 21)), [0.01] * 15, [1.0] * 15)  # steps 6..10 again, under the decay
+    results.log_epoch(1, 10, {"val_acc": 0.6})
+    results.log_epoch(2, 20, {"val_acc": 0.7})
+    results.flush()
     assert logger.close(timeout=60)
     lr = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "lr"))
     assert lr == [(s, 0.1) for s in range(1, 11)] + [(s, 0.01) for s in range(11, 21)]
@@ -314,7 +314,7 @@ def test_a_killed_local_server_costs_a_trial_seconds_and_mlflow_ends_with_every_
         folder = tmp_path / "run" / "trials" / "killed"
         run_id = open_trial(server.uri, parent, spec("killed"), folder)
         assert run_id is not None
-        recorder = TrialLogger(server.uri, run_id, folder)
+        logger = TrialLogger(server.uri, run_id, folder)
         epoch_ends = []
         for epoch in range(1, epochs + 1):
             if epoch == 3:
@@ -322,12 +322,12 @@ def test_a_killed_local_server_costs_a_trial_seconds_and_mlflow_ends_with_every_
             time.sleep(1.3)
             steps = list(range((epoch - 1) * per_epoch + 1, epoch * per_epoch + 1))
             before = time.monotonic()
-            recorder.log_steps(steps, [1e-4 * s for s in steps], [1.0 / s for s in steps])
-            recorder.log_epoch(epoch, steps[-1], {"val_acc": epoch / epochs})
-            recorder.flush()
+            logger.log_steps(steps, [1e-4 * s for s in steps], [1.0 / s for s in steps])
+            logger.log_epoch(epoch, steps[-1], {"val_acc": epoch / epochs})
+            logger.flush()
             epoch_ends.append(time.monotonic() - before)
         before = time.monotonic()
-        recorder.close()
+        logger.close()
         closing = time.monotonic() - before
         close_trial(server.uri, folder, "FINISHED", {"test_acc": 0.9})
         assert max(epoch_ends) < 10.0, epoch_ends  # seconds, not minutes: no epoch end waits on MLflow
