@@ -20,12 +20,12 @@ from mlflow.tracking import MlflowClient
 
 from autowu_bench.platform.tracking.client import (
     close_open_children,
-    end_trial_run,
     grid_point,
     start_parent_run,
     start_trial_run,
     trial_tags,
 )
+from autowu_bench.platform.tracking.lifecycle import close_trial, open_trial
 from autowu_bench.platform.tracking.env import MLFLOW_ENV, apply_process_env
 from autowu_bench.platform.tracking.server import WATCHDOG_MODULE, LocalMlflowServer, watchdog_env
 from autowu_bench.platform.tracking.watchdog import main as watchdog_main
@@ -148,7 +148,7 @@ def test_step_metrics_go_in_batches(server, parent, tmp_path, monkeypatch):
 
 def test_tests_events_and_failed_status(server, parent, tmp_path):
     client = MlflowClient(server.uri)
-    run_id = start_trial_run(server.uri, parent, spec("autowu-auto_b128_s0", batch_size=128))
+    run_id = open_trial(server.uri, parent, spec("autowu-auto_b128_s0", batch_size=128), tmp_path / "t")
     recorder = TrialRecorder(server.uri, run_id, tmp_path / "t")
     recorder.log_steps([1, 2], [1e-5, 2e-5], [2.3, math.nan])
     recorder.log_tests([
@@ -159,8 +159,8 @@ def test_tests_events_and_failed_status(server, parent, tmp_path):
     ])
     recorder.log_event("rollback", 2, to_step=1)
     assert recorder.close(timeout=60)
-    end_trial_run(server.uri, run_id, "FAILED", {"test_acc": None, "best_val_acc": 0.4, "rollbacks": 1,
-                                                 "status": "failed", "error": "boom"})
+    assert close_trial(server.uri, tmp_path / "t", "FAILED", {"test_acc": None, "best_val_acc": 0.4, "rollbacks": 1,
+                                                             "status": "failed", "error": "boom"})
     run = client.get_run(run_id)
     assert run.info.status == "FAILED"
     assert run.data.metrics["best_val_acc"] == 0.4 and run.data.metrics["rollbacks"] == 1
@@ -172,19 +172,19 @@ def test_tests_events_and_failed_status(server, parent, tmp_path):
     assert math.isnan(client.get_metric_history(run_id, "train_loss")[-1].value)
 
 
-def test_children_left_running_are_closed(server, parent):
+def test_children_left_running_are_closed(server, parent, tmp_path):
     client = MlflowClient(server.uri)
-    left = start_trial_run(server.uri, parent, spec("killed_s0"))
-    done = start_trial_run(server.uri, parent, spec("done_s0"))
-    end_trial_run(server.uri, done, "FINISHED", {"test_acc": 0.9})
+    left = open_trial(server.uri, parent, spec("killed_s0"), tmp_path / "killed_s0")
+    done = open_trial(server.uri, parent, spec("done_s0"), tmp_path / "done_s0")
+    assert close_trial(server.uri, tmp_path / "done_s0", "FINISHED", {"test_acc": 0.9})
     closed = close_open_children(server.uri, parent, "KILLED")
     assert left in closed and done not in closed
     assert client.get_run(left).info.status == "KILLED" and client.get_run(done).info.status == "FINISHED"
 
 
-def test_end_run_rejects_an_unknown_status(server, parent):
+def test_end_run_rejects_an_unknown_status(server, parent, tmp_path):
     with pytest.raises(ValueError, match="RUNNING"):
-        end_trial_run(server.uri, parent, "RUNNING", {})
+        close_trial(server.uri, tmp_path, "RUNNING", {})
 
 
 def test_recorder_without_tracking_appends_numbered_fragments(tmp_path):

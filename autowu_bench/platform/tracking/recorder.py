@@ -267,7 +267,7 @@ class TrialRecorder:
         if self.spool is None or not (points or tags):
             return
         try:
-            operations.append(self.spool, operations.batches(points, tags))
+            self.spool.append(operations.batches(points, tags))
         except OSError as exc:  # a full disk: the fragments will fail too and say so
             warnings.warn(f"trial {self.trial_id}: {len(points)} metrics could not be spooled ({exc})")
             return

@@ -86,27 +86,26 @@ def send_spool(spool: Spool, tracking_uri: str, report: SyncReport, *,
     with spool.sending() as mine:
         if not mine:
             return False
-        held = {kind.KIND for kind in hold}
         mlflow = None
         for end, op in spool.pending():
             if stop is not None and stop.is_set():
                 return False
-            if op is not None and op.get("op") in held:
+            if isinstance(op, hold):
                 return True
-            if op is None:
-                spool.reject({"ends_at_byte": end}, "a line that does not parse (a write cut short by a crash)")
+            if isinstance(op, operations.Unreadable):
+                spool.reject(op, op.reason)
                 report.rejected += 1
             else:
                 mlflow = mlflow or mlflow_client(tracking_uri)
                 try:
-                    report.points += operations.apply(tracking_uri, mlflow, spool, op)
+                    report.points += op.send(tracking_uri, mlflow, spool)
                     report.sent += 1
                 except Exception as exc:  # sorted into "away" and "refused" below
                     if _away(exc):
                         raise MlflowAway(f"{type(exc).__name__}: {exc}"[:500]) from exc
                     spool.reject(op, f"{type(exc).__name__}: {exc}"[:2000])
                     report.rejected += 1
-                    warnings.warn(f"MLflow refused a spooled {op.get('op')!r} operation of {spool.folder} ({exc}); "
+                    warnings.warn(f"MLflow refused a spooled {op.KIND!r} operation of {spool.folder} ({exc}); "
                                   f"it is kept in {REJECTED_FILE} there")
             spool.ack(end)
         spool.compact()
