@@ -167,6 +167,16 @@ def test_an_lr_range_against_autowus_default_is_checked_too(fmnist_root):
     raw["arms"][0]["autowu"]["lr_max"] = 1e-9
     (problem,) = problems(raw)
     assert problem == "arms[0].autowu.lr_max: lr_max=1e-09 must be a number > lr_min=1e-05 (lr_min: AutoWU's default)"
+    # Given the other way round, the default is the option the problem is reported at.
+    raw = suite_dict(fmnist_root)
+    raw["arms"][0]["autowu"]["lr_min"] = 2.0
+    (problem,) = problems(raw)
+    assert problem == "arms[0].autowu.lr_max: lr_max=1.0 must be a number > lr_min=2.0 (lr_max: AutoWU's default)"
+    # An option that compares with nothing gets no note.
+    raw = suite_dict(fmnist_root)
+    raw["arms"][0]["autowu"]["patience"] = 0
+    (problem,) = problems(raw)
+    assert problem == "arms[0].autowu.patience: patience=0 must be an integer >= 1"
 
 
 @pytest.mark.parametrize("option, value", [

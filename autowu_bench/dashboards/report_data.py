@@ -29,7 +29,7 @@ from autowu_bench.dashboards.table import best_grid_point, head_to_head, search_
 from autowu_bench.platform.records import tables
 from autowu_bench.platform.records.outcome import TrialStatus
 from autowu_bench.platform.records.spec import TrialKind
-from autowu_bench.schedulers.autowu import autowu_defaults
+from autowu_bench.schedulers.autowu import AUTOWU_DEFAULTS
 from autowu_bench.workloads.optimizers import OPTIMIZER_INFO
 
 SELECT_BY = "final_val_acc"
@@ -159,7 +159,7 @@ def _schedule(trials: pd.DataFrame, workload: str, row: str) -> tuple[str | None
 
 def _paper_autowu(trial: pd.Series) -> bool:
     """An AutoWU arm run as in the paper: every option it sets equals AutoWU's default (the paper's)."""
-    defaults = autowu_defaults()
+    defaults = AUTOWU_DEFAULTS.to_dict()
     options = json.loads(trial["autowu"]) if isinstance(trial.get("autowu"), str) else {}
     return all(k == "seed" or defaults.get(k) == v for k, v in options.items())
 
