@@ -401,7 +401,7 @@ def test_infinite_values_and_seeds_outside_numpys_range_are_refused(fmnist_root)
 
 
 def test_a_test_interval_far_beyond_the_budget_is_a_warning_not_a_crash(fmnist_root):
-    from autowu_bench.platform.checks.schedules import schedule_warnings
+    from autowu_bench.platform.checks.autowu_density import schedule_warnings
 
     arms = [{"name": "a", "kind": "autowu", "autowu": {"test_interval": 10**20}}]
     (warning,) = schedule_warnings(expand(validate_suite(suite_dict(fmnist_root, batch_sizes=[64], arms=arms))))

@@ -31,7 +31,7 @@ from autowu_bench.platform.tracking.server import WATCHDOG_MODULE, LocalMlflowSe
 from autowu_bench.platform.tracking.watchdog import main as watchdog_main
 from autowu_bench.platform.records.spec import TrialSpec
 from autowu_bench.platform.tracking.recorder import TrialRecorder
-from autowu_bench.schedulers.test_record import Decision, TestRecord
+from autowu_bench.schedulers.switch_tests import Decision, SwitchTest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -152,9 +152,9 @@ def test_tests_events_and_failed_status(server, parent, tmp_path):
     recorder = TrialRecorder(server.uri, run_id, tmp_path / "t")
     recorder.log_steps([1, 2], [1e-5, 2e-5], [2.3, math.nan])
     recorder.log_tests([
-        TestRecord(step=10, epoch=0.5, p=(0.2, 0.97), votes=(False, True), positive=False,
+        SwitchTest(step=10, epoch=0.5, p=(0.2, 0.97), votes=(False, True), positive=False,
                    decision=Decision.NEGATIVE, n_finite=10, seconds=0.01),
-        TestRecord(step=20, epoch=1.0, p=(0.99, 0.98), votes=(True, True), positive=True,
+        SwitchTest(step=20, epoch=1.0, p=(0.99, 0.98), votes=(True, True), positive=True,
                    decision=Decision.SWITCH, n_finite=20, seconds=0.01, mu=(0.5,), x_star=(0.9, 0.9), start_lr=0.003),
     ])
     recorder.log_event("rollback", 2, to_step=1)
@@ -206,7 +206,7 @@ def test_recorder_without_tracking_appends_numbered_fragments(tmp_path):
 
 def test_a_switch_record_keeps_its_extra_fields_beside_plain_tests(tmp_path):
     recorder = TrialRecorder(None, None, tmp_path / "a_s0")
-    plain = TestRecord(step=21, epoch=5.25, p=(0.97,) * 5, votes=(True,) * 5, positive=True,
+    plain = SwitchTest(step=21, epoch=5.25, p=(0.97,) * 5, votes=(True,) * 5, positive=True,
                        decision=Decision.POSITIVE, n_finite=21, seconds=0.01)
     switch = dataclasses.replace(plain, step=23, decision=Decision.SWITCH, mu=(0.5, 0.4), x_star=(0.8,) * 5,
                                  start_lr=0.0017)
@@ -534,7 +534,7 @@ def test_a_run_folder_spooled_in_todays_format_is_sent(server, tmp_path):
     """A run folder whose spools hold today's lines (a suite interrupted before this code) is sent by
     ``send_spools`` (as ``--sync`` and ``--resume`` do) into the runs those lines describe."""
     from autowu_bench.platform.tracking.spool import Spool
-    from autowu_bench.platform.tracking.sync import send_spools
+    from autowu_bench.platform.tracking.delivery import send_spools
 
     parent = start_parent_run(server.uri, "tracking-test", run_name="spooled in today's format")
     run_dir = tmp_path / "run"

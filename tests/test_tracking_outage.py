@@ -26,7 +26,7 @@ from autowu_bench.platform.tracking.client import RunStatus, start_parent_run, s
 from autowu_bench.platform.tracking.lifecycle import close_trial, open_trial, spool_artifacts, spool_end, spool_summary
 from autowu_bench.platform.tracking.operations import LogMetrics, SetStatus, SetTags, Unreadable
 from autowu_bench.platform.tracking.recorder import RECORDER_CLOSE_SECONDS, TrialRecorder
-from autowu_bench.platform.tracking.sync import send_spools
+from autowu_bench.platform.tracking.delivery import send_spools
 from autowu_bench.platform.tracking.env import MLFLOW_ENV
 from autowu_bench.platform.tracking.server import LocalMlflowServer, free_port
 from autowu_bench.platform.records.run_record import RunRecord

@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 from autowu_bench.dashboards import report_data as rd  # noqa: E402
 from autowu_bench.platform.records.spec import TrialKind  # noqa: E402
 from autowu_bench.schedulers.autowu import AUTOWU_DEFAULTS  # noqa: E402
-from autowu_bench.schedulers.test_record import Decision  # noqa: E402
+from autowu_bench.schedulers.switch_tests import Decision  # noqa: E402
 
 DPI = 150  # sharp on a high-density screen and in print; 72 made the report's text blurry
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]

@@ -20,9 +20,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import torch
 
 from autowu_bench.schedulers.lr_functions import WARMUPS
-from autowu_bench.schedulers.plan import NEVER, AutoWUPlan, Phase, SwitchReason
+from autowu_bench.schedulers.lr_plan import NEVER, AutoWUPlan, Phase, SwitchReason
 from autowu_bench.schedulers.schedule import set_lr
-from autowu_bench.schedulers.test_record import Decision, TestRecord
+from autowu_bench.schedulers.switch_tests import Decision, SwitchTest
 
 DECAYS = ("const-cos", "cosine")
 TEST_INTERVALS = ("epoch", "auto")
@@ -127,7 +127,7 @@ class AutoWUCore:
 
         self.t = 0
         self.history: list[float] = []
-        self.tests: list[TestRecord] = []
+        self.tests: list[SwitchTest] = []
         self.positives = 0
         self.loss_reference: float | None = None
         self.switch_step: int | None = None
@@ -279,10 +279,10 @@ class AutoWUCore:
         self._switch(self.t, SwitchReason.DIVERGENCE, start_lr)
 
     def _record(self, result: Any, decision: Decision, *, start_lr: float | None = None,
-                seconds: float | None = None) -> TestRecord:
+                seconds: float | None = None) -> SwitchTest:
         """The record of one test; a ``start_lr`` marks the deciding test, which also keeps the fit."""
         deciding = start_lr is not None
-        return TestRecord(
+        return SwitchTest(
             step=self.t,
             epoch=self.t / self.steps_per_epoch,
             p=tuple(float(p) for p in result.p),
@@ -337,7 +337,7 @@ class AutoWUCore:
             setattr(self, name, copy.deepcopy(state[name]))
         if self.switch_reason is not None:
             self.switch_reason = SwitchReason(self.switch_reason)
-        self.tests = [TestRecord.from_dict(record) for record in state["tests"]]
+        self.tests = [SwitchTest.from_dict(record) for record in state["tests"]]
         self.detector.load_state_dict(state["detector"])
 
 
@@ -399,7 +399,7 @@ class AutoWU:
         return self.core.divergence_step
 
     @property
-    def tests(self) -> list[TestRecord]:
+    def tests(self) -> list[SwitchTest]:
         return self.core.tests
 
     def state_dict(self) -> dict[str, Any]:

@@ -55,7 +55,7 @@ from autowu_bench.platform.execution.train_step import LossBuffer, TrainStep, ev
 from autowu_bench.platform.execution.training_state import Progress, TrainingState
 from autowu_bench.platform.records.outcome import EpochReport, TrialStatus
 from autowu_bench.platform.records.spec import TrialKind, TrialSpec
-from autowu_bench.schedulers.plan import Phase, SwitchReason
+from autowu_bench.schedulers.lr_plan import Phase, SwitchReason
 from autowu_bench.schedulers.schedule import Schedule
 from autowu_bench.workloads.data.sharding import batch_split_problem
 from autowu_bench.workloads.optimizers import evaluation_weights

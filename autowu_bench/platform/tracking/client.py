@@ -1,6 +1,6 @@
 """MLflow client calls: the suite's experiment and parent run, one nested child run per trial, their
 params, tags, summaries and statuses. Each call here talks to MLflow at once; what a running trial or
-the suite's end logs goes through a spool instead (``operations``, ``sync``), whose operations call these.
+the suite's end logs goes through a spool instead (``operations``, ``delivery``), whose operations call these.
 
 Layout in MLflow: an experiment per suite (named after it), a parent run per ``run_suite.py``
 invocation (provenance tags, the suite file as an artifact, at the end the table and the Parquet

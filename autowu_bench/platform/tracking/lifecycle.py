@@ -1,7 +1,7 @@
 """A run's start and end through its spool: the trial driver's ``open_trial`` / ``close_trial`` (a
 trial's child run) and the suite's ``spool_artifacts`` / ``spool_summary`` / ``spool_end`` (the parent
 run). Each appends operations (``operations``) to the spool and, for a trial, sends them waiting a
-bounded time (``sync.send_within``); what MLflow does not take by then stays spooled.
+bounded time (``delivery.send_within``); what MLflow does not take by then stays spooled.
 
 Only two kinds of process write a trial's run: the trial driver (``open_trial`` / ``close_trial``) and
 rank 0's ``recorder.TrialRecorder``; other ranks never log.
@@ -19,7 +19,7 @@ from autowu_bench.platform.tracking import operations
 from autowu_bench.platform.tracking.client import end_status, summary_items
 from autowu_bench.platform.tracking.operations import CloseChildren, CreateRun, LogArtifacts, SetStatus
 from autowu_bench.platform.tracking.spool import Spool
-from autowu_bench.platform.tracking.sync import send_within
+from autowu_bench.platform.tracking.delivery import send_within
 
 # How long the trial driver waits for MLflow at a trial's start and at its end; what is not sent by then
 # stays spooled (the suite's end, --sync and --resume send it). A server that is down fails at once

@@ -32,7 +32,7 @@ class MlflowAway(Exception):
 
 
 @dataclass
-class SyncReport:
+class DeliveryReport:
     """What a sending pass did (``send_spools``).
 
     Attributes:
@@ -78,7 +78,7 @@ def _away(exc: BaseException) -> bool:
     return isinstance(exc, OSError)
 
 
-def send_spool(spool: Spool, tracking_uri: str, report: SyncReport, *,
+def send_spool(spool: Spool, tracking_uri: str, report: DeliveryReport, *,
                hold: tuple[type[operations.Operation], ...] = (), stop: threading.Event | None = None) -> bool:
     """Send ``spool``'s operations in order, acknowledging each; stops before an operation of a kind in
     ``hold``. True when it got to the end (or to a held operation); False when another sender holds
@@ -112,7 +112,7 @@ def send_spool(spool: Spool, tracking_uri: str, report: SyncReport, *,
         return True
 
 
-def send_spools(run_dir: str | os.PathLike, tracking_uri: str, *, patience: float = 0.0) -> SyncReport:
+def send_spools(run_dir: str | os.PathLike, tracking_uri: str, *, patience: float = 0.0) -> DeliveryReport:
     """Send what every trial's spool and the parent run's spool in ``run_dir`` still hold to MLflow at
     ``tracking_uri``; returns what was sent and what is left.
 
@@ -127,7 +127,7 @@ def send_spools(run_dir: str | os.PathLike, tracking_uri: str, *, patience: floa
     run_dir = Path(run_dir)
     trials = sorted(p.parent for p in (run_dir / "trials").glob(f"*/{SPOOL_DIR}") if p.is_dir())
     parent = Spool.of(run_dir)
-    report = SyncReport()
+    report = DeliveryReport()
     deadline = time.monotonic() + patience
     while True:
         report.error = None
@@ -158,7 +158,7 @@ def send_within(spool: Spool, tracking_uri: str, seconds: float) -> bool:
 
     def send() -> None:
         try:
-            send_spool(spool, tracking_uri, SyncReport())
+            send_spool(spool, tracking_uri, DeliveryReport())
         except Exception as exc:  # noqa: BLE001 - the caller only learns "not everything was sent"
             failed.append(exc)
 
