@@ -186,28 +186,19 @@ class GPMinimumDetector(DetectorBase):
         diff = torch.linalg.solve_triangular(chol, self._grid_diff_features.expand(len(x), -1, -1), upper=False)
         return mu, (diff * diff).sum(dim=-2)
 
-    def state_dict(self) -> dict[str, Any]:
-        """Raw hyperparameters, Adam moments and step count, generator state: resumes bit-for-bit."""
+    def _fit_state(self) -> dict[str, Any]:
+        """Raw hyperparameters, Adam moments and step count."""
         return {
-            "config": self.config.as_dict(),
             "raw_constant": self._raw[0],
             "raw_outputscale": self._raw[1],
             "raw_noise": self._raw[2],
             "adam_exp_avg": list(self._exp_avg),
             "adam_exp_avg_sq": list(self._exp_avg_sq),
             "adam_step": self._adam_step,
-            "generator": self.generator.get_state(),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved; the constructor arguments must match."""
-        if state.get("config") != self.config.as_dict():
-            raise ValueError(
-                f"state was saved by a detector with {state.get('config')}, this one has "
-                f"{self.config.as_dict()}; construct the detector with the same arguments"
-            )
+    def _load_fit_state(self, state: dict[str, Any]) -> None:
         self._raw = [float(state["raw_constant"]), float(state["raw_outputscale"]), float(state["raw_noise"])]
         self._exp_avg = [float(v) for v in state["adam_exp_avg"]]
         self._exp_avg_sq = [float(v) for v in state["adam_exp_avg_sq"]]
         self._adam_step = int(state["adam_step"])
-        self.generator.set_state(state["generator"])

@@ -321,8 +321,23 @@ def degenerate_result(
 class DetectorBase:
     """The test contract both detectors share; subclasses fit and vote in ``_test``.
 
-    Subclasses set ``config``, ``grid`` and ``generator`` and give ``hyperparameters()``.
+    Subclasses set ``config``, ``grid`` and ``generator`` and give ``hyperparameters()`` and their fitted
+    state (``_fit_state`` / ``_load_fit_state``, within ``state_dict``).
     """
+
+    def state_dict(self) -> dict[str, Any]:
+        """The settings, the fitted state and the generator's: enough to resume bit-for-bit."""
+        return {"config": self.config.as_dict(), **self._fit_state(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved; the constructor arguments must match."""
+        if state.get("config") != self.config.as_dict():
+            raise ValueError(
+                f"state was saved by a detector with {state.get('config')}, this one has "
+                f"{self.config.as_dict()}; construct the detector with the same arguments"
+            )
+        self._load_fit_state(state)
+        self.generator.set_state(state["generator"])
 
     def test(self, losses: Any, *, lr_min: float, lr_now: float, warmup: str = "exp") -> DetectorResult:
         """One test of the detector on the whole warmup history so far.
@@ -353,6 +368,12 @@ class DetectorBase:
             return self._test(history, lr_min, lr_now, warmup, start)
 
     def hyperparameters(self) -> tuple[float, float, float]:
+        raise NotImplementedError
+
+    def _fit_state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _load_fit_state(self, state: dict[str, Any]) -> None:
         raise NotImplementedError
 
     def _test(self, history: History, lr_min: float, lr_now: float, warmup: str, start: float) -> DetectorResult:

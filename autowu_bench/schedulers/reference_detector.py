@@ -105,22 +105,10 @@ class ReferenceGPMinimumDetector(DetectorBase):
             noise=noise, n_finite=history.n_finite, seconds=time.perf_counter() - start,
         )
 
-    def state_dict(self) -> dict[str, Any]:
-        """GP parameters, Adam state and generator state: enough to resume bit-for-bit."""
-        return {
-            "config": self.config.as_dict(),
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "generator": self.generator.get_state(),
-        }
+    def _fit_state(self) -> dict[str, Any]:
+        """GP parameters and Adam state."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved; the constructor arguments must match."""
-        if state.get("config") != self.config.as_dict():
-            raise ValueError(
-                f"state was saved by a detector with {state.get('config')}, this one has "
-                f"{self.config.as_dict()}; construct the detector with the same arguments"
-            )
+    def _load_fit_state(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
