@@ -395,7 +395,7 @@ def test_importing_the_platform_leaves_the_environment_alone():
         "import json, os\n"
         "before = dict(os.environ)\n"
         "import autowu_bench.platform.records.tables, autowu_bench.platform.execution.ray_cluster\n"
-        "from autowu_bench.platform.tracking import client, lifecycle, operations, recorder, sync\n"
+        "from autowu_bench.platform.tracking import client, delivery, lifecycle, operations, recorder\n"
         "after = dict(os.environ)\n"
         "print(json.dumps({k: [before.get(k), after.get(k)] for k in before.keys() | after.keys()"
         " if before.get(k) != after.get(k)}))\n"
