@@ -67,7 +67,7 @@ from typing import Any
 
 from autowu_bench.platform.execution.tuner import RESOURCES  # noqa: F401 (public: the trainable's request)
 from autowu_bench.platform.records.spec import TrialKind, TrialSpec
-from autowu_bench.schedulers.autowu import DECAYS, AutoWUOptions, autowu_defaults
+from autowu_bench.schedulers.autowu import AUTOWU_DEFAULTS, DECAYS, AutoWUOptions
 from autowu_bench.schedulers.lr_functions import BASELINE_DECAYS
 
 AUTOWU_OPTIONS = AutoWUOptions.names()
@@ -108,7 +108,7 @@ def spec_from_config(config: dict[str, Any], trial_id: str) -> TrialSpec:
             raise ValueError(f"schedule 'autowu': decay={decay!r} must be one of {list(DECAYS)}, without decay_power")
         values.pop("peak_lr", None)
         values.pop("warmup_epochs", None)
-        values.setdefault("decay", autowu_defaults()["decay"])
+        values.setdefault("decay", AUTOWU_DEFAULTS.decay)
         return recipe.autowu_trial(trial_id, arm="autowu", autowu=AutoWUOptions(**autowu), **values)
     if autowu:
         raise ValueError(f"schedule 'baseline' takes no AutoWU options; got {sorted(autowu)}")

@@ -5,7 +5,7 @@ AutoWU trial, its AutoWU controller run on the head node (``execution.tuner.RESO
 own head processes, the suite's driver and the MLflow server. cluster.yaml's head is an m6i.2xlarge
 (32 GiB); this bench gives the figures to size it, or a smaller one, for N trials at once.
 
-It builds a several-node Ray cluster on this machine (``tests.ray_fixtures.LocalCluster``: a head with 0
+It builds a several-node Ray cluster on this machine (``autowu_bench.local_cluster.LocalCluster``: a head with 0
 CPUs and one worker node of 1 CPU per concurrent trial), measures the head node's processes idle, then
 runs ``run_suite.py --address`` on it (AutoWU and baseline trials on Fashion-MNIST, ``--concurrent`` at
 once, with its own local MLflow server) and samples every second the proportional set size (PSS: a
@@ -36,7 +36,7 @@ import psutil
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from autowu_bench.platform.execution import processes  # noqa: E402
-from tests.ray_fixtures import LocalCluster, Suite, wait_for_dashboard  # noqa: E402
+from autowu_bench.local_cluster import LocalCluster, Suite, wait_for_dashboard  # noqa: E402
 
 MIB = 1024**2
 HEAD_MIB = 32 * 1024  # cluster.yaml's head node, an m6i.2xlarge

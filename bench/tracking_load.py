@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from autowu_bench.platform.tracking.client import experiment_id
     from autowu_bench.platform.tracking.server import LocalMlflowServer
-    from autowu_bench.platform.tracking.sync import send_spools
+    from autowu_bench.platform.tracking.delivery import send_spools
 
     work = Path(tempfile.mkdtemp(prefix="tracking-load-"))
     store = Path(args.store) if args.store else work / "store"

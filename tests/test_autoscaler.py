@@ -29,8 +29,8 @@ import yaml
 from autowu_bench.platform.execution import processes
 from autowu_bench.platform.records.trial_folder import WORKER_FILE
 from autowu_bench.platform.tracking.server import free_port
-from tests.data_fixtures import write_fashion_mnist_idx
-from tests.ray_fixtures import Suite, gcs_address, ray_head, wait_for_dashboard
+from autowu_bench.local_cluster import OBJECT_STORE, Suite, wait_for_dashboard
+from tests.ray_fixtures import e2e_data, e2e_suite, gcs_address, ray_head
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -38,30 +38,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 # start a few seconds after the first: enough epochs that both trials are still training then.
 EPOCHS = 15
 MAX_NODES = 2
-OBJECT_STORE = 80 * 1024**2  # per node (Ray's least is 75 MiB): trials pass little data
 # One worker of 1 CPU per trial: a trial takes a whole worker node, so two at once need both nodes.
 # No max_concurrent_trials: its default (ray_cluster.default_concurrency) is under test.
-SUITE = """
-name: autoscale-test
-workloads: [fmnist-mlp]
-batch_sizes: [200]
-epochs: {epochs}
-seeds: [0]
-arms:
-  - name: autowu
-    kind: autowu
-    decay: cosine
-    optimizer: sgd
-    autowu: {{test_interval: 2, lr_max: 0.2, max_warmup_fraction: 0.9}}
-  - name: baseline
-    kind: baseline
-    optimizer: sgd
-    peak_lrs: [0.1]
-    warmup_epochs: [1]
-    include_default: false
-resources: {{workers_per_trial: 1, cpus_per_worker: 1, use_gpu: false}}
-data: {{root: {root}, train_subset: 1000, val_size: 200}}
-"""
+RESOURCES = "{workers_per_trial: 1, cpus_per_worker: 1, use_gpu: false}"
 
 
 def launcher_config(gcs_address: str) -> dict:
@@ -110,7 +89,7 @@ def autoscaled_run(tmp_path_factory):
     (time.time() when run_suite.py was started), tree (the cluster's processes at the end), raylets (those of
     them that are raylets) and tree_left (those still alive after the head was stopped)."""
     work = tmp_path_factory.mktemp("autoscale")
-    data_root = write_fashion_mnist_idx(tmp_path_factory.mktemp("data"), n_train=1200, n_test=200, seed=0)
+    data_root = e2e_data(tmp_path_factory)
     config, port = work / "autoscaling.yaml", free_port()
     config.write_text(yaml.safe_dump(launcher_config(gcs_address(port))))
     # AUTOSCALER_UPDATE_INTERVAL_S: the autoscaler looks at the demand every second (default 5).
@@ -121,7 +100,7 @@ def autoscaled_run(tmp_path_factory):
         launch_nodes = _nodes(head.address)
         launched = time.time()
         # The suite's concurrency comes from this config, as from ~/ray_bootstrap_config.yaml on a `ray up` head.
-        suite = Suite(work, SUITE.format(epochs=EPOCHS, root=data_root), head.address,
+        suite = Suite(work, e2e_suite("autoscale-test", data_root, epochs=EPOCHS, resources=RESOURCES), head.address,
                       env={"AUTOWU_AUTOSCALING_CONFIG": str(config)})
         code, out, err = suite.wait(timeout=800)
         assert code == 0, f"run_suite.py exited {code}:\n{out[-4000:]}\n{err[-4000:]}"

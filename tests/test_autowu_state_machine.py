@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from autowu_bench.schedulers import AutoWU, AutoWUCore, Decision
-from autowu_bench.schedulers.plan import NEVER
+from autowu_bench.schedulers.lr_plan import NEVER
 
 
 class ScriptedDetector:
@@ -217,7 +217,7 @@ def test_the_test_records_are_saved_as_plain_dicts_in_the_checkpoint_layout_and_
     core.observe([1.0] * 40)
     assert [r.decision for r in core.tests] == ["negative", "positive", "positive", "switch"]
     saved = core.state_dict()["tests"]
-    # state.pt's layout, which checkpoints written before TestRecord also have: resuming them depends on it
+    # state.pt's layout, which checkpoints written before SwitchTest also have: resuming them depends on it
     plain_keys = {"step", "epoch", "p", "votes", "positive", "decision", "n_finite", "seconds"}
     assert [set(row) for row in saved[:3]] == [plain_keys] * 3
     assert set(saved[3]) == plain_keys | {"mu", "x_star", "start_lr"}

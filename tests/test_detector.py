@@ -242,6 +242,15 @@ def test_bad_constructor_arguments_name_the_argument(cls, kwargs, name):
         cls(**kwargs)
 
 
+@pytest.mark.parametrize("cls", [GPMinimumDetector, ReferenceGPMinimumDetector])
+def test_both_detectors_take_the_same_defaults_and_refuse_an_unknown_argument(cls):
+    from autowu_bench.schedulers.gp_common import DetectorConfig
+
+    assert cls().config == DetectorConfig()
+    with pytest.raises(TypeError, match="unknown detector arguments \\['lenghtscale'\\]"):
+        cls(lenghtscale=0.3)
+
+
 def test_fast_path_refuses_tiny_lengthscale_and_points_to_the_reference():
     with pytest.raises(ValueError, match="lengthscale"):
         GPMinimumDetector(lengthscale=0.01)

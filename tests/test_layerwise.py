@@ -3,18 +3,14 @@ on one process and on 2 gloo ranks."""
 
 from __future__ import annotations
 
-import os
-import socket
-
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
 from autowu_bench.platform.execution.train_step import TrainStep
 from autowu_bench.workloads import build_optimizer
 from autowu_bench.workloads.layerwise import CLARS, LARS, per_example_gradients
+from tests.gloo_ranks import on_gloo_ranks
 
 
 def _model() -> nn.Module:
@@ -139,39 +135,24 @@ def test_zero_norms_fall_back_to_the_global_lr():
     torch.testing.assert_close(w.detach(), torch.full((3, 2), -0.5))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ddp_worker(rank: int, world: int, port: int, name: str, micro: int, out: dict) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        x, y = _data(32)
-        share = slice(rank * 16, (rank + 1) * 16)
-        model = _model()
-        opt = build_optimizer(name, model, lr=0.05, weight_decay=1e-3)
-        step = TrainStep(model, opt, nn.CrossEntropyLoss(), micro_batches=micro)
-        stats = []
-        for lr in (0.05, 0.1):
-            step(x[share], y[share], lr)
-            stats.append([opt.denominators[p].item() for p in opt.ordered_params()])
-        out[rank] = (stats, _params(model))
-    finally:
-        dist.destroy_process_group()
+def _ddp_worker(rank: int, world: int, name: str, micro: int) -> tuple:
+    x, y = _data(32)
+    share = slice(rank * 16, (rank + 1) * 16)
+    model = _model()
+    opt = build_optimizer(name, model, lr=0.05, weight_decay=1e-3)
+    step = TrainStep(model, opt, nn.CrossEntropyLoss(), micro_batches=micro)
+    stats = []
+    for lr in (0.05, 0.1):
+        step(x[share], y[share], lr)
+        stats.append([opt.denominators[p].item() for p in opt.ordered_params()])
+    return stats, _params(model)
 
 
 @pytest.mark.parametrize("name", ["clars", "clars-chunked"])
 def test_under_data_parallelism_the_statistic_is_that_of_one_process_on_the_global_batch(name):
     """2 gloo ranks x 2 micro-batches of 8 = one process with 4 micro-batches of 8 of the same 32 examples
     (the chunks are the same); per-example, the same 32 examples: the same D, the same weights."""
-    with mp.Manager() as manager:
-        out = manager.dict()
-        mp.spawn(_ddp_worker, args=(2, _free_port(), name, 2, out), nprocs=2, join=True)
-        ranks = dict(out)
+    ranks = on_gloo_ranks(_ddp_worker, 2, name, 2)
     x, y = _data(32)
     model = _model()
     opt = build_optimizer(name, model, lr=0.05, weight_decay=1e-3)

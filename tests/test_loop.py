@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import math
-import os
-import socket
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
 from autowu_bench.platform.execution.train_step import LossBuffer, TrainStep, evaluate, first_divergent
 from autowu_bench.profiling import count_kernels
 from autowu_bench.schedulers.schedule import set_lr
+from tests.gloo_ranks import on_gloo_ranks
 
 
 def _model(seed: int = 0) -> nn.Module:
@@ -126,40 +123,24 @@ def test_evaluate_gives_mean_loss_and_accuracy():
     assert acc == pytest.approx((logits.argmax(1) == y).float().mean().item())
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ddp_worker(rank: int, world: int, port: int, out: dict) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        x, y = _data(32)
-        share = slice(rank * 16, (rank + 1) * 16)
-        model = _model()
-        opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        step = TrainStep(model, opt, nn.CrossEntropyLoss(), micro_batches=2)
-        buffer = LossBuffer()
-        for _ in range(2):
-            buffer.append(step(x[share], y[share], lr=0.3))
-        losses = buffer.take()  # one all-reduce: the means over both ranks
-        batches = [(x[i:i + 8], y[i:i + 8]) for i in range(0, 32, 8)]
-        out[rank] = (losses, _params(model), evaluate(model, batches, nn.CrossEntropyLoss(), rank=rank,
-                                                        world_size=world))
-    finally:
-        dist.destroy_process_group()
+def _ddp_worker(rank: int, world: int) -> tuple:
+    x, y = _data(32)
+    share = slice(rank * 16, (rank + 1) * 16)
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    step = TrainStep(model, opt, nn.CrossEntropyLoss(), micro_batches=2)
+    buffer = LossBuffer()
+    for _ in range(2):
+        buffer.append(step(x[share], y[share], lr=0.3))
+    losses = buffer.take()  # one all-reduce: the means over both ranks
+    batches = [(x[i:i + 8], y[i:i + 8]) for i in range(0, 32, 8)]
+    return losses, _params(model), evaluate(model, batches, nn.CrossEntropyLoss(), rank=rank, world_size=world)
 
 
 def test_two_ranks_match_one_process_on_the_whole_batch():
     """DDP with accumulation on 2 gloo ranks = one process on the global batch: the buffered step losses
     (averaged over ranks at the sync point), weights, eval."""
-    with mp.Manager() as manager:
-        out = manager.dict()
-        mp.spawn(_ddp_worker, args=(2, _free_port(), out), nprocs=2, join=True)
-        ranks = dict(out)
+    ranks = on_gloo_ranks(_ddp_worker, 2)
     x, y = _data(32)
     model = _model()
     step = TrainStep(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss())

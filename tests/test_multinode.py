@@ -18,43 +18,23 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.data_fixtures import write_fashion_mnist_idx
-from tests.ray_fixtures import LocalCluster, Suite, actors, wait_for_dashboard
+from autowu_bench.local_cluster import LocalCluster, Suite, wait_for_dashboard
+from tests.ray_fixtures import actors, e2e_data, e2e_suite
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 EPOCHS, STEPS_PER_EPOCH = 6, 5  # train_subset 1000 / batch 200: 30 steps; the longest warmup 27 (rho 0.9)
 AUTOWU_TRIAL = "autowu_fmnist-mlp_b200_s0"
-SUITE = """
-name: multinode-test
-workloads: [fmnist-mlp]
-batch_sizes: [200]
-epochs: {epochs}
-seeds: [0]
-arms:
-  - name: autowu
-    kind: autowu
-    decay: cosine
-    optimizer: sgd
-    autowu: {{test_interval: 2, lr_max: 0.2, max_warmup_fraction: 0.9}}
-  - name: baseline
-    kind: baseline
-    optimizer: sgd
-    peak_lrs: [0.1]
-    warmup_epochs: [1]
-    include_default: false
-resources: {{workers_per_trial: 2, cpus_per_worker: 0.5, max_concurrent_trials: 2, use_gpu: false}}
-data: {{root: {root}, train_subset: 1000, val_size: 200}}
-"""
 
 
 def _suite(data_root: Path) -> str:
-    return SUITE.format(epochs=EPOCHS, root=data_root)
+    return e2e_suite("multinode-test", data_root, epochs=EPOCHS,
+                     resources="{workers_per_trial: 2, cpus_per_worker: 0.5, max_concurrent_trials: 2, use_gpu: false}")
 
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
-    return write_fashion_mnist_idx(tmp_path_factory.mktemp("data"), n_train=1200, n_test=200, seed=0)
+    return e2e_data(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

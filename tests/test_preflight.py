@@ -6,7 +6,7 @@ import torch
 
 from autowu_bench.platform.suite.expansion import expand
 from autowu_bench.platform.checks.data import data_problems
-from autowu_bench.platform.checks.schedules import planned_steps_per_epoch, schedule_warnings
+from autowu_bench.platform.checks.autowu_density import planned_steps_per_epoch, schedule_warnings
 from autowu_bench.platform.records.spec import TrialSpec
 from autowu_bench.platform.suite.loader import load_suite, validate_suite
 from autowu_bench.workloads import get_workload

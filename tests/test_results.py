@@ -13,7 +13,7 @@ from autowu_bench.platform.records.outcome import TrialOutcome, TrialStatus
 from autowu_bench.platform.records.trial_folder import EndedBy, TrialFolder
 from autowu_bench.platform.records.trial_results import TrialResults
 from autowu_bench.platform.records.spec import TrialSpec
-from autowu_bench.schedulers.test_record import Decision, TestRecord
+from autowu_bench.schedulers.switch_tests import Decision, SwitchTest
 
 
 def specs() -> list[TrialSpec]:
@@ -33,7 +33,7 @@ def run_dir(tmp_path):
     tables.write_specs(tmp_path, specs())
     auto = TrialResults(tmp_path / "trials" / "auto_s0")
     auto.log_steps([1, 2, 3, 4], [1e-5, 1e-4, 1e-3, 1e-2], [2.3, 2.2, 2.0, 1.9])
-    auto.log_tests([TestRecord(step=4, epoch=1.0, p=(0.96, 0.99), votes=(True, True), positive=True,
+    auto.log_tests([SwitchTest(step=4, epoch=1.0, p=(0.96, 0.99), votes=(True, True), positive=True,
                                 decision=Decision.SWITCH, n_finite=4, seconds=0.01, mu=(1.0, 2.0), x_star=(0.5,),
                                 start_lr=0.001)])
     auto.log_epoch(0, 4, {"val_acc": 0.5, "val_loss": 1.5})

@@ -24,38 +24,20 @@ import pyarrow.parquet as pq
 import pytest
 
 from autowu_bench.platform.execution import processes
-from tests.data_fixtures import write_fashion_mnist_idx
+from tests.ray_fixtures import e2e_data, e2e_suite
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 EPOCHS, STEPS_PER_EPOCH = 10, 5
-SUITE = """
-name: resume-test
-workloads: [fmnist-mlp]
-batch_sizes: [200]
-epochs: {epochs}
-seeds: [0]
-arms:
-  - name: autowu
-    kind: autowu
-    decay: cosine
-    optimizer: sgd
-    autowu: {{test_interval: 2, lr_max: 0.2}}
-  - name: baseline
-    kind: baseline
-    optimizer: sgd
-    peak_lrs: [0.05, 0.1]
-    warmup_epochs: [1]
-    include_default: false
-resources: {{workers_per_trial: 1, cpus_per_worker: 1, max_concurrent_trials: 1, use_gpu: false}}
-data: {{root: {root}, train_subset: 1000, val_size: 200}}
-"""
 
 
 def _suite_file(folder: Path, data_root: Path) -> Path:
     path = folder / "suite.yaml"
-    path.write_text(SUITE.format(epochs=EPOCHS, root=data_root))
+    path.write_text(e2e_suite("resume-test", data_root, epochs=EPOCHS, autowu="{test_interval: 2, lr_max: 0.2}",
+                              peak_lrs="[0.05, 0.1]",
+                              resources="{workers_per_trial: 1, cpus_per_worker: 1, max_concurrent_trials: 1, "
+                                        "use_gpu: false}"))
     return path
 
 
@@ -99,7 +81,7 @@ def _table(run_dir: Path) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
-    return write_fashion_mnist_idx(tmp_path_factory.mktemp("data"), n_train=1200, n_test=200, seed=0)
+    return e2e_data(tmp_path_factory)
 
 
 def run_to_end(work: Path, suite_file: Path, name: str) -> Path:

@@ -21,6 +21,7 @@ import torch
 from autowu_bench.platform.execution.train_step import evaluate
 from autowu_bench.platform.records.spec import TrialSpec
 from autowu_bench.platform.records.trial_folder import EndedBy, TrialFolder
+from autowu_bench.platform.tracking.operations import CreateRun, SetStatus
 from autowu_bench.schedulers import fixed_plan
 from autowu_bench.workloads import get_workload
 from tests.data_fixtures import write_fashion_mnist_idx
@@ -195,7 +196,7 @@ def test_a_trial_that_fails_before_training_leaves_a_failed_summary_with_the_err
     assert summary["error"].startswith("SIGINT stopped the suite") == interrupted
     assert summary["mlflow_run_id"] is None
     ops = [op for _, op in Spool.of(folder).pending()]
-    assert ops[0]["op"] == "create" and ops[-1] == {"op": "status", "status": "KILLED" if interrupted else "FAILED"}
+    assert isinstance(ops[0], CreateRun) and ops[-1] == SetStatus("KILLED" if interrupted else "FAILED")
 
 
 def test_a_baseline_that_blows_up_ends_as_diverged_in_its_summary(run):

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from autowu_bench.platform.execution.controller import AutoWUController
-from autowu_bench.schedulers import AutoWU, Decision, FixedSchedule, LinearWarmupCosine, Phase, Plan, Schedule, SwitchReason
+from autowu_bench.schedulers import AutoWU, Decision, FixedSchedule, LinearWarmupCosine, LRPlan, Phase, Schedule, SwitchReason
 from autowu_bench.schedulers.autowu import AutoWUOptions
 
 S, E = 10, 12  # T = 120 steps
@@ -145,7 +145,7 @@ def test_plans_and_states_are_plain_data_that_load_with_weights_only(name, tmp_p
     torch.save({"state": schedule.state_dict(), "plan": plan.to_dict()}, tmp_path / "state.pt")
     assert torch.serialization.get_unsafe_globals_in_checkpoint(tmp_path / "state.pt") == []
     loaded = torch.load(tmp_path / "state.pt", weights_only=True)
-    assert Plan.from_dict(loaded["plan"]) == plan
+    assert LRPlan.from_dict(loaded["plan"]) == plan
     restored = protocol(name)
     restored.configure(S, E)
     restored.load_state_dict(loaded["state"])

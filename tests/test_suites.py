@@ -167,6 +167,16 @@ def test_an_lr_range_against_autowus_default_is_checked_too(fmnist_root):
     raw["arms"][0]["autowu"]["lr_max"] = 1e-9
     (problem,) = problems(raw)
     assert problem == "arms[0].autowu.lr_max: lr_max=1e-09 must be a number > lr_min=1e-05 (lr_min: AutoWU's default)"
+    # Given the other way round, the default is the option the problem is reported at.
+    raw = suite_dict(fmnist_root)
+    raw["arms"][0]["autowu"]["lr_min"] = 2.0
+    (problem,) = problems(raw)
+    assert problem == "arms[0].autowu.lr_max: lr_max=1.0 must be a number > lr_min=2.0 (lr_max: AutoWU's default)"
+    # An option that compares with nothing gets no note.
+    raw = suite_dict(fmnist_root)
+    raw["arms"][0]["autowu"]["patience"] = 0
+    (problem,) = problems(raw)
+    assert problem == "arms[0].autowu.patience: patience=0 must be an integer >= 1"
 
 
 @pytest.mark.parametrize("option, value", [
@@ -391,7 +401,7 @@ def test_infinite_values_and_seeds_outside_numpys_range_are_refused(fmnist_root)
 
 
 def test_a_test_interval_far_beyond_the_budget_is_a_warning_not_a_crash(fmnist_root):
-    from autowu_bench.platform.checks.schedules import schedule_warnings
+    from autowu_bench.platform.checks.autowu_density import schedule_warnings
 
     arms = [{"name": "a", "kind": "autowu", "autowu": {"test_interval": 10**20}}]
     (warning,) = schedule_warnings(expand(validate_suite(suite_dict(fmnist_root, batch_sizes=[64], arms=arms))))

@@ -20,19 +20,19 @@ from mlflow.tracking import MlflowClient
 
 from autowu_bench.platform.tracking.client import (
     close_open_children,
-    end_trial_run,
     grid_point,
     start_parent_run,
     start_trial_run,
     trial_tags,
 )
+from autowu_bench.platform.tracking.lifecycle import close_trial, open_trial
 from autowu_bench.platform.tracking.env import MLFLOW_ENV, apply_process_env
 from autowu_bench.platform.tracking.server import WATCHDOG_MODULE, LocalMlflowServer, watchdog_env
 from autowu_bench.platform.tracking.watchdog import main as watchdog_main
 from autowu_bench.platform.records.spec import TrialSpec
 from autowu_bench.platform.records.trial_results import TrialResults
 from autowu_bench.platform.tracking.trial_logger import TrialLogger
-from autowu_bench.schedulers.test_record import Decision, TestRecord
+from autowu_bench.schedulers.switch_tests import Decision, SwitchTest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -149,19 +149,19 @@ def test_step_metrics_go_in_batches(server, parent, tmp_path, monkeypatch):
 
 def test_tests_events_and_failed_status(server, parent, tmp_path):
     client = MlflowClient(server.uri)
-    run_id = start_trial_run(server.uri, parent, spec("autowu-auto_b128_s0", batch_size=128))
+    run_id = open_trial(server.uri, parent, spec("autowu-auto_b128_s0", batch_size=128), tmp_path / "t")
     logger = TrialLogger(server.uri, run_id, tmp_path / "t")
     logger.log_steps([1, 2], [1e-5, 2e-5], [2.3, math.nan])
     logger.log_tests([
-        TestRecord(step=10, epoch=0.5, p=(0.2, 0.97), votes=(False, True), positive=False,
+        SwitchTest(step=10, epoch=0.5, p=(0.2, 0.97), votes=(False, True), positive=False,
                    decision=Decision.NEGATIVE, n_finite=10, seconds=0.01),
-        TestRecord(step=20, epoch=1.0, p=(0.99, 0.98), votes=(True, True), positive=True,
+        SwitchTest(step=20, epoch=1.0, p=(0.99, 0.98), votes=(True, True), positive=True,
                    decision=Decision.SWITCH, n_finite=20, seconds=0.01, mu=(0.5,), x_star=(0.9, 0.9), start_lr=0.003),
     ])
     logger.log_event("rollback", 2, to_step=1)
     assert logger.close(timeout=60)
-    end_trial_run(server.uri, run_id, "FAILED", {"test_acc": None, "best_val_acc": 0.4, "rollbacks": 1,
-                                                 "status": "failed", "error": "boom"})
+    assert close_trial(server.uri, tmp_path / "t", "FAILED", {"test_acc": None, "best_val_acc": 0.4, "rollbacks": 1,
+                                                             "status": "failed", "error": "boom"})
     run = client.get_run(run_id)
     assert run.info.status == "FAILED"
     assert run.data.metrics["best_val_acc"] == 0.4 and run.data.metrics["rollbacks"] == 1
@@ -173,19 +173,19 @@ def test_tests_events_and_failed_status(server, parent, tmp_path):
     assert math.isnan(client.get_metric_history(run_id, "train_loss")[-1].value)
 
 
-def test_children_left_running_are_closed(server, parent):
+def test_children_left_running_are_closed(server, parent, tmp_path):
     client = MlflowClient(server.uri)
-    left = start_trial_run(server.uri, parent, spec("killed_s0"))
-    done = start_trial_run(server.uri, parent, spec("done_s0"))
-    end_trial_run(server.uri, done, "FINISHED", {"test_acc": 0.9})
+    left = open_trial(server.uri, parent, spec("killed_s0"), tmp_path / "killed_s0")
+    done = open_trial(server.uri, parent, spec("done_s0"), tmp_path / "done_s0")
+    assert close_trial(server.uri, tmp_path / "done_s0", "FINISHED", {"test_acc": 0.9})
     closed = close_open_children(server.uri, parent, "KILLED")
     assert left in closed and done not in closed
     assert client.get_run(left).info.status == "KILLED" and client.get_run(done).info.status == "FINISHED"
 
 
-def test_end_run_rejects_an_unknown_status(server, parent):
+def test_end_run_rejects_an_unknown_status(server, parent, tmp_path):
     with pytest.raises(ValueError, match="RUNNING"):
-        end_trial_run(server.uri, parent, "RUNNING", {})
+        close_trial(server.uri, tmp_path, "RUNNING", {})
 
 
 def test_results_append_numbered_fragments(tmp_path):
@@ -207,7 +207,7 @@ def test_results_append_numbered_fragments(tmp_path):
 
 def test_a_switch_record_keeps_its_extra_fields_beside_plain_tests(tmp_path):
     results = TrialResults(tmp_path / "a_s0")
-    plain = TestRecord(step=21, epoch=5.25, p=(0.97,) * 5, votes=(True,) * 5, positive=True,
+    plain = SwitchTest(step=21, epoch=5.25, p=(0.97,) * 5, votes=(True,) * 5, positive=True,
                        decision=Decision.POSITIVE, n_finite=21, seconds=0.01)
     switch = dataclasses.replace(plain, step=23, decision=Decision.SWITCH, mu=(0.5, 0.4), x_star=(0.8,) * 5,
                                  start_lr=0.0017)
@@ -396,7 +396,7 @@ def test_importing_the_platform_leaves_the_environment_alone():
         "import json, os\n"
         "before = dict(os.environ)\n"
         "import autowu_bench.platform.records.tables, autowu_bench.platform.execution.ray_cluster\n"
-        "from autowu_bench.platform.tracking import client, lifecycle, operations, sync, trial_logger\n"
+        "from autowu_bench.platform.tracking import client, delivery, lifecycle, operations, trial_logger\n"
         "after = dict(os.environ)\n"
         "print(json.dumps({k: [before.get(k), after.get(k)] for k in before.keys() | after.keys()"
         " if before.get(k) != after.get(k)}))\n"
@@ -535,7 +535,7 @@ def test_a_run_folder_spooled_in_todays_format_is_sent(server, tmp_path):
     """A run folder whose spools hold today's lines (a suite interrupted before this code) is sent by
     ``send_spools`` (as ``--sync`` and ``--resume`` do) into the runs those lines describe."""
     from autowu_bench.platform.tracking.spool import Spool
-    from autowu_bench.platform.tracking.sync import send_spools
+    from autowu_bench.platform.tracking.delivery import send_spools
 
     parent = start_parent_run(server.uri, "tracking-test", run_name="spooled in today's format")
     run_dir = tmp_path / "run"

@@ -5,6 +5,7 @@ a rollback, and a local server killed mid-trial and restarted by its watchdog.""
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import signal
@@ -20,11 +21,12 @@ from autowu_bench.launch import suite_run
 from autowu_bench.launch.exit_status import ExitStatus
 from autowu_bench.platform.records import tables
 from autowu_bench.platform.tracking import client as tracking_client
-from autowu_bench.platform.tracking.client import start_parent_run, start_trial_run
+from autowu_bench.platform.tracking.client import RunStatus, start_parent_run, start_trial_run
 from autowu_bench.platform.tracking.lifecycle import close_trial, open_trial, spool_artifacts, spool_end, spool_summary
 from autowu_bench.platform.records.trial_results import TrialResults
+from autowu_bench.platform.tracking.operations import LogMetrics, SetStatus, SetTags, Unreadable
 from autowu_bench.platform.tracking.trial_logger import LOGGER_CLOSE_SECONDS, TrialLogger
-from autowu_bench.platform.tracking.sync import send_spools
+from autowu_bench.platform.tracking.delivery import send_spools
 from autowu_bench.platform.tracking.env import MLFLOW_ENV
 from autowu_bench.platform.tracking.server import LocalMlflowServer, free_port
 from autowu_bench.platform.records.run_record import RunRecord
@@ -74,18 +76,24 @@ def steps_of(client: MlflowClient, run_id: str, key: str) -> list[int]:
 def test_the_spool_keeps_whole_lines_in_order_until_they_are_acknowledged(tmp_path):
     spool = Spool(tmp_path / "spool")
     assert not spool.exists() and spool.empty() and spool.left() == 0
-    spool.append([{"op": "a", "v": math.nan}, {"op": "b"}])
-    (end_a, a), (_, b) = list(spool.pending())
-    assert a["op"] == "a" and math.isnan(a["v"]) and b == {"op": "b"}
+    a, b, c = LogMetrics([["loss", math.nan, 1, 1]]), SetTags({"k": "v"}), SetStatus(RunStatus.FINISHED)
+    spool.append([a, b])
+    (end_a, read_a), (_, read_b) = list(spool.pending())
+    assert isinstance(read_a, LogMetrics) and math.isnan(read_a.points[0][1]) and read_b == b
     spool.ack(end_a)
-    assert [op for _, op in spool.pending()] == [{"op": "b"}] and spool.left() == 1
+    assert [op for _, op in spool.pending()] == [b] and spool.left() == 1
     # A write a crash cut short is not read as an operation, and the next append ends its line so that
-    # it costs only itself.
+    # it costs only itself: it comes back as Unreadable, as does a kind this code does not know.
     with open(spool.ops_path, "ab") as f:
         f.write(b'{"op": "cu')
-    assert [op for _, op in spool.pending()] == [{"op": "b"}]
-    spool.append([{"op": "c"}])
-    assert [op for _, op in spool.pending()] == [{"op": "b"}, None, {"op": "c"}]
+    assert [op for _, op in spool.pending()] == [b]
+    spool.append([c])
+    with open(spool.ops_path, "ab") as f:
+        f.write(b'{"op":"params","p":{}}\n')
+    read = [op for _, op in spool.pending()]
+    assert read[0] == b and read[2] == c and len(read) == 4
+    assert isinstance(read[1], Unreadable) and "does not parse" in read[1].reason
+    assert read[3] == Unreadable({"op": "params", "p": {}}, "ValueError: unknown spooled operation 'params'")
     spool.ack(list(spool.pending())[-1][0])
     spool.compact()
     assert spool.empty() and spool.size() == 0 and spool.offset() == 0
@@ -227,10 +235,15 @@ def test_steps_replayed_after_a_rollback_are_a_series_of_their_own(server, tmp_p
 def test_an_operation_mlflow_refuses_is_kept_aside_not_retried_forever(server, tmp_path):
     spool = Spool.of(tmp_path / "trials" / "gone")
     spool.set_run_id("0123456789abcdef0123456789abcdef")  # no such run
-    spool.append([{"op": "metrics", "m": [["lr", 0.1, 1, 1]]}])
-    report = send_spools(tmp_path, server.uri)
-    assert report.complete and report.rejected == 1 and report.sent == 0
-    assert '"lr"' in (spool.folder / REJECTED_FILE).read_text()
+    spool.append([LogMetrics([["lr", 0.1, 1, 1]])])
+    with open(spool.ops_path, "ab") as f:  # a line this code cannot read is set aside too
+        f.write(b'{"op":"params","p":{}}\n')
+    with pytest.warns(UserWarning, match="MLflow refused a spooled 'metrics' operation"):
+        report = send_spools(tmp_path, server.uri)
+    assert report.complete and report.rejected == 2 and report.sent == 0
+    rejected = [json.loads(line) for line in (spool.folder / REJECTED_FILE).read_text().splitlines()]
+    assert rejected[0]["op"] == {"op": "metrics", "m": [["lr", 0.1, 1, 1]]}
+    assert rejected[1] == {"reason": "ValueError: unknown spooled operation 'params'", "op": {"op": "params", "p": {}}}
 
 
 # -- the end of a suite with MLflow away ----------------------------------------------------------------
@@ -278,7 +291,7 @@ def test_a_suite_that_ends_with_mlflow_away_writes_its_results_and_exits_4(fmnis
     assert "0.7900" in (run_dir / "table.txt").read_text() and (run_dir / "report" / "index.html").is_file()
     assert (run_dir / "trials.parquet").is_file()
     assert "tracking is incomplete" in err and f"--sync {run_dir}" in err
-    ops = [op["op"] for _, op in Spool.of(run_dir).pending()]
+    ops = [op.KIND for _, op in Spool.of(run_dir).pending()]
     assert ops == ["artifacts", "artifacts", "artifacts", "metrics", "close_children", "status"]
     assert RunRecord.read(run_dir).parent_run_id == "parent"
 

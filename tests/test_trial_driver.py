@@ -13,7 +13,7 @@ from autowu_bench.platform.records.outcome import EpochReport, TrialStatus
 from autowu_bench.platform.records.run_record import mark_interrupted
 from autowu_bench.platform.records.spec import TrialSpec
 from autowu_bench.platform.records.trial_folder import TrialFolder
-from autowu_bench.schedulers.plan import FixedPlan
+from autowu_bench.schedulers.lr_plan import FixedPlan
 
 SPEC = TrialSpec(trial_id="base_s0", suite="t", arm="baseline", kind="baseline", workload="fmnist-mlp",
                  batch_size=64, epochs=3, seed=0, optimizer="sgd", weight_decay=0.0, peak_lr=0.1,

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 
 from autowu_bench.platform.records.trial_folder import RECORDED_STEP_FILE
 from autowu_bench.platform.records.trial_results import TrialResults
-from autowu_bench.schedulers.test_record import Decision, TestRecord
+from autowu_bench.schedulers.switch_tests import Decision, SwitchTest
 
 
 def test_a_resumed_trial_skips_what_the_failed_attempt_recorded(tmp_path):
@@ -65,7 +65,7 @@ def test_the_logger_gets_the_rows_that_are_not_skipped_and_closes_after_the_last
     logger = _Logger()
     second = TrialResults(trial, logger=logger)
     second.resume()
-    test = TestRecord(step=2, epoch=0.5, p=(0.2,), votes=(False,), positive=False, decision=Decision.NEGATIVE,
+    test = SwitchTest(step=2, epoch=0.5, p=(0.2,), votes=(False,), positive=False, decision=Decision.NEGATIVE,
                       n_finite=2, seconds=0.01)
     second.log_steps([2, 3], [0.2] * 2, [2.0] * 2)
     second.log_tests([test, dataclasses.replace(test, step=3)])

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from autowu_bench.platform.records.spec import TrialKind, TrialSpec
-from autowu_bench.schedulers.autowu import AutoWUOptions, autowu_defaults
+from autowu_bench.schedulers.autowu import AUTOWU_DEFAULTS, AutoWUOptions, OptionProblem
 
 
 def _spec(**over):
@@ -41,7 +41,7 @@ def test_autowu_options_round_trip_as_the_dict_of_the_options_set():
     back = TrialSpec.from_dict(json.loads(json.dumps(values)))
     assert back.autowu == options and back == spec
     assert spec.autowu_kwargs() == {"lr_max": 0.5, "patience": 2, "test_interval": "auto", "seed": 0}  # no decay set
-    assert spec.test_interval == "auto" and _spec().test_interval == autowu_defaults()["test_interval"]
+    assert spec.test_interval == "auto" and _spec().test_interval == AUTOWU_DEFAULTS.test_interval
     assert _spec().to_dict()["autowu"] == {} and _spec().autowu == AutoWUOptions()
 
 
@@ -80,8 +80,8 @@ def test_autowu_options_give_only_the_set_ones_and_merge_over_them():
     merged = options.merged({"patience": 4, "test_interval": "epoch"})
     assert merged == AutoWUOptions(test_interval="epoch", divergence_factor=2.0, patience=4)
     assert options == AutoWUOptions(test_interval=5, divergence_factor=2.0)  # frozen: merged is a new one
-    assert merged.value("patience") == 4 and merged.value("lr_max") == autowu_defaults()["lr_max"]
-    assert AutoWUOptions(patience=0).problems() == {"patience": "patience=0 must be an integer >= 1"}
+    assert merged.value("patience") == 4 and merged.value("lr_max") == AUTOWU_DEFAULTS.lr_max
+    assert AutoWUOptions(patience=0).problems() == {"patience": OptionProblem("patience=0 must be an integer >= 1")}
 
 
 def test_a_search_over_autowu_knobs_gives_the_typed_options():

@@ -20,8 +20,8 @@ import pandas as pd  # noqa: E402
 
 from autowu_bench.dashboards import report_data as rd  # noqa: E402
 from autowu_bench.platform.records.spec import TrialKind  # noqa: E402
-from autowu_bench.schedulers.autowu import autowu_defaults  # noqa: E402
-from autowu_bench.schedulers.test_record import Decision  # noqa: E402
+from autowu_bench.schedulers.autowu import AUTOWU_DEFAULTS  # noqa: E402
+from autowu_bench.schedulers.switch_tests import Decision  # noqa: E402
 
 DPI = 150  # sharp on a high-density screen and in print; 72 made the report's text blurry
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -114,7 +114,7 @@ def _autowu_trials(trials: pd.DataFrame) -> list[tuple[int, str, pd.Series]]:
 def _confidence(trial: pd.Series) -> float:
     options = json.loads(trial["autowu"]) if isinstance(trial.get("autowu"), str) else {}
     value = options.get("confidence")
-    return autowu_defaults()["confidence"] if value is None else float(value)
+    return AUTOWU_DEFAULTS.confidence if value is None else float(value)
 
 
 def vote_record(trials: pd.DataFrame, tests: pd.DataFrame, path: Path) -> Path | None:

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -29,7 +31,7 @@ from autowu_bench.dashboards.table import best_grid_point, head_to_head, search_
 from autowu_bench.platform.records import tables
 from autowu_bench.platform.records.outcome import TrialStatus
 from autowu_bench.platform.records.spec import TrialKind
-from autowu_bench.schedulers.autowu import autowu_defaults
+from autowu_bench.schedulers.autowu import AUTOWU_DEFAULTS
 from autowu_bench.workloads.optimizers import OPTIMIZER_INFO
 
 SELECT_BY = "final_val_acc"
@@ -159,7 +161,7 @@ def _schedule(trials: pd.DataFrame, workload: str, row: str) -> tuple[str | None
 
 def _paper_autowu(trial: pd.Series) -> bool:
     """An AutoWU arm run as in the paper: every option it sets equals AutoWU's default (the paper's)."""
-    defaults = autowu_defaults()
+    defaults = AUTOWU_DEFAULTS.to_dict()
     options = json.loads(trial["autowu"]) if isinstance(trial.get("autowu"), str) else {}
     return all(k == "seed" or defaults.get(k) == v for k, v in options.items())
 
@@ -189,20 +191,31 @@ def cost_curve(grid: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """Best test accuracy so far against cumulative device-hours as the grid's trials complete: after
     each trial, the point ``best_grid_point`` chooses among the trials done so far, and its mean test
     accuracy over them. Trials without a result add their hours (they were paid for)."""
-    ordered, source = completion_order(grid)
-    rows, hours = [], 0.0
-    for i in range(len(ordered)):
-        done = ordered.iloc[: i + 1]
-        trial = done.iloc[-1]
-        hours += 0.0 if math.isnan(trial["device_hours"]) else float(trial["device_hours"])
+
+    def best_point(done: pd.DataFrame) -> dict[str, Any]:
         point = best_grid_point(done, SELECT_BY)
         acc = math.nan
         if point is not None:
             chosen = done[(done["peak_lr"] == point[0]) & (done["warmup_epochs"] == point[1])]
             acc = chosen["test_acc"].mean()
-        rows.append({"trial_id": trial["trial_id"], "device_hours": hours, "best_test_acc": acc,
-                     "best_point": point})
-    return pd.DataFrame(rows, columns=["trial_id", "device_hours", "best_test_acc", "best_point"]), source
+        return {"best_test_acc": acc, "best_point": point}
+
+    ordered, source = completion_order(grid)
+    return _best_so_far(ordered, best_point, ["best_test_acc", "best_point"]), source
+
+
+def _best_so_far(ordered: pd.DataFrame, best: Callable[[pd.DataFrame], dict[str, Any]],
+                 columns: list[str]) -> pd.DataFrame:
+    """One row after each trial of ``ordered`` (in completion order): its ``trial_id``, the
+    ``device_hours`` paid so far (a trial without hours adds none) and ``best`` of the trials done
+    (its ``columns``)."""
+    rows, hours = [], 0.0
+    for i in range(len(ordered)):
+        done = ordered.iloc[: i + 1]
+        trial = done.iloc[-1]
+        hours += 0.0 if math.isnan(trial["device_hours"]) else float(trial["device_hours"])
+        rows.append({"trial_id": trial["trial_id"], "device_hours": hours, **best(done)})
+    return pd.DataFrame(rows, columns=["trial_id", "device_hours", *columns])
 
 
 def problem_trials(trials: pd.DataFrame) -> pd.DataFrame:
@@ -220,16 +233,13 @@ def search_curve(trials: pd.DataFrame, select_by: str = SELECT_BY) -> pd.DataFra
     if trials.empty:
         return pd.DataFrame(columns=["trial_id", "device_hours", "best_test_acc"])
     first = trials[trials["seed"] == trials["seed"].min()]
-    ordered, _ = completion_order(first)
-    rows, hours = [], 0.0
-    for i in range(len(ordered)):
-        done = ordered.iloc[: i + 1]
-        trial = done.iloc[-1]
-        hours += 0.0 if math.isnan(trial["device_hours"]) else float(trial["device_hours"])
+
+    def winner_acc(done: pd.DataFrame) -> dict[str, Any]:
         winner = search_winners(done, select_by)
         acc = float(winner["test_acc"].iloc[0]) if len(winner) and pd.notna(winner["test_acc"].iloc[0]) else math.nan
-        rows.append({"trial_id": trial["trial_id"], "device_hours": hours, "best_test_acc": acc})
-    return pd.DataFrame(rows, columns=["trial_id", "device_hours", "best_test_acc"])
+        return {"best_test_acc": acc}
+
+    return _best_so_far(completion_order(first)[0], winner_acc, ["best_test_acc"])
 
 
 def mlflow_link(run_id: object, tracking_ui: str | None, experiment_id: str | None) -> str | None:

@@ -46,7 +46,7 @@ import pandas as pd
 
 from autowu_bench.platform.records.outcome import TrialStatus
 from autowu_bench.platform.records.spec import TrialKind
-from autowu_bench.schedulers.autowu import autowu_defaults
+from autowu_bench.schedulers.autowu import AUTOWU_DEFAULTS
 from autowu_bench.workloads.optimizers import optimizer_note
 
 COLUMNS = (
@@ -184,7 +184,7 @@ def head_to_head(trials: pd.DataFrame, select_by: str = "final_val_acc") -> pd.D
 
 def _autowu_setting(trial: pd.Series) -> str:
     interval = trial.get("test_interval")
-    interval = autowu_defaults()["test_interval"] if _missing(interval) else interval
+    interval = AUTOWU_DEFAULTS.test_interval if _missing(interval) else interval
     return f"{trial['decay']}, test/{interval}"
 
 

@@ -140,7 +140,7 @@ def sync(args: argparse.Namespace) -> ExitStatus:
     server over the folder the suite's server used, else the suite's tracking URI, else --tracking-uri)."""
     from autowu_bench.platform.records.run_record import RunRecord
     from autowu_bench.platform.tracking.server import LocalMlflowServer
-    from autowu_bench.platform.tracking.sync import send_spools
+    from autowu_bench.platform.tracking.delivery import send_spools
 
     run_dir = Path(args.sync).expanduser().absolute()
     try:

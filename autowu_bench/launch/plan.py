@@ -15,7 +15,7 @@ from autowu_bench.platform.checks.environment import (
     ray_job_problems,
     tracking_problems,
 )
-from autowu_bench.platform.checks.schedules import schedule_warnings
+from autowu_bench.platform.checks.autowu_density import schedule_warnings
 from autowu_bench.platform.records import tables
 from autowu_bench.platform.records.run_record import RunRecord
 from autowu_bench.platform.records.spec import TrialKind, TrialSpec

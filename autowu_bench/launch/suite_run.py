@@ -155,7 +155,7 @@ class SuiteRun:
         """The suite's parent MLflow run, new or (resuming) reopened, and ``run.json`` naming it."""
         from autowu_bench.platform.records.run_record import RunRecord
         from autowu_bench.platform.tracking.client import reopen_run, start_parent_run
-        from autowu_bench.platform.tracking.sync import send_spools
+        from autowu_bench.platform.tracking.delivery import send_spools
 
         plan, record = self.plan, self.plan.record
         if record is not None and record.parent_run_id is not None:
@@ -233,7 +233,7 @@ class SuiteRun:
         from autowu_bench.platform.execution.runner import collect_outcomes
         from autowu_bench.platform.records.outcome import TrialStatus
         from autowu_bench.platform.tracking.lifecycle import spool_summary
-        from autowu_bench.platform.tracking.sync import send_spools
+        from autowu_bench.platform.tracking.delivery import send_spools
 
         plan = self.plan
         trials = self.trials.trials
@@ -258,7 +258,7 @@ class SuiteRun:
         returns the text table. MLflow never fails this: what it does not take stays spooled."""
         from autowu_bench.dashboards.outputs import write_outputs
         from autowu_bench.platform.tracking.lifecycle import spool_artifacts
-        from autowu_bench.platform.tracking.sync import send_spools
+        from autowu_bench.platform.tracking.delivery import send_spools
 
         plan = self.plan
         what = f"{plan.suite.name} (interrupted)" if interrupted else plan.suite.name
@@ -293,10 +293,10 @@ class SuiteRun:
         """The suite's end in MLflow: the parent run's end spooled after everything else (its children left
         RUNNING closed, then its status), then every spool of the run folder sent, waiting up to
         ``patience`` seconds for MLflow; says on stderr what is left and how to send it. Returns
-        ``tracking.sync.send_spools``' report; never raises for MLflow."""
+        ``tracking.delivery.send_spools``' report; never raises for MLflow."""
         from autowu_bench.platform.tracking.client import RunStatus
         from autowu_bench.platform.tracking.lifecycle import spool_end
-        from autowu_bench.platform.tracking.sync import send_spools
+        from autowu_bench.platform.tracking.delivery import send_spools
 
         run_dir = self.plan.run_dir
         spool_end(run_dir, self.parent, status, RunStatus.KILLED if status == RunStatus.KILLED else RunStatus.FAILED)

@@ -19,9 +19,9 @@ from autowu_bench.schedulers.lr_functions import (
     polynomial_lr,
     scaled_peak_lr,
 )
-from autowu_bench.schedulers.plan import NEVER, AutoWUPlan, FixedPlan, Phase, Plan, SwitchReason
+from autowu_bench.schedulers.lr_plan import NEVER, AutoWUPlan, FixedPlan, LRPlan, Phase, SwitchReason
 from autowu_bench.schedulers.schedule import Schedule, set_lr
-from autowu_bench.schedulers.test_record import Decision, TestRecord
+from autowu_bench.schedulers.switch_tests import Decision, SwitchTest
 
 __all__ = [
     "NEVER",
@@ -34,12 +34,12 @@ __all__ = [
     "FixedPlan",
     "FixedSchedule",
     "GPMinimumDetector",
+    "LRPlan",
     "LinearWarmupCosine",
     "Phase",
-    "Plan",
     "Schedule",
     "SwitchReason",
-    "TestRecord",
+    "SwitchTest",
     "const_cos_lr",
     "cosine_lr",
     "exp_warmup_lr",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import inspect
 import math
 import time
 import warnings
@@ -21,15 +20,39 @@ from typing import Any, Iterable, Mapping, Sequence
 import torch
 
 from autowu_bench.schedulers.lr_functions import WARMUPS
-from autowu_bench.schedulers.plan import NEVER, AutoWUPlan, Phase, SwitchReason
+from autowu_bench.schedulers.lr_plan import NEVER, AutoWUPlan, Phase, SwitchReason
 from autowu_bench.schedulers.schedule import set_lr
-from autowu_bench.schedulers.test_record import Decision, TestRecord
+from autowu_bench.schedulers.switch_tests import Decision, SwitchTest
 
 DECAYS = ("const-cos", "cosine")
 TEST_INTERVALS = ("epoch", "auto")
 # Warn when the exponential warmup grows the LR by more than this between two tests: the patience then
 # overshoots the minimum by more than this factor cubed (docs/autowu.md, "Test density").
 MAX_GROWTH_PER_TEST = 1.5
+
+
+@dataclasses.dataclass(frozen=True)
+class AutoWUDefaults:
+    """AutoWU's defaults, their one definition: ``AutoWUCore``'s keyword arguments (which document them)
+    default to :data:`AUTOWU_DEFAULTS`' fields; an ``AutoWUOptions`` field left None means the one here."""
+
+    decay: str = "const-cos"
+    lr_min: float = 1e-5
+    lr_max: float = 1.0
+    max_warmup_fraction: float = 0.5
+    warmup: str = "exp"
+    confidence: float = 0.95
+    patience: int = 3
+    const_fraction: float = 0.8
+    test_interval: str | int = "epoch"
+    seed: int = 0
+    divergence_factor: float | None = 3.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+AUTOWU_DEFAULTS = AutoWUDefaults()
 
 
 class AutoWUCore:
@@ -63,17 +86,17 @@ class AutoWUCore:
         steps_per_epoch: int,
         total_epochs: int,
         *,
-        decay: str = "const-cos",
-        lr_min: float = 1e-5,
-        lr_max: float = 1.0,
-        max_warmup_fraction: float = 0.5,
-        warmup: str = "exp",
-        confidence: float = 0.95,
-        patience: int = 3,
-        const_fraction: float = 0.8,
-        test_interval: str | int = "epoch",
-        seed: int = 0,
-        divergence_factor: float | None = 3.0,
+        decay: str = AUTOWU_DEFAULTS.decay,
+        lr_min: float = AUTOWU_DEFAULTS.lr_min,
+        lr_max: float = AUTOWU_DEFAULTS.lr_max,
+        max_warmup_fraction: float = AUTOWU_DEFAULTS.max_warmup_fraction,
+        warmup: str = AUTOWU_DEFAULTS.warmup,
+        confidence: float = AUTOWU_DEFAULTS.confidence,
+        patience: int = AUTOWU_DEFAULTS.patience,
+        const_fraction: float = AUTOWU_DEFAULTS.const_fraction,
+        test_interval: str | int = AUTOWU_DEFAULTS.test_interval,
+        seed: int = AUTOWU_DEFAULTS.seed,
+        divergence_factor: float | None = AUTOWU_DEFAULTS.divergence_factor,
         detector: Any = None,
     ) -> None:
         _check_int("steps_per_epoch", steps_per_epoch, minimum=1)
@@ -104,7 +127,7 @@ class AutoWUCore:
 
         self.t = 0
         self.history: list[float] = []
-        self.tests: list[TestRecord] = []
+        self.tests: list[SwitchTest] = []
         self.positives = 0
         self.loss_reference: float | None = None
         self.switch_step: int | None = None
@@ -256,10 +279,10 @@ class AutoWUCore:
         self._switch(self.t, SwitchReason.DIVERGENCE, start_lr)
 
     def _record(self, result: Any, decision: Decision, *, start_lr: float | None = None,
-                seconds: float | None = None) -> TestRecord:
+                seconds: float | None = None) -> SwitchTest:
         """The record of one test; a ``start_lr`` marks the deciding test, which also keeps the fit."""
         deciding = start_lr is not None
-        return TestRecord(
+        return SwitchTest(
             step=self.t,
             epoch=self.t / self.steps_per_epoch,
             p=tuple(float(p) for p in result.p),
@@ -314,7 +337,7 @@ class AutoWUCore:
             setattr(self, name, copy.deepcopy(state[name]))
         if self.switch_reason is not None:
             self.switch_reason = SwitchReason(self.switch_reason)
-        self.tests = [TestRecord.from_dict(record) for record in state["tests"]]
+        self.tests = [SwitchTest.from_dict(record) for record in state["tests"]]
         self.detector.load_state_dict(state["detector"])
 
 
@@ -376,7 +399,7 @@ class AutoWU:
         return self.core.divergence_step
 
     @property
-    def tests(self) -> list[TestRecord]:
+    def tests(self) -> list[SwitchTest]:
         return self.core.tests
 
     def state_dict(self) -> dict[str, Any]:
@@ -387,18 +410,12 @@ class AutoWU:
         self._apply()
 
 
-def autowu_defaults() -> dict[str, Any]:
-    """``AutoWUCore``'s keyword defaults, read from its signature (their one definition)."""
-    parameters = inspect.signature(AutoWUCore.__init__).parameters.values()
-    return {p.name: p.default for p in parameters if p.kind is p.KEYWORD_ONLY}
-
-
 @dataclasses.dataclass(frozen=True)
 class AutoWUOptions:
     """The ``AutoWUCore`` options a trial sets, by name: the one list of them (a suite arm's ``autowu:``,
     ``TrialSpec.autowu``, a Tune config's AutoWU keys, a search over AutoWU's knobs).
 
-    Every field is optional: None keeps AutoWU's default (``autowu_defaults()``), so only the options
+    Every field is optional: None keeps AutoWU's default (``AUTOWU_DEFAULTS``), so only the options
     set reach ``AutoWUCore`` (:meth:`kwargs`). The step counts, ``decay`` and ``seed`` are not options
     here (a trial has its own decay and seed) and neither is ``detector``. Values are taken as given:
     ranges are ``AutoWUCore``'s to check (:meth:`problems`, ``autowu_option_problems``).
@@ -448,47 +465,60 @@ class AutoWUOptions:
     def value(self, name: str) -> Any:
         """The option ``name`` as ``AutoWUCore`` gets it: the value set, else AutoWU's default."""
         value = getattr(self, name)
-        return autowu_defaults()[name] if value is None else value
+        return getattr(AUTOWU_DEFAULTS, name) if value is None else value
 
-    def problems(self) -> dict[str, str]:
-        """Every invalid option set, name -> ``AutoWUCore``'s message (``autowu_option_problems``)."""
+    def problems(self) -> dict[str, OptionProblem]:
+        """Every invalid option set, name -> its problem (``autowu_option_problems``)."""
         return autowu_option_problems(**self.kwargs())
 
 
-def autowu_option_problems(**options: Any) -> dict[str, str]:
-    """Every invalid AutoWU option, name -> the message ``AutoWUCore`` raises for it; empty when all are valid.
+@dataclasses.dataclass(frozen=True)
+class OptionProblem:
+    """Why an AutoWU option is invalid: ``message``, what ``AutoWUCore`` raises for it, and the other
+    options its rule compares it with (``compared_with``: lr_max's rule reads lr_min), so that a caller
+    can say which values came from ``AUTOWU_DEFAULTS``."""
 
-    Options not given take ``autowu_defaults()``, so a range between two options (lr_max > lr_min) is
+    message: str
+    compared_with: tuple[str, ...] = ()
+
+
+def autowu_option_problems(**options: Any) -> dict[str, OptionProblem]:
+    """Every invalid AutoWU option, name -> its problem; empty when all are valid.
+
+    Options not given take ``AUTOWU_DEFAULTS``, so a range between two options (lr_max > lr_min) is
     checked against the default of the one not given.
     """
-    return {name: str(error) for name, error in _option_errors(options).items()}
+    return {name: OptionProblem(str(error), compared_with) for name, (error, compared_with) in
+            _option_errors(options).items()}
 
 
 def check_autowu_options(**options: Any) -> None:
     """Raise the constructor's error for the first invalid option (in the constructor's order), if any."""
     errors = _option_errors(options)
     if errors:
-        raise next(iter(errors.values()))
+        raise next(iter(errors.values()))[0]
 
 
-def _option_errors(options: dict[str, Any]) -> dict[str, Exception]:
-    values = {**autowu_defaults(), **options}
-    errors: dict[str, Exception] = {}
+def _option_errors(options: dict[str, Any]) -> dict[str, tuple[Exception, tuple[str, ...]]]:
+    """Each invalid option's error and the other options its rule read, in the constructor's order."""
+    values = {**AUTOWU_DEFAULTS.to_dict(), **options}
+    errors: dict[str, tuple[Exception, tuple[str, ...]]] = {}
 
-    def check(name: str, ok: Any, rule: str | None = None) -> None:
+    def check(name: str, ok: Any, rule: str | None = None, compared_with: tuple[str, ...] = ()) -> None:
         value = values[name]
         try:
             if not ok(value):
                 raise ValueError(f"{name}={value!r} must be {rule}")
         except (ValueError, TypeError) as exc:  # TypeError: a value of the wrong type (compared with a number)
-            errors[name] = exc
+            errors[name] = exc, compared_with
 
     check("decay", lambda v: _check_choice("decay", v, DECAYS) or True)
     check("warmup", lambda v: _check_choice("warmup", v, WARMUPS) or True)
     lr_min = values["lr_min"]
     check("lr_min", lambda v: isinstance(v, (int, float)) and v > 0, "a number > 0")
     if "lr_min" not in errors:  # lr_max is compared with a valid lr_min only
-        check("lr_max", lambda v: isinstance(v, (int, float)) and v > lr_min, f"a number > lr_min={lr_min!r}")
+        check("lr_max", lambda v: isinstance(v, (int, float)) and v > lr_min, f"a number > lr_min={lr_min!r}",
+              compared_with=("lr_min",))
     check("max_warmup_fraction", lambda v: 0.0 <= v <= 1.0, "in [0, 1]")
     check("confidence", lambda v: 0.0 < v < 1.0, "in (0, 1)")
     check("patience", lambda v: _check_int("patience", v, minimum=1) or True)

@@ -13,9 +13,9 @@ from typing import Any, Sequence
 import torch
 
 from autowu_bench.schedulers.lr_functions import BASELINE_DECAYS
-from autowu_bench.schedulers.plan import FixedPlan
+from autowu_bench.schedulers.lr_plan import FixedPlan
 from autowu_bench.schedulers.schedule import set_lr
-from autowu_bench.schedulers.test_record import TestRecord
+from autowu_bench.schedulers.switch_tests import SwitchTest
 
 
 def fixed_plan(
@@ -115,7 +115,7 @@ class FixedSchedule:
             raise RuntimeError("FixedSchedule.plan() before configure(steps_per_epoch, total_epochs)")
         return self._plan
 
-    def tests_since(self, index: int) -> list[TestRecord]:
+    def tests_since(self, index: int) -> list[SwitchTest]:
         return []
 
     def state_dict(self) -> dict[str, Any]:

@@ -101,49 +101,21 @@ class GPMinimumDetector(DetectorBase):
     Each :meth:`test` fits the GP hyperparameters on a random subset of the history (warm-started
     from the previous test), then lets ``votes`` random subsets vote on ``P(min_{x<1} f(x) < f(1))``.
 
-    Args:
-        confidence: A vote is positive when its probability is strictly above this.
-        lengthscale: RBF lengthscale on time scaled to [0, 1], fixed (>= 0.05 on this fast path).
-        noise_init: Initial noise variance.
-        noise_min: Lower bound of the noise variance.
-        fit_iters: Adam iterations per test.
-        fit_lr: Adam learning rate.
-        fit_points: At most this many random finite points for the fit.
-        votes: Votes per test; the test is positive when more than half are.
-        vote_points: At most this many random finite points per vote.
-        grid_points: Points of the evaluation grid on [0, 1], both ends included.
-        seed: Seed of the generator that draws the subsets.
+    Keyword arguments: the fields of ``gp_common.DetectorConfig`` (their defaults are there); the
+    lengthscale must be at least ``MIN_LENGTHSCALE`` here.
     """
 
-    def __init__(
-        self,
-        *,
-        confidence: float = 0.95,
-        lengthscale: float = 0.2,
-        noise_init: float = 1e-3,
-        noise_min: float = 1e-4,
-        fit_iters: int = 100,
-        fit_lr: float = 0.01,
-        fit_points: int = 100,
-        votes: int = 5,
-        vote_points: int = 500,
-        grid_points: int = 500,
-        seed: int = 0,
-    ):
-        self.config = make_config(
-            confidence=confidence, lengthscale=lengthscale, noise_init=noise_init, noise_min=noise_min,
-            fit_iters=fit_iters, fit_lr=fit_lr, fit_points=fit_points, votes=votes,
-            vote_points=vote_points, grid_points=grid_points, seed=seed, min_lengthscale=MIN_LENGTHSCALE,
-        )
+    def __init__(self, **options: Any) -> None:
+        self.config = config = make_config(options, min_lengthscale=MIN_LENGTHSCALE)
         self.generator = torch.Generator().manual_seed(self.config.seed)
         # Raw (unconstrained) hyperparameters: constant, outputscale, noise; and Adam's state for them.
-        self._raw = [0.0, INITIAL_RAW_OUTPUTSCALE, _inv_softplus(noise_init - noise_min)]
+        self._raw = [0.0, INITIAL_RAW_OUTPUTSCALE, _inv_softplus(config.noise_init - config.noise_min)]
         self._exp_avg = [0.0, 0.0, 0.0]
         self._exp_avg_sq = [0.0, 0.0, 0.0]
         self._adam_step = 0
-        self.grid = evaluation_grid(grid_points)
-        self._r = feature_count(lengthscale)
-        grid_features = rbf_features(self.grid, lengthscale, self._r)
+        self.grid = evaluation_grid(config.grid_points)
+        self._r = feature_count(config.lengthscale)
+        grid_features = rbf_features(self.grid, config.lengthscale, self._r)
         self._grid_features = grid_features
         self._grid_diff_features = (grid_features - grid_features[-1]).T.contiguous()
 
@@ -214,28 +186,19 @@ class GPMinimumDetector(DetectorBase):
         diff = torch.linalg.solve_triangular(chol, self._grid_diff_features.expand(len(x), -1, -1), upper=False)
         return mu, (diff * diff).sum(dim=-2)
 
-    def state_dict(self) -> dict[str, Any]:
-        """Raw hyperparameters, Adam moments and step count, generator state: resumes bit-for-bit."""
+    def _fit_state(self) -> dict[str, Any]:
+        """Raw hyperparameters, Adam moments and step count."""
         return {
-            "config": self.config.as_dict(),
             "raw_constant": self._raw[0],
             "raw_outputscale": self._raw[1],
             "raw_noise": self._raw[2],
             "adam_exp_avg": list(self._exp_avg),
             "adam_exp_avg_sq": list(self._exp_avg_sq),
             "adam_step": self._adam_step,
-            "generator": self.generator.get_state(),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved; the constructor arguments must match."""
-        if state.get("config") != self.config.as_dict():
-            raise ValueError(
-                f"state was saved by a detector with {state.get('config')}, this one has "
-                f"{self.config.as_dict()}; construct the detector with the same arguments"
-            )
+    def _load_fit_state(self, state: dict[str, Any]) -> None:
         self._raw = [float(state["raw_constant"]), float(state["raw_outputscale"]), float(state["raw_noise"])]
         self._exp_avg = [float(v) for v in state["adam_exp_avg"]]
         self._exp_avg_sq = [float(v) for v in state["adam_exp_avg_sq"]]
         self._adam_step = int(state["adam_step"])
-        self.generator.set_state(state["generator"])

@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -71,19 +71,34 @@ class DetectorResult:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """The validated constructor arguments of a detector (the same for both implementations)."""
+    """A detector's settings (the same for both implementations), each field's default the one
+    definition of that default; a detector's keyword arguments are these fields (``make_config``).
 
-    confidence: float
-    lengthscale: float
-    noise_init: float
-    noise_min: float
-    fit_iters: int
-    fit_lr: float
-    fit_points: int
-    votes: int
-    vote_points: int
-    grid_points: int
-    seed: int
+    Attributes:
+        confidence: A vote is positive when its probability is strictly above this.
+        lengthscale: RBF lengthscale on time scaled to [0, 1], fixed (>= 0.05 on the fast path).
+        noise_init: Initial noise variance.
+        noise_min: Lower bound of the noise variance.
+        fit_iters: Adam iterations per test.
+        fit_lr: Adam learning rate.
+        fit_points: At most this many random finite points for the fit.
+        votes: Votes per test; the test is positive when more than half are.
+        vote_points: At most this many random finite points per vote.
+        grid_points: Points of the evaluation grid on [0, 1], both ends included.
+        seed: Seed of the generator that draws the subsets.
+    """
+
+    confidence: float = 0.95
+    lengthscale: float = 0.2
+    noise_init: float = 1e-3
+    noise_min: float = 1e-4
+    fit_iters: int = 100
+    fit_lr: float = 0.01
+    fit_points: int = 100
+    votes: int = 5
+    vote_points: int = 500
+    grid_points: int = 500
+    seed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -106,26 +121,18 @@ def _check_real(name: str, value: Any) -> float:
     return value
 
 
-def make_config(
-    *,
-    confidence: float,
-    lengthscale: float,
-    noise_init: float,
-    noise_min: float,
-    fit_iters: int,
-    fit_lr: float,
-    fit_points: int,
-    votes: int,
-    vote_points: int,
-    grid_points: int,
-    seed: int,
-    min_lengthscale: float = 0.0,
-) -> DetectorConfig:
-    """Validate the detector arguments; raise ValueError naming the argument and the fix."""
-    confidence = _check_real("confidence", confidence)
+def make_config(options: Mapping[str, Any], *, min_lengthscale: float = 0.0) -> DetectorConfig:
+    """A detector's keyword arguments ``options`` over ``DetectorConfig``'s defaults, validated; TypeError
+    for an unknown one, ValueError naming the argument and the fix for a bad value."""
+    known = [f.name for f in fields(DetectorConfig)]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise TypeError(f"unknown detector arguments {unknown}; known: {known}")
+    given = replace(DetectorConfig(), **options)
+    confidence = _check_real("confidence", given.confidence)
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence={confidence!r} must lie strictly between 0 and 1 (the paper uses 0.95)")
-    lengthscale = _check_real("lengthscale", lengthscale)
+    lengthscale = _check_real("lengthscale", given.lengthscale)
     if not lengthscale > 0.0:
         raise ValueError(f"lengthscale={lengthscale!r} must be > 0 (time is scaled to [0, 1]; the paper uses 0.2)")
     if lengthscale < min_lengthscale:
@@ -133,15 +140,16 @@ def make_config(
             f"lengthscale={lengthscale!r} is below {min_lengthscale}, where the fast detector's kernel expansion "
             "needs hundreds of terms; use ReferenceGPMinimumDetector for such short lengthscales"
         )
-    noise_min = _check_real("noise_min", noise_min)
+    noise_min = _check_real("noise_min", given.noise_min)
     if noise_min < 0.0:
         raise ValueError(f"noise_min={noise_min!r} must be >= 0 (the paper uses 1e-4)")
-    noise_init = _check_real("noise_init", noise_init)
+    noise_init = _check_real("noise_init", given.noise_init)
     if not noise_init > noise_min:
         raise ValueError(f"noise_init={noise_init!r} must be > noise_min={noise_min!r}; raise noise_init")
-    fit_lr = _check_real("fit_lr", fit_lr)
+    fit_lr = _check_real("fit_lr", given.fit_lr)
     if not fit_lr > 0.0:
         raise ValueError(f"fit_lr={fit_lr!r} must be > 0 (the paper uses 0.01)")
+    seed = given.seed
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed={seed!r} must be an integer")
     return DetectorConfig(
@@ -149,12 +157,12 @@ def make_config(
         lengthscale=lengthscale,
         noise_init=noise_init,
         noise_min=noise_min,
-        fit_iters=_check_int("fit_iters", fit_iters, 0),
+        fit_iters=_check_int("fit_iters", given.fit_iters, 0),
         fit_lr=fit_lr,
-        fit_points=_check_int("fit_points", fit_points, 2),
-        votes=_check_int("votes", votes, 1),
-        vote_points=_check_int("vote_points", vote_points, 2),
-        grid_points=_check_int("grid_points", grid_points, 2),
+        fit_points=_check_int("fit_points", given.fit_points, 2),
+        votes=_check_int("votes", given.votes, 1),
+        vote_points=_check_int("vote_points", given.vote_points, 2),
+        grid_points=_check_int("grid_points", given.grid_points, 2),
         seed=int(seed),
     )
 
@@ -313,8 +321,23 @@ def degenerate_result(
 class DetectorBase:
     """The test contract both detectors share; subclasses fit and vote in ``_test``.
 
-    Subclasses set ``config``, ``grid`` and ``generator`` and give ``hyperparameters()``.
+    Subclasses set ``config``, ``grid`` and ``generator`` and give ``hyperparameters()`` and their fitted
+    state (``_fit_state`` / ``_load_fit_state``, within ``state_dict``).
     """
+
+    def state_dict(self) -> dict[str, Any]:
+        """The settings, the fitted state and the generator's: enough to resume bit-for-bit."""
+        return {"config": self.config.as_dict(), **self._fit_state(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved; the constructor arguments must match."""
+        if state.get("config") != self.config.as_dict():
+            raise ValueError(
+                f"state was saved by a detector with {state.get('config')}, this one has "
+                f"{self.config.as_dict()}; construct the detector with the same arguments"
+            )
+        self._load_fit_state(state)
+        self.generator.set_state(state["generator"])
 
     def test(self, losses: Any, *, lr_min: float, lr_now: float, warmup: str = "exp") -> DetectorResult:
         """One test of the detector on the whole warmup history so far.
@@ -345,6 +368,12 @@ class DetectorBase:
             return self._test(history, lr_min, lr_now, warmup, start)
 
     def hyperparameters(self) -> tuple[float, float, float]:
+        raise NotImplementedError
+
+    def _fit_state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _load_fit_state(self, state: dict[str, Any]) -> None:
         raise NotImplementedError
 
     def _test(self, history: History, lr_min: float, lr_now: float, warmup: str, start: float) -> DetectorResult:

@@ -45,40 +45,22 @@ class _LossCurveGP(gpytorch.models.ExactGP):
 class ReferenceGPMinimumDetector(DetectorBase):
     """GPyTorch reference of :class:`~autowu_bench.schedulers.detector.GPMinimumDetector` (same API).
 
-    Args: see ``GPMinimumDetector``.
+    Keyword arguments: the fields of ``gp_common.DetectorConfig`` (their defaults are there).
     """
 
-    def __init__(
-        self,
-        *,
-        confidence: float = 0.95,
-        lengthscale: float = 0.2,
-        noise_init: float = 1e-3,
-        noise_min: float = 1e-4,
-        fit_iters: int = 100,
-        fit_lr: float = 0.01,
-        fit_points: int = 100,
-        votes: int = 5,
-        vote_points: int = 500,
-        grid_points: int = 500,
-        seed: int = 0,
-    ):
-        self.config = make_config(
-            confidence=confidence, lengthscale=lengthscale, noise_init=noise_init, noise_min=noise_min,
-            fit_iters=fit_iters, fit_lr=fit_lr, fit_points=fit_points, votes=votes,
-            vote_points=vote_points, grid_points=grid_points, seed=seed,
-        )
+    def __init__(self, **options: Any) -> None:
+        self.config = config = make_config(options)
         likelihood = gpytorch.likelihoods.GaussianLikelihood(
-            noise_constraint=gpytorch.constraints.GreaterThan(noise_min)
+            noise_constraint=gpytorch.constraints.GreaterThan(config.noise_min)
         )
-        likelihood.noise = noise_init
-        self.model = _LossCurveGP(likelihood, lengthscale).double()
+        likelihood.noise = config.noise_init
+        self.model = _LossCurveGP(likelihood, config.lengthscale).double()
         self.likelihood = self.model.likelihood
         self.mll = gpytorch.mlls.ExactMarginalLogLikelihood(self.likelihood, self.model)
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(params, lr=fit_lr)
-        self.generator = torch.Generator().manual_seed(self.config.seed)
-        self.grid = evaluation_grid(grid_points)
+        self.optimizer = torch.optim.Adam(params, lr=config.fit_lr)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.grid = evaluation_grid(config.grid_points)
 
     def hyperparameters(self) -> tuple[float, float, float]:
         """(constant, outputscale, noise) as they stand now."""
@@ -123,22 +105,10 @@ class ReferenceGPMinimumDetector(DetectorBase):
             noise=noise, n_finite=history.n_finite, seconds=time.perf_counter() - start,
         )
 
-    def state_dict(self) -> dict[str, Any]:
-        """GP parameters, Adam state and generator state: enough to resume bit-for-bit."""
-        return {
-            "config": self.config.as_dict(),
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "generator": self.generator.get_state(),
-        }
+    def _fit_state(self) -> dict[str, Any]:
+        """GP parameters and Adam state."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved; the constructor arguments must match."""
-        if state.get("config") != self.config.as_dict():
-            raise ValueError(
-                f"state was saved by a detector with {state.get('config')}, this one has "
-                f"{self.config.as_dict()}; construct the detector with the same arguments"
-            )
+    def _load_fit_state(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])

@@ -15,22 +15,22 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 import torch
 
-from autowu_bench.schedulers.plan import Plan
-from autowu_bench.schedulers.test_record import TestRecord
+from autowu_bench.schedulers.lr_plan import LRPlan
+from autowu_bench.schedulers.switch_tests import SwitchTest
 
 
 @runtime_checkable
 class Schedule(Protocol):
-    def configure(self, steps_per_epoch: int, total_epochs: int) -> Plan:
+    def configure(self, steps_per_epoch: int, total_epochs: int) -> LRPlan:
         """Size the schedule for the run and start it over; returns the first plan."""
 
     def observe(self, losses: Sequence[float]) -> None:
         """Take the step losses since the last call, in order. May return before they are processed."""
 
-    def plan(self) -> Plan:
+    def plan(self) -> LRPlan:
         """The plan after every loss observed so far (waits for them)."""
 
-    def tests_since(self, index: int) -> list[TestRecord]:
+    def tests_since(self, index: int) -> list[SwitchTest]:
         """AutoWU's test records from ``index`` on (none for a fixed schedule)."""
 
     def state_dict(self) -> dict[str, Any]: ...

@@ -11,6 +11,7 @@ from torch import nn
 from .data import cifar, fashion_mnist, imagenet
 from .data.augment import AugmentSpec, Normalize
 from .data.imagenet import FolderLoader, ImageSplit
+from .data.sharding import Sharding
 from .data.splits import Splits, TensorSplit
 from .data.tensor_loader import DeviceLoader
 from .models import build_model
@@ -117,16 +118,14 @@ class Workload:
         min(8, CPU count)); Fashion-MNIST and CIFAR are served from device memory with no workers.
         """
         mean, std = STATS[self.dataset]
-        common = dict(batch_size=batch_size, rank=rank, world_size=world_size, train=train, seed=seed, device=device)
+        sharding = Sharding(batch_size=batch_size, train=train, rank=rank, world_size=world_size, seed=seed,
+                            device=device)
         if isinstance(split, TensorSplit):
-            return DeviceLoader(
-                split, augment=self.augment, normalize=Normalize(mean, std), channels_last=channels_last, **common
-            )
+            return DeviceLoader(split, sharding, augment=self.augment, normalize=Normalize(mean, std),
+                                channels_last=channels_last)
         if isinstance(split, ImageSplit):
-            return FolderLoader(
-                split, normalize=Normalize(mean, std), image_size=self.input_shape[-1], num_workers=num_workers,
-                channels_last=channels_last, **common,
-            )
+            return FolderLoader(split, sharding, normalize=Normalize(mean, std), image_size=self.input_shape[-1],
+                                num_workers=num_workers, channels_last=channels_last)
         raise TypeError(f"split must come from {self.name}'s load(), got {type(split).__name__}")
 
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from autowu_bench.schedulers.autowu import AutoWUCore, AutoWUOptions
-from autowu_bench.schedulers.plan import AutoWUPlan
-from autowu_bench.schedulers.test_record import TestRecord
+from autowu_bench.schedulers.lr_plan import AutoWUPlan
+from autowu_bench.schedulers.switch_tests import SwitchTest
 
 
 class AutoWUController:
@@ -65,7 +65,7 @@ class AutoWUController:
     def plan(self) -> AutoWUPlan:
         return self._configured().plan()
 
-    def tests_since(self, index: int) -> list[TestRecord]:
+    def tests_since(self, index: int) -> list[SwitchTest]:
         return list(self._configured().tests[index:])
 
     def state_dict(self) -> dict[str, Any]:
@@ -135,7 +135,7 @@ class ControllerClient:
     def plan(self) -> AutoWUPlan:
         return self._wait(self.handle.plan.remote())
 
-    def tests_since(self, index: int) -> list[TestRecord]:
+    def tests_since(self, index: int) -> list[SwitchTest]:
         return self._wait(self.handle.tests_since.remote(index))
 
     def state_dict(self) -> dict[str, Any]:

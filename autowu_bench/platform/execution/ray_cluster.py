@@ -43,7 +43,7 @@ _RAY_ENV = {
 
 _SETUP_HOOK = "autowu_bench.platform.execution.ray_cluster.quiet_ray_logs"
 
-# AutoWU's warnings about a trial's schedule that ``checks.schedules.schedule_warnings`` prints once at planning,
+# AutoWU's warnings about a trial's schedule that ``checks.autowu_density.schedule_warnings`` prints once at planning,
 # with the arms and batch sizes they concern; each trial's controller would repeat them through Ray's log
 # forwarding. Regexes of ``warnings.filterwarnings`` (matched at the start of the message).
 PLANNING_WARNINGS = (r"test_interval=.* lets the LR grow",)

@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from autowu_bench.schedulers.plan import Plan
+from autowu_bench.schedulers.lr_plan import LRPlan
 
 
 @dataclass
@@ -47,7 +47,7 @@ class TrainingState:
     rng: list[dict[str, Any]]
     progress: Progress
     trace: list[tuple[int, float]]
-    plan: Plan
+    plan: LRPlan
     schedule: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,4 +64,4 @@ class TrainingState:
             raise ValueError(f"not a trial checkpoint: it lacks {missing} (keys: {sorted(values)})")
         return cls(model=values["model"], optimizer=values["optimizer"], rng=list(values["rng"]),
                    progress=Progress(**values["progress"]), trace=list(values["trace"]),
-                   plan=Plan.from_dict(values["plan"]), schedule=values["schedule"])
+                   plan=LRPlan.from_dict(values["plan"]), schedule=values["schedule"])

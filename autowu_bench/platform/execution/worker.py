@@ -58,7 +58,7 @@ from autowu_bench.platform.records.outcome import EpochReport, TrialStatus
 from autowu_bench.platform.records.spec import TrialKind, TrialSpec
 from autowu_bench.platform.records.trial_folder import CHECKPOINT_FILE, TrialFolder
 from autowu_bench.platform.records.trial_results import TrialResults
-from autowu_bench.schedulers.plan import Phase, SwitchReason
+from autowu_bench.schedulers.lr_plan import Phase, SwitchReason
 from autowu_bench.schedulers.schedule import Schedule
 from autowu_bench.workloads.data.sharding import batch_split_problem
 from autowu_bench.workloads.optimizers import evaluation_weights

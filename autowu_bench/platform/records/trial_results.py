@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from autowu_bench.platform.records.files import write_atomic
 from autowu_bench.platform.records.tables import FragmentWriter, plain
 from autowu_bench.platform.records.trial_folder import TrialFolder
-from autowu_bench.schedulers.test_record import TestRecord
+from autowu_bench.schedulers.switch_tests import SwitchTest
 
 
 class MetricsLogger(Protocol):
@@ -31,7 +31,7 @@ class MetricsLogger(Protocol):
 
     def log_epoch(self, epoch: int, step: int, metrics: dict[str, float | None]) -> None: ...
 
-    def log_tests(self, records: Sequence[TestRecord]) -> None: ...
+    def log_tests(self, records: Sequence[SwitchTest]) -> None: ...
 
     def log_event(self, name: str, step: int, **info: Any) -> None: ...
 
@@ -93,7 +93,7 @@ class TrialResults:
         if self.logger is not None:
             self.logger.log_epoch(epoch, step, metrics)
 
-    def log_tests(self, records: Iterable[TestRecord]) -> None:
+    def log_tests(self, records: Iterable[SwitchTest]) -> None:
         """AutoWU test records (``AutoWUCore.tests`` entries)."""
         new = [record for record in records if self._new(record.step)]
         for record in new:

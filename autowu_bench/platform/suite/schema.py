@@ -85,7 +85,7 @@ from pydantic import (
 )
 
 from autowu_bench import workloads
-from autowu_bench.schedulers.autowu import DECAYS, AutoWUOptions, autowu_defaults, autowu_option_problems
+from autowu_bench.schedulers.autowu import AUTOWU_DEFAULTS, DECAYS, AutoWUOptions, autowu_option_problems
 from autowu_bench.schedulers.lr_functions import BASELINE_DECAYS, SCALING_RULES
 from autowu_bench.workloads.data.sharding import batch_split_problem, train_steps
 from autowu_bench.workloads.optimizers import OPTIMIZERS
@@ -146,10 +146,11 @@ class _AutoWUOptionsRules(_Strict):
     def _autowu_accepts(self) -> "_AutoWUOptionsRules":
         given = self.kwargs()
         lines = []
-        for name, message in autowu_option_problems(**given).items():
-            unset = [n for n in autowu_defaults() if n not in given and f"{n}=" in message]
+        for name, problem in autowu_option_problems(**given).items():
+            # The values the rule read that the arm does not set: the message shows AutoWU's defaults.
+            unset = [n for n in (name, *problem.compared_with) if n not in given]
             note = f" ({', '.join(unset)}: AutoWU's default)" if unset else ""
-            lines.append(below(name, message + note))
+            lines.append(below(name, problem.message + note))
         if lines:
             raise problems_below(lines)
         return self
@@ -254,7 +255,7 @@ class AutoWUArm(_Strict):
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     kind: Literal["autowu"]
-    decay: Annotated[Literal[DECAYS], BeforeValidator(_decay_alias)] = autowu_defaults()["decay"]
+    decay: Annotated[Literal[DECAYS], BeforeValidator(_decay_alias)] = AUTOWU_DEFAULTS.decay
     optimizer: Literal[OPTIMIZERS] | None = None
     weight_decay: Annotated[float, Field(ge=0)] | None = None
     autowu: AutoWUOptionsSchema = AutoWUOptionsSchema()  # type: ignore[valid-type]
@@ -271,8 +272,8 @@ class AutoWUArm(_Strict):
             if key not in known:
                 continue
             for v in _values(value):
-                for message in autowu_option_problems(**{**self.autowu.kwargs(), key: v}).values():
-                    lines.append(below(f"search.space.{key}", f"value {v!r}: {message}"))
+                for problem in autowu_option_problems(**{**self.autowu.kwargs(), key: v}).values():
+                    lines.append(below(f"search.space.{key}", f"value {v!r}: {problem.message}"))
         if lines:
             raise problems_below(lines)
         return self

@@ -7,7 +7,7 @@ tracking never holds training up and drops nothing while MLflow is away. The mod
                    statuses) and ``RunStatus``
     operations.py  the spooled operations, one dataclass a kind: their JSON lines and how each applies itself
     spool.py       ``Spool``: the append-only log of those operations on disk
-    sync.py        sending spools to MLflow (``send_spools``, ``SyncReport``): the suite's end, --sync, --resume
+    delivery.py    sending spools to MLflow (``send_spools``, ``DeliveryReport``): the suite's end, --sync, --resume
     lifecycle.py   the trial driver's ``open_trial`` / ``close_trial`` and the parent run's spooled end
     trial_logger.py ``TrialLogger``: rank 0's metrics through the trial's spool, and its sender thread
     server.py      ``LocalMlflowServer``: the local ``mlflow server``, run under ``watchdog.py``

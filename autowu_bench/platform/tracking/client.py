@@ -1,6 +1,6 @@
 """MLflow client calls: the suite's experiment and parent run, one nested child run per trial, their
 params, tags, summaries and statuses. Each call here talks to MLflow at once; what a running trial or
-the suite's end logs goes through a spool instead (``operations``, ``sync``), whose operations call these.
+the suite's end logs goes through a spool instead (``operations``, ``delivery``), whose operations call these.
 
 Layout in MLflow: an experiment per suite (named after it), a parent run per ``run_suite.py``
 invocation (provenance tags, the suite file as an artifact, at the end the table and the Parquet
@@ -40,7 +40,7 @@ class RunStatus(StrEnum):
     KILLED = "KILLED"
 
 
-# The statuses a run can end with (``end_run``, ``end_trial_run``, ``close_trial``, ``spool_end``).
+# The statuses a run can end with (``end_run``, ``close_trial``, ``spool_end``).
 STATUSES = (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED)
 TRIAL_TAGS = ("trial_id", "arm", "kind", "decay", "optimizer", "workload", "batch_size", "seed")
 # MLflow 3's UI opens an experiment of unknown kind on its GenAI overview (traces); this kind opens the
@@ -267,31 +267,10 @@ def start_trial_run(tracking_uri: str | None, parent_run_id: str | None, spec: T
     return run_id
 
 
-def end_trial_run(tracking_uri: str | None, run_id: str | None, status: str, summary: dict) -> None:
-    """Summary numbers as metrics, summary text as ``summary.<key>`` tags, then the final status."""
-    status = end_status(status)
-    if tracking_uri is None or run_id is None:
-        return
-    log_summary(tracking_uri, run_id, summary)
-    mlflow_client(tracking_uri).set_terminated(run_id, str(status))
-
-
-def log_summary(tracking_uri: str, run_id: str, summary: dict) -> None:
-    """Numbers (and booleans) as metrics at step 0, other non-empty values as ``summary.<key>`` tags."""
-    from mlflow.entities import Metric, RunTag
-
-    client = mlflow_client(tracking_uri)
-    points, tags = summary_items(summary)
-    metrics = [Metric(*point) for point in points]
-    tag_list = [RunTag(k, v) for k, v in tags.items()]
-    for i in range(0, len(metrics), METRICS_PER_CALL):
-        client.log_batch(run_id, metrics=metrics[i : i + METRICS_PER_CALL], synchronous=True)
-    for i in range(0, len(tag_list), PARAMS_PER_CALL):
-        client.log_batch(run_id, tags=tag_list[i : i + PARAMS_PER_CALL], synchronous=True)
-
-
 def summary_items(summary: dict) -> tuple[list[list], dict[str, str]]:
-    """``log_summary``'s metrics as ``[key, value, timestamp, 0]`` and its tags."""
+    """A summary as MLflow sees it: numbers (and booleans) as metrics ``[key, value, timestamp, 0]``,
+    other non-empty values as ``summary.<key>`` tags (spooled by ``lifecycle.close_trial`` and
+    ``spool_summary``)."""
     now = now_ms()
     points, tags = [], {}
     for key, value in summary.items():

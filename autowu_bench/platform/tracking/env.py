@@ -12,7 +12,7 @@ of this package never edits ``os.environ``.
 * ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` / ``_BACKOFF_FACTOR`` / ``_TIMEOUT``: MLflow's defaults (7 retries
   with a backoff doubling from 2 s, 120 s a request) make one call to a server that is away last
   minutes. Every tracking call here goes through a spool that tries again later (``spool``,
-  ``tracking.sync.send_spools``), so a request gives up after 2 quick retries (about 3 s when nothing
+  ``tracking.delivery.send_spools``), so a request gives up after 2 quick retries (about 3 s when nothing
   listens) and 10 s without an answer. Raise them for a remote server that is slow to answer.
 
 Who gets them: ``run_suite.py``'s main calls :func:`apply_process_env`; the local MLflow server gets

@@ -1,6 +1,6 @@
 """The operations a spool holds: one frozen dataclass per kind, each written as one JSON line of the
-spool's ops.jsonl (``to_json``), read back from it (:func:`from_json`) and carried out against MLflow
-by itself (``apply``).
+spool's ops.jsonl (``to_json``), read back from it (:func:`read_line`, which ``Spool.pending`` yields)
+and carried out against MLflow by itself (``send``).
 
 A line is ``{"op": KIND, ...}``; the kinds and their keys (a run folder written by an earlier version
 of this code must still be sent, so these never change):
@@ -19,16 +19,18 @@ acknowledgement sends it again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from autowu_bench.platform.records.spec import TrialSpec
 from autowu_bench.platform.tracking import client
 from autowu_bench.platform.tracking.client import METRICS_PER_CALL, PARAMS_PER_CALL, RunStatus
-from autowu_bench.platform.tracking.spool import Spool
+
+if TYPE_CHECKING:  # the spool reads its lines through this module
+    from autowu_bench.platform.tracking.spool import Spool
 
 
 @dataclass(frozen=True)
@@ -57,9 +59,17 @@ class Operation:
         return cls(**{name: line.get(key) if key in cls.OPTIONAL else line[key]
                       for name, key in cls.KEYS.items()})
 
+    def send(self, tracking_uri: str, mlflow: Any, spool: Spool) -> int:
+        """Carry the operation out for ``spool`` (``mlflow``: an ``MlflowClient`` of ``tracking_uri``);
+        returns the metric values it logged. Raises ValueError when it needs the spool's run before the
+        spool names one."""
+        run_id = spool.run_id
+        if self.NEEDS_RUN and run_id is None:
+            raise ValueError("the spool names no MLflow run and has no 'create' operation before this one")
+        return self.apply(tracking_uri, mlflow, spool, run_id)
+
     def apply(self, tracking_uri: str, mlflow: Any, spool: Spool, run_id: str | None) -> int:
-        """Carry the operation out (``mlflow``: an ``MlflowClient`` of ``tracking_uri``; ``run_id``: the
-        spool's run); returns the metric values it logged."""
+        """``send`` once the run is known (``run_id``: the spool's run, None only for ``CreateRun``)."""
         raise NotImplementedError
 
 
@@ -160,6 +170,15 @@ KINDS: dict[str, type[Operation]] = {kind.KIND: kind for kind in
                                      (CreateRun, LogMetrics, SetTags, SetStatus, LogArtifacts, CloseChildren)}
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """A line of ops.jsonl that holds no operation: a write a crash cut short, or a kind or layout this
+    code does not know. The sender sets it aside in rejected.jsonl (``record``, ``reason``)."""
+
+    record: dict[str, Any]
+    reason: str
+
+
 def from_json(line: dict[str, Any]) -> Operation:
     """The operation a spool line holds; ValueError for an unknown kind, KeyError for a missing key."""
     kind = KINDS.get(line.get("op"))
@@ -168,19 +187,18 @@ def from_json(line: dict[str, Any]) -> Operation:
     return kind.parse(line)
 
 
-def apply(tracking_uri: str, mlflow: Any, spool: Spool, line: dict[str, Any]) -> int:
-    """Carry out the spool line ``line``; returns the metric values it logged. Raises ValueError for a
-    line that needs the spool's run before the spool names one, or of an unknown kind."""
-    kind = KINDS.get(line.get("op"))
-    run_id = spool.run_id
-    if (kind is None or kind.NEEDS_RUN) and run_id is None:
-        raise ValueError("the spool names no MLflow run and has no 'create' operation before this one")
-    return from_json(line).apply(tracking_uri, mlflow, spool, run_id)
-
-
-def append(spool: Spool, operations: Iterable[Operation]) -> None:
-    """Append ``operations`` to ``spool``, in order."""
-    spool.append([operation.to_json() for operation in operations])
+def read_line(line: bytes, end: int) -> Operation | Unreadable:
+    """The operation of one whole line of ops.jsonl, which ends at byte ``end``."""
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return Unreadable({"ends_at_byte": end}, "a line that does not parse (a write cut short by a crash)")
+    if not isinstance(value, dict):
+        return Unreadable({"ends_at_byte": end}, f"a line that holds no operation: {value!r}"[:2000])
+    try:
+        return from_json(value)
+    except (KeyError, TypeError, ValueError) as exc:
+        return Unreadable(value, f"{type(exc).__name__}: {exc}"[:2000])
 
 
 def batches(points: list[list], tags: dict[str, str]) -> list[Operation]:

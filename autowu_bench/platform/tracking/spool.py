@@ -10,12 +10,13 @@ suite's parent run) holds:
     run_id         the MLflow run the operations belong to, once known
     rejected.jsonl operations MLflow refused outright (a 4xx answer), kept rather than retried forever
 
-Writers append (``append``) under a short lock; a sender (``sending``) holds another lock, reads the
-operations after ``sent`` (``pending``) and acknowledges each once MLflow took it (``ack``). A crash
+Writers append operations (``append``, the typed operations of ``operations``) under a short lock; a
+sender (``sending``) holds another lock, reads the operations after ``sent`` (``pending``, typed again)
+and acknowledges each once MLflow took it (``ack``). A crash
 between the two makes the next sender send that operation again, so every operation must be
 idempotent: metrics carry their own timestamp and MLflow's SQL store ignores a metric row it already
 holds, tags and statuses overwrite, a run is looked up before one is created. Once everything is
-acknowledged the sender empties the file (``compact``). Standard library only; no MLflow here.
+acknowledged the sender empties the file (``compact``). No MLflow here: the operations call it when sent.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ import errno
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from autowu_bench.platform.records.files import write_atomic
 from autowu_bench.platform.records.trial_folder import SPOOL_DIR
+from autowu_bench.platform.tracking.operations import Operation, Unreadable, read_line
 OPS_FILE = "ops.jsonl"
 SENT_FILE = "sent"
 RUN_ID_FILE = "run_id"
@@ -96,11 +98,12 @@ class Spool:
 
     # -- writing ------------------------------------------------------------------------------------
 
-    def append(self, ops: list[dict[str, Any]]) -> None:
-        """Append ``ops`` (JSON-able dicts; NaN and infinities allowed) as whole lines."""
+    def append(self, ops: Sequence[Operation]) -> None:
+        """Append ``ops``, in order, each as one whole line (``Operation.to_json``; NaN and infinities
+        allowed)."""
         if not ops:
             return
-        data = "".join(json.dumps(op, separators=(",", ":")) + "\n" for op in ops).encode()
+        data = "".join(json.dumps(op.to_json(), separators=(",", ":")) + "\n" for op in ops).encode()
         self.folder.mkdir(parents=True, exist_ok=True)
         with self._lock("append"):
             fd = os.open(self.ops_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
@@ -134,9 +137,10 @@ class Spool:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def pending(self) -> Iterator[tuple[int, dict[str, Any] | None]]:
-        """``(end offset, operation)`` for each whole line after ``sent``, in order; the operation is None
-        for a line that does not parse (a write a crash cut short), which is acknowledged like any other."""
+    def pending(self) -> Iterator[tuple[int, Operation | Unreadable]]:
+        """``(end offset, operation)`` for each whole line after ``sent``, in order; a line that holds no
+        operation (a write a crash cut short, an unknown kind) comes as ``Unreadable``, to be set aside
+        and acknowledged like any other."""
         start = self.offset()
         if not self.ops_path.exists():
             return
@@ -147,18 +151,17 @@ class Spool:
                 if not line.endswith(b"\n"):
                     return  # being written now: the next pass reads it
                 position += len(line)
-                try:
-                    yield position, json.loads(line)
-                except ValueError:
-                    yield position, None
+                yield position, read_line(line, position)
 
     def ack(self, offset: int) -> None:
         """Everything up to byte ``offset`` of ops.jsonl is in MLflow (only the lock holder calls this)."""
         write_atomic(self.sent_path, str(offset))
 
-    def reject(self, op: dict[str, Any], reason: str) -> None:
+    def reject(self, op: Operation | Unreadable, reason: str) -> None:
+        """Keep ``op``, which MLflow refused or which holds no operation, in rejected.jsonl."""
+        record = op.record if isinstance(op, Unreadable) else op.to_json()
         with open(self.folder / REJECTED_FILE, "a") as f:
-            f.write(json.dumps({"reason": reason, "op": op}) + "\n")
+            f.write(json.dumps({"reason": reason, "op": record}) + "\n")
 
     def compact(self) -> None:
         """Empty ops.jsonl once everything in it is acknowledged (only the lock holder calls this). ``sent``

@@ -31,8 +31,8 @@ from autowu_bench.platform.records.tables import plain
 from autowu_bench.platform.tracking import operations
 from autowu_bench.platform.tracking.client import METRICS_PER_CALL, metric_key, now_ms
 from autowu_bench.platform.tracking.spool import Spool
-from autowu_bench.platform.tracking.sync import SyncReport, send_spool
-from autowu_bench.schedulers.test_record import Decision, TestRecord
+from autowu_bench.platform.tracking.delivery import DeliveryReport, send_spool
+from autowu_bench.schedulers.switch_tests import Decision, SwitchTest
 
 DECISION_CODES = {Decision.NEGATIVE: 0, Decision.POSITIVE: 1, Decision.SWITCH: 2, Decision.DIVERGENCE: 3}
 # How long rank 0 waits at the trial's end for its sender to empty the spool, only while MLflow answers.
@@ -52,7 +52,7 @@ class _Sender:
         self.spool, self.tracking_uri, self.name = spool, tracking_uri, name
         self.healthy = True  # the last pass reached MLflow
         self.error: str | None = None
-        self.report = SyncReport()
+        self.report = DeliveryReport()
         self._lock = threading.Lock()
         self._asked = 0
         self._wake, self._drained, self._stopping = threading.Event(), threading.Event(), threading.Event()
@@ -190,7 +190,7 @@ class TrialLogger:
             if value is not None:
                 self._metric(metric_key(key), value, step)
 
-    def log_tests(self, records: Iterable[TestRecord]) -> None:
+    def log_tests(self, records: Iterable[SwitchTest]) -> None:
         """AutoWU test records (``AutoWUCore.tests`` entries): p per vote, positive votes, the decision."""
         for record in records:
             for i, p in enumerate(record.p):
@@ -230,7 +230,7 @@ class TrialLogger:
         if self.spool is None or not (points or tags):
             return
         try:
-            operations.append(self.spool, operations.batches(points, tags))
+            self.spool.append(operations.batches(points, tags))
         except OSError as exc:  # a full disk: the results' fragments will fail too and say so
             warnings.warn(f"trial {self.trial_id}: {len(points)} metrics could not be spooled ({exc})")
             return

@@ -20,7 +20,7 @@ from torchvision.transforms import v2
 
 from ..errors import DataError
 from .augment import Normalize
-from .sharding import ShardedLoader, mix_seed, train_batches
+from .sharding import ShardedLoader, Sharding, mix_seed, train_batches
 from .splits import Splits, train_val_indices
 
 HOW_TO_GET = (
@@ -157,25 +157,17 @@ class FolderLoader(ShardedLoader):
     def __init__(
         self,
         split: ImageSplit,
+        sharding: Sharding,
         *,
-        batch_size: int,
-        rank: int = 0,
-        world_size: int = 1,
-        train: bool,
-        seed: int = 0,
-        device: torch.device | str = "cpu",
         normalize: Normalize,
         image_size: int = 224,
         num_workers: int | None = None,
         channels_last: bool = False,
     ) -> None:
-        super().__init__(
-            split, batch_size=batch_size, rank=rank, world_size=world_size, train=train, seed=seed,
-            device=device, normalize=normalize, channels_last=channels_last,
-        )
+        super().__init__(split, sharding, normalize=normalize, channels_last=channels_last)
         workers = min(8, os.cpu_count() or 1) if num_workers is None else num_workers
-        self._generator = torch.Generator().manual_seed(mix_seed(seed, rank, 2))
-        transform = train_transform(image_size) if train else eval_transform(image_size, round(image_size * 256 / 224))
+        self._generator = torch.Generator().manual_seed(mix_seed(self.seed, self.rank, 2))
+        transform = train_transform(image_size) if self.train else eval_transform(image_size, round(image_size * 256 / 224))
         self._loader = DataLoader(
             _Decoded(split, transform),
             batch_sampler=_Batches(self),

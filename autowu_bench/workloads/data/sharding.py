@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -53,42 +54,56 @@ def check_rank(rank: int, world_size: int) -> None:
         raise ValueError(f"rank={rank} must be in [0, world_size={world_size})")
 
 
-class ShardedLoader:
-    """What the in-memory and the ImageNet loaders share: rank ``rank``'s share of a split, per epoch.
+@dataclass(frozen=True)
+class Sharding:
+    """Which batches a loader gives, and where (``Workload.loader`` builds it from its arguments).
 
-    train=True: disjoint parts, the same number of whole batches on every rank, order reshuffled per
-    (seed, epoch) (see :func:`train_batches`). train=False: the whole split on every rank, in order,
-    last batch kept.
+    Attributes:
+        batch_size: samples per batch on this rank (the global batch is batch_size x world_size).
+        train: augment and shard/shuffle (True) or evaluate (False).
+        rank, world_size: this rank's share. train=True: disjoint parts, the same number of whole
+            batches on every rank, order reshuffled per (seed, epoch) (see :func:`train_batches`).
+            train=False: the whole split on every rank, in order, last batch kept.
+        seed: seeds the shuffle (with the epoch) and the augmentation (with the epoch and the rank).
+        device: where the batches are produced.
     """
+
+    batch_size: int
+    train: bool
+    rank: int = 0
+    world_size: int = 1
+    seed: int = 0
+    device: torch.device | str = "cpu"
+
+
+class ShardedLoader:
+    """What the in-memory and the ImageNet loaders share: rank ``rank``'s share of a split, per epoch,
+    as ``sharding`` says."""
 
     def __init__(
         self,
         split: Any,
+        sharding: Sharding,
         *,
-        batch_size: int,
-        rank: int,
-        world_size: int,
-        train: bool,
-        seed: int,
-        device: torch.device | str,
         normalize: Callable[[torch.Tensor], torch.Tensor],
         channels_last: bool,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size} must be at least 1")
-        check_rank(rank, world_size)
+        if sharding.batch_size < 1:
+            raise ValueError(f"batch_size={sharding.batch_size} must be at least 1")
+        check_rank(sharding.rank, sharding.world_size)
         self.split = split
-        self.batch_size = batch_size
-        self.rank = rank
-        self.world_size = world_size
-        self.train = train
-        self.seed = seed
-        self.device = torch.device(device)
+        self.batch_size = sharding.batch_size
+        self.rank = sharding.rank
+        self.world_size = sharding.world_size
+        self.train = sharding.train
+        self.seed = sharding.seed
+        self.device = torch.device(sharding.device)
         self.normalize = normalize
         self.channels_last = channels_last
         self.epoch = 0
-        if train:  # fail now, not at the first epoch, when the batch does not fit
-            train_batches(len(split), batch_size=batch_size, rank=rank, world_size=world_size, seed=seed, epoch=0)
+        if self.train:  # fail now, not at the first epoch, when the batch does not fit
+            train_batches(len(split), batch_size=self.batch_size, rank=self.rank, world_size=self.world_size,
+                          seed=self.seed, epoch=0)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the shuffle (and augmentation) stream of ``epoch``: deterministic per (seed, epoch)."""

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import torch
 
 from .augment import AugmentSpec, Normalize, augment_uint8, cutout
-from .sharding import ShardedLoader, mix_seed, train_batches
+from .sharding import ShardedLoader, Sharding, mix_seed, train_batches
 from .splits import TensorSplit
 
 
@@ -20,13 +20,7 @@ class DeviceLoader(ShardedLoader):
 
     Args:
         split: the images and labels.
-        batch_size: samples per batch on this rank (the global batch is batch_size x world_size).
-        rank, world_size: this rank's share. train=True: disjoint parts, the same number of whole
-            batches on every rank, order reshuffled per (seed, epoch). train=False: the whole split on
-            every rank, in order, last batch kept.
-        train: augment and shard/shuffle (True) or evaluate (False).
-        seed: seeds the shuffle (with the epoch) and the augmentation (with the epoch and the rank).
-        device: where the batches are produced.
+        sharding: this rank's batches and their device (``Sharding``).
         augment: what train batches get; ignored when train=False.
         normalize: per-channel normalization.
         channels_last: return 4-D batches in channels_last memory format.
@@ -35,21 +29,13 @@ class DeviceLoader(ShardedLoader):
     def __init__(
         self,
         split: TensorSplit,
+        sharding: Sharding,
         *,
-        batch_size: int,
-        rank: int = 0,
-        world_size: int = 1,
-        train: bool,
-        seed: int = 0,
-        device: torch.device | str = "cpu",
         augment: AugmentSpec = AugmentSpec(),
         normalize: Normalize,
         channels_last: bool = False,
     ) -> None:
-        super().__init__(
-            split, batch_size=batch_size, rank=rank, world_size=world_size, train=train, seed=seed,
-            device=device, normalize=normalize, channels_last=channels_last,
-        )
+        super().__init__(split, sharding, normalize=normalize, channels_last=channels_last)
         self.augment = augment
 
     def _index_batches(self) -> list[torch.Tensor]:

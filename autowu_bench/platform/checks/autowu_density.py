@@ -1,4 +1,4 @@
-"""What is known about the trials' schedules before anything starts: steps per epoch, and the AutoWU
+"""AutoWU's test density, checked before anything starts: each AutoWU trial's steps per epoch, and the
 trials whose budget is too short for its test (AutoWU's own warnings, printed once at planning)."""
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""AutoWU's test records: what one GP test saw and decided (``AutoWUCore.tests``, the ``tests`` table).
+"""AutoWU's switch tests: what one GP test (does the warmup switch to the decay now?) saw and decided
+(``AutoWUCore.tests``, the ``tests`` table).
 
-Kept apart from the state machine so that the ``Schedule`` protocol, the platform's recorder and the
-report can name the record without importing AutoWU itself.
+Kept apart from the state machine so that the ``Schedule`` protocol, the platform's results and MLflow logger and the
+report can name a test without importing AutoWU itself.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any, Mapping
 
 
 class Decision(StrEnum):
-    """What one AutoWU test decided (the ``decision`` of a test record)."""
+    """What one AutoWU test decided (a ``SwitchTest``'s ``decision``)."""
 
     NEGATIVE = "negative"  # the vote was negative: the positive streak restarts
     POSITIVE = "positive"  # positive, the patience not yet reached
@@ -21,7 +22,7 @@ class Decision(StrEnum):
 
 
 @dataclasses.dataclass(frozen=True)
-class TestRecord:
+class SwitchTest:
     """One AutoWU test, as ``AutoWUCore.tests`` keeps it and the ``tests`` table stores it.
 
     ``mu``, ``x_star`` and ``start_lr`` are set on the deciding test only (a switch or a divergence):
@@ -52,7 +53,7 @@ class TestRecord:
         return row
 
     @classmethod
-    def from_dict(cls, row: Mapping[str, Any]) -> TestRecord:
+    def from_dict(cls, row: Mapping[str, Any]) -> SwitchTest:
         """The record back from ``to_dict``'s plain data (a checkpoint's ``tests``)."""
         values = dict(row)
         for name in ("p", "votes", "mu", "x_star"):

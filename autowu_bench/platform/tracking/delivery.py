@@ -33,7 +33,7 @@ class MlflowAway(Exception):
 
 
 @dataclass
-class SyncReport:
+class DeliveryReport:
     """What a sending pass did (``send_spools``).
 
     Attributes:
@@ -79,7 +79,7 @@ def _away(exc: BaseException) -> bool:
     return isinstance(exc, OSError)
 
 
-def send_spool(spool: Spool, tracking_uri: str, report: SyncReport, *,
+def send_spool(spool: Spool, tracking_uri: str, report: DeliveryReport, *,
                hold: tuple[type[operations.Operation], ...] = (), stop: threading.Event | None = None) -> bool:
     """Send ``spool``'s operations in order, acknowledging each; stops before an operation of a kind in
     ``hold``. True when it got to the end (or to a held operation); False when another sender holds
@@ -87,34 +87,33 @@ def send_spool(spool: Spool, tracking_uri: str, report: SyncReport, *,
     with spool.sending() as mine:
         if not mine:
             return False
-        held = {kind.KIND for kind in hold}
         mlflow = None
         for end, op in spool.pending():
             if stop is not None and stop.is_set():
                 return False
-            if op is not None and op.get("op") in held:
+            if isinstance(op, hold):
                 return True
-            if op is None:
-                spool.reject({"ends_at_byte": end}, "a line that does not parse (a write cut short by a crash)")
+            if isinstance(op, operations.Unreadable):
+                spool.reject(op, op.reason)
                 report.rejected += 1
             else:
                 mlflow = mlflow or mlflow_client(tracking_uri)
                 try:
-                    report.points += operations.apply(tracking_uri, mlflow, spool, op)
+                    report.points += op.send(tracking_uri, mlflow, spool)
                     report.sent += 1
                 except Exception as exc:  # sorted into "away" and "refused" below
                     if _away(exc):
                         raise MlflowAway(f"{type(exc).__name__}: {exc}"[:500]) from exc
                     spool.reject(op, f"{type(exc).__name__}: {exc}"[:2000])
                     report.rejected += 1
-                    warnings.warn(f"MLflow refused a spooled {op.get('op')!r} operation of {spool.folder} ({exc}); "
+                    warnings.warn(f"MLflow refused a spooled {op.KIND!r} operation of {spool.folder} ({exc}); "
                                   f"it is kept in {REJECTED_FILE} there")
             spool.ack(end)
         spool.compact()
         return True
 
 
-def send_spools(run_dir: str | os.PathLike, tracking_uri: str, *, patience: float = 0.0) -> SyncReport:
+def send_spools(run_dir: str | os.PathLike, tracking_uri: str, *, patience: float = 0.0) -> DeliveryReport:
     """Send what every trial's spool and the parent run's spool in ``run_dir`` still hold to MLflow at
     ``tracking_uri``; returns what was sent and what is left.
 
@@ -129,7 +128,7 @@ def send_spools(run_dir: str | os.PathLike, tracking_uri: str, *, patience: floa
     run_dir = Path(run_dir)
     trials = [folder.path for folder in TrialFolder.all(run_dir) if folder.spool_dir.is_dir()]
     parent = Spool.of(run_dir)
-    report = SyncReport()
+    report = DeliveryReport()
     deadline = time.monotonic() + patience
     while True:
         report.error = None
@@ -160,7 +159,7 @@ def send_within(spool: Spool, tracking_uri: str, seconds: float) -> bool:
 
     def send() -> None:
         try:
-            send_spool(spool, tracking_uri, SyncReport())
+            send_spool(spool, tracking_uri, DeliveryReport())
         except Exception as exc:  # noqa: BLE001 - the caller only learns "not everything was sent"
             failed.append(exc)
 

@@ -1,4 +1,4 @@
-"""Plans: frozen values that give a schedule's LR as a pure function of the step until its next sync.
+"""LR plans: frozen values that give a schedule's LR as a pure function of the step until its next sync.
 
 A plan is what a schedule hands the training loop (and what crosses processes in the platform): the
 per-trial AutoWU controller hands one to the workers at a sync point, and every rank computes
@@ -53,7 +53,7 @@ class SwitchReason(StrEnum):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Plan(ABC):
+class LRPlan(ABC):
     """What every plan carries; see the module docstring for the refresh rule."""
 
     total_steps: int
@@ -103,7 +103,7 @@ class Plan(ABC):
         return {"kind": type(self).__name__, **values}
 
     @staticmethod
-    def from_dict(values: dict[str, Any]) -> Plan:
+    def from_dict(values: dict[str, Any]) -> LRPlan:
         """The plan that :meth:`to_dict` gave ``values``."""
         kinds = {cls.__name__: cls for cls in (AutoWUPlan, FixedPlan)}
         fields = {k: v for k, v in values.items() if k != "kind"}
@@ -113,7 +113,7 @@ class Plan(ABC):
 
 
 @dataclass(frozen=True, kw_only=True)
-class AutoWUPlan(Plan):
+class AutoWUPlan(LRPlan):
     """AutoWU's schedule as known after some number of steps.
 
     In the warmup ``lr(t)`` is the warmup curve (exponential, or the linear ablation); once
@@ -139,7 +139,7 @@ class AutoWUPlan(Plan):
 
 
 @dataclass(frozen=True, kw_only=True)
-class FixedPlan(Plan):
+class FixedPlan(LRPlan):
     """The linear-warmup baseline: linear from 0 to ``peak_lr`` over ``warmup_steps`` (0: none), then
     ``decay``: cosine to 0 at T (the paper's), polynomial of ``decay_power`` to 0 at T, or constant.
     No loss changes it; only non-finite losses count as divergent."""
