@@ -362,3 +362,26 @@ def test_help_shows_the_examples_the_environments_defaults_and_the_exit_statuses
         assert name in text
     assert "Exit status: 0 every trial ran to its end" in text and "130 interrupted" in text
     assert "``" not in text  # reST literals shown as plain backquotes
+
+
+def test_list_names_every_packaged_suite_and_workload_and_starts_nothing(monkeypatch, capsys):
+    from autowu_bench.platform.suite.loader import packaged_suites
+    from autowu_bench.workloads.registry import workload_names
+
+    _nothing_starts(monkeypatch)
+    assert launch_cli.main(["--list"]) == ExitStatus.OK
+    lines = capsys.readouterr().out.splitlines()
+    suites = lines.index(next(line for line in lines if line.startswith("workloads")))
+    rows = {line.split()[0]: line for line in lines[1:suites]}
+    assert sorted(rows) == packaged_suites()
+    assert "228 trials  cifar10-resnet18: 6 arms, batch 256..16384 (4 sizes), 200 ep, 3 seeds, 4 GPU" in rows["paper-cifar10"]
+    assert " 20 trials  fmnist-mlp" in rows["quick"] and "7+18 trials" in rows["search-quick"]
+    assert [line.split()[0] for line in lines[suites + 1:]] == workload_names()
+
+
+def test_version_prints_the_package_version_and_exits_0(capsys):
+    from autowu_bench import __version__
+
+    with pytest.raises(SystemExit) as info:
+        launch_cli.main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"autowu-bench {__version__}"

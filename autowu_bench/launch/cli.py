@@ -1,6 +1,7 @@
 """Run a suite: AutoWU against a grid-searched linear warmup, every trial on Ray Tune + Ray Train.
 
     python run_suite.py                          # the `quick` suite on a new local Ray instance
+    python run_suite.py --list                   # the packaged suites and the workloads
     python run_suite.py --suite smoke --dry-run  # validate and list the trials, start nothing
     python run_suite.py --suite suites/my.yaml --set epochs=5 --set data.root=/data --only 4096
     python run_suite.py --sync runs/quick/20250101-120000   # send what MLflow missed while it was away
@@ -32,6 +33,7 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
+from autowu_bench import __version__
 from autowu_bench.launch.exit_status import ExitStatus
 from autowu_bench.platform.checks.environment import address_endpoint
 from autowu_bench.platform.suite.errors import SuiteError
@@ -49,7 +51,10 @@ def parse_args(argv: list[str] | None = None, prog: str = "autowu-bench") -> arg
         epilog=__doc__.split("\n\n", 1)[1].replace("``", "`"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--suite", help="packaged suite name or a YAML path (default: quick)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--list", action="store_true",
+                        help="list the packaged suites (name, trials, what they run) and the workloads, then exit")
+    parser.add_argument("--suite", help="packaged suite name or a YAML path (default: quick; --list names them)")
     parser.add_argument("--address", default=os.environ.get("AUTOWU_RAY_ADDRESS") or None, type=_ray_address,
                         help="Ray cluster to join ('auto', 'ray://host:10001'); default: start a new local Ray")
     parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
@@ -175,6 +180,11 @@ def main(argv: list[str] | None = None, prog: str = "autowu-bench") -> int:
     apply_process_env()  # before anything imports MLflow; the server and Ray's processes get it from here
     try:
         args = parse_args(argv, prog)
+        if args.list:
+            from autowu_bench.launch.catalogue import catalogue
+
+            print(catalogue())
+            return int(ExitStatus.OK)
         return int(sync(args) if args.sync is not None else run(args))
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
