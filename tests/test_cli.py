@@ -87,7 +87,7 @@ def test_invalid_suite_exits_2_with_every_problem(fmnist_root, tmp_path):
                  "--set", "batch_sizes=[32,33]", "--dry-run")
     assert result.returncode == 2
     assert "2 problem(s)" in result.stderr  # the data is checked only once the suite is valid
-    for field in ("epochs:", "batch_sizes:"):
+    for field in ("--set epochs=0:", "--set batch_sizes=[32,33]"):  # each named by the --set that caused it
         assert field in result.stderr
     assert result.stdout == ""
 
@@ -385,3 +385,13 @@ def test_version_prints_the_package_version_and_exits_0(capsys):
     with pytest.raises(SystemExit) as info:
         launch_cli.main(["--version"])
     assert info.value.code == 0 and capsys.readouterr().out.strip() == f"autowu-bench {__version__}"
+
+
+def test_a_bad_set_is_named_as_typed_with_its_fix(monkeypatch, capsys):
+    _nothing_starts(monkeypatch)
+    code = launch_cli.main(["--suite", "smoke", "--set", "arms.baseline.peak_lr=0.1", "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == ExitStatus.INVALID
+    assert "the suite cannot run: 1 problem(s) in the --set values:" in err and "smoke.yaml" not in err
+    assert "--set arms.baseline.peak_lr=0.1: no such field 'peak_lr' (got 0.1); fix the key (did you mean " \
+           "'peak_lrs'?)" in err and "arms[" not in err
