@@ -395,3 +395,44 @@ def test_a_bad_set_is_named_as_typed_with_its_fix(monkeypatch, capsys):
     assert "the suite cannot run: 1 problem(s) in the --set values:" in err and "smoke.yaml" not in err
     assert "--set arms.baseline.peak_lr=0.1: no such field 'peak_lr' (got 0.1); fix the key (did you mean " \
            "'peak_lrs'?)" in err and "arms[" not in err
+
+
+def test_ui_opens_the_store_a_run_folder_names_wherever_it_is_typed(tmp_path, monkeypatch, capsys):
+    """``--ui RUN_DIR`` (``make ui RUN=...``) serves the mlflow.db that the run's own server wrote, not the
+    one in the folder the command is typed in; no browser or server is started here."""
+    from autowu_bench.launch import ui
+    from autowu_bench.platform.records.run_record import RunRecord
+
+    started = []
+    def execv(path, argv):  # the real one replaces this process with mlflow's and never returns
+        started.append(argv)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(ui.os, "execv", execv)
+    store, run_dir, elsewhere = tmp_path / "repo", tmp_path / "runs" / "quick" / "20261207-101500", tmp_path / "cwd"
+    for folder in (store, run_dir, elsewhere):
+        folder.mkdir(parents=True)
+    RunRecord("quick", mlflow_store=str(store), parent_run_id="p").write(run_dir)
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(SystemExit):
+        launch_cli.main(["--ui", str(run_dir)])
+    (argv,) = started
+    assert argv[argv.index("--backend-store-uri") + 1] == f"sqlite:///{store / 'mlflow.db'}"
+    assert argv[argv.index("--artifacts-destination") + 1] == str(store / "mlflow-artifacts")
+    assert argv[argv.index("ui") + 1:argv.index("--backend-store-uri")] == ["--host", "127.0.0.1", "--port", "5000"]
+    assert f"MLflow UI over sqlite:///{store / 'mlflow.db'} at http://127.0.0.1:5000" in capsys.readouterr().out
+    # without a run folder: ./mlflow.db of the folder it is typed in (what `make ui` opened before)
+    assert ui.ui_command(None)[-3:] == [f"sqlite:///{elsewhere / 'mlflow.db'}", "--artifacts-destination",
+                                        str(elsewhere / "mlflow-artifacts")]
+    # a run that logged to a server: where to browse, nothing started
+    RunRecord("quick", tracking_uri="http://10.0.0.5:5000").write(run_dir)
+    assert launch_cli.main(["--ui", str(run_dir)]) == ExitStatus.OK and len(started) == 1
+    assert "the run logged to the MLflow server http://10.0.0.5:5000" in capsys.readouterr().out
+    # a folder that is no run folder: exit 2, saying so
+    assert launch_cli.main(["--ui", str(elsewhere)]) == ExitStatus.INVALID
+    assert "is not a run folder" in capsys.readouterr().err
+
+
+def test_make_ui_passes_the_run_folder():
+    text = (REPO / "Makefile").read_text()
+    assert "run_suite.py --ui $(RUN)" in text

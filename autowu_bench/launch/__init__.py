@@ -6,5 +6,6 @@
     suite_run    SuiteRun: MLflow and Ray started, the trials and searches run, the tables and report
                  written and logged, MLflow's end
     stop         SIGINT / SIGTERM: a clean stop, then an immediate one
+    ui           --ui [RUN_DIR] (make ui RUN=...): the MLflow UI over the store a run wrote to
     exit_status  the exit statuses
 """

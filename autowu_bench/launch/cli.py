@@ -8,6 +8,7 @@
     ray job submit --address http://127.0.0.1:8265 --working-dir . -- python run_suite.py --address auto \\
         --suite paper-cifar10 --results /mnt/shared/runs --tracking-uri http://HEAD:5000   # a Ray job
     python run_suite.py --resume runs/quick/20261201-101500   # go on with an interrupted run
+    python run_suite.py --ui runs/quick/20261201-101500       # the MLflow UI over that run's store
 
 The installed command ``autowu-bench`` is the same as ``python run_suite.py``. Command-line flags
 override the suite file; ``--set key=value`` overrides any field (dotted path, YAML value); ``--only``
@@ -74,6 +75,9 @@ def parse_args(argv: list[str] | None = None, prog: str = "autowu-bench") -> arg
                         help="go on with an interrupted run: trials that ended are kept, the others continue from "
                              "their last checkpoint, in the same MLflow runs (--address, --tracking-uri, --num-cpus "
                              "and --verbose may be given again; the suite is the run's)")
+    parser.add_argument("--ui", metavar="RUN_DIR", nargs="?", const="", default=None,
+                        help="the MLflow UI (127.0.0.1:5000) over the tracking store that RUN_DIR's run wrote to "
+                             "(its run.json says where); without RUN_DIR over ./mlflow.db (make ui RUN=RUN_DIR)")
     parser.add_argument("--sync", metavar="RUN_DIR", default=None,
                         help="send what MLflow missed (the run folder's spools) to the run's tracking store, then exit")
     args = parser.parse_args(argv)
@@ -185,6 +189,10 @@ def main(argv: list[str] | None = None, prog: str = "autowu-bench") -> int:
 
             print(catalogue())
             return int(ExitStatus.OK)
+        if args.ui is not None:
+            from autowu_bench.launch.ui import open_ui
+
+            return int(open_ui(args.ui or None, prog))
         return int(sync(args) if args.sync is not None else run(args))
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

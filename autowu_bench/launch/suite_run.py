@@ -117,7 +117,8 @@ class SuiteRun:
             return ExitStatus.INVALID
         if self.server is not None:
             self.tracking_uri = self.server.wait_ready().uri
-        print(f"MLflow: {self.tracking_uri} (afterwards: make ui)", flush=True)
+        afterwards = f"; afterwards: make ui RUN={self.plan.run_dir}" if self.server is not None else ""
+        print(f"MLflow: {self.tracking_uri}{afterwards}", flush=True)
         if self.server is not None and self.server.host != "127.0.0.1":
             print(f"note: the suite's MLflow server listens on {self.server.host}, without authentication, for "
                   "the cluster's nodes; keep the port closed to the outside, or pass --tracking-uri", flush=True)
