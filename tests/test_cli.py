@@ -188,7 +188,13 @@ def test_an_interrupted_suite_writes_what_finished_and_exits_130(fmnist_root, tm
             closed.append(len(ended))
 
     monkeypatch.setattr(environment, "unreachable", lambda *a, **k: None)  # the stand-in server "answers"
-    monkeypatch.setattr(ray_cluster, "ray_session", lambda *a, **k: contextlib.nullcontext(Session()))
+    logs = []  # where Ray's output goes: the run folder, not the console
+
+    def session(*args, log_path=None, **kwargs):
+        logs.append(log_path)
+        return contextlib.nullcontext(Session())
+
+    monkeypatch.setattr(ray_cluster, "ray_session", session)
     monkeypatch.setattr(ray_cluster, "cluster_problems", lambda *a, **k: [])
     monkeypatch.setattr(tracking_client, "start_parent_run", lambda *a, **k: "parent")
     monkeypatch.setattr(tracking_client, "log_artifacts", lambda *a, **k: None)
@@ -210,6 +216,7 @@ def test_an_interrupted_suite_writes_what_finished_and_exits_130(fmnist_root, tm
     assert code == ExitStatus.INTERRUPTED
     assert ended == ["KILLED"] and closed == [0]
     (run_dir,) = (tmp_path / "smoke").iterdir()
+    assert logs == [run_dir / "logs" / "ray.log"]
     table = (run_dir / "table.txt").read_text()
     assert "(interrupted)" in table and "0.7900" in table
     assert (run_dir / "report" / "index.html").is_file()

@@ -68,7 +68,8 @@ def parse_args(argv: list[str] | None = None, prog: str = "autowu-bench") -> arg
     parser.add_argument("--dry-run", action="store_true", help="validate the suite and list its trials (missing data: a warning); start nothing")
     parser.add_argument("--num-cpus", type=_cpu_count, default=None, help="CPUs of the local Ray instance (default: all)")
     parser.add_argument("--verbose", action="store_true",
-                        help="one line per reported epoch per trial (default: a live progress line and the trials' ends)")
+                        help="one line per reported epoch per trial and Ray's own output (default: a live progress line and "
+                             "the trials' ends; Ray's output goes to RUN_DIR/logs/ray.log)")
     parser.add_argument("--download", action="store_true",
                         help="fetch data sets missing under data.root with torchvision before starting (not ImageNet)")
     parser.add_argument("--resume", metavar="RUN_DIR",
