@@ -71,7 +71,9 @@ def test_dry_run_lists_the_trials_and_starts_nothing(fmnist_root, tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("suite smoke: 6 trials")
-    ids = [line.split()[0] for line in lines[1:]]
+    estimate = next(i for i, line in enumerate(lines) if line.startswith("estimate"))  # after the trial list
+    assert lines[estimate].startswith("estimate, not a measurement: 6 trials, ")
+    ids = [line.split()[0] for line in lines[1:estimate]]
     assert ids == [
         "autowu-auto_fmnist-mlp_b32_s0", "baseline_fmnist-mlp_b32_lr0.001_w1_s0",
         "baseline_fmnist-mlp_b32_lr0.0003536_w2_s0",
