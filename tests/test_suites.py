@@ -417,6 +417,10 @@ def test_a_bad_set_is_named_as_typed_not_by_the_files_index(fmnist_root):
     assert found[2] == "--set epochs=0: Input should be greater than 0 (got 0)"
     assert found[3] == "--set resources={workers_per_trial: 0}: workers_per_trial: Input should be greater than 0 (got 0)"
     assert not any("arms[" in p for p in found)
+    # a later --set that replaces an earlier one's value takes its blame
+    raw, overrides = apply_overrides(suite_dict(fmnist_root), ["epochs=0", "arms.1.peak_lrs=[-1]",
+                                                               "arms=[{name: b, kind: baseline, peak_lrs: [0]}]"])
+    assert overrides == {"epochs": "epochs=0", "arms": "arms=[{name: b, kind: baseline, peak_lrs: [0]}]"}
 
 
 def test_the_file_is_blamed_only_for_its_own_problems(fmnist_root):

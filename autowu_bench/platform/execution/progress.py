@@ -184,7 +184,8 @@ class ProgressReporter:
                  live: bool | None = None, interval: float = 60.0,
                  error_of: Callable[[str], str | None] | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 spec_of: Callable[[Any], dict[str, Any]] | None = None, log_path: Path | None = None) -> None:
+                 spec_of: Callable[[Any], dict[str, Any]] | None = None,
+                 log_path: Path | None = None) -> None:
         self.states = {s.trial_id: s for s in map(TrialState.from_spec, specs)}
         self.verbose = verbose
         self._stream = stream  # None: sys.stdout when writing (Tune pickles its callbacks; a console stream does not pickle)

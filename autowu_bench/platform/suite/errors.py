@@ -47,7 +47,8 @@ def validation_problems(error: ValidationError, raw: Any, overrides: Mapping[str
         path = field_path(item["loc"], raw)
         if item["type"] == PROBLEMS_BELOW:  # schema.problems_below: (subpath, message) pairs, as data
             for subpath, line in item["ctx"]["problems"]:
-                problems.append(f"{_named(path + ('' if subpath.startswith('[') else '.') + subpath, overrides)}: {line}")
+                below = path + ("" if subpath.startswith("[") else ".") + subpath
+                problems.append(f"{_named(below, overrides)}: {line}")
             continue
         where = _named(path, overrides)
         if item["type"] == "value_error":
@@ -78,8 +79,8 @@ def blames_overrides(problem: str) -> bool:
 
 
 def _named(path: str, overrides: Mapping[str, str]) -> str:
-    """``path``, or the ``--set`` that put the value there (the latest of the deepest, as applied) and
-    the field below it: ``arms[1].peak_lrs[0]`` -> ``--set arms.baseline.peak_lrs=[-1]: [0]``."""
+    """``path``, or the ``--set`` that put the value there (the deepest one holding it) and the field
+    below it: ``arms[1].peak_lrs[0]`` -> ``--set arms.baseline.peak_lrs=[-1]: [0]``."""
     for landed in sorted(overrides, key=len, reverse=True):
         below = path.removeprefix(landed)
         if below == path or (below and below[0] not in ".["):

@@ -44,7 +44,11 @@ def apply_overrides(raw: dict[str, Any], assignments: Iterable[str]) -> tuple[di
         if isinstance(located, str):
             problems.append(f"--set {assignment}: {located}")
         else:
-            origins[format_path(located)] = assignment
+            landed = format_path(located)
+            # An earlier --set below this one was overwritten by it: its value is gone, so is its blame.
+            origins = {p: a for p, a in origins.items()
+                       if not (p == landed or p.startswith((landed + ".", landed + "[")))}
+            origins[landed] = assignment
     if problems:
         raise SuiteError(problems)
     return result, origins
