@@ -44,10 +44,10 @@ test-fast: venv data browser
 bench: venv
 	$(BIN)/python bench/gp_test.py
 
-# Browse every suite's runs: the same sqlite file that run_suite.py's local MLflow server writes.
+# Browse the runs in MLflow's UI: RUN=<run folder> opens the store that run wrote to (its run.json says
+# where, wherever it was started from); without RUN, ./mlflow.db (every suite started from here).
 ui: venv
-	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(CURDIR)/mlflow.db \
-	  --artifacts-destination $(CURDIR)/mlflow-artifacts
+	$(BIN)/python run_suite.py --ui $(RUN)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -71,7 +71,9 @@ def test_dry_run_lists_the_trials_and_starts_nothing(fmnist_root, tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("suite smoke: 6 trials")
-    ids = [line.split()[0] for line in lines[1:]]
+    estimate = next(i for i, line in enumerate(lines) if line.startswith("estimate"))  # after the trial list
+    assert lines[estimate].startswith("estimate, not a measurement: 6 trials, ")
+    ids = [line.split()[0] for line in lines[1:estimate]]
     assert ids == [
         "autowu-auto_fmnist-mlp_b32_s0", "baseline_fmnist-mlp_b32_lr0.001_w1_s0",
         "baseline_fmnist-mlp_b32_lr0.0003536_w2_s0",
@@ -87,7 +89,7 @@ def test_invalid_suite_exits_2_with_every_problem(fmnist_root, tmp_path):
                  "--set", "batch_sizes=[32,33]", "--dry-run")
     assert result.returncode == 2
     assert "2 problem(s)" in result.stderr  # the data is checked only once the suite is valid
-    for field in ("epochs:", "batch_sizes:"):
+    for field in ("--set epochs=0:", "--set batch_sizes=[32,33]"):  # each named by the --set that caused it
         assert field in result.stderr
     assert result.stdout == ""
 
@@ -188,7 +190,13 @@ def test_an_interrupted_suite_writes_what_finished_and_exits_130(fmnist_root, tm
             closed.append(len(ended))
 
     monkeypatch.setattr(environment, "unreachable", lambda *a, **k: None)  # the stand-in server "answers"
-    monkeypatch.setattr(ray_cluster, "ray_session", lambda *a, **k: contextlib.nullcontext(Session()))
+    logs = []  # where Ray's output goes: the run folder, not the console
+
+    def session(*args, log_path=None, **kwargs):
+        logs.append(log_path)
+        return contextlib.nullcontext(Session())
+
+    monkeypatch.setattr(ray_cluster, "ray_session", session)
     monkeypatch.setattr(ray_cluster, "cluster_problems", lambda *a, **k: [])
     monkeypatch.setattr(tracking_client, "start_parent_run", lambda *a, **k: "parent")
     monkeypatch.setattr(tracking_client, "log_artifacts", lambda *a, **k: None)
@@ -209,6 +217,7 @@ def test_an_interrupted_suite_writes_what_finished_and_exits_130(fmnist_root, tm
     assert code == ExitStatus.INTERRUPTED
     assert ended == ["KILLED"] and closed == [0]
     (run_dir,) = (tmp_path / "smoke").iterdir()
+    assert logs == [run_dir / "logs" / "ray.log"]
     table = (run_dir / "table.txt").read_text()
     assert "(interrupted)" in table and "0.7900" in table
     assert (run_dir / "report" / "index.html").is_file()
@@ -361,3 +370,77 @@ def test_help_shows_the_examples_the_environments_defaults_and_the_exit_statuses
         assert name in text
     assert "Exit status: 0 every trial ran to its end" in text and "130 interrupted" in text
     assert "``" not in text  # reST literals shown as plain backquotes
+
+
+def test_list_names_every_packaged_suite_and_workload_and_starts_nothing(monkeypatch, capsys):
+    from autowu_bench.platform.suite.loader import packaged_suites
+    from autowu_bench.workloads.registry import workload_names
+
+    _nothing_starts(monkeypatch)
+    assert launch_cli.main(["--list"]) == ExitStatus.OK
+    lines = capsys.readouterr().out.splitlines()
+    suites = lines.index(next(line for line in lines if line.startswith("workloads")))
+    rows = {line.split()[0]: line for line in lines[1:suites]}
+    assert sorted(rows) == packaged_suites()
+    assert "228 trials  cifar10-resnet18: 6 arms, batch 256..16384 (4 sizes), 200 ep, 3 seeds, 4 GPU" in rows["paper-cifar10"]
+    assert " 20 trials  fmnist-mlp" in rows["quick"] and "7+18 trials" in rows["search-quick"]
+    assert [line.split()[0] for line in lines[suites + 1:]] == workload_names()
+
+
+def test_version_prints_the_package_version_and_exits_0(capsys):
+    from autowu_bench import __version__
+
+    with pytest.raises(SystemExit) as info:
+        launch_cli.main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"autowu-bench {__version__}"
+
+
+def test_a_bad_set_is_named_as_typed_with_its_fix(monkeypatch, capsys):
+    _nothing_starts(monkeypatch)
+    code = launch_cli.main(["--suite", "smoke", "--set", "arms.baseline.peak_lr=0.1", "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == ExitStatus.INVALID
+    assert "the suite cannot run: 1 problem(s) in the --set values:" in err and "smoke.yaml" not in err
+    assert "--set arms.baseline.peak_lr=0.1: no such field 'peak_lr' (got 0.1); fix the key (did you mean " \
+           "'peak_lrs'?)" in err and "arms[" not in err
+
+
+def test_ui_opens_the_store_a_run_folder_names_wherever_it_is_typed(tmp_path, monkeypatch, capsys):
+    """``--ui RUN_DIR`` (``make ui RUN=...``) serves the mlflow.db that the run's own server wrote, not the
+    one in the folder the command is typed in; no browser or server is started here."""
+    from autowu_bench.launch import ui
+    from autowu_bench.platform.records.run_record import RunRecord
+
+    started = []
+    def execv(path, argv):  # the real one replaces this process with mlflow's and never returns
+        started.append(argv)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(ui.os, "execv", execv)
+    store, run_dir, elsewhere = tmp_path / "repo", tmp_path / "runs" / "quick" / "20261207-101500", tmp_path / "cwd"
+    for folder in (store, run_dir, elsewhere):
+        folder.mkdir(parents=True)
+    RunRecord("quick", mlflow_store=str(store), parent_run_id="p").write(run_dir)
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(SystemExit):
+        launch_cli.main(["--ui", str(run_dir)])
+    (argv,) = started
+    assert argv[argv.index("--backend-store-uri") + 1] == f"sqlite:///{store / 'mlflow.db'}"
+    assert argv[argv.index("--artifacts-destination") + 1] == str(store / "mlflow-artifacts")
+    assert argv[argv.index("ui") + 1:argv.index("--backend-store-uri")] == ["--host", "127.0.0.1", "--port", "5000"]
+    assert f"MLflow UI over sqlite:///{store / 'mlflow.db'} at http://127.0.0.1:5000" in capsys.readouterr().out
+    # without a run folder: ./mlflow.db of the folder it is typed in (what `make ui` opened before)
+    assert ui.ui_command(None)[-3:] == [f"sqlite:///{elsewhere / 'mlflow.db'}", "--artifacts-destination",
+                                        str(elsewhere / "mlflow-artifacts")]
+    # a run that logged to a server: where to browse, nothing started
+    RunRecord("quick", tracking_uri="http://10.0.0.5:5000").write(run_dir)
+    assert launch_cli.main(["--ui", str(run_dir)]) == ExitStatus.OK and len(started) == 1
+    assert "the run logged to the MLflow server http://10.0.0.5:5000" in capsys.readouterr().out
+    # a folder that is no run folder: exit 2, saying so
+    assert launch_cli.main(["--ui", str(elsewhere)]) == ExitStatus.INVALID
+    assert "is not a run folder" in capsys.readouterr().err
+
+
+def test_make_ui_passes_the_run_folder():
+    text = (REPO / "Makefile").read_text()
+    assert "run_suite.py --ui $(RUN)" in text

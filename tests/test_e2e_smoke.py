@@ -6,6 +6,7 @@ read afterwards: the printed table, the MLflow runs, the Parquet tables and the 
 """
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,11 +40,11 @@ def smoke_run(tmp_path_factory):
     )
     assert proc.returncode == 0, f"run_suite.py failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     (run_dir,) = (work / "runs" / "smoke").iterdir()
-    return work, run_dir, proc.stdout
+    return work, run_dir, proc.stdout, proc.stderr
 
 
 def test_every_trial_ran_and_is_in_the_parquet_tables(smoke_run):
-    _, run_dir, _ = smoke_run
+    _, run_dir, *_ = smoke_run
     specs = json.loads((run_dir / "trial_specs.json").read_text())
     trials = pd.read_parquet(run_dir / "trials.parquet")
     assert sorted(trials.trial_id) == sorted(s["trial_id"] for s in specs)
@@ -60,7 +61,7 @@ def test_every_trial_ran_and_is_in_the_parquet_tables(smoke_run):
 
 
 def test_every_rank_applied_the_same_lr_at_every_step(smoke_run):
-    _, run_dir, _ = smoke_run
+    _, run_dir, *_ = smoke_run
     for trial_dir in sorted((run_dir / "trials").iterdir()):
         rank0 = pd.read_parquet(trial_dir / "lr_rank0.parquet")
         rank1 = pd.read_parquet(trial_dir / "lr_rank1.parquet")
@@ -69,7 +70,7 @@ def test_every_rank_applied_the_same_lr_at_every_step(smoke_run):
 
 
 def test_autowu_switched_by_its_test_and_matches_the_standalone_scheduler(smoke_run):
-    _, run_dir, _ = smoke_run
+    _, run_dir, *_ = smoke_run
     trials = pd.read_parquet(run_dir / "trials.parquet")
     curves = pd.read_parquet(run_dir / "curves.parquet")
     tests = pd.read_parquet(run_dir / "tests.parquet")
@@ -93,7 +94,7 @@ def test_autowu_switched_by_its_test_and_matches_the_standalone_scheduler(smoke_
 
 
 def test_mlflow_has_one_parent_and_a_child_run_per_trial_with_step_metrics(smoke_run):
-    work, run_dir, _ = smoke_run
+    work, run_dir, *_ = smoke_run
     client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("smoke")
     runs = client.search_runs([experiment.experiment_id])
@@ -117,10 +118,21 @@ def test_mlflow_has_one_parent_and_a_child_run_per_trial_with_step_metrics(smoke
 
 
 def test_the_printed_table_compares_autowu_with_the_best_and_default_baseline(smoke_run):
-    _, run_dir, stdout = smoke_run
+    _, run_dir, stdout, _ = smoke_run
     table = (run_dir / "table.txt").read_text()
     assert table.strip() in stdout
     for label in ("autowu-auto", "baseline best", "baseline default"):
         assert label in table
     lines = [line for line in table.splitlines() if "autowu-auto" in line]
     assert len(lines) == 2 and any(" 32 " in line for line in lines) and any(" 64 " in line for line in lines)
+
+
+def test_the_console_holds_the_suites_lines_and_rays_output_is_in_the_run_folder(smoke_run):
+    """No Ray internals between the progress lines (a Train controller's traceback, the raylet's warnings,
+    a worker's SystemExit at shutdown): they are in RUN_DIR/logs/ray.log."""
+    _, run_dir, stdout, stderr = smoke_run
+    console = stdout + stderr
+    assert "running 6 trials" in stdout and "[autowu-auto_fmnist-mlp_b32_s0] finished" in stdout
+    assert "Traceback" not in console and "(raylet)" not in console
+    assert not [line for line in console.splitlines() if re.search(r"\((\S+ )?pid=\d+", line)], console[-4000:]
+    assert (run_dir / "logs" / "ray.log").is_file()

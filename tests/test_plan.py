@@ -66,3 +66,41 @@ def test_a_resume_under_ray_jobs_refuses_a_folder_or_store_ray_deletes(tmp_path,
     with pytest.raises(SuiteError) as info:
         plan_resume(plan.run_dir, tracking_uri=None, address=None)
     assert "results" in str(info.value) and "its store in" not in str(info.value)
+
+
+def test_a_dry_run_estimates_the_cost_from_the_steps_and_a_stated_throughput(monkeypatch, capsys):
+    """paper-cifar10 (228 trials x 200 epochs x 4 GPUs): device-hours and wall time, marked as an
+    estimate, with the throughput it assumed and where that figure was measured."""
+    from autowu_bench.launch import estimate
+    from autowu_bench.platform.checks.schedules import planned_steps_per_epoch
+
+    monkeypatch.setenv("AUTOWU_AUTOSCALING_CONFIG", "/nonexistent")  # not a cluster's head: cluster.yaml's limits
+    suite = load_suite("paper-cifar10", sets=["data.root=/nonexistent"])
+    assert plan_new(suite, address=None, dry_run=True) is None
+    out = capsys.readouterr().out
+    (line,) = [line for line in out.splitlines() if line.startswith("estimate")]
+    assert line.startswith("estimate, not a measurement: 228 trials, ") and "GPU-hours" in line
+    assert "wall time at 2 trial(s) at once (8 GPUs, the cluster launcher file's limit)" in line
+    assert "results/gpu-h200-2026-12-04/gpu_throughput.txt" in out and "NVIDIA H200" in out
+
+    trials = expand(suite)
+    # the numbers: every trial's images at the measured pace of its per-GPU batch, 4 GPUs each
+    spec = next(t for t in trials if t.batch_size == 16384)  # 4096 per GPU: the measured 90,337 images/s
+    images = planned_steps_per_epoch(spec) * 16384 * 200
+    assert estimate.trial_seconds(spec) == pytest.approx(images / (4 * 90_337.0))
+    hours = sum(estimate.trial_seconds(t) * 4 for t in trials) / 3600
+    assert f"{hours:,.1f} GPU-hours" in line
+
+
+def test_the_throughput_between_and_beyond_the_measured_batches():
+    from autowu_bench.launch.estimate import Throughput, cost_lines
+
+    gpu = Throughput("GPU", {512: 30_000.0, 4096: 90_000.0}, "test")
+    assert gpu.at(4096) == 90_000.0 and gpu.at(16384) == 90_000.0  # the largest holds above
+    assert gpu.at(512 * 2 ** 1.5) == pytest.approx(60_000.0)  # halfway on a log scale
+    assert gpu.at(64) == pytest.approx(30_000.0 / 8)  # below: a step as long as at 512 (launch-bound)
+    assert Throughput("CPU core", {512: 20_000.0}, "test").at(16) == 20_000.0
+    spec = expand(load_suite("paper-imagenet"))[:1]
+    assert cost_lines(spec, max_concurrent=None) == [
+        "estimate: no measured throughput for imagenet-resnet50; their cost is not estimated "
+        "(launch.estimate.THROUGHPUT holds the measured ones)"]

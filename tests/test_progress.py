@@ -77,6 +77,8 @@ def test_epoch_and_end_lines():
     assert end_line(s[1]) == "[b] diverged: test_acc 0.1000, best val_acc 0.4200, 2/6 epochs"
     assert end_line(s[3], "RuntimeError: boom\n  more") == "[d] FAILED after 1/6 epochs: RuntimeError: boom"
     assert end_line(s[3]) == "[d] FAILED after 1/6 epochs"
+    assert end_line(s[3], "RuntimeError: boom", "/r/logs/ray.log") == \
+        "[d] FAILED after 1/6 epochs: RuntimeError: boom (Ray's output: /r/logs/ray.log)"
 
 
 # -- the callback, driven by fake Tune trials --------------------------------------------------------
@@ -249,3 +251,18 @@ def test_the_callback_pickles_with_the_console_stream():
     callback = progress.progress_callback([{"trial_id": "a", "workload": "w", "batch_size": 8, "epochs": 2}])
     assert callback.stream is sys.stdout
     assert cloudpickle.loads(cloudpickle.dumps(callback)).states.keys() == {"a"}
+
+
+def test_a_failed_trial_names_the_file_of_rays_output_when_there_is_one(tmp_path):
+    log = tmp_path / "logs" / "ray.log"
+    for exists in (False, True):  # --verbose: Ray's output stays on the console, no file to name
+        if exists:
+            log.parent.mkdir()
+            log.write_text("(RayTrainWorker pid=1) Traceback ...\n")
+        out, clock = io.StringIO(), Clock()
+        reporter = ProgressReporter(specs(), stream=out, interval=60, clock=clock, log_path=log,
+                                    error_of=lambda trial_id: "ValueError: bad batch")
+        drive(reporter, clock)
+        (failed,) = [line for line in out.getvalue().splitlines() if "FAILED" in line]
+        assert failed == "[t2] FAILED after 1/3 epochs: ValueError: bad batch" + (
+            f" (Ray's output: {log})" if exists else "")

@@ -243,7 +243,7 @@ def test_quick_suite_meets_the_brief():
 
 
 def test_overrides_by_path_index_and_arm_name(fmnist_root):
-    raw = apply_overrides(
+    raw, _ = apply_overrides(
         suite_dict(fmnist_root),
         ["epochs=3", "data.val_size=100", "arms.baseline.peak_lrs=[0.01, 0.02]", "arms.0.decay=const-cos",
          "training.amp=bf16", "tracking_uri=http://h:5000"],
@@ -266,7 +266,7 @@ def test_bad_overrides_are_all_reported(fmnist_root):
 
 
 def test_an_overridden_value_is_validated_like_the_file(fmnist_root):
-    raw = apply_overrides(suite_dict(fmnist_root), ["epochs=-1", "batch_sizes=[63]"])
+    raw, _ = apply_overrides(suite_dict(fmnist_root), ["epochs=-1", "batch_sizes=[63]"])
     assert {p.split(":")[0] for p in problems(raw)} == {"epochs", "batch_sizes"}
 
 
@@ -412,3 +412,35 @@ def test_only_takes_batch_sizes_in_ascii_digits(fmnist_root):
     suite = validate_suite(suite_dict(fmnist_root))
     with pytest.raises(SuiteError, match="'²'"):
         select(suite, ["²"])
+
+
+def test_a_bad_set_is_named_as_typed_not_by_the_files_index(fmnist_root):
+    sets = ["arms.baseline.peak_lr=0.1", "epochs=0", "arms.baseline.peak_lrs=[-1]", "resources={workers_per_trial: 0}"]
+    raw, overrides = apply_overrides(suite_dict(fmnist_root), sets)
+    with pytest.raises(SuiteError) as info:
+        validate_suite(raw, source="smoke.yaml", overrides=overrides)
+    found = sorted(info.value.problems)
+    assert info.value.source == "the --set values" and "in the --set values:" in str(info.value)
+    assert found[0].startswith("--set arms.baseline.peak_lr=0.1: no such field 'peak_lr' (got 0.1); fix the key "
+                               "(did you mean 'peak_lrs'?); allowed: [")
+    assert found[1] == "--set arms.baseline.peak_lrs=[-1]: [0]: Input should be greater than 0 (got -1)"
+    assert found[2] == "--set epochs=0: Input should be greater than 0 (got 0)"
+    assert found[3] == "--set resources={workers_per_trial: 0}: workers_per_trial: Input should be greater than 0 (got 0)"
+    assert not any("arms[" in p for p in found)
+    # a later --set that replaces an earlier one's value takes its blame
+    raw, overrides = apply_overrides(suite_dict(fmnist_root), ["epochs=0", "arms.1.peak_lrs=[-1]",
+                                                               "arms=[{name: b, kind: baseline, peak_lrs: [0]}]"])
+    assert overrides == {"epochs": "epochs=0", "arms": "arms=[{name: b, kind: baseline, peak_lrs: [0]}]"}
+
+
+def test_the_file_is_blamed_only_for_its_own_problems(fmnist_root):
+    raw, overrides = apply_overrides(suite_dict(fmnist_root, batch_sizes=[63]), ["arms.1.peak_lrs=[0]"])
+    with pytest.raises(SuiteError) as info:
+        validate_suite(raw, source="my.yaml", overrides=overrides)
+    assert info.value.source == "my.yaml and the --set values"
+    assert sorted(p.split(":")[0] for p in info.value.problems) == ["--set arms.1.peak_lrs=[0]", "batch_sizes"]
+    # a --set that does not touch the bad field leaves it the file's
+    raw, overrides = apply_overrides(suite_dict(fmnist_root, batch_sizes=[63]), ["epochs=3"])
+    with pytest.raises(SuiteError) as info:
+        validate_suite(raw, source="my.yaml", overrides=overrides)
+    assert info.value.source == "my.yaml" and info.value.problems[0].startswith("batch_sizes:")

@@ -1,12 +1,14 @@
 """Run a suite: AutoWU against a grid-searched linear warmup, every trial on Ray Tune + Ray Train.
 
     python run_suite.py                          # the `quick` suite on a new local Ray instance
+    python run_suite.py --list                   # the packaged suites and the workloads
     python run_suite.py --suite smoke --dry-run  # validate and list the trials, start nothing
     python run_suite.py --suite suites/my.yaml --set epochs=5 --set data.root=/data --only 4096
     python run_suite.py --sync runs/quick/20250101-120000   # send what MLflow missed while it was away
     ray job submit --address http://127.0.0.1:8265 --working-dir . -- python run_suite.py --address auto \\
         --suite paper-cifar10 --results /mnt/shared/runs --tracking-uri http://HEAD:5000   # a Ray job
     python run_suite.py --resume runs/quick/20261201-101500   # go on with an interrupted run
+    python run_suite.py --ui runs/quick/20261201-101500       # the MLflow UI over that run's store
 
 The installed command ``autowu-bench`` is the same as ``python run_suite.py``. Command-line flags
 override the suite file; ``--set key=value`` overrides any field (dotted path, YAML value); ``--only``
@@ -32,6 +34,7 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
+from autowu_bench import __version__
 from autowu_bench.launch.exit_status import ExitStatus
 from autowu_bench.platform.checks.environment import address_endpoint
 from autowu_bench.platform.suite.errors import SuiteError
@@ -49,7 +52,10 @@ def parse_args(argv: list[str] | None = None, prog: str = "autowu-bench") -> arg
         epilog=__doc__.split("\n\n", 1)[1].replace("``", "`"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--suite", help="packaged suite name or a YAML path (default: quick)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--list", action="store_true",
+                        help="list the packaged suites (name, trials, what they run) and the workloads, then exit")
+    parser.add_argument("--suite", help="packaged suite name or a YAML path (default: quick; --list names them)")
     parser.add_argument("--address", default=os.environ.get("AUTOWU_RAY_ADDRESS") or None, type=_ray_address,
                         help="Ray cluster to join ('auto', 'ray://host:10001'); default: start a new local Ray")
     parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
@@ -62,13 +68,17 @@ def parse_args(argv: list[str] | None = None, prog: str = "autowu-bench") -> arg
     parser.add_argument("--dry-run", action="store_true", help="validate the suite and list its trials (missing data: a warning); start nothing")
     parser.add_argument("--num-cpus", type=_cpu_count, default=None, help="CPUs of the local Ray instance (default: all)")
     parser.add_argument("--verbose", action="store_true",
-                        help="one line per reported epoch per trial (default: a live progress line and the trials' ends)")
+                        help="one line per reported epoch per trial and Ray's own output (default: a live progress line and "
+                             "the trials' ends; Ray's output goes to RUN_DIR/logs/ray.log)")
     parser.add_argument("--download", action="store_true",
                         help="fetch data sets missing under data.root with torchvision before starting (not ImageNet)")
     parser.add_argument("--resume", metavar="RUN_DIR",
                         help="go on with an interrupted run: trials that ended are kept, the others continue from "
                              "their last checkpoint, in the same MLflow runs (--address, --tracking-uri, --num-cpus "
                              "and --verbose may be given again; the suite is the run's)")
+    parser.add_argument("--ui", metavar="RUN_DIR", nargs="?", const="", default=None,
+                        help="the MLflow UI (127.0.0.1:5000) over the tracking store that RUN_DIR's run wrote to "
+                             "(its run.json says where); without RUN_DIR over ./mlflow.db (make ui RUN=RUN_DIR)")
     parser.add_argument("--sync", metavar="RUN_DIR", default=None,
                         help="send what MLflow missed (the run folder's spools) to the run's tracking store, then exit")
     args = parser.parse_args(argv)
@@ -175,6 +185,15 @@ def main(argv: list[str] | None = None, prog: str = "autowu-bench") -> int:
     apply_process_env()  # before anything imports MLflow; the server and Ray's processes get it from here
     try:
         args = parse_args(argv, prog)
+        if args.list:
+            from autowu_bench.launch.catalogue import catalogue
+
+            print(catalogue())
+            return int(ExitStatus.OK)
+        if args.ui is not None:
+            from autowu_bench.launch.ui import open_ui
+
+            return int(open_ui(args.ui or None, prog))
         return int(sync(args) if args.sync is not None else run(args))
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

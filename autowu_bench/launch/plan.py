@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from autowu_bench.launch.estimate import cost_lines
 from autowu_bench.platform.checks.data import data_problems
 from autowu_bench.platform.checks.environment import (
     address_problems,
@@ -58,8 +59,8 @@ def plan_new(suite: Suite, *, address: str | None, dry_run: bool = False) -> Run
     """A new run of ``suite``: its data, a results folder with room for the checkpoints and, unless
     ``dry_run``, a Ray cluster and tracking server that answer, all checked before anything is created
     (SuiteError with every problem); the trial list printed; the run folder created with the resolved
-    suite and the trial list. None for a dry run (missing data or folders are warnings: they may be on
-    the cluster only)."""
+    suite and the trial list. None for a dry run, which also prints an estimate of the suite's cost
+    (``estimate``; missing data or folders are warnings: they may be on the cluster only)."""
     trials = expand(suite)
     jobs = search_jobs(suite)
     missing = data_problems(suite) + environment_problems(suite, trials, address=address, network=not dry_run)
@@ -69,6 +70,9 @@ def plan_new(suite: Suite, *, address: str | None, dry_run: bool = False) -> Run
     for warning in schedule_warnings(trials):
         print(f"warning: {warning}", flush=True)
     if dry_run:
+        searched = [spec for job in jobs for spec in job.planned()]
+        for line in cost_lines(trials + searched, max_concurrent=suite.resources.max_concurrent_trials):
+            print(line, flush=True)
         for problem in missing:
             print(f"warning: {problem}", flush=True)
         if missing:

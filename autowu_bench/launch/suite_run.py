@@ -25,7 +25,8 @@ END_PATIENCE_LOCAL, END_PATIENCE_REMOTE = 60.0, 10.0
 @dataclass(frozen=True)
 class LaunchOptions:
     """How the run meets this machine, beside its plan. ``address``: the Ray cluster to join (None: a new
-    local Ray with ``num_cpus``); ``verbose``: a line per epoch per trial; ``prog``: the command's name
+    local Ray with ``num_cpus``); ``verbose``: a line per epoch per trial and Ray's output on the
+    console (otherwise in the run folder's ``logs/ray.log``); ``prog``: the command's name
     in messages and in the resume command."""
 
     address: str | None = None
@@ -110,12 +111,16 @@ class SuiteRun:
     def _start(self, stack: ExitStack) -> ExitStatus | None:
         """MLflow, Ray, the cluster's checks, the parent run; an exit status when the run cannot start."""
         from autowu_bench.platform.execution import ray_cluster
+        from autowu_bench.platform.execution.ray_logs import ray_log_path
 
         address, prog = self.options.address, self.options.prog
         if self.tracking_uri is None and address is None:
             self._launch_server(stack)  # first, so that its start-up overlaps Ray's
+        # Ray's output goes to the run folder, the console keeps the suite's lines; --verbose shows it all.
+        log_path = None if self.options.verbose else ray_log_path(self.plan.run_dir)
         try:
-            self.session = stack.enter_context(ray_cluster.ray_session(address, num_cpus=self.options.num_cpus))
+            self.session = stack.enter_context(ray_cluster.ray_session(address, num_cpus=self.options.num_cpus,
+                                                                       log_path=log_path))
         except (ConnectionError, RuntimeError, ValueError) as exc:  # it answered the check, then ray.init failed
             print(f"{prog}: Ray did not start ({type(exc).__name__}: {exc}); no trial started", file=sys.stderr)
             return ExitStatus.INVALID
@@ -135,7 +140,8 @@ class SuiteRun:
             return ExitStatus.INVALID
         if self.server is not None:
             self.tracking_uri = self.server.wait_ready().uri
-        print(f"MLflow: {self.tracking_uri} (afterwards: make ui)", flush=True)
+        afterwards = f"; afterwards: make ui RUN={self.plan.run_dir}" if self.server is not None else ""
+        print(f"MLflow: {self.tracking_uri}{afterwards}", flush=True)
         if self.server is not None and self.server.host != "127.0.0.1":
             print(f"note: the suite's MLflow server listens on {self.server.host}, without authentication, for "
                   "the cluster's nodes; keep the port closed to the outside, or pass --tracking-uri", flush=True)

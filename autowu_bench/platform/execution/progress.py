@@ -23,6 +23,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable, TextIO
 
 from autowu_bench.platform.records.outcome import EpochReport, TrialStatus
@@ -145,12 +146,14 @@ def epoch_line(trial_id: str, report: EpochReport) -> str:
     return line
 
 
-def end_line(state: TrialState, error: str | None = None) -> str:
+def end_line(state: TrialState, error: str | None = None, log: str | None = None) -> str:
     """A trial's end: ``[id] finished: test_acc 0.8123, best val_acc 0.8200, 6/6 epochs``, or diverged
-    (with the epoch it reached), or FAILED with the first line of its error."""
+    (with the epoch it reached), or FAILED with the first line of its error and the file holding Ray's
+    output (``log``: its tracebacks are there, not on the console)."""
     if state.status == FAILED:
         return f"[{state.trial_id}] FAILED after {state.epochs_done}/{state.epochs} epochs" + (
-            f": {error.strip().splitlines()[0][:300]}" if error and error.strip() else "")
+            f": {error.strip().splitlines()[0][:300]}" if error and error.strip() else "") + (
+            f" (Ray's output: {log})" if log else "")
     parts = [f"test_acc {_acc(state.test_acc)}", f"best val_acc {_acc(state.best_val_acc)}",
              f"{state.epochs_done}/{state.epochs} epochs"]
     return f"[{state.trial_id}] {state.status}: " + ", ".join(parts)
@@ -173,13 +176,16 @@ class ProgressReporter:
         clock: ``time.monotonic``-like.
         spec_of: ``spec_of(tune_trial)`` -> the trial's spec dict (default: its ``config["spec"]``; a
             search trial's config holds only the proposed values).
+        log_path: the file of Ray's output (``ray_logs.ray_log_path``), named in a failed trial's line
+            when it exists (not with ``--verbose``, whose Ray output stays on the console).
     """
 
     def __init__(self, specs: Iterable[Any], *, verbose: bool = False, stream: TextIO | None = None,
                  live: bool | None = None, interval: float = 60.0,
                  error_of: Callable[[str], str | None] | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 spec_of: Callable[[Any], dict[str, Any]] | None = None) -> None:
+                 spec_of: Callable[[Any], dict[str, Any]] | None = None,
+                 log_path: Path | None = None) -> None:
         self.states = {s.trial_id: s for s in map(TrialState.from_spec, specs)}
         self.verbose = verbose
         self._stream = stream  # None: sys.stdout when writing (Tune pickles its callbacks; a console stream does not pickle)
@@ -188,6 +194,7 @@ class ProgressReporter:
         self.error_of = error_of
         self.clock = clock
         self.spec_of = spec_of
+        self.log_path = log_path
         self.started = clock()
         self._last_line_at: float | None = None
         self._drawn = False  # a live line is on screen, to be cleared before any other line
@@ -239,7 +246,8 @@ class ProgressReporter:
         state = self._state(trial)
         state.status = FAILED
         error = self.error_of(state.trial_id) if self.error_of is not None else None
-        self._print(end_line(state, error))
+        log = self.log_path if self.log_path is not None and self.log_path.is_file() else None
+        self._print(end_line(state, error, None if log is None else str(log)))
         self._progress(force=True)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:

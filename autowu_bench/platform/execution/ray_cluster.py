@@ -9,9 +9,11 @@ import os
 import sys
 import warnings
 from contextlib import contextmanager
-from typing import Iterator
+from pathlib import Path
+from typing import Callable, Iterator
 
 from autowu_bench.platform.execution import processes
+from autowu_bench.platform.execution.ray_logs import route_ray_output
 from autowu_bench.platform.tracking.env import MLFLOW_ENV
 from autowu_bench.platform.records.spec import TrialSpec
 
@@ -74,10 +76,12 @@ def silence_planning_warnings() -> None:
 class RaySession:
     """The Ray a suite started or joined; :meth:`close` ends it (idempotent), at the latest when the
     ``with ray_session(...)`` block exits. An interrupted suite closes it early, so that no trial writes
-    to the run folder while the tables of what finished are collected."""
+    to the run folder while the tables of what finished are collected. ``restore_console``: what gives
+    Ray's output back to the console after shutdown (``ray_logs.route_ray_output``), or None."""
 
-    def __init__(self, address: str | None) -> None:
+    def __init__(self, address: str | None, restore_console: Callable[[], None] | None = None) -> None:
         self.address = address
+        self.restore_console = restore_console
         self.closed = False
 
     def close(self) -> None:
@@ -89,6 +93,8 @@ class RaySession:
         # Noted before shutdown, while they are still below the local instance's processes.
         started = processes.descendants(_local_ray_pids()) if self.address is None else set()
         ray.shutdown()
+        if self.restore_console is not None:
+            self.restore_console()
         killed = processes.kill_survivors(started)
         if killed:
             print(f"stopped {len(killed)} Ray process(es) left running after shutdown: pids "
@@ -103,7 +109,8 @@ class RaySession:
 
 @contextmanager
 def ray_session(
-    address: str | None, *, num_cpus: int | None = None, object_store_memory: int | None = None
+    address: str | None, *, num_cpus: int | None = None, object_store_memory: int | None = None,
+    log_path: Path | None = None,
 ) -> Iterator[RaySession]:
     """Ray for the duration of a suite.
 
@@ -113,13 +120,31 @@ def ray_session(
             joins a cluster.
         num_cpus: CPUs of the local instance (default: all of the machine's).
         object_store_memory: bytes of the local object store (default 300 MB: trials pass little data).
+        log_path: the file that Ray's output (its processes', the raylet's, the ``ray`` logger's) goes to
+            while the session lasts (``ray_logs``); None leaves it on the console.
     """
     import ray
 
+    restore_console = route_ray_output(log_path) if log_path is not None else None
     for key, value in _RAY_ENV.items():
         os.environ.setdefault(key, value)
     # A value already in the environment wins, so each of these can be tuned per run.
     runtime_env = {"env_vars": {k: os.environ[k] for k in _RAY_ENV}, "worker_process_setup_hook": _SETUP_HOOK}
+    try:
+        _init(ray, address, num_cpus=num_cpus, object_store_memory=object_store_memory, runtime_env=runtime_env)
+    except BaseException:
+        if restore_console is not None:
+            restore_console()
+        raise
+    session = RaySession(address, restore_console)
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+def _init(ray, address: str | None, *, num_cpus: int | None, object_store_memory: int | None,
+          runtime_env: dict) -> None:
     if address is None:
         ray.init(
             address="local",
@@ -139,11 +164,6 @@ def ray_session(
         )
     else:
         ray.init(address=address, logging_level="WARNING", runtime_env=runtime_env)
-    session = RaySession(address)
-    try:
-        yield session
-    finally:
-        session.close()
 
 
 def _dashboard_installed() -> bool:

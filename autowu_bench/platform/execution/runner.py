@@ -13,6 +13,7 @@ import traceback
 from autowu_bench.platform.records.outcome import ENDED, TrialOutcome, TrialStatus
 from autowu_bench.platform.execution.progress import progress_callback
 from autowu_bench.platform.execution.ray_cluster import default_concurrency
+from autowu_bench.platform.execution.ray_logs import ray_log_path
 from autowu_bench.platform.records.spec import TrialSpec
 from autowu_bench.platform.records.trial_folder import EndedBy, TrialFolder
 from autowu_bench.platform.execution.trial_driver import run_trial
@@ -58,7 +59,7 @@ def run_trials(
         param_space={"spec": tune.grid_search([t.to_dict() for t in trials])},
         trial_name=_trial_name,
         callbacks=[progress_callback(trials, verbose=verbose, interval=progress_interval,
-                                     error_of=functools.partial(_error_of, run_dir))],
+                                     error_of=functools.partial(_error_of, run_dir), log_path=ray_log_path(run_dir))],
         max_concurrent_trials=concurrency,
     )
     print(f"running {len(trials)} trials, up to {concurrency} at once", flush=True)

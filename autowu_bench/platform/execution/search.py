@@ -267,6 +267,7 @@ def run_search(job: SearchJob, *, run_dir: str, tracking_uri: str | None, parent
     from ray import tune
 
     from autowu_bench.platform.execution.progress import progress_callback
+    from autowu_bench.platform.execution.ray_logs import ray_log_path
 
     run_dir = os.path.abspath(run_dir)
 
@@ -281,7 +282,7 @@ def run_search(job: SearchJob, *, run_dir: str, tracking_uri: str | None, parent
         bound={"job": job}, name=f"search-{job.name}", param_space=param_space(job),
         trial_name=functools.partial(trial_name, job),
         callbacks=[book, progress_callback(job.planned(), verbose=verbose, interval=progress_interval,
-                                           spec_of=book.spec_dict)],
+                                           spec_of=book.spec_dict, log_path=ray_log_path(run_dir))],
         metric=METRIC, mode=MODE, search_alg=searcher(job, limit), scheduler=scheduler(job),
         num_samples=1 if grid else job.search.trials, reuse_actors=False,
     )

@@ -1,12 +1,14 @@
 """Suite problems as messages: ``SuiteError``, and pydantic's validation errors as one line per problem.
 
 Each line reads ``field.path: what is wrong (got value); how to fix it``, with the path in the suite
-file's terms (``arms[1].peak_lrs[0]``), so a suite with several mistakes is fixed in one edit.
+file's terms (``arms[1].peak_lrs[0]``), so a suite with several mistakes is fixed in one edit; a problem
+that a ``--set`` caused reads ``--set key=value: ...``, the override as typed.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+import difflib
+from typing import Any, Iterable, Mapping
 
 from pydantic import BaseModel, ValidationError
 
@@ -33,21 +35,28 @@ _FIX = {
 }
 
 
-def validation_problems(error: ValidationError, raw: Any) -> list[str]:
-    """One line per problem in ``error`` (from validating the mapping ``raw`` as a ``Suite``)."""
+def validation_problems(error: ValidationError, raw: Any, overrides: Mapping[str, str] | None = None) -> list[str]:
+    """One line per problem in ``error`` (from validating the mapping ``raw`` as a ``Suite``).
+
+    ``overrides``: where each ``--set`` landed (``overrides.apply_overrides``); a problem at or below one
+    is named by that ``--set`` as typed (``--set arms.baseline.peak_lr=0.1: ...``), not by the file's path.
+    """
+    overrides = overrides or {}
     problems = []
     for item in error.errors():
         path = field_path(item["loc"], raw)
         if item["type"] == PROBLEMS_BELOW:  # schema.problems_below: (subpath, message) pairs, as data
             for subpath, line in item["ctx"]["problems"]:
-                problems.append(f"{path}{'' if subpath.startswith('[') else '.'}{subpath}: {line}")
+                below = path + ("" if subpath.startswith("[") else ".") + subpath
+                problems.append(f"{_named(below, overrides)}: {line}")
             continue
+        where = _named(path, overrides)
         if item["type"] == "value_error":
             for line in str(item["msg"]).removeprefix("Value error, ").split("\n"):
                 if isinstance(item.get("input"), (int, float, str)):
-                    problems.append(f"{path}: {line} (got {item['input']!r})")
+                    problems.append(f"{where}: {line} (got {item['input']!r})")
                 else:
-                    problems.append(f"{path}: {line}")
+                    problems.append(f"{where}: {line}")
             continue
         message = item["msg"]
         if item["type"] != "missing":
@@ -55,17 +64,42 @@ def validation_problems(error: ValidationError, raw: Any) -> list[str]:
         fix = _FIX.get(item["type"])
         if item["type"] == "extra_forbidden":
             allowed = _allowed_fields(item["loc"], raw)
+            if where != path:  # a key typed after --set: nothing to remove from the file
+                close = difflib.get_close_matches(str(item["loc"][-1]), allowed, n=1)
+                message = f"no such field {item['loc'][-1]!r} (got {item.get('input')!r})"
+                fix = "fix the key" + (f" (did you mean {close[0]!r}?)" if close else "")
             fix = f"{fix}; allowed: {allowed}" if allowed else fix
-        problems.append(f"{path}: {message}" + (f"; {fix}" if fix else ""))
+        problems.append(f"{where}: {message}" + (f"; {fix}" if fix else ""))
     return problems
+
+
+def blames_overrides(problem: str) -> bool:
+    """Whether a line of :func:`validation_problems` names a ``--set`` (not the suite file)."""
+    return problem.startswith("--set ")
+
+
+def _named(path: str, overrides: Mapping[str, str]) -> str:
+    """``path``, or the ``--set`` that put the value there (the deepest one holding it) and the field
+    below it: ``arms[1].peak_lrs[0]`` -> ``--set arms.baseline.peak_lrs=[-1]: [0]``."""
+    for landed in sorted(overrides, key=len, reverse=True):
+        below = path.removeprefix(landed)
+        if below == path or (below and below[0] not in ".["):
+            continue
+        return f"--set {overrides[landed]}" + (f": {below.removeprefix('.')}" if below else "")
+    return path
+
+
+def format_path(parts: Iterable[str | int]) -> str:
+    """``["arms", 1, "peak_lrs", 0]`` -> ``arms[1].peak_lrs[0]`` (``(suite)`` for the whole suite)."""
+    text = ""
+    for key in parts:
+        text += f"[{key}]" if isinstance(key, int) else ("." if text else "") + str(key)
+    return text or "(suite)"
 
 
 def field_path(loc: tuple, raw: Any) -> str:
     """``("arms", 1, "baseline", "peak_lrs", 0)`` -> ``arms[1].peak_lrs[0]`` (the union tag dropped)."""
-    parts: list[str] = []
-    for key, _ in _walk(loc, raw):
-        parts.append(f"[{key}]" if isinstance(key, int) else ("." if parts else "") + str(key))
-    return "".join(parts) or "(suite)"
+    return format_path(key for key, _ in _walk(loc, raw))
 
 
 def _walk(loc: tuple, raw: Any) -> Iterable[tuple[Any, Any]]:

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from autowu_bench import workloads
 
-from autowu_bench.platform.suite.errors import SuiteError, validation_problems
+from autowu_bench.platform.suite.errors import SuiteError, blames_overrides, validation_problems
 from autowu_bench.platform.suite.overrides import apply_overrides, select
 from autowu_bench.platform.suite.schema import NAME_PATTERN, Suite
 from autowu_bench.platform.suite.yaml_reader import load_yaml, yaml_problem
@@ -44,12 +44,12 @@ def load_suite(
     checked here: see ``checks.data.data_problems``.
     """
     path = find_suite(name_or_path)
-    raw = apply_overrides(read_suite(path), sets)
+    raw, overrides = apply_overrides(read_suite(path), sets)
     if tracking_uri:
         raw["tracking_uri"] = tracking_uri
     if results:
         raw["results"] = results
-    suite = select(validate_suite(raw, source=str(path)), only)
+    suite = select(validate_suite(raw, source=str(path), overrides=overrides), only)
     if download:
         download_missing_data(suite)
     return suite
@@ -99,12 +99,18 @@ def read_suite(name_or_path: str | Path) -> dict[str, Any]:
     return raw
 
 
-def validate_suite(raw: dict[str, Any], source: str | None = None) -> Suite:
-    """The validated suite (``source``: the file it came from), or a SuiteError listing every problem."""
+def validate_suite(raw: dict[str, Any], source: str | None = None, overrides: dict[str, str] | None = None) -> Suite:
+    """The validated suite (``source``: the file it came from), or a SuiteError listing every problem;
+    ``overrides`` (``apply_overrides``' locations of the ``--set`` values) names a problem a ``--set``
+    caused by that ``--set``, and the error blames the file only for the problems that are its own."""
     try:
         suite = Suite.model_validate(raw)
     except ValidationError as exc:
-        raise SuiteError(validation_problems(exc, raw), source=source) from None
+        problems = validation_problems(exc, raw, overrides)
+        blamed = sum(map(blames_overrides, problems))
+        if blamed:
+            source = f"{source} and the --set values" if source and blamed < len(problems) else "the --set values"
+        raise SuiteError(problems, source=source) from None
     suite._source = source
     return suite
 

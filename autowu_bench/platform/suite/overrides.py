@@ -12,40 +12,51 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import yaml
 
-from autowu_bench.platform.suite.errors import SuiteError
+from autowu_bench.platform.suite.errors import SuiteError, format_path
 from autowu_bench.platform.suite.yaml_reader import load_yaml, yaml_problem
 
 if TYPE_CHECKING:
     from autowu_bench.platform.suite.schema import Suite
 
 
-def apply_overrides(raw: dict[str, Any], assignments: Iterable[str]) -> dict[str, Any]:
-    """A copy of ``raw`` with each ``key=value`` applied; values are YAML (``--set epochs=3``).
+def apply_overrides(raw: dict[str, Any], assignments: Iterable[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """A copy of ``raw`` with each ``key=value`` applied (values are YAML: ``--set epochs=3``), and where
+    each one landed: the field path in the suite's terms (``arms[1].peak_lr``, as ``errors.field_path``
+    writes it) -> the ``key=value`` as typed, so that validation blames a bad value on its ``--set``.
 
     Keys are dotted paths; a list element is picked by index or, for arms, by name
     (``arms.baseline.peak_lrs=[0.001,0.01]``). Missing mappings on the way are created.
     """
     result = copy.deepcopy(raw)
+    origins: dict[str, str] = {}
     problems = []
     for assignment in assignments:
         key, sep, text = assignment.partition("=")
         if not sep or not key.strip():
-            problems.append(f"--set {assignment!r}: expected key=value, e.g. --set epochs=3")
+            problems.append(f"--set {assignment}: expected key=value, e.g. --set epochs=3")
             continue
         try:
             value = load_yaml(text)
         except yaml.YAMLError as exc:
-            problems.append(f"--set {assignment!r}: the value is not valid YAML ({yaml_problem(exc)}); quote it")
+            problems.append(f"--set {assignment}: the value is not valid YAML ({yaml_problem(exc)}); quote it")
             continue
-        error = _assign(result, key.strip().split("."), value)
-        if error:
-            problems.append(f"--set {assignment!r}: {error}")
+        located = _assign(result, key.strip().split("."), value)
+        if isinstance(located, str):
+            problems.append(f"--set {assignment}: {located}")
+        else:
+            landed = format_path(located)
+            # An earlier --set below this one was overwritten by it: its value is gone, so is its blame.
+            origins = {p: a for p, a in origins.items()
+                       if not (p == landed or p.startswith((landed + ".", landed + "[")))}
+            origins[landed] = assignment
     if problems:
         raise SuiteError(problems)
-    return result
+    return result, origins
 
 
-def _assign(node: Any, path: list[str], value: Any) -> str | None:
+def _assign(node: Any, path: list[str], value: Any) -> list[str | int] | str:
+    """Sets ``value`` at ``path``; the location it set (list indices resolved), or what is wrong."""
+    located: list[str | int] = []
     for depth, key in enumerate(path):
         last = depth == len(path) - 1
         where = ".".join(path[: depth + 1])
@@ -56,20 +67,22 @@ def _assign(node: Any, path: list[str], value: Any) -> str | None:
                 return f"{where}: no element {key!r}; use an index below {len(node)}" + (
                     f" or one of the names {names}" if names else ""
                 )
+            located.append(index % len(node))
             if last:
                 node[index] = value
-                return None
+                return located
             node = node[index]
         elif isinstance(node, dict):
+            located.append(key)
             if last:
                 node[key] = value
-                return None
+                return located
             if node.get(key) is None:
                 node[key] = {}
             node = node[key]
         else:
             return f"{'.'.join(path[:depth])} holds {node!r}, which has no field {key!r}"
-    return None
+    return located
 
 
 def _list_index(items: list, key: str) -> int | None:
