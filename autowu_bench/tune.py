@@ -54,7 +54,7 @@ Resources: the trainable itself needs no CPU (its Train workers take ``num_worke
 the trial's Ray Train controller) on the head node, so that a lost worker node costs a restart, not the trial. A trial that your
 scheduler stops early leaves its per-epoch rows and MLflow metrics, but no ``summary.json``, and its
 MLflow run stays RUNNING (run_suite.py's searches record both through a Tune callback,
-``platform/execution/search.py``'s ``SearchBook``). Start Ray with its dashboard (``include_dashboard=True``): Ray
+``platform/execution/search.py``'s ``SearchCallback``). Start Ray with its dashboard (``include_dashboard=True``): Ray
 Train frees the cores of a trial stopped from outside through the State API the dashboard serves.
 """
 
@@ -65,7 +65,7 @@ import os
 import re
 from typing import Any
 
-from autowu_bench.platform.execution.tuner import RESOURCES  # noqa: F401 (public: the trainable's request)
+from autowu_bench.platform.execution.tuner_builder import RESOURCES  # noqa: F401 (public: the trainable's request)
 from autowu_bench.platform.records.spec import TrialKind, TrialSpec
 from autowu_bench.schedulers.autowu import AUTOWU_DEFAULTS, DECAYS, AutoWUOptions
 from autowu_bench.schedulers.lr_functions import BASELINE_DECAYS

@@ -1,7 +1,7 @@
 """The memory a joined cluster's head node holds per running trial.
 
 On a cluster every trial's driver (Tune's function trainable), its Ray Train controller and, for an
-AutoWU trial, its AutoWU controller run on the head node (``execution.tuner.RESOURCES``), beside Ray's
+AutoWU trial, its AutoWU controller run on the head node (``execution.tuner_builder.RESOURCES``), beside Ray's
 own head processes, the suite's driver and the MLflow server. cluster.yaml's head is an m6i.2xlarge
 (32 GiB); this bench gives the figures to size it, or a smaller one, for N trials at once.
 

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from autowu_bench.platform.execution.ray_cluster import ray_session  # noqa: E402
-from autowu_bench.platform.execution.runner import run_trials  # noqa: E402
+from autowu_bench.platform.execution.grid_run import run_grid  # noqa: E402
 from autowu_bench.platform.records.spec import TrialSpec  # noqa: E402
 from autowu_bench.schedulers.autowu import AutoWUOptions  # noqa: E402
 
@@ -66,7 +66,7 @@ def main() -> None:
                    TrialSpec.from_dict({**fixed.to_dict(), "trial_id": f"fixed-{r}b"})]
     run_dir = tempfile.mkdtemp(prefix="autowu-overhead-")
     with ray_session(None):
-        summaries = run_trials(trials, run_dir=run_dir, tracking_uri=None, parent_run_id=None, max_concurrent=1)
+        summaries = run_grid(trials, run_dir=run_dir, tracking_uri=None, parent_run_id=None, max_concurrent=1)
     failed = [s.trial_id for s in summaries if s.status != "finished"]
     if failed:
         sys.exit(f"trials did not finish: {failed} (see {run_dir})")

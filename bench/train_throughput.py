@@ -78,7 +78,7 @@ def run_platform(args: argparse.Namespace) -> float:
     import pyarrow.parquet as pq
 
     from autowu_bench.platform.execution.ray_cluster import ray_session
-    from autowu_bench.platform.execution.runner import run_trials
+    from autowu_bench.platform.execution.grid_run import run_grid
     from autowu_bench.platform.records.spec import TrialSpec
 
     spec = TrialSpec(
@@ -88,7 +88,7 @@ def run_platform(args: argparse.Namespace) -> float:
     )
     run_dir = tempfile.mkdtemp(prefix="autowu-throughput-")
     with ray_session(None, num_cpus=args.workers):
-        (summary,) = run_trials([spec], run_dir=run_dir, tracking_uri=None, parent_run_id=None)
+        (summary,) = run_grid([spec], run_dir=run_dir, tracking_uri=None, parent_run_id=None)
     if summary.status != "finished":
         sys.exit(f"the platform trial did not finish: {summary}")
     rows = []

@@ -178,7 +178,7 @@ def test_an_interrupted_suite_writes_what_finished_and_exits_130(fmnist_root, tm
 
     from autowu_bench.platform.checks import environment
     from autowu_bench.platform.execution import ray_cluster
-    from autowu_bench.platform.execution import runner
+    from autowu_bench.platform.execution import grid_run
     from autowu_bench.platform.tracking import client as tracking_client
     from autowu_bench.platform.records.outcome import TrialOutcome, TrialStatus
     from autowu_bench.platform.records.trial_folder import EndedBy, TrialFolder
@@ -211,7 +211,7 @@ def test_an_interrupted_suite_writes_what_finished_and_exits_130(fmnist_root, tm
             test_acc=0.79, wall_seconds=10.0, device_hours=0.01), EndedBy.DRIVER)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "run_trials", first_trial_then_interrupt)
+    monkeypatch.setattr(grid_run, "run_grid", first_trial_then_interrupt)
     code = launch_cli.main(["--suite", "smoke", "--set", f"data.root={fmnist_root}", "--results", str(tmp_path),
                            "--tracking-uri", "http://127.0.0.1:9"])
     assert code == ExitStatus.INTERRUPTED
@@ -409,7 +409,7 @@ def test_ui_opens_the_store_a_run_folder_names_wherever_it_is_typed(tmp_path, mo
     """``--ui RUN_DIR`` (``make ui RUN=...``) serves the mlflow.db that the run's own server wrote, not the
     one in the folder the command is typed in; no browser or server is started here."""
     from autowu_bench.launch import ui
-    from autowu_bench.platform.records.run_record import RunRecord
+    from autowu_bench.platform.records.run_manifest import RunManifest
 
     started = []
     def execv(path, argv):  # the real one replaces this process with mlflow's and never returns
@@ -420,7 +420,7 @@ def test_ui_opens_the_store_a_run_folder_names_wherever_it_is_typed(tmp_path, mo
     store, run_dir, elsewhere = tmp_path / "repo", tmp_path / "runs" / "quick" / "20261207-101500", tmp_path / "cwd"
     for folder in (store, run_dir, elsewhere):
         folder.mkdir(parents=True)
-    RunRecord("quick", mlflow_store=str(store), parent_run_id="p").write(run_dir)
+    RunManifest("quick", mlflow_store=str(store), parent_run_id="p").write(run_dir)
     monkeypatch.chdir(elsewhere)
     with pytest.raises(SystemExit):
         launch_cli.main(["--ui", str(run_dir)])
@@ -433,7 +433,7 @@ def test_ui_opens_the_store_a_run_folder_names_wherever_it_is_typed(tmp_path, mo
     assert ui.ui_command(None)[-3:] == [f"sqlite:///{elsewhere / 'mlflow.db'}", "--artifacts-destination",
                                         str(elsewhere / "mlflow-artifacts")]
     # a run that logged to a server: where to browse, nothing started
-    RunRecord("quick", tracking_uri="http://10.0.0.5:5000").write(run_dir)
+    RunManifest("quick", tracking_uri="http://10.0.0.5:5000").write(run_dir)
     assert launch_cli.main(["--ui", str(run_dir)]) == ExitStatus.OK and len(started) == 1
     assert "the run logged to the MLflow server http://10.0.0.5:5000" in capsys.readouterr().out
     # a folder that is no run folder: exit 2, saying so

@@ -84,7 +84,7 @@ def test_train_workers_ran_on_the_worker_nodes_not_the_head(joined_run):
 
 
 def test_the_trial_drivers_and_controllers_ran_on_the_head(joined_run):
-    """execution.tuner.RESOURCES: a lost worker node takes only Train workers with it."""
+    """execution.tuner_builder.RESOURCES: a lost worker node takes only Train workers with it."""
     _, _, _, ran, head, _ = joined_run
     placed = {}
     for a in ran:

@@ -8,7 +8,7 @@ from data_fixtures import write_fashion_mnist_idx
 
 from autowu_bench.launch.plan import plan_new, plan_resume
 from autowu_bench.platform.checks.environment import RAY_JOB_ENV
-from autowu_bench.platform.records.run_record import RunRecord
+from autowu_bench.platform.records.run_manifest import RunManifest
 from autowu_bench.platform.suite.errors import SuiteError
 from autowu_bench.platform.suite.expansion import expand
 from autowu_bench.platform.suite.loader import load_suite
@@ -31,7 +31,7 @@ def test_a_new_plan_creates_the_run_folder_and_reads_back_for_resume(tmp_path, f
     assert plan.trials == expand(suite) and plan.fixed_trials == plan.trials and plan.jobs == []
     assert {p.name for p in plan.run_dir.iterdir()} == {"suite.yaml", "trial_specs.json"}
     assert capsys.readouterr().out.startswith("suite smoke: 6 trials")
-    RunRecord("smoke", tracking_uri=suite.tracking_uri, parent_run_id="p").write(plan.run_dir)
+    RunManifest("smoke", tracking_uri=suite.tracking_uri, parent_run_id="p").write(plan.run_dir)
     resumed = plan_resume(plan.run_dir, tracking_uri=None, address=None)
     assert resumed.trials == plan.trials and resumed.record.parent_run_id == "p"
     assert resumed.suite.tracking_uri == suite.tracking_uri
@@ -54,7 +54,7 @@ def test_a_resume_under_ray_jobs_refuses_a_folder_or_store_ray_deletes(tmp_path,
     monkeypatch.chdir(job_copy)
     suite = load_suite("smoke", sets=[f"data.root={fmnist_root}"], results=str(job_copy / "runs"))
     plan = plan_new(suite, address=None)  # not a job yet: ./runs and ./mlflow.db are the user's folder
-    RunRecord("smoke", parent_run_id="p").write(plan.run_dir)  # its own server, whose store was not recorded
+    RunManifest("smoke", parent_run_id="p").write(plan.run_dir)  # its own server, whose store was not recorded
     monkeypatch.setenv(RAY_JOB_ENV, "{}")
     with pytest.raises(SuiteError) as info:
         plan_resume(plan.run_dir, tracking_uri=None, address=None)
@@ -62,7 +62,7 @@ def test_a_resume_under_ray_jobs_refuses_a_folder_or_store_ray_deletes(tmp_path,
     assert f"results '{plan.run_dir}': a Ray job's folder" in message
     assert f"its store in {job_copy}" in message and "--tracking-uri" in message
     # With the store recorded outside the copy, only the run folder is in the way.
-    RunRecord("smoke", parent_run_id="p", mlflow_store=str(tmp_path / "store")).write(plan.run_dir)
+    RunManifest("smoke", parent_run_id="p", mlflow_store=str(tmp_path / "store")).write(plan.run_dir)
     with pytest.raises(SuiteError) as info:
         plan_resume(plan.run_dir, tracking_uri=None, address=None)
     assert "results" in str(info.value) and "its store in" not in str(info.value)
@@ -72,7 +72,7 @@ def test_a_dry_run_estimates_the_cost_from_the_steps_and_a_stated_throughput(mon
     """paper-cifar10 (228 trials x 200 epochs x 4 GPUs): device-hours and wall time, marked as an
     estimate, with the throughput it assumed and where that figure was measured."""
     from autowu_bench.launch import estimate
-    from autowu_bench.platform.checks.schedules import planned_steps_per_epoch
+    from autowu_bench.platform.checks.autowu_density import planned_steps_per_epoch
 
     monkeypatch.setenv("AUTOWU_AUTOSCALING_CONFIG", "/nonexistent")  # not a cluster's head: cluster.yaml's limits
     suite = load_suite("paper-cifar10", sets=["data.root=/nonexistent"])

@@ -90,7 +90,7 @@ def test_trial_drivers_ask_for_no_cpu_and_a_sliver_of_the_head_node():
     node that can go away (tests/test_multinode.py runs it on a real cluster); the Tune API's trainable
     asks the same. The head node has 1.0 of the resource: room for many trials at once."""
     from autowu_bench import tune
-    from autowu_bench.platform.execution.tuner import RESOURCES
+    from autowu_bench.platform.execution.tuner_builder import RESOURCES
 
     resources = RESOURCES
     assert resources["CPU"] == 0 and resources["memory"] > 0

@@ -50,7 +50,7 @@ def _spec(data_root: str, trial_id: str) -> TrialSpec:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     from autowu_bench.platform.execution.ray_cluster import ray_session
-    from autowu_bench.platform.execution.runner import run_trials
+    from autowu_bench.platform.execution.grid_run import run_grid
 
     root = tmp_path_factory.mktemp("data")
     write_fashion_mnist_idx(root, n_train=N_TRAIN, n_test=100, seed=0)
@@ -63,7 +63,7 @@ def run(tmp_path_factory):
                                                 CONTROLLER_KILL_AFTER, _controller_pid)}
         for killer in killers.values():
             killer.start()
-        outcomes = run_trials(trials, run_dir=run_dir, tracking_uri=None, parent_run_id=None)
+        outcomes = run_grid(trials, run_dir=run_dir, tracking_uri=None, parent_run_id=None)
         for killer in killers.values():
             killer.join(timeout=5)
     return run_dir, {o.trial_id: o for o in outcomes}, killers

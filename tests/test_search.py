@@ -274,18 +274,18 @@ def test_a_trial_that_dies_before_its_driver_writes_is_listed_and_failed(tmp_pat
     from autowu_bench.platform.records import tables
     from autowu_bench.platform.records.outcome import TrialOutcome
     from autowu_bench.launch.suite_run import RunTrials
-    from autowu_bench.platform.execution.search import SearchBook
+    from autowu_bench.platform.execution.search import SearchCallback
 
     job = search_jobs(suite(search_arm("tpe")))[0]
     run_trials = RunTrials(tmp_path)  # the suite run's: it writes trial_specs.json as a trial starts
-    book = SearchBook(job, run_dir=str(tmp_path), tracking_uri=None, known=run_trials.trials, on_new=run_trials.add)
-    book.on_trial_error(0, [], _FakeTrial(2, {"peak_lr": 0.01, "warmup_epochs": 1.0}))
+    callback = SearchCallback(job, run_dir=str(tmp_path), tracking_uri=None, known=run_trials.trials, on_new=run_trials.add)
+    callback.on_trial_error(0, [], _FakeTrial(2, {"peak_lr": 0.01, "warmup_epochs": 1.0}))
     (spec,) = tables.read_specs(tmp_path)
     assert spec.trial_id == "rs_fmnist-mlp_b256_s0_t002" and spec.peak_lr == 0.01
     outcome = TrialFolder.of(tmp_path, spec.trial_id).summary()
     assert outcome.status is TrialStatus.FAILED and "died" in outcome.error
-    # Tune keeps a copy of its callbacks: the book and the suite run's list it appends to must pickle.
-    assert pickle.loads(pickle.dumps(book)).known == run_trials.trials == [spec]
+    # Tune keeps a copy of its callbacks: the callback and the suite run's list it appends to must pickle.
+    assert pickle.loads(pickle.dumps(callback)).known == run_trials.trials == [spec]
 
 
 @pytest.mark.parametrize("kind", ["random", "tpe"])
@@ -295,11 +295,11 @@ def test_the_progress_line_counts_the_points_not_yet_proposed(kind):
     import io
 
     from autowu_bench.platform.execution.progress import ProgressReporter
-    from autowu_bench.platform.execution.search import SearchBook
+    from autowu_bench.platform.execution.search import SearchCallback
 
     job = search_jobs(suite(search_arm(kind)))[0]
-    book = SearchBook(job, run_dir="unused", tracking_uri=None, known=[], on_new=lambda spec: None)
-    reporter = ProgressReporter(job.planned(), stream=io.StringIO(), live=False, spec_of=book.spec_dict)
+    callback = SearchCallback(job, run_dir="unused", tracking_uri=None, known=[], on_new=lambda spec: None)
+    reporter = ProgressReporter(job.planned(), stream=io.StringIO(), live=False, spec_of=callback.spec_dict)
     assert reporter.line().startswith("trials 0/5 done, 0 running, 5 pending, 0 failed")
     first = _FakeTrial(0 if kind == "random" else 1, {"peak_lr": 0.01, "warmup_epochs": 1.0})  # Tune's first tag
     reporter.on_trial_start(0, [], first)
@@ -318,15 +318,15 @@ def test_the_progress_line_counts_the_points_not_yet_proposed(kind):
 ])
 def test_the_callback_records_a_trial_tune_stopped(tmp_path, last_status, run_status, summary_status,
                                                    driver_wrote_failure):
-    """What SearchBook writes when Tune ends a trial whose driver wrote no summary of a result: the summary
+    """What SearchCallback writes when Tune ends a trial whose driver wrote no summary of a result: the summary
     from the last report and the end of its MLflow run, queued in the trial's spool (no MLflow needed here).
     A failure its driver wrote (the teardown of Tune's stop, seen from the trial) is replaced: Tune
     completed the trial, it did not fail."""
     from autowu_bench.platform.records.outcome import TrialOutcome
-    from autowu_bench.platform.execution.search import SearchBook
+    from autowu_bench.platform.execution.search import SearchCallback
 
     job = search_jobs(suite(search_arm(scheduler={"kind": "asha", "grace_period": 1})))[0]
-    book = SearchBook(job, run_dir=str(tmp_path), tracking_uri="http://127.0.0.1:9", known=[],
+    callback = SearchCallback(job, run_dir=str(tmp_path), tracking_uri="http://127.0.0.1:9", known=[],
                       on_new=lambda spec: None)
     trial = _FakeTrial(0, {"peak_lr": 0.01, "warmup_epochs": 1.0})  # random: Tune's tag counts from 0
     folder = tmp_path / "trials" / "rs_fmnist-mlp_b256_s0_t001"
@@ -337,10 +337,10 @@ def test_the_callback_records_a_trial_tune_stopped(tmp_path, last_status, run_st
                          "status": last_status, **({"test_acc": 0.58} if last_status == "finished" else {})}
     if driver_wrote_failure:
         TrialFolder(folder).end(TrialOutcome.from_report(
-            book.spec_of(trial), None, status=TrialStatus.FAILED, started=1.0, ended=2.0,
+            callback.spec_of(trial), None, status=TrialStatus.FAILED, started=1.0, ended=2.0,
             error="ActorDiedError: ... its placement group was removed"), EndedBy.DRIVER)
     with pytest.warns(UserWarning, match="did not take"):  # nothing listens on port 9: it stays spooled
-        book.on_trial_complete(0, [], trial)
+        callback.on_trial_complete(0, [], trial)
     outcome = TrialFolder(folder).summary()
     assert outcome.error is None and outcome.epochs_done == trial.last_result["epoch"]
     assert outcome.status == summary_status and outcome.mlflow_run_id == "r7"
@@ -381,19 +381,19 @@ def test_a_resumed_search_replays_a_trial_that_ended_from_its_records(tmp_path):
 
 
 def test_a_resumed_search_that_proposes_another_point_under_a_recorded_id_stops(tmp_path):
-    from autowu_bench.platform.execution.search import SearchBook, SearchReplayError
+    from autowu_bench.platform.execution.search import SearchCallback, SearchReplayError
 
     job = search_jobs(suite(search_arm("tpe")))[0]
     recorded = job.spec({"peak_lr": 0.01, "warmup_epochs": 1.0}, job.trial_id(2))
     specs = [recorded]  # the run being resumed: trial_specs.json
-    book = SearchBook(job, run_dir=str(tmp_path), tracking_uri=None, known=specs, on_new=specs.append)
-    book.on_trial_start(0, [], _FakeTrial(2, {"peak_lr": 0.01, "warmup_epochs": 1.0}))  # the same point: fine
+    callback = SearchCallback(job, run_dir=str(tmp_path), tracking_uri=None, known=specs, on_new=specs.append)
+    callback.on_trial_start(0, [], _FakeTrial(2, {"peak_lr": 0.01, "warmup_epochs": 1.0}))  # the same point: fine
     assert specs == [recorded]
     third = job.spec({"peak_lr": 0.05, "warmup_epochs": 1.0}, job.trial_id(3))
     specs.append(third)
     with pytest.raises(SearchReplayError, match=r"t003: the searcher proposed another point .*peak_lr 0.05, warmup "
                                                 r"1.0, autowu \{\} then; peak_lr 0.02"):
-        book.on_trial_start(0, [], _FakeTrial(3, {"peak_lr": 0.02, "warmup_epochs": 1.0}))
+        callback.on_trial_start(0, [], _FakeTrial(3, {"peak_lr": 0.02, "warmup_epochs": 1.0}))
     assert specs == [recorded, third]  # the record keeps the point it ran
 
 
@@ -472,35 +472,35 @@ def test_a_trial_that_dies_after_an_earlier_runs_interruption_is_summarised_as_f
     run before its driver writes a summary: summarised as failed (a later resume replays it as failed), while a
     summary its driver wrote in this run stays."""
     from autowu_bench.platform.records.outcome import TrialOutcome
-    from autowu_bench.platform.execution.search import SearchBook
+    from autowu_bench.platform.execution.search import SearchCallback
 
     job, spec, folder = failed_trial
     written = (folder / "summary.json").read_bytes()  # by this run's driver: it started at 10.0, before its end
-    book = SearchBook(job, run_dir=str(tmp_path), tracking_uri=None, known=[spec], on_new=lambda spec: None)
+    callback = SearchCallback(job, run_dir=str(tmp_path), tracking_uri=None, known=[spec], on_new=lambda spec: None)
     trial = _FakeTrial(2, {"peak_lr": spec.peak_lr, "warmup_epochs": spec.warmup_epochs})
-    book.on_trial_error(0, [], trial)
+    callback.on_trial_error(0, [], trial)
     assert (folder / "summary.json").read_bytes() == written
     (folder / "driver.json").write_text(json.dumps({"started": 30.0}))  # the resumed run's driver, after that end
     TrialFolder(folder).end(TrialOutcome.from_report(spec, None, status=TrialStatus.FAILED, started=10.0, ended=20.0,
                              error="SIGTERM stopped the suite (...)", interrupted=True), EndedBy.DRIVER)
-    book.on_trial_error(0, [], trial)
+    callback.on_trial_error(0, [], trial)
     outcome = TrialFolder(folder).summary()
     assert outcome.failed_by_error and "died" in outcome.error and outcome.ended_at > 30.0
 
 
 def test_the_callback_keeps_the_summary_of_a_trial_its_driver_saw_to_the_end(tmp_path):
-    from autowu_bench.platform.execution.search import SearchBook
+    from autowu_bench.platform.execution.search import SearchCallback
     from autowu_bench.platform.records.outcome import TrialOutcome
 
     job = search_jobs(suite(search_arm(scheduler={"kind": "asha", "grace_period": 1})))[0]
-    book = SearchBook(job, run_dir=str(tmp_path), tracking_uri=None, known=[], on_new=lambda spec: None)
+    callback = SearchCallback(job, run_dir=str(tmp_path), tracking_uri=None, known=[], on_new=lambda spec: None)
     trial = _FakeTrial(0, {"peak_lr": 0.01, "warmup_epochs": 1.0})
     folder = tmp_path / "trials" / "rs_fmnist-mlp_b256_s0_t001"
     folder.mkdir(parents=True)
     trial.last_result = {"epoch": 4, "step": 32, "val_acc": 0.6, "status": "running"}  # Tune's view lags
     final = EpochReport(epoch=5, step=40, status=TrialStatus.FINISHED, val_acc=0.7, test_acc=0.69)
-    TrialFolder(folder).end(TrialOutcome.from_report(book.spec_of(trial), final, status=TrialStatus.FINISHED,
+    TrialFolder(folder).end(TrialOutcome.from_report(callback.spec_of(trial), final, status=TrialStatus.FINISHED,
                                                      started=1.0, ended=9.0), EndedBy.DRIVER)
-    book.on_trial_complete(0, [], trial)
+    callback.on_trial_complete(0, [], trial)
     kept = TrialFolder(folder).summary()
     assert kept.status is TrialStatus.FINISHED and (kept.epochs_done, kept.test_acc) == (5, 0.69)

@@ -29,7 +29,7 @@ from autowu_bench.platform.tracking.trial_logger import LOGGER_CLOSE_SECONDS, Tr
 from autowu_bench.platform.tracking.delivery import send_spools
 from autowu_bench.platform.tracking.env import MLFLOW_ENV
 from autowu_bench.platform.tracking.server import LocalMlflowServer, free_port
-from autowu_bench.platform.records.run_record import RunRecord
+from autowu_bench.platform.records.run_manifest import RunManifest
 from autowu_bench.platform.records.spec import TrialSpec
 from autowu_bench.platform.tracking.spool import REJECTED_FILE, Spool
 
@@ -134,7 +134,7 @@ def test_a_trial_with_mlflow_away_throughout_is_spooled_and_sync_sends_it_once(s
     spool_artifacts(run_dir, parent, [table])
     spool_summary(run_dir, parent, {"trials": 1, "trials_failed": 0})
     spool_end(run_dir, parent, "FINISHED", "FAILED")
-    RunRecord("outage-test", tracking_uri=server.uri, parent_run_id=parent).write(run_dir)
+    RunManifest("outage-test", tracking_uri=server.uri, parent_run_id=parent).write(run_dir)
 
     assert launch_cli.main(["--sync", str(run_dir)]) == ExitStatus.OK
     assert "sent" in capsys.readouterr().out
@@ -170,7 +170,7 @@ def test_sync_starts_a_server_over_the_store_of_a_suite_that_ran_its_own(tmp_pat
     logger.log_steps([1, 2, 3], [0.1, 0.2, 0.3], [1.0, 0.9, 0.8])
     logger.close(timeout=1)
     close_trial(away, folder, "FINISHED", {"test_acc": 0.7}, wait=10)
-    RunRecord("outage-test", mlflow_store=str(store), parent_run_id=parent).write(run_dir)
+    RunManifest("outage-test", mlflow_store=str(store), parent_run_id=parent).write(run_dir)
     assert launch_cli.main(["--sync", str(run_dir)]) == ExitStatus.OK
     assert "sent" in capsys.readouterr().out
     client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")  # the store itself, no server
@@ -260,7 +260,7 @@ def test_a_suite_that_ends_with_mlflow_away_writes_its_results_and_exits_4(fmnis
     test_a_trial_with_mlflow_away_throughout...): the tables and the report are written, the parent run's
     end waits in the run folder's spool, the exit status says tracking is incomplete."""
     from autowu_bench.platform.execution import ray_cluster
-    from autowu_bench.platform.execution import runner
+    from autowu_bench.platform.execution import grid_run
     from autowu_bench.platform.records.outcome import TrialOutcome, TrialStatus
     from autowu_bench.platform.records.trial_folder import EndedBy, TrialFolder
 
@@ -282,7 +282,7 @@ def test_a_suite_that_ends_with_mlflow_away_writes_its_results_and_exits_4(fmnis
             outcomes.append(outcome)
         return outcomes
 
-    monkeypatch.setattr(runner, "run_trials", every_trial_finishes)
+    monkeypatch.setattr(grid_run, "run_grid", every_trial_finishes)
     code = launch_cli.main(["--suite", "smoke", "--set", f"data.root={fmnist_root}", "--results", str(tmp_path),
                            "--tracking-uri", away_uri()])
     err = capsys.readouterr().err
@@ -293,7 +293,7 @@ def test_a_suite_that_ends_with_mlflow_away_writes_its_results_and_exits_4(fmnis
     assert "tracking is incomplete" in err and f"--sync {run_dir}" in err
     ops = [op.KIND for _, op in Spool.of(run_dir).pending()]
     assert ops == ["artifacts", "artifacts", "artifacts", "metrics", "close_children", "status"]
-    assert RunRecord.read(run_dir).parent_run_id == "parent"
+    assert RunManifest.read(run_dir).parent_run_id == "parent"
 
 
 # -- a local server killed mid-trial --------------------------------------------------------------------

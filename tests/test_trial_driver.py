@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from autowu_bench.platform.execution.trial_driver import TrialDriver
-from autowu_bench.platform.execution.training_state import Progress, TrainingState
+from autowu_bench.platform.execution.training_state import LoopPosition, TrainingState
 from autowu_bench.platform.records.outcome import EpochReport, TrialStatus
-from autowu_bench.platform.records.run_record import mark_interrupted
+from autowu_bench.platform.records.run_manifest import mark_interrupted
 from autowu_bench.platform.records.spec import TrialSpec
 from autowu_bench.platform.records.trial_folder import TrialFolder
 from autowu_bench.schedulers.lr_plan import FixedPlan
@@ -77,7 +77,7 @@ def test_a_trial_failing_after_the_suite_was_interrupted_is_marked_interrupted(t
 
 
 def test_tunes_stop_is_not_a_failure(tmp_path, monkeypatch):
-    """ASHA's stop reaches the trial as SystemExit: the driver writes nothing (the search's SearchBook does)."""
+    """ASHA's stop reaches the trial as SystemExit: the driver writes nothing (the search's SearchCallback does)."""
     def fit():
         raise SystemExit(0)
 
@@ -102,7 +102,7 @@ def test_a_training_state_is_a_checkpoint_that_loads_without_running_code(tmp_pa
     plan = FixedPlan(total_steps=30, warmup_steps=10, peak_lr=0.1)
     state = TrainingState(model={"w": torch.ones(2)}, optimizer={"state": {}, "param_groups": []},
                           rng=[{"torch": torch.get_rng_state()}],
-                          progress=Progress(step=10, epoch=1, rollbacks=0, best_val_acc=0.5,
+                          progress=LoopPosition(step=10, epoch=1, rollbacks=0, best_val_acc=0.5,
                                             val_history=[{"epoch": 1, "val_loss": 0.9, "val_acc": 0.5}]),
                           trace=[(1, 0.01), (2, 0.02)], plan=plan, schedule={"peak_lr": 0.1})
     torch.save({**state.to_dict(), "spec": SPEC.to_dict()}, tmp_path / "state.pt")

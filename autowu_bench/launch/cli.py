@@ -148,13 +148,13 @@ def _refuse_changes_to_a_resumed_run(args: argparse.Namespace) -> None:
 def sync(args: argparse.Namespace) -> ExitStatus:
     """``--sync RUN_DIR``: send what the run folder's spools hold to the run's tracking store (a new local
     server over the folder the suite's server used, else the suite's tracking URI, else --tracking-uri)."""
-    from autowu_bench.platform.records.run_record import RunRecord
+    from autowu_bench.platform.records.run_manifest import RunManifest
     from autowu_bench.platform.tracking.server import LocalMlflowServer
     from autowu_bench.platform.tracking.delivery import send_spools
 
     run_dir = Path(args.sync).expanduser().absolute()
     try:
-        record = RunRecord.read(run_dir)
+        record = RunManifest.read(run_dir)
     except ValueError as exc:
         print(f"{args.prog} --sync: {exc}", file=sys.stderr)
         return ExitStatus.INVALID

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from autowu_bench.platform.checks.schedules import planned_steps_per_epoch
+from autowu_bench.platform.checks.autowu_density import planned_steps_per_epoch
 from autowu_bench.platform.execution.progress import format_duration
 from autowu_bench.platform.execution.ray_cluster import autoscaler_max_resources, concurrency_for
 from autowu_bench.platform.records.spec import TrialSpec

@@ -18,7 +18,7 @@ from autowu_bench.platform.checks.environment import (
 )
 from autowu_bench.platform.checks.autowu_density import schedule_warnings
 from autowu_bench.platform.records import tables
-from autowu_bench.platform.records.run_record import RunRecord
+from autowu_bench.platform.records.run_manifest import RunManifest
 from autowu_bench.platform.records.spec import TrialKind, TrialSpec
 from autowu_bench.platform.suite.errors import SuiteError
 from autowu_bench.platform.suite.expansion import SearchJob, expand, search_jobs
@@ -37,7 +37,7 @@ class RunPlan:
     trials: list[TrialSpec]
     jobs: list[SearchJob]
     run_dir: Path
-    record: RunRecord | None = None
+    record: RunManifest | None = None
 
     @property
     def fixed_trials(self) -> list[TrialSpec]:
@@ -90,7 +90,7 @@ def plan_resume(run_dir: str | Path, *, tracking_uri: str | None, address: str |
     it (its data, the checkpoints' disk, the tracking server, the cluster, a Ray job's folder)."""
     run_dir = Path(run_dir).expanduser().absolute()
     try:
-        record = RunRecord.read(run_dir)
+        record = RunManifest.read(run_dir)
     except ValueError as exc:
         raise SuiteError([f"--resume: {exc}"]) from None
     suite = load_suite(run_dir / "suite.yaml", tracking_uri=tracking_uri)

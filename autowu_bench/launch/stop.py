@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from autowu_bench.launch.exit_status import ExitStatus
-from autowu_bench.platform.records.run_record import mark_interrupted
+from autowu_bench.platform.records.run_manifest import mark_interrupted
 
 
 class SignalStop:

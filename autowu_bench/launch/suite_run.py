@@ -83,7 +83,7 @@ class SuiteRun:
         self.trials = RunTrials(plan.run_dir, list(plan.trials))  # and the searches' as they start
 
     def execute(self) -> ExitStatus:
-        from autowu_bench.platform.execution.runner import pending_trials
+        from autowu_bench.platform.execution.grid_run import pending_trials
 
         # The fixed trials that have not ended (all of a new run's): what is announced and run.
         self.pending = pending_trials(str(self.plan.run_dir), self.plan.fixed_trials)
@@ -159,7 +159,7 @@ class SuiteRun:
 
     def _open_parent(self) -> None:
         """The suite's parent MLflow run, new or (resuming) reopened, and ``run.json`` naming it."""
-        from autowu_bench.platform.records.run_record import RunRecord
+        from autowu_bench.platform.records.run_manifest import RunManifest
         from autowu_bench.platform.tracking.client import reopen_run, start_parent_run
         from autowu_bench.platform.tracking.delivery import send_spools
 
@@ -181,7 +181,7 @@ class SuiteRun:
                 params={"suite": suite.name, "trials": len(plan.trials), "run_dir": str(plan.run_dir),
                         "address": self.options.address},
             )
-        RunRecord(plan.suite.name, tracking_uri=plan.suite.tracking_uri, address=self.options.address,
+        RunManifest(plan.suite.name, tracking_uri=plan.suite.tracking_uri, address=self.options.address,
                   parent_run_id=self.parent,
                   mlflow_store=None if self.server is None else str(self.server.workdir)).write(plan.run_dir)
 
@@ -194,7 +194,7 @@ class SuiteRun:
         status, patience, prog = RunStatus.FAILED, 0.0, self.options.prog
         try:
             self.started = time.time()
-            self._run_trials()
+            self._run_grid()
             failed, patience = self._finish()
             status = RunStatus.FINISHED
         except SearchReplayError as exc:
@@ -218,14 +218,14 @@ class SuiteRun:
             return ExitStatus.TRIALS_FAILED
         return ExitStatus.OK if tracked.complete else ExitStatus.TRACKING_INCOMPLETE
 
-    def _run_trials(self) -> None:
+    def _run_grid(self) -> None:
         """The fixed trials not ended yet, then each search as its own Tune job (a search's trials join
         ``self.trials`` as they start)."""
-        from autowu_bench.platform.execution import ray_cluster, runner, search
+        from autowu_bench.platform.execution import grid_run, ray_cluster, search
 
         plan, run_dir = self.plan, str(self.plan.run_dir)
         limit = plan.suite.resources.max_concurrent_trials
-        runner.run_trials(self.pending, run_dir=run_dir,
+        grid_run.run_grid(self.pending, run_dir=run_dir,
                           tracking_uri=self.tracking_uri, parent_run_id=self.parent, max_concurrent=limit,
                           verbose=self.options.verbose)
         for job in plan.jobs:
@@ -236,7 +236,7 @@ class SuiteRun:
     def _finish(self) -> tuple[list[str], float]:
         """The trials' outcomes, the tables and report written and logged, the suite's summary spooled;
         returns the failed trials and how long the end still waits for MLflow."""
-        from autowu_bench.platform.execution.runner import collect_outcomes
+        from autowu_bench.platform.execution.grid_run import collect_outcomes
         from autowu_bench.platform.records.outcome import TrialStatus
         from autowu_bench.platform.tracking.lifecycle import spool_summary
         from autowu_bench.platform.tracking.delivery import send_spools

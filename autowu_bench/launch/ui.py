@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from autowu_bench.launch.exit_status import ExitStatus
-from autowu_bench.platform.records.run_record import RunRecord
+from autowu_bench.platform.records.run_manifest import RunManifest
 from autowu_bench.platform.tracking.server import MAKE_UI_URL
 
 # Where the UI listens: the address that the reports of suites that ran their own server link to.
@@ -43,7 +43,7 @@ def ui_command(run_dir: str | Path | None) -> list[str] | str:
     ``run_dir`` is not a run folder."""
     if run_dir is None:
         return _mlflow_ui(f"sqlite:///{Path.cwd() / 'mlflow.db'}", Path.cwd() / "mlflow-artifacts")
-    record = RunRecord.read(Path(run_dir).expanduser().absolute())
+    record = RunManifest.read(Path(run_dir).expanduser().absolute())
     if record.mlflow_store is not None:
         store = Path(record.mlflow_store)
         return _mlflow_ui(f"sqlite:///{store / 'mlflow.db'}", store / "mlflow-artifacts")

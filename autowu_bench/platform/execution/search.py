@@ -14,7 +14,7 @@ the same results (the platform's trials are deterministic) give the same points 
 
 A trial stopped by ASHA: Tune stops its actor, which tears down the trial's ``TorchTrainer`` (its Ray
 Train controller and workers are the actor's own). Its driver cannot write its summary, so
-:class:`SearchBook` (a Tune callback in the driver's process) writes it: status ``stopped``, the
+:class:`SearchCallback` (a Tune callback in the driver's process) writes it: status ``stopped``, the
 epochs it reported, its wall time from its driver's start to the stop (device-hours counted for what it
 ran), and ends its MLflow child run (through the trial's spool) as KILLED with ``summary.status = stopped``.
 """
@@ -36,7 +36,7 @@ from autowu_bench.platform.suite.schema import Range
 from autowu_bench.platform.tracking.client import RunStatus
 from autowu_bench.platform.tracking.lifecycle import close_trial, spooled_run_id
 from autowu_bench.platform.execution.trial_driver import run_trial
-from autowu_bench.platform.execution.tuner import build_tuner
+from autowu_bench.platform.execution.tuner_builder import build_tuner
 
 METRIC, MODE = "val_acc", "max"
 TIME_ATTR = "epoch"
@@ -97,7 +97,7 @@ def scheduler(job: SearchJob):
 
     ``max_t`` is one past the last epoch, so that ASHA's own end (it stops every trial at ``max_t``)
     never comes at a trial's final report; a rung can still fall on the last epoch (4 epochs, grace 1, factor 2: rungs 1, 2, 4), and a
-    trial stopped there has made its final report: :class:`SearchBook` then records it as it ended."""
+    trial stopped there has made its final report: :class:`SearchCallback` then records it as it ended."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     asha = job.search.scheduler
@@ -184,7 +184,7 @@ def last_report(trial: Any) -> EpochReport | None:
     return EpochReport.from_metrics(getattr(trial, "last_result", None))
 
 
-class SearchBook:
+class SearchCallback:
     """Tune callback methods of a search job (made a ``tune.Callback`` by :func:`run_search`): names
     the trials, hands each new trial's spec to ``on_new`` as it starts (the suite run records it in
     ``trial_specs.json``), checks a resumed run's trials against ``known`` and writes the summary of a
@@ -262,7 +262,7 @@ def run_search(job: SearchJob, *, run_dir: str, tracking_uri: str | None, parent
                known: Sequence[TrialSpec], on_new: Callable[[TrialSpec], None], default_concurrency: int,
                verbose: bool = False, progress_interval: float = 60.0) -> list[TrialSpec]:
     """Run one search job through its own ``tune.Tuner``; returns the trials it ran. Each trial that
-    ``known`` (the run's trials so far) does not hold goes to ``on_new`` as it starts (``SearchBook``):
+    ``known`` (the run's trials so far) does not hold goes to ``on_new`` as it starts (``SearchCallback``):
     ``on_new`` and the objects it holds must pickle, as Tune keeps a copy of its callbacks."""
     from ray import tune
 
@@ -271,18 +271,18 @@ def run_search(job: SearchJob, *, run_dir: str, tracking_uri: str | None, parent
 
     run_dir = os.path.abspath(run_dir)
 
-    class SearchBookCallback(SearchBook, tune.Callback):
+    class TuneSearchCallback(SearchCallback, tune.Callback):  # ray imported here, not at module load
         pass
 
-    book = SearchBookCallback(job, run_dir=run_dir, tracking_uri=tracking_uri, known=known, on_new=on_new)
+    callback = TuneSearchCallback(job, run_dir=run_dir, tracking_uri=tracking_uri, known=known, on_new=on_new)
     limit = concurrency(job, default_concurrency)
     grid = job.search.searcher == "grid"
     tuner = build_tuner(
         run_search_trial, run_dir=run_dir, tracking_uri=tracking_uri, parent_run_id=parent_run_id,
         bound={"job": job}, name=f"search-{job.name}", param_space=param_space(job),
         trial_name=functools.partial(trial_name, job),
-        callbacks=[book, progress_callback(job.planned(), verbose=verbose, interval=progress_interval,
-                                           spec_of=book.spec_dict, log_path=ray_log_path(run_dir))],
+        callbacks=[callback, progress_callback(job.planned(), verbose=verbose, interval=progress_interval,
+                                           spec_of=callback.spec_dict, log_path=ray_log_path(run_dir))],
         metric=METRIC, mode=MODE, search_alg=searcher(job, limit), scheduler=scheduler(job),
         num_samples=1 if grid else job.search.trials, reuse_actors=False,
     )
@@ -290,10 +290,10 @@ def run_search(job: SearchJob, *, run_dir: str, tracking_uri: str | None, parent
           f"seed {job.search.seed}", flush=True)
     try:
         tuner.fit()
-    except Exception as exc:  # noqa: BLE001 - Tune may wrap what the SearchBook raised: that is what counts
+    except Exception as exc:  # noqa: BLE001 - Tune may wrap what the SearchCallback raised: that is what counts
         cause = exc
         while cause is not None and not isinstance(cause, SearchReplayError):
             cause = cause.__cause__ or cause.__context__
         raise (cause or exc) from None
-    return list(book.mine.values())
+    return list(callback.mine.values())
 

@@ -17,7 +17,7 @@ from autowu_bench.schedulers.lr_plan import LRPlan
 
 
 @dataclass
-class Progress:
+class LoopPosition:
     """How far the trial is: what the loop needs besides the weights to go on from a state."""
 
     step: int
@@ -36,7 +36,7 @@ class TrainingState:
         model / optimizer: the state dicts (the model's weights are those to evaluate: Schedule-Free's
             average).
         rng: every rank's RNG states (torch, python, numpy; cuda on a GPU), by rank.
-        progress: :class:`Progress`.
+        progress: :class:`LoopPosition`.
         trace: the (step, lr) pairs applied so far.
         plan: the schedule's plan in force.
         schedule: rank 0's schedule state (the AutoWU controller's, or the baseline's); None elsewhere.
@@ -45,7 +45,7 @@ class TrainingState:
     model: dict[str, Any]
     optimizer: dict[str, Any]
     rng: list[dict[str, Any]]
-    progress: Progress
+    progress: LoopPosition
     trace: list[tuple[int, float]]
     plan: LRPlan
     schedule: dict[str, Any] | None = None
@@ -63,5 +63,5 @@ class TrainingState:
         if missing:
             raise ValueError(f"not a trial checkpoint: it lacks {missing} (keys: {sorted(values)})")
         return cls(model=values["model"], optimizer=values["optimizer"], rng=list(values["rng"]),
-                   progress=Progress(**values["progress"]), trace=list(values["trace"]),
+                   progress=LoopPosition(**values["progress"]), trace=list(values["trace"]),
                    plan=LRPlan.from_dict(values["plan"]), schedule=values["schedule"])

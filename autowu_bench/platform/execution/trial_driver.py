@@ -28,7 +28,7 @@ from typing import Any
 
 from autowu_bench.platform.records.files import read_count
 from autowu_bench.platform.records.outcome import EpochReport, TrialOutcome, TrialStatus
-from autowu_bench.platform.records.run_record import interrupted_since
+from autowu_bench.platform.records.run_manifest import interrupted_since
 from autowu_bench.platform.records.spec import TrialKind, TrialSpec
 from autowu_bench.platform.records.trial_folder import CHECKPOINTS_KEPT, EndedBy, TrialFolder
 
@@ -68,7 +68,7 @@ class TrialDriver:
     def run(self) -> None:
         """Fit, then write the summary: ``finished`` / ``diverged`` from the final report, or ``failed`` with
         the error that ended the fit (raised on, for Tune to record; an interrupt of the suite marks it so).
-        Tune's scheduler ending the trial (ASHA) is not an error: the summary is the search's ``SearchBook``'s
+        Tune's scheduler ending the trial (ASHA) is not an error: the summary is the search's ``SearchCallback``'s
         to write (platform/execution/search.py)."""
         from autowu_bench.platform.execution.controller import stop_controller
 

@@ -10,7 +10,7 @@ the step loss on the device. At each *sync point* (where the plan hands losses o
 end) all ranks read the buffered losses once, averaged over ranks; while AutoWU is in warmup, rank 0
 hands them to the schedule and, where the plan may have changed, broadcasts the new plan, so all ranks
 apply the same LR without a per-step call. A sync point returns what the loop does next
-(:class:`SyncOutcome`).
+(:class:`ControllerVerdict`).
 
 Divergence (docs/autowu.md, "Divergence and rollback"): a loss the plan calls divergent in the warmup
 is handed over at once; the controller switches with reason "divergence", and all ranks restore the
@@ -53,7 +53,7 @@ import torch
 from autowu_bench.platform.execution.collectives import broadcast_object, gather_objects
 from autowu_bench.platform.records.files import count_up, read_count, write_atomic, write_parquet_atomic
 from autowu_bench.platform.execution.train_step import LossBuffer, TrainStep, evaluate, first_divergent
-from autowu_bench.platform.execution.training_state import Progress, TrainingState
+from autowu_bench.platform.execution.training_state import LoopPosition, TrainingState
 from autowu_bench.platform.records.outcome import EpochReport, TrialStatus
 from autowu_bench.platform.records.spec import TrialKind, TrialSpec
 from autowu_bench.platform.records.trial_folder import CHECKPOINT_FILE, TrialFolder
@@ -68,7 +68,7 @@ from autowu_bench.workloads.optimizers import evaluation_weights
 DIVERGENCE_CHECK_STEPS = 8
 
 
-class SyncOutcome(StrEnum):
+class ControllerVerdict(StrEnum):
     CONTINUE = "continue"  # train on
     ROLLBACK = "rollback"  # the controller decided a divergence in these losses: restore a good snapshot
     DIVERGED = "diverged"  # a non-finite loss with no rollback left: the trial ends
@@ -156,7 +156,7 @@ class TrialWorker:
         )
         self.model = self.step_fn.module
 
-        # Progress: all of it in every snapshot and checkpoint.
+        # LoopPosition: all of it in every snapshot and checkpoint.
         self.step = 0
         self.epoch = 0
         self.rollbacks = 0
@@ -192,16 +192,16 @@ class TrialWorker:
         while self.epoch < self.spec.epochs:
             epoch_start_step, started = self.step, time.perf_counter()
             outcome = self._train_epoch()
-            if outcome is SyncOutcome.ROLLBACK:
+            if outcome is ControllerVerdict.ROLLBACK:
                 self._rollback()
                 continue
-            if outcome is SyncOutcome.DIVERGED:
+            if outcome is ControllerVerdict.DIVERGED:
                 self._finish_diverged()
                 return
             self.epoch += 1
             self._end_epoch(epoch_start_step, time.perf_counter() - started)
 
-    def _train_epoch(self) -> SyncOutcome:
+    def _train_epoch(self) -> ControllerVerdict:
         self._sync_seconds = 0.0
         self._epoch_first = len(self.trace)
         self.train_loader.set_epoch(self.epoch)
@@ -212,7 +212,7 @@ class TrialWorker:
             self.trace.append((self.step, lr))
             if self.plan.hands_over_after(self.step) or self._divergence_check_due():
                 outcome = self._sync()
-                if outcome is not SyncOutcome.CONTINUE:
+                if outcome is not ControllerVerdict.CONTINUE:
                     return outcome
         return self._sync()
 
@@ -272,7 +272,7 @@ class TrialWorker:
 
         Every report carries a checkpoint, the diverged end too: the result of Ray Train's ``fit`` holds
         the metrics of the newest checkpoint, so a final report without one would be lost
-        (tests/test_runner.py's diverging baseline)."""
+        (tests/test_grid_run.py's diverging baseline)."""
         state = self._capture()
         with tempfile.TemporaryDirectory(prefix="autowu-ckpt-") as folder:
             if self.rank == 0:
@@ -282,7 +282,7 @@ class TrialWorker:
 
     # -- sync points -----------------------------------------------------------------------------
 
-    def _sync(self) -> SyncOutcome:
+    def _sync(self) -> ControllerVerdict:
         """:meth:`_hand_over`, timed: ``sync_seconds`` per epoch is what the schedule costs the loop."""
         started = time.perf_counter()
         try:
@@ -290,7 +290,7 @@ class TrialWorker:
         finally:
             self._sync_seconds += time.perf_counter() - started
 
-    def _hand_over(self) -> SyncOutcome:
+    def _hand_over(self) -> ControllerVerdict:
         """Read the buffered losses; hand them to the schedule while it decides; detect divergence.
 
         Before the plan's ``next_switch`` (and with no divergent loss) rank 0 only hands the losses
@@ -301,20 +301,20 @@ class TrialWorker:
         values = self.buffer.take()
         self._epoch_losses.extend(values)
         if not values:
-            return SyncOutcome.CONTINUE
+            return ControllerVerdict.CONTINUE
         if self.plan.phase is Phase.WARMUP:
             bad = first_divergent(values, self.plan.is_divergent)
             if self.rank == 0:
                 self.env.schedule.observe(values if bad is None else values[: bad + 1])
             if bad is None and self.step < self.plan.next_switch:
-                return SyncOutcome.CONTINUE
+                return ControllerVerdict.CONTINUE
             self.plan = broadcast_object(self.env.schedule.plan() if self.rank == 0 else None, self.rank)
             if self.plan.switch_reason is SwitchReason.DIVERGENCE and self.plan.divergence_step >= first:
-                return SyncOutcome.ROLLBACK
+                return ControllerVerdict.ROLLBACK
             if bad is None:
-                return SyncOutcome.CONTINUE
+                return ControllerVerdict.CONTINUE
             values = values[bad:]  # a switch by test or fallback earlier in these losses: as below
-        return SyncOutcome.DIVERGED if first_divergent(values) is not None else SyncOutcome.CONTINUE
+        return ControllerVerdict.DIVERGED if first_divergent(values) is not None else ControllerVerdict.CONTINUE
 
     def _rollback(self) -> None:
         diverged_at = self.plan.divergence_step
@@ -334,7 +334,7 @@ class TrialWorker:
         with evaluation_weights(self.optimizer):
             model = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             optimizer = copy.deepcopy(self.optimizer.state_dict())
-        progress = Progress(step=self.step, epoch=self.epoch, rollbacks=self.rollbacks,
+        progress = LoopPosition(step=self.step, epoch=self.epoch, rollbacks=self.rollbacks,
                             best_val_acc=self.best_val_acc, val_history=list(self.val_history),
                             tests_logged=self.tests_logged)
         return TrainingState(model=model, optimizer=optimizer, rng=gather_objects(_rng_state(self.device)),

@@ -17,10 +17,10 @@ from autowu_bench.platform.execution.ray_logs import ray_log_path
 from autowu_bench.platform.records.spec import TrialSpec
 from autowu_bench.platform.records.trial_folder import EndedBy, TrialFolder
 from autowu_bench.platform.execution.trial_driver import run_trial
-from autowu_bench.platform.execution.tuner import build_tuner
+from autowu_bench.platform.execution.tuner_builder import build_tuner
 
 
-def run_trials(
+def run_grid(
     trials: list[TrialSpec],
     *,
     run_dir: str,

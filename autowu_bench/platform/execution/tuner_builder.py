@@ -1,4 +1,4 @@
-"""The one way the platform builds a ``tune.Tuner``: ``runner.run_trials`` (a grid over the trial specs)
+"""The one way the platform builds a ``tune.Tuner``: ``grid_run.run_grid`` (a grid over the trial specs)
 and ``search.run_search`` (a search arm's job) both call :func:`build_tuner` with what differs.
 
 What they share: a function trainable bound to the run (``run_dir``, MLflow's ``tracking_uri`` and
@@ -47,7 +47,7 @@ def build_tuner(
         param_space: Tune's parameter space.
         trial_name: a trial's name, and its folder's (Tune's ``trial_name_creator`` and
             ``trial_dirname_creator``).
-        callbacks: Tune callbacks (the progress line, a search's ``SearchBook``).
+        callbacks: Tune callbacks (the progress line, a search's ``SearchCallback``).
         tune_config: the rest of ``tune.TuneConfig`` (concurrency, searcher, scheduler, samples, ...).
     """
     from ray import tune

@@ -24,7 +24,7 @@ INTERRUPTED_FILE = "interrupted.json"
 
 
 @dataclass(frozen=True)
-class RunRecord:
+class RunManifest:
     """Attributes:
         suite: the suite's name.
         tracking_uri: the tracking URI the suite was given; None when it ran its own local server.
@@ -45,7 +45,7 @@ class RunRecord:
         return path
 
     @classmethod
-    def read(cls, run_dir: str | os.PathLike) -> "RunRecord":
+    def read(cls, run_dir: str | os.PathLike) -> "RunManifest":
         """The record of ``run_dir``; ValueError naming the folder when it is not a suite's run folder."""
         path = Path(run_dir) / RUN_FILE
         try:

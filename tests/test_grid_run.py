@@ -43,7 +43,7 @@ def _spec(data_root: str, **kw) -> TrialSpec:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     from autowu_bench.platform.execution.ray_cluster import cluster_problems, ray_session
-    from autowu_bench.platform.execution.runner import run_trials
+    from autowu_bench.platform.execution.grid_run import run_grid
 
     root = tmp_path_factory.mktemp("data")
     write_fashion_mnist_idx(root, n_train=N_TRAIN, n_test=100, seed=0)
@@ -64,7 +64,7 @@ def run(tmp_path_factory):
         # A baseline whose loss blows up: its diverged end must reach the summary (the last report).
         blows_up = _spec(str(root), trial_id="baseline-blows-up", arm="baseline", kind="baseline", peak_lr=1e8,
                          warmup_epochs=0.5)
-        summaries = run_trials(trials + [blows_up], run_dir=run_dir, tracking_uri=None, parent_run_id=None)
+        summaries = run_grid(trials + [blows_up], run_dir=run_dir, tracking_uri=None, parent_run_id=None)
     return run_dir, trials, {s.trial_id: s.to_dict() for s in summaries}, (problems, growing)
 
 
@@ -170,7 +170,7 @@ def test_a_trial_that_fails_before_training_leaves_a_failed_summary_with_the_err
     import ray.tune.integration.ray_train
 
     from autowu_bench.platform.execution import trial_driver
-    from autowu_bench.platform.records.run_record import mark_interrupted
+    from autowu_bench.platform.records.run_manifest import mark_interrupted
     from autowu_bench.platform.tracking.env import MLFLOW_ENV
     from autowu_bench.platform.tracking.server import free_port
     from autowu_bench.platform.tracking.spool import Spool
@@ -266,7 +266,7 @@ def test_a_trial_without_a_summary_takes_the_error_tune_recorded(tmp_path):
     """The runner's fallback: the summary first, else the error Tune recorded (Ray's wrapper of the trial's
     own error), written as the summary; only a trial with neither 'never started'."""
     from autowu_bench.platform.records.outcome import TrialOutcome, TrialStatus
-    from autowu_bench.platform.execution.runner import collect_outcomes, error_text
+    from autowu_bench.platform.execution.grid_run import collect_outcomes, error_text
 
     class RayTaskError(Exception):  # the shape of ray.exceptions.RayTaskError: the trial's error as .cause
         def __init__(self, cause):
@@ -290,7 +290,7 @@ def test_a_trial_without_a_summary_takes_the_error_tune_recorded(tmp_path):
 
 
 def test_only_an_interruption_after_the_trial_started_counts(tmp_path):
-    from autowu_bench.platform.records.run_record import interrupted_since, mark_interrupted
+    from autowu_bench.platform.records.run_manifest import interrupted_since, mark_interrupted
 
     assert interrupted_since(tmp_path, 0.0) is None  # never interrupted
     before = time.time()
