@@ -10,6 +10,7 @@ from autowu_bench.platform.suite.loader import load_suite, packaged_suites
 from autowu_bench.platform.suite.schema import Suite
 from autowu_bench.workloads.registry import WORKLOADS, workload_names
 
+
 def catalogue() -> str:
     """The packaged suites, then the workloads, as ``--list`` prints them."""
     lines = ["suites (--suite NAME; files in autowu_bench/suites/; trials: fixed + a Tune search's, if any):"]

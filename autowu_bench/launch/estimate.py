@@ -14,6 +14,7 @@ from pathlib import Path
 from autowu_bench.platform.checks.autowu_density import planned_steps_per_epoch
 from autowu_bench.platform.execution.progress import format_duration
 from autowu_bench.platform.execution.ray_cluster import autoscaler_max_resources, concurrency_for
+from autowu_bench.platform.records.outcome import device_hours
 from autowu_bench.platform.records.spec import TrialSpec
 
 # A trial's start-up under Ray (its driver, the Train controller and workers, the data in memory):
@@ -67,12 +68,12 @@ def cost_lines(trials: list[TrialSpec], *, max_concurrent: int | None) -> list[s
     if known:
         seconds = [trial_seconds(t) for t in known]
         units = {_unit(t) for t in known}
-        device_hours = sum(s * _devices(t) for s, t in zip(seconds, known)) / 3600
+        hours = sum(device_hours(t, s) for s, t in zip(seconds, known))
         concurrency, where = _concurrency(known, max_concurrent)
         wall = sum(s + STARTUP_SECONDS for s in seconds) / concurrency
         images = sum(_images(t) for t in known)
         lines.append(f"estimate, not a measurement: {len(known)} trials, {_count(images)} training images, "
-                     f"{device_hours:,.1f} {'/'.join(sorted(units))}-hours, about {format_duration(wall)} wall time "
+                     f"{hours:,.1f} {'/'.join(sorted(units))}-hours, about {format_duration(wall)} wall time "
                      f"at {concurrency} trial(s) at once ({where}), {STARTUP_SECONDS:g} s of start-up per trial")
         for workload in sorted({t.workload for t in known}):
             pace = THROUGHPUT[workload]
@@ -103,12 +104,6 @@ def _count(n: float) -> str:
 def _images(spec: TrialSpec) -> int:
     """The training images a trial's loader gives over its epochs (whole batches)."""
     return planned_steps_per_epoch(spec) * spec.batch_size * spec.epochs
-
-
-def _devices(spec: TrialSpec) -> float:
-    if spec.use_gpu:
-        return spec.num_workers * (spec.gpus_per_worker or 1.0)
-    return spec.num_workers * spec.cpus_per_worker
 
 
 def _unit(spec: TrialSpec) -> str:
