@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 
 from autowu_bench.launch.exit_status import ExitStatus
 from autowu_bench.platform.records.run_manifest import RunManifest
-from autowu_bench.platform.tracking.server import MAKE_UI_URL
+from autowu_bench.platform.tracking.server import MAKE_UI_URL, mlflow_cli, store_options
 
 # Where the UI listens: the address that the reports of suites that ran their own server link to.
 UI_HOST, UI_PORT = urlparse(MAKE_UI_URL).hostname, urlparse(MAKE_UI_URL).port
@@ -42,20 +42,16 @@ def ui_command(run_dir: str | Path | None) -> list[str] | str:
     the run logged to an MLflow server, where to browse instead (a sentence). ValueError when
     ``run_dir`` is not a run folder."""
     if run_dir is None:
-        return _mlflow_ui(f"sqlite:///{Path.cwd() / 'mlflow.db'}", Path.cwd() / "mlflow-artifacts")
+        return _mlflow_ui(store_options(Path.cwd()))
     record = RunManifest.read(Path(run_dir).expanduser().absolute())
     if record.mlflow_store is not None:
-        store = Path(record.mlflow_store)
-        return _mlflow_ui(f"sqlite:///{store / 'mlflow.db'}", store / "mlflow-artifacts")
+        return _mlflow_ui(store_options(Path(record.mlflow_store)))
     if record.tracking_uri is None:
         raise ValueError(f"{run_dir}/run.json names no tracking store (the run stopped before MLflow started)")
     if urlparse(record.tracking_uri).scheme in ("http", "https"):
         return f"the run logged to the MLflow server {record.tracking_uri}: open it in a browser"
-    return _mlflow_ui(record.tracking_uri, None)
+    return _mlflow_ui(["--backend-store-uri", record.tracking_uri])
 
 
-def _mlflow_ui(backend: str, artifacts: Path | None) -> list[str]:
-    mlflow_cli = Path(sys.executable).with_name("mlflow")
-    head = [str(mlflow_cli)] if mlflow_cli.exists() else [sys.executable, "-m", "mlflow"]
-    command = head + ["ui", "--host", UI_HOST, "--port", str(UI_PORT), "--backend-store-uri", backend]
-    return command + (["--artifacts-destination", str(artifacts)] if artifacts is not None else [])
+def _mlflow_ui(store: list[str]) -> list[str]:
+    return mlflow_cli() + ["ui", "--host", UI_HOST, "--port", str(UI_PORT), *store]

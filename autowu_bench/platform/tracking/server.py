@@ -48,6 +48,20 @@ def watchdog_env(environ: dict[str, str] | None = None) -> dict[str, str]:
 
 # What `make ui` serves afterwards over the same mlflow.db (the Makefile's `ui` target).
 MAKE_UI_URL = "http://127.0.0.1:5000"
+# A local store's layout in its folder: the suite's own server writes it, `--ui` opens it.
+DB_FILE, ARTIFACTS_DIR = "mlflow.db", "mlflow-artifacts"
+
+
+def mlflow_cli() -> list[str]:
+    """MLflow's command line: the script beside this Python (a venv's), else ``python -m mlflow``."""
+    script = Path(sys.executable).with_name("mlflow")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "mlflow"]
+
+
+def store_options(folder: Path) -> list[str]:
+    """``mlflow server`` / ``mlflow ui`` options over the local store in ``folder``."""
+    return ["--backend-store-uri", f"sqlite:///{folder / DB_FILE}",
+            "--artifacts-destination", str(folder / ARTIFACTS_DIR)]
 
 
 class LocalMlflowServer:
@@ -72,8 +86,7 @@ class LocalMlflowServer:
         max_restarts: int = MAX_RESTARTS,
     ) -> None:
         self.workdir = Path(workdir).absolute()
-        self.db_path = self.workdir / "mlflow.db"
-        self.artifacts = self.workdir / "mlflow-artifacts"
+        self.db_path = self.workdir / DB_FILE
         self.log_path = Path(log_path) if log_path else self.workdir / "mlflow-server.log"
         self.host = host
         self.port = port or free_port(host)
@@ -91,12 +104,8 @@ class LocalMlflowServer:
         return None if self._process is None else self._process.pid
 
     def command(self) -> list[str]:
-        mlflow_cli = Path(sys.executable).with_name("mlflow")
-        head = [str(mlflow_cli)] if mlflow_cli.exists() else [sys.executable, "-m", "mlflow"]
-        return head + [
-            "server", "--host", self.host, "--port", str(self.port), "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{self.db_path}",
-            "--artifacts-destination", str(self.artifacts),
+        return mlflow_cli() + [
+            "server", "--host", self.host, "--port", str(self.port), "--workers", "1", *store_options(self.workdir),
         ] + ([] if self.host == "127.0.0.1" else [
             # MLflow answers only Host headers of loopback and private addresses by default (DNS
             # rebinding): the address it listens on is the one the nodes use, whatever its range.
